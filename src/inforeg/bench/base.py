@@ -1,0 +1,127 @@
+"""Benchmark records, timing and peak-memory measurement, and the JSON/Markdown writer."""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+import platform
+import resource
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+
+
+@dataclass
+class BenchResult:
+    """Rows of a benchmark table (one dict per configuration) and free-text notes."""
+
+    rows: list[dict[str, Any]]
+    notes: str = ""
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    """``run(quick)`` measures inforeg against a peer on the same inputs in one process."""
+
+    name: str
+    technique: str
+    peer: str
+    description: str
+    run: Callable[[bool], BenchResult]
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def _hwm_bytes() -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def _reset_peak() -> bool:
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")  # resets the peak-RSS (VmHWM) counter to the current RSS
+        return True
+    except OSError:
+        return False
+
+
+def measure(fn: Callable[[], Any], repeat: int = 3) -> tuple[float, int, Any]:
+    """Run ``fn`` once to warm up, then ``repeat`` times.
+
+    Returns ``(best seconds, peak extra resident memory in bytes over the first timed call,
+    the last result)``. Memory is the growth of the process's peak RSS (Linux ``VmHWM``, reset
+    before the call), so it counts numpy and torch CPU allocations alike.
+    """
+    out = fn()
+    gc.collect()
+    base = _rss_bytes()
+    can_reset = _reset_peak()
+    best = float("inf")
+    peak = 0
+    for i in range(repeat):
+        t0 = time.perf_counter()
+        out = fn()
+        best = min(best, time.perf_counter() - t0)
+        if i == 0:
+            peak = max(0, _hwm_bytes() - base) if can_reset else -1
+    return best, peak, out
+
+
+def write(bench: Benchmark, result: BenchResult, out_dir: str | Path = "benchmarks") -> Path:
+    """Write ``NAME.json`` and ``NAME.md`` into ``out_dir``; return the Markdown path."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    meta = {
+        "benchmark": bench.name,
+        "technique": bench.technique,
+        "peer": bench.peer,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "cpus": os.cpu_count(),
+        "machine": platform.machine(),
+        "python": platform.python_version(),
+    }
+    (out / f"{bench.name}.json").write_text(
+        json.dumps({**meta, "rows": result.rows, "notes": result.notes}, indent=1), encoding="utf-8"
+    )
+    cols = list(dict.fromkeys(k for row in result.rows for k in row))
+    lines = [
+        f"# bench {bench.name}: inforeg vs {bench.peer}",
+        "",
+        bench.description,
+        "",
+        f"Measured {meta['created']} on {meta['cpus']} CPUs ({meta['machine']}), torch "
+        f"{meta['torch']} with {meta['threads']} threads. Times are the best of the repeats; "
+        "memory is the growth of peak resident memory during one call.",
+        "",
+        "| " + " | ".join(cols) + " |",
+        "|" + "---|" * len(cols),
+    ]
+    for row in result.rows:
+        lines.append("| " + " | ".join(_cell(row.get(c, "")) for c in cols) + " |")
+    if result.notes:
+        lines += ["", result.notes]
+    path = out / f"{bench.name}.md"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def _cell(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.3g}"
+    return str(v)

@@ -1,0 +1,344 @@
+"""Pairwise distances, kernels, centring and streamed reductions over pairs.
+
+Conventions (pinned by tests):
+
+- ``sqeuclidean(x, y)[i, j] = ||x_i - y_j||^2``; ``euclidean`` is its square root with a zero
+  (not NaN) gradient where two points coincide.
+- ``gaussian_kernel(x, y, s) = exp(-||x - y||^2 / (2 s^2))`` (``s`` is the standard deviation, not
+  ``gamma``); ``laplacian_kernel(x, y, s) = exp(-||x - y|| / s)``.
+- ``median_bandwidth`` is the median Euclidean distance over distinct pairs (i < j within x, or all
+  pairs between x and y).
+
+Memory: every function that reduces over pairs takes ``chunk_size``. With it set, only blocks of
+``chunk_size`` rows are formed (O(n * chunk) memory), and under autograd each block is
+checkpointed, so the backward pass also stays within O(n * chunk). ``chunk_size=None`` picks a
+chunk from the sizes (dense when n * m is at most ``DEFAULT_BLOCK_ELEMENTS``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Literal
+
+import torch
+from torch import Tensor
+from torch.utils.checkpoint import checkpoint
+
+from inforeg.core.checks import check_int, check_positive, check_tensor
+
+DEFAULT_BLOCK_ELEMENTS = 1 << 24  # 16M entries: 128 MB in float64 per block
+BlockFn = Callable[[int, int], Tensor]
+
+
+def _as_points(x: Tensor, name: str) -> Tensor:
+    check_tensor(x, name, ndim=(1, 2), floating=True)
+    return x.unsqueeze(1) if x.dim() == 1 else x
+
+
+def _pair(x: Tensor, y: Tensor | None) -> tuple[Tensor, Tensor]:
+    x = _as_points(x, "x")
+    if y is None:
+        return x, x
+    y = _as_points(y, "y")
+    if x.shape[1] != y.shape[1]:
+        raise ValueError(f"y: expected {x.shape[1]} features to match x, got {y.shape[1]}")
+    return x, y
+
+
+def sqeuclidean(x: Tensor, y: Tensor | None = None) -> Tensor:
+    """Squared Euclidean distances, shape (n, m); exact zeros on the diagonal when ``y`` is None."""
+    x, y_ = _pair(x, y)
+    return _sqeuclidean(x, y_, same=y is None)
+
+
+def _sqeuclidean(x: Tensor, y: Tensor, same: bool = False, offset: int = 0) -> Tensor:
+    # ||x||^2 + ||y||^2 - 2 x.y, clamped at 0: one matmul, the dominant cost.
+    xx = (x * x).sum(1, keepdim=True)
+    yy = (y * y).sum(1).unsqueeze(0)
+    d2 = (xx + yy - 2.0 * (x @ y.T)).clamp_min(0.0)
+    if same:
+        # Rows of this block are points offset..offset+len(x) of y: their self-distance is 0.
+        idx = torch.arange(x.shape[0], device=x.device)
+        d2 = d2.index_put((idx, idx + offset), torch.zeros((), dtype=d2.dtype, device=d2.device))
+    return d2
+
+
+def safe_sqrt(d2: Tensor) -> Tensor:
+    """sqrt with a zero gradient at 0 (instead of inf/NaN)."""
+    positive = d2 > 0
+    return torch.where(positive, d2.clamp_min(torch.finfo(d2.dtype).tiny).sqrt(), 0.0 * d2)
+
+
+def euclidean(x: Tensor, y: Tensor | None = None) -> Tensor:
+    """Euclidean distances, shape (n, m), differentiable with a zero gradient at coincident points."""
+    return safe_sqrt(sqeuclidean(x, y))
+
+
+def gaussian_kernel(x: Tensor, y: Tensor | None = None, bandwidth: float | Tensor = 1.0) -> Tensor:
+    """``exp(-||x_i - y_j||^2 / (2 bandwidth^2))``, shape (n, m)."""
+    if not isinstance(bandwidth, Tensor):
+        check_positive(bandwidth, "bandwidth")
+    return torch.exp(-sqeuclidean(x, y) / (2.0 * bandwidth * bandwidth))
+
+
+def laplacian_kernel(x: Tensor, y: Tensor | None = None, bandwidth: float | Tensor = 1.0) -> Tensor:
+    """``exp(-||x_i - y_j|| / bandwidth)``, shape (n, m)."""
+    if not isinstance(bandwidth, Tensor):
+        check_positive(bandwidth, "bandwidth")
+    return torch.exp(-euclidean(x, y) / bandwidth)
+
+
+def default_chunk_size(n: int, m: int, budget: int = DEFAULT_BLOCK_ELEMENTS) -> int:
+    """Rows per block so that a (rows, m) block holds at most ``budget`` entries (at least 1)."""
+    return max(1, min(n, budget // max(m, 1)))
+
+
+def _resolve_chunk(chunk_size: int | None, n: int, m: int) -> int:
+    if chunk_size is None:
+        return default_chunk_size(n, m)
+    check_int(chunk_size, "chunk_size", low=1)
+    return min(chunk_size, max(n, 1))
+
+
+def pairwise_reduce(
+    block_fn: BlockFn,
+    n: int,
+    reduction: Literal["sum", "rows", "cols"] = "sum",
+    chunk_size: int | None = None,
+    m: int | None = None,
+) -> Tensor:
+    """Stream a reduction over an (n, m) matrix given block by block.
+
+    Args:
+        block_fn: ``block_fn(start, stop)`` returns rows ``start:stop`` of the matrix, shape
+            (stop - start, m) (any trailing shape works for ``"sum"``).
+        n: number of rows.
+        reduction: ``"sum"`` (scalar), ``"rows"`` (row sums, shape (n,)) or ``"cols"`` (column
+            sums, shape (m,)).
+        chunk_size: rows per block (None: chosen from n and m).
+        m: number of columns, only used to choose the default chunk (defaults to n).
+
+    Each block is checkpointed when autograd is recording, so memory stays O(chunk * m) in the
+    backward pass too (at the price of recomputing each block once).
+    """
+    if reduction not in ("sum", "rows", "cols"):
+        raise ValueError(f"reduction: expected 'sum', 'rows' or 'cols', got {reduction!r}")
+    step = _resolve_chunk(chunk_size, n, n if m is None else m)
+
+    def reduced(start: int, stop: int) -> Tensor:
+        block = block_fn(start, stop)
+        if reduction == "sum":
+            return block.sum()
+        if reduction == "rows":
+            return block.sum(dim=1)
+        return block.sum(dim=0)
+
+    if step >= n:
+        return reduced(0, n)
+    use_ckpt = torch.is_grad_enabled()
+    parts: list[Tensor] = []
+    for start in range(0, n, step):
+        stop = min(start + step, n)
+        if use_ckpt:
+            part = checkpoint(reduced, start, stop, use_reentrant=False)
+        else:
+            part = reduced(start, stop)
+        parts.append(part)
+    if reduction == "rows":
+        return torch.cat(parts)
+    return torch.stack(parts).sum(dim=0)
+
+
+def kernel_block_fn(
+    x: Tensor,
+    y: Tensor | None,
+    kind: Literal["sqeuclidean", "euclidean", "gaussian", "laplacian"],
+    bandwidth: float | Tensor = 1.0,
+) -> BlockFn:
+    """Return ``block_fn(start, stop)`` giving rows of a distance or kernel matrix."""
+    x, y_ = _pair(x, y)
+    same = y is None
+
+    def block(start: int, stop: int) -> Tensor:
+        d2 = _sqeuclidean(x[start:stop], y_, same=same, offset=start)
+        if kind == "sqeuclidean":
+            return d2
+        if kind == "euclidean":
+            return safe_sqrt(d2)
+        if kind == "gaussian":
+            return torch.exp(-d2 / (2.0 * bandwidth * bandwidth))
+        if kind == "laplacian":
+            return torch.exp(-safe_sqrt(d2) / bandwidth)
+        raise ValueError(
+            f"kind: expected 'sqeuclidean', 'euclidean', 'gaussian' or 'laplacian', got {kind!r}"
+        )
+
+    return block
+
+
+def pairwise_sum(
+    x: Tensor,
+    y: Tensor | None = None,
+    kind: Literal["sqeuclidean", "euclidean", "gaussian", "laplacian"] = "gaussian",
+    bandwidth: float | Tensor = 1.0,
+    reduction: Literal["sum", "rows", "cols"] = "sum",
+    chunk_size: int | None = None,
+) -> Tensor:
+    """Sum (or row/column sums) of a distance or kernel matrix without forming it whole."""
+    n = x.shape[0]
+    m = n if y is None else y.shape[0]
+    fn = kernel_block_fn(x, y, kind, bandwidth)
+    return pairwise_reduce(fn, n, reduction, chunk_size, m=m)
+
+
+def knn_distances(
+    x: Tensor,
+    y: Tensor | None = None,
+    k: int = 1,
+    chunk_size: int | None = None,
+    metric: Literal["euclidean", "chebyshev"] = "euclidean",
+) -> tuple[Tensor, Tensor]:
+    """Distances and indices of the ``k`` nearest points of ``y`` (default ``x``) to each ``x_i``.
+
+    With ``y`` None the point itself is excluded. Returns ``(dist, idx)``, both (n, k), sorted by
+    increasing distance. Streams in row blocks: memory O(chunk * m).
+    """
+    x, y_ = _pair(x, y)
+    same = y is None
+    m = y_.shape[0] - (1 if same else 0)
+    check_int(k, "k", low=1)
+    if k > m:
+        raise ValueError(f"k: expected at most {m} (the number of candidate neighbours), got {k}")
+    if metric not in ("euclidean", "chebyshev"):
+        raise ValueError(f"metric: expected 'euclidean' or 'chebyshev', got {metric!r}")
+    n = x.shape[0]
+    step = _resolve_chunk(chunk_size, n, y_.shape[0])
+    dists: list[Tensor] = []
+    idxs: list[Tensor] = []
+    for start in range(0, n, step):
+        stop = min(start + step, n)
+        if metric == "euclidean":
+            block = _sqeuclidean(x[start:stop], y_)
+        else:
+            block = (x[start:stop, None, :] - y_[None, :, :]).abs().amax(dim=-1)
+        if same:
+            rows = torch.arange(stop - start, device=x.device)
+            block = block.index_put(
+                (rows, rows + start),
+                torch.tensor(float("inf"), dtype=block.dtype, device=block.device),
+            )
+        d, i = torch.topk(block, k, dim=1, largest=False, sorted=True)
+        dists.append(safe_sqrt(d) if metric == "euclidean" else d)
+        idxs.append(i)
+    return torch.cat(dists), torch.cat(idxs)
+
+
+def median_bandwidth(
+    x: Tensor,
+    y: Tensor | None = None,
+    max_points: int | None = None,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """Median Euclidean distance over distinct pairs (the median heuristic), as a 0-d tensor.
+
+    The exact median needs every pairwise distance (O(n^2) memory). ``max_points`` subsamples that
+    many points (without replacement) from x (and y) first, which bounds memory for large n.
+    The result is detached: a bandwidth is a hyper-parameter, not something to differentiate.
+    """
+    x, y_ = _pair(x, y)
+    with torch.no_grad():
+        if max_points is not None:
+            check_int(max_points, "max_points", low=2)
+            if x.shape[0] > max_points:
+                perm = torch.randperm(x.shape[0], generator=generator, device="cpu")[:max_points]
+                x = x[perm.to(x.device)]
+            if y is not None and y_.shape[0] > max_points:
+                perm = torch.randperm(y_.shape[0], generator=generator, device="cpu")[:max_points]
+                y_ = y_[perm.to(y_.device)]
+        if y is None:
+            if x.shape[0] < 2:
+                raise ValueError(
+                    f"x: the median heuristic needs at least 2 points, got {x.shape[0]}"
+                )
+            d = euclidean(x)
+            iu = torch.triu_indices(x.shape[0], x.shape[0], offset=1, device=x.device)
+            values = d[iu[0], iu[1]]
+        else:
+            values = euclidean(x, y_).reshape(-1)
+        return values.median()
+
+
+def double_center(d: Tensor) -> Tensor:
+    """Double centring ``A_ij = d_ij - mean_i. - mean_.j + mean_..`` of a square matrix."""
+    check_tensor(d, "d", ndim=2)
+    if d.shape[0] != d.shape[1]:
+        raise ValueError(f"d: expected a square matrix, got shape {tuple(d.shape)}")
+    return d - d.mean(0, keepdim=True) - d.mean(1, keepdim=True) + d.mean()
+
+
+def u_center(d: Tensor) -> Tensor:
+    """U-centring (Székely & Rizzo 2014) of a square matrix; needs n > 2; zero diagonal.
+
+    ``A_ij = d_ij - r_i/(n-2) - c_j/(n-2) + S/((n-1)(n-2))`` for i != j, 0 on the diagonal, where
+    ``r``/``c`` are row/column sums and ``S`` the total.
+    """
+    check_tensor(d, "d", ndim=2)
+    n = d.shape[0]
+    if d.shape[1] != n:
+        raise ValueError(f"d: expected a square matrix, got shape {tuple(d.shape)}")
+    if n < 3:
+        raise ValueError(f"d: U-centring needs at least 3 points, got {n}")
+    out = (
+        d
+        - d.sum(0, keepdim=True) / (n - 2)
+        - d.sum(1, keepdim=True) / (n - 2)
+        + d.sum() / ((n - 1) * (n - 2))
+    )
+    return out * (1.0 - torch.eye(n, dtype=d.dtype, device=d.device))
+
+
+def centered_product_sum(
+    a_block: BlockFn,
+    b_block: BlockFn,
+    n: int,
+    centering: Literal["double", "u"] = "double",
+    chunk_size: int | None = None,
+) -> Tensor:
+    """``sum_ij A_ij B_ij`` for double- or U-centred symmetric matrices given block by block.
+
+    Uses the row-sum identity, so only blocks are ever formed (two streamed passes would be needed
+    otherwise). For symmetric a, b with row sums ``r^a, r^b`` and totals ``S_a, S_b``:
+
+    - double: ``sum a*b - (2/n) r^a.r^b + S_a S_b / n^2``
+    - U (zero diagonals, n > 3): ``sum a*b - (2/(n-2)) r^a.r^b + S_a S_b / ((n-1)(n-2))``
+
+    Divide by ``n^2`` (double) or ``n(n-3)`` (U) to get the V- or U-statistic of distance covariance.
+    """
+    if centering not in ("double", "u"):
+        raise ValueError(f"centering: expected 'double' or 'u', got {centering!r}")
+    if centering == "u" and n < 4:
+        raise ValueError(f"n: U-centred statistics need at least 4 samples, got {n}")
+
+    def stacked(start: int, stop: int) -> Tensor:
+        a = a_block(start, stop)
+        b = b_block(start, stop)
+        # Per row: sum_j a_ij b_ij, r^a_i, r^b_i.
+        return torch.stack(((a * b).sum(1), a.sum(1), b.sum(1)), dim=1)
+
+    step = _resolve_chunk(chunk_size, n, n)
+    if step >= n:
+        rows = stacked(0, n)
+    else:
+        use_ckpt = torch.is_grad_enabled()
+        parts = [
+            checkpoint(stacked, s, min(s + step, n), use_reentrant=False)
+            if use_ckpt
+            else stacked(s, min(s + step, n))
+            for s in range(0, n, step)
+        ]
+        rows = torch.cat(parts)
+    ab, ra, rb = rows[:, 0].sum(), rows[:, 1], rows[:, 2]
+    sa, sb = ra.sum(), rb.sum()
+    if centering == "double":
+        return ab - 2.0 / n * (ra * rb).sum() + sa * sb / (n * n)
+    return ab - 2.0 / (n - 2) * (ra * rb).sum() + sa * sb / ((n - 1) * (n - 2))

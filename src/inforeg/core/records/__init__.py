@@ -1,0 +1,1 @@
+"""Registry records, one module per family (each defines ``RECORDS``)."""

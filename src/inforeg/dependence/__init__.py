@@ -1,0 +1,1 @@
+"""inforeg.dependence (see DESIGN.md for what belongs here)."""

@@ -1,0 +1,1 @@
+"""inforeg.estimators (see DESIGN.md for what belongs here)."""

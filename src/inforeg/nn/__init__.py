@@ -1,0 +1,1 @@
+"""inforeg.nn (see DESIGN.md for what belongs here)."""

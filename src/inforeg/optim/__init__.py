@@ -1,0 +1,1 @@
+"""inforeg.optim (see DESIGN.md for what belongs here)."""

@@ -1,0 +1,1 @@
+"""inforeg.ot (see DESIGN.md for what belongs here)."""

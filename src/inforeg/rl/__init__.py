@@ -1,0 +1,1 @@
+"""inforeg.rl (see DESIGN.md for what belongs here)."""
