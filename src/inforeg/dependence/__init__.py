@@ -1,1 +1,21 @@
-"""inforeg.dependence (see DESIGN.md for what belongs here)."""
+"""inforeg.dependence: dependence and divergence measures used as batch-statistic losses.
+
+MMD, HSIC/CKA, the distance covariance family (dCov, dCor, JdCov, CCdCov), Cauchy-Schwarz
+divergence (CS-IB), von Neumann entropy, InfoNCE/MINE/Wasserstein dependency, VIB (MID) and MCR.
+"""
+
+from inforeg.dependence.distance_covariance import (
+    DistanceCorrelationLoss,
+    distance_correlation,
+    distance_correlation_sqr,
+    distance_covariance,
+    distance_covariance_sqr,
+)
+
+__all__ = [
+    "DistanceCorrelationLoss",
+    "distance_correlation",
+    "distance_correlation_sqr",
+    "distance_covariance",
+    "distance_covariance_sqr",
+]

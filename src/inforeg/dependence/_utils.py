@@ -1,0 +1,154 @@
+"""Shared helpers of the dependence family (input handling, dtypes, kernel blocks)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+from inforeg.core.checks import check_positive, check_tensor
+from inforeg.core.pairwise import BlockFn, kernel_block_fn, median_bandwidth
+
+KernelName = Literal["gaussian", "laplacian", "energy", "linear"]
+Bandwidth = float | Sequence[float] | Tensor | None
+
+#: Points used by the median heuristic; above this the median is taken on a fixed subsample.
+MEDIAN_MAX_POINTS = 2000
+
+
+def as_samples(x: object, name: str) -> Tensor:
+    """Validate a sample tensor (n,) or (n, d) and return it as (n, d)."""
+    t = check_tensor(x, name, ndim=(1, 2), floating=True)
+    return t.unsqueeze(1) if t.dim() == 1 else t
+
+
+def compute_dtype(*xs: Tensor) -> torch.dtype:
+    """float32 for half-precision inputs, else the (promoted) input dtype."""
+    dtype = xs[0].dtype
+    for t in xs[1:]:
+        dtype = torch.promote_types(dtype, t.dtype)
+    if dtype in (torch.float16, torch.bfloat16):
+        return torch.float32
+    return dtype
+
+
+def check_n_match(x: Tensor, y: Tensor, name_x: str, name_y: str) -> None:
+    """Raise unless x and y hold the same number of samples (dim 0)."""
+    if x.shape[0] != y.shape[0]:
+        raise ValueError(
+            f"{name_y}: expected {x.shape[0]} samples to match {name_x}, got {y.shape[0]}"
+        )
+
+
+def resolve_bandwidths(
+    bandwidth: Bandwidth, name: str, *points: Tensor, dtype: torch.dtype
+) -> Tensor:
+    """Return a 1-D tensor of bandwidths (detached when from the median heuristic).
+
+    ``None``: the median heuristic, median Euclidean distance over distinct pairs of the pooled
+    ``points`` (lower median; on a fixed subsample of ``MEDIAN_MAX_POINTS`` points when larger),
+    floored at machine epsilon so that constant inputs do not divide by zero.
+    """
+    device = points[0].device
+    if bandwidth is None:
+        pooled = torch.cat([p.to(dtype) for p in points], dim=0)
+        gen = torch.Generator().manual_seed(0)
+        med = median_bandwidth(pooled, max_points=MEDIAN_MAX_POINTS, generator=gen)
+        return med.clamp_min(torch.finfo(dtype).eps).reshape(1)
+    if isinstance(bandwidth, Tensor):
+        b = bandwidth.to(device=device, dtype=dtype).reshape(-1)
+        if b.numel() == 0:
+            raise ValueError(f"{name}: expected at least one bandwidth, got an empty tensor")
+        return b
+    if isinstance(bandwidth, (int, float)) and not isinstance(bandwidth, bool):
+        check_positive(bandwidth, name)
+        return torch.tensor([float(bandwidth)], dtype=dtype, device=device)
+    if isinstance(bandwidth, Sequence) and not isinstance(bandwidth, str):
+        values = list(bandwidth)
+        if not values:
+            raise ValueError(f"{name}: expected at least one bandwidth, got an empty sequence")
+        for v in values:
+            check_positive(v, name)
+        return torch.tensor([float(v) for v in values], dtype=dtype, device=device)
+    raise TypeError(
+        f"{name}: expected None, a positive number, a sequence of them or a tensor, "
+        f"got {type(bandwidth).__name__}"
+    )
+
+
+def kernel_blocks(
+    x: Tensor,
+    y: Tensor | None,
+    kernel: str,
+    bandwidths: Tensor | None,
+    zero_diagonal: bool = False,
+) -> BlockFn:
+    """``block(start, stop)``: rows of the kernel matrix k(x_i, y_j) (summed over bandwidths).
+
+    Kernels: ``gaussian`` exp(-d^2 / (2 s^2)), ``laplacian`` exp(-d / s), ``energy`` -d,
+    ``linear`` <x_i, y_j>. ``zero_diagonal`` (only with ``y`` None) zeroes k(x_i, x_i).
+    """
+    same = y is None
+    y_ = x if y is None else y
+    if kernel == "linear":
+
+        def raw(start: int, stop: int) -> Tensor:
+            return x[start:stop] @ y_.T
+
+    else:
+        sq = kernel_block_fn(x, y, "sqeuclidean")
+        if kernel == "gaussian":
+            assert bandwidths is not None
+            inv = 1.0 / (2.0 * bandwidths * bandwidths)
+
+            def raw(start: int, stop: int) -> Tensor:
+                d2 = sq(start, stop)
+                if inv.numel() == 1:
+                    return torch.exp(-d2 * inv[0])
+                return torch.exp(-d2.unsqueeze(-1) * inv).sum(-1)
+
+        elif kernel == "laplacian":
+            assert bandwidths is not None
+            inv_l = 1.0 / bandwidths
+
+            def raw(start: int, stop: int) -> Tensor:
+                d = _safe_sqrt(sq(start, stop))
+                if inv_l.numel() == 1:
+                    return torch.exp(-d * inv_l[0])
+                return torch.exp(-d.unsqueeze(-1) * inv_l).sum(-1)
+
+        elif kernel == "energy":
+
+            def raw(start: int, stop: int) -> Tensor:
+                return -_safe_sqrt(sq(start, stop))
+
+        else:
+            raise ValueError(
+                f"kernel: expected 'gaussian', 'laplacian', 'energy' or 'linear', got {kernel!r}"
+            )
+    if not (zero_diagonal and same):
+        return raw
+
+    def zeroed(start: int, stop: int) -> Tensor:
+        block = raw(start, stop)
+        rows = torch.arange(stop - start, device=block.device)
+        mask = torch.ones_like(block, dtype=torch.bool)
+        mask[rows, rows + start] = False
+        return block * mask
+
+    return zeroed
+
+
+def _safe_sqrt(d2: Tensor) -> Tensor:
+    from inforeg.core.pairwise import safe_sqrt
+
+    return safe_sqrt(d2)
+
+
+def safe_ratio(num: Tensor, den_sqr: Tensor) -> Tensor:
+    """``num / sqrt(|den_sqr|)``, and 0 where the denominator is 0 (dcor's convention)."""
+    den = den_sqr.abs()
+    positive = den > 0
+    return torch.where(positive, num / den.clamp_min(torch.finfo(den.dtype).tiny).sqrt(), 0.0 * num)

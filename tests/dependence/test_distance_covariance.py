@@ -1,0 +1,286 @@
+"""Distance covariance/correlation: dcor/R-energy oracles, brute force, closed form, fast path."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from inforeg.core.checks import checks
+from inforeg.dependence import (
+    DistanceCorrelationLoss,
+    distance_correlation,
+    distance_correlation_sqr,
+    distance_covariance,
+    distance_covariance_sqr,
+)
+
+A4 = torch.arange(1.0, 17.0, dtype=torch.float64).reshape(4, 4)
+B4 = torch.tensor([1.0, 0.0, 0.0, 1.0], dtype=torch.float64)
+
+
+def brute_dcov_sqr(x: np.ndarray, y: np.ndarray, exponent: float = 1.0, unbiased: bool = False):
+    """Loop definition in float64 (double- or U-centring written out element by element)."""
+    x = x.reshape(len(x), -1)
+    y = y.reshape(len(y), -1)
+    n = len(x)
+
+    def dist(z):
+        d = np.zeros((n, n))
+        for i in range(n):
+            for j in range(n):
+                d[i, j] = np.sqrt(((z[i] - z[j]) ** 2).sum()) ** exponent
+        return d
+
+    def center(d):
+        out = np.zeros((n, n))
+        for i in range(n):
+            for j in range(n):
+                if unbiased:
+                    if i != j:
+                        out[i, j] = (
+                            d[i, j]
+                            - d[i].sum() / (n - 2)
+                            - d[:, j].sum() / (n - 2)
+                            + d.sum() / ((n - 1) * (n - 2))
+                        )
+                else:
+                    out[i, j] = d[i, j] - d[i].mean() - d[:, j].mean() + d.mean()
+        return out
+
+    a, b = center(dist(x)), center(dist(y))
+    return (a * b).sum() / (n * (n - 3) if unbiased else n * n)
+
+
+class TestOracles:
+    def test_dcor_doctest_values(self):
+        assert float(distance_covariance_sqr(A4, A4)) == pytest.approx(52.0, abs=1e-10)
+        assert float(distance_covariance_sqr(A4, B4)) == pytest.approx(1.0, abs=1e-12)
+        assert float(distance_covariance_sqr(B4, B4)) == pytest.approx(0.25, abs=1e-12)
+        assert float(distance_correlation(A4, B4)) == pytest.approx(0.5266403, abs=1e-7)
+        assert float(distance_correlation(A4, B4, exponent=0.5)) == pytest.approx(
+            0.6703214, abs=1e-7
+        )
+        assert float(distance_correlation(A4, A4)) == pytest.approx(1.0, abs=1e-12)
+        assert float(distance_correlation_sqr(A4, B4, unbiased=True)) == pytest.approx(-0.5)
+        assert float(distance_correlation_sqr(A4, B4, exponent=0.5, unbiased=True)) == (
+            pytest.approx(-0.4050479, abs=1e-7)
+        )
+
+    def test_r_energy_values(self):
+        a = torch.tensor([[1, 2, 3], [4, 5, 6], [7, 8, 9.0]], dtype=torch.float64)
+        b = torch.tensor([[7, 3, 6], [2, 1, 4], [3, 8, 1.0]], dtype=torch.float64)
+        c = torch.tensor([[1, 1, 1], [2, 1, 1], [1, 1, 1.0]], dtype=torch.float64)
+        assert float(distance_correlation_sqr(a, b)) == pytest.approx(0.93387, abs=1e-5)
+        assert float(distance_correlation_sqr(a, c)) == pytest.approx(0.31623, abs=1e-5)
+        assert float(distance_correlation_sqr(a, a)) == pytest.approx(1.0, abs=1e-12)
+        const = torch.ones(3, 3, dtype=torch.float64)
+        assert float(distance_correlation_sqr(a, const)) == 0.0
+
+    def test_fairness_spec_value(self):
+        x = torch.arange(1.0, 7.0, dtype=torch.float64)
+        assert float(distance_covariance_sqr(x, x**2, unbiased=True)) == pytest.approx(
+            10.888888888889, abs=1e-9
+        )
+        for method in ("naive", "fast"):
+            r = distance_correlation_sqr(x, x**2, unbiased=True, method=method)
+            assert float(r) == pytest.approx(0.98853830, abs=1e-7)
+
+    @pytest.mark.parametrize("unbiased", [False, True])
+    @pytest.mark.parametrize("exponent", [1.0, 0.5, 1.5])
+    def test_brute_force(self, unbiased, exponent):
+        rng = np.random.default_rng(3)
+        x = rng.standard_normal((9, 3))
+        y = rng.standard_normal((9, 2)) + x[:, :2] ** 2
+        want = brute_dcov_sqr(x, y, exponent, unbiased)
+        got = distance_covariance_sqr(
+            torch.from_numpy(x), torch.from_numpy(y), exponent, unbiased, method="naive"
+        )
+        assert float(got) == pytest.approx(want, abs=1e-12)
+        fused = distance_correlation_sqr(torch.from_numpy(x), torch.from_numpy(y), exponent, unbiased)
+        wx = brute_dcov_sqr(x, x, exponent, unbiased)
+        wy = brute_dcov_sqr(y, y, exponent, unbiased)
+        assert float(fused) == pytest.approx(want / math.sqrt(abs(wx * wy)), abs=1e-12)
+
+    def test_bivariate_normal_closed_form(self):
+        rho = 0.7
+        num = rho * math.asin(rho) + math.sqrt(1 - rho**2) - rho * math.asin(rho / 2)
+        num += -math.sqrt(4 - rho**2) + 1
+        want = num / (1 + math.pi / 3 - math.sqrt(3))
+        assert want == pytest.approx(0.42241, abs=1e-5)
+        g = torch.Generator().manual_seed(0)
+        z = torch.randn(3000, 2, generator=g, dtype=torch.float64)
+        x = z[:, 0]
+        y = rho * z[:, 0] + math.sqrt(1 - rho**2) * z[:, 1]
+        assert float(distance_correlation_sqr(x, y)) == pytest.approx(want, abs=0.03)
+
+
+class TestFastPath:
+    @pytest.mark.parametrize("unbiased", [False, True])
+    @pytest.mark.parametrize("n", [4, 5, 17, 64, 333])
+    def test_fast_equals_naive_with_ties(self, n, unbiased):
+        g = torch.Generator().manual_seed(n)
+        x = torch.randn(n, generator=g, dtype=torch.float64)
+        y = x**2 + 0.5 * torch.randn(n, generator=g, dtype=torch.float64)
+        x[::3] = x[0]  # ties in x
+        y[1::4] = y[1]  # ties in y
+        for fn in (distance_covariance_sqr, distance_correlation_sqr):
+            fast = fn(x, y, unbiased=unbiased, method="fast")
+            naive = fn(x, y, unbiased=unbiased, method="naive")
+            assert float(fast) == pytest.approx(float(naive), rel=1e-10, abs=1e-12)
+
+    def test_fast_gradient_matches_naive(self):
+        g = torch.Generator().manual_seed(1)
+        x = torch.randn(40, generator=g, dtype=torch.float64, requires_grad=True)
+        y = torch.randn(40, 1, generator=g, dtype=torch.float64, requires_grad=True)
+        gf = torch.autograd.grad(distance_correlation_sqr(x, y, method="fast"), (x, y))
+        gn = torch.autograd.grad(distance_correlation_sqr(x, y, method="naive"), (x, y))
+        for a, b in zip(gf, gn):
+            torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)
+
+    def test_fast_gradcheck(self):
+        g = torch.Generator().manual_seed(2)
+        x = torch.randn(9, generator=g, dtype=torch.float64, requires_grad=True)
+        y = torch.randn(9, generator=g, dtype=torch.float64, requires_grad=True)
+        for ub in (False, True):
+            assert torch.autograd.gradcheck(
+                lambda a, b, ub=ub: distance_covariance_sqr(a, b, unbiased=ub, method="fast"),
+                (x, y),
+            )
+
+    def test_auto_picks_fast_for_1d(self):
+        x = torch.randn(50, dtype=torch.float64)
+        y = torch.randn(50, 1, dtype=torch.float64)
+        auto = distance_covariance_sqr(x, y)
+        fast = distance_covariance_sqr(x, y, method="fast")
+        assert float(auto) == float(fast)
+
+
+class TestStreaming:
+    @pytest.mark.parametrize("chunk", [1, 3, 7, 50])
+    def test_chunked_equals_dense(self, chunk):
+        g = torch.Generator().manual_seed(4)
+        x = torch.randn(23, 3, generator=g, dtype=torch.float64, requires_grad=True)
+        y = torch.randn(23, 2, generator=g, dtype=torch.float64, requires_grad=True)
+        for ub in (False, True):
+            dense = distance_correlation_sqr(x, y, unbiased=ub, chunk_size=10_000)
+            chunked = distance_correlation_sqr(x, y, unbiased=ub, chunk_size=chunk)
+            torch.testing.assert_close(chunked, dense, rtol=0, atol=1e-10)
+            gd = torch.autograd.grad(dense, (x, y))
+            gc = torch.autograd.grad(chunked, (x, y))
+            for a, b in zip(gd, gc):
+                torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)
+            cov_d = distance_covariance_sqr(x, y, unbiased=ub, method="naive")
+            cov_c = distance_covariance_sqr(x, y, unbiased=ub, method="naive", chunk_size=chunk)
+            torch.testing.assert_close(cov_c, cov_d, rtol=0, atol=1e-10)
+
+    def test_gradcheck_naive(self):
+        g = torch.Generator().manual_seed(5)
+        x = torch.randn(7, 2, generator=g, dtype=torch.float64, requires_grad=True)
+        y = torch.randn(7, 3, generator=g, dtype=torch.float64, requires_grad=True)
+        for exponent in (1.0, 0.5):
+            assert torch.autograd.gradcheck(
+                lambda a, b, e=exponent: distance_correlation_sqr(a, b, e, chunk_size=3), (x, y)
+            )
+            assert torch.autograd.gradcheck(
+                lambda a, b, e=exponent: distance_covariance_sqr(a, b, e, unbiased=True), (x, y)
+            )
+
+    def test_duplicate_points_give_finite_gradient(self):
+        x = torch.tensor([[0.0, 0.0], [0.0, 0.0], [1.0, 2.0], [3.0, 1.0]], requires_grad=True)
+        y = torch.tensor([0.0, 1.0, 1.0, 5.0], requires_grad=True)
+        loss = distance_correlation(x, y, method="naive")
+        loss.backward()
+        assert torch.isfinite(x.grad).all() and torch.isfinite(y.grad).all()
+
+
+class TestProperties:
+    def test_invariances(self):
+        g = torch.Generator().manual_seed(6)
+        x = torch.randn(30, 3, generator=g, dtype=torch.float64)
+        y = x[:, :1] ** 2 + 0.1 * torch.randn(30, 1, generator=g, dtype=torch.float64)
+        base = distance_correlation_sqr(x, y)
+        q, _ = torch.linalg.qr(torch.randn(3, 3, generator=g, dtype=torch.float64))
+        perm = torch.randperm(30, generator=g)
+        torch.testing.assert_close(distance_correlation_sqr(3.0 * x @ q + 1.0, y - 2.0), base)
+        torch.testing.assert_close(distance_correlation_sqr(x[perm], y[perm]), base)
+        torch.testing.assert_close(distance_correlation_sqr(y, x), base)
+        assert 0.0 <= float(base) <= 1.0
+        # dCov scales with |c|^exponent in each argument.
+        c = distance_covariance_sqr(2.0 * x, y)
+        torch.testing.assert_close(c, 2.0 * distance_covariance_sqr(x, y))
+
+    def test_linear_relation_has_dcor_one(self):
+        x = torch.randn(20, dtype=torch.float64)
+        assert float(distance_correlation(x, -3.0 * x + 1.0)) == pytest.approx(1.0, abs=1e-12)
+
+    def test_peer_dcor(self):
+        dcor = pytest.importorskip("dcor")
+        rng = np.random.default_rng(7)
+        x = rng.standard_normal((60, 3))
+        y = rng.standard_normal((60, 2)) + np.sin(x[:, :2])
+        xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+        for e in (1.0, 0.5):
+            assert float(distance_covariance_sqr(xt, yt, e)) == pytest.approx(
+                dcor.distance_covariance_sqr(x, y, exponent=e), rel=1e-10
+            )
+            assert float(distance_covariance(xt, yt, e)) == pytest.approx(
+                dcor.distance_covariance(x, y, exponent=e), rel=1e-10
+            )
+            assert float(distance_correlation_sqr(xt, yt, e, unbiased=True)) == pytest.approx(
+                dcor.u_distance_correlation_sqr(x, y, exponent=e), rel=1e-10
+            )
+        x1, y1 = x[:, 0], y[:, 0]
+        assert float(distance_correlation(torch.from_numpy(x1), torch.from_numpy(y1))) == (
+            pytest.approx(dcor.distance_correlation(x1, y1, method="avl"), rel=1e-10)
+        )
+
+    def test_half_precision(self):
+        x = torch.randn(32, 4).to(torch.bfloat16)
+        y = (x.float() ** 2).to(torch.bfloat16)
+        out = distance_correlation_sqr(x, y)
+        assert out.dtype == torch.bfloat16 and torch.isfinite(out)
+        big = distance_correlation_sqr(torch.randn(16, 2) * 1e4, torch.randn(16, 2))
+        assert torch.isfinite(big)
+
+
+class TestBadInput:
+    def test_errors(self):
+        x = torch.randn(10, 2)
+        with pytest.raises(ValueError, match="y"):
+            distance_covariance_sqr(x, torch.randn(9, 2))
+        with pytest.raises(ValueError, match="4 samples"):
+            distance_covariance_sqr(torch.randn(3), torch.randn(3), unbiased=True)
+        with pytest.raises(ValueError, match="exponent"):
+            distance_covariance_sqr(x, x, exponent=2.0)
+        with pytest.raises(ValueError, match="exponent"):
+            distance_covariance_sqr(x, x, exponent=-1.0)
+        with pytest.raises(ValueError, match="method"):
+            distance_covariance_sqr(x, x, method="avl")  # type: ignore[arg-type]
+        with pytest.raises(ValueError, match="method"):
+            distance_covariance_sqr(x, x, method="fast")
+        with pytest.raises(ValueError, match="x"):
+            distance_covariance_sqr(torch.randn(2, 3, 4), x)
+        with pytest.raises(TypeError, match="x"):
+            distance_covariance_sqr(torch.arange(10), torch.randn(10))
+        with pytest.raises(ValueError, match="chunk_size"):
+            distance_correlation_sqr(x, x, chunk_size=0)
+        bad = x.clone()
+        bad[0, 0] = float("nan")
+        with checks("full"), pytest.raises(ValueError, match="x"):
+            distance_correlation_sqr(bad, x)
+
+
+class TestModule:
+    def test_module(self):
+        x = torch.randn(12, 2, dtype=torch.float64)
+        y = torch.randn(12, 1, dtype=torch.float64)
+        loss = DistanceCorrelationLoss(weight=2.0)
+        torch.testing.assert_close(loss(x, y), 2.0 * distance_correlation_sqr(x, y))
+        cov = DistanceCorrelationLoss("covariance", unbiased=True)
+        torch.testing.assert_close(cov(x, y), distance_covariance_sqr(x, y, unbiased=True))
+        assert "correlation" in repr(loss)
+        with pytest.raises(ValueError, match="statistic"):
+            DistanceCorrelationLoss("foo")  # type: ignore[arg-type]
