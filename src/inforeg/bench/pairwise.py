@@ -20,6 +20,7 @@ def run(quick: bool) -> BenchResult:
         rng = np.random.default_rng(n)
         x = rng.standard_normal((n, 16))
         xt = torch.from_numpy(x)
+
         def scipy_sum(x: np.ndarray = x) -> float:
             return float(np.exp(-cdist(x, x, "sqeuclidean") / 2.0).sum())
 

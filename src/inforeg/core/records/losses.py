@@ -82,6 +82,16 @@ RECORDS = [
         spec="losses.md §4",
         arxiv="2006.12000",
         code="lgcnsai/PS-KD-Pytorch",
+        api=(
+            "inforeg.losses.progressive_self_distillation",
+            "inforeg.losses.ProgressiveSelfDistillation",
+            "inforeg.losses.pskd_alpha",
+        ),
+        experiment="pskd-digits",
+        status="verified",
+        reference_tests=("tests/losses/test_progressive_self_distillation.py",),
+        notes="alpha_e = alpha_T (e+1)/T and prediction-at-visit memory follow the authors' "
+        "code; the paper writes alpha_T t/T with the previous epoch's model.",
     ),
     Record(
         key="sfda",
