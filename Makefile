@@ -8,7 +8,6 @@ STAMP := $(VENV)/.installed
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
-	$(BIN)/pip install --upgrade --quiet pip
 
 # The CPU wheel of torch goes in first, so the package's `torch>=2.3` is already satisfied
 # and pip does not fetch a multi-GB CUDA build.

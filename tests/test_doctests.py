@@ -1,0 +1,28 @@
+"""Every ``>>>`` example in the library's docstrings runs and prints what it claims."""
+
+from __future__ import annotations
+
+import doctest
+import importlib
+import pkgutil
+
+import pytest
+
+import inforeg
+
+SKIP_PREFIXES = ("inforeg.experiments.", "inforeg.bench.", "inforeg.cli")
+
+
+def _modules() -> list[str]:
+    names = []
+    for info in pkgutil.walk_packages(inforeg.__path__, prefix="inforeg."):
+        if not info.name.startswith(SKIP_PREFIXES):
+            names.append(info.name)
+    return sorted(names)
+
+
+@pytest.mark.parametrize("name", _modules())
+def test_docstring_examples(name):
+    module = importlib.import_module(name)
+    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    assert result.failed == 0, f"{result.failed} doctest example(s) failed in {name}"
