@@ -99,7 +99,9 @@ class TestOracles:
             torch.from_numpy(x), torch.from_numpy(y), exponent, unbiased, method="naive"
         )
         assert float(got) == pytest.approx(want, abs=1e-12)
-        fused = distance_correlation_sqr(torch.from_numpy(x), torch.from_numpy(y), exponent, unbiased)
+        fused = distance_correlation_sqr(
+            torch.from_numpy(x), torch.from_numpy(y), exponent, unbiased
+        )
         wx = brute_dcov_sqr(x, x, exponent, unbiased)
         wy = brute_dcov_sqr(y, y, exponent, unbiased)
         assert float(fused) == pytest.approx(want / math.sqrt(abs(wx * wy)), abs=1e-12)

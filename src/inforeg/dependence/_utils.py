@@ -78,6 +78,32 @@ def resolve_bandwidths(
     )
 
 
+#: Up to this many features, squared distances are summed from coordinate differences (exact
+#: zeros for tied points); above it the matmul expansion of inforeg.core.pairwise is used.
+DIRECT_MAX_FEATURES = 4
+
+
+def sq_block_fn(x: Tensor, y: Tensor | None = None) -> BlockFn:
+    """``block(start, stop)``: rows of ``||x_i - y_j||^2`` (y defaults to x, diagonal exactly 0).
+
+    For at most ``DIRECT_MAX_FEATURES`` features the squares of coordinate differences are summed
+    directly, so tied points get exactly 0 (the matmul expansion leaves ~1e-16 |x|^2 of rounding,
+    whose square root, ~1e-8 |x|, would spoil distance-based statistics on tied data).
+    """
+    if x.shape[1] > DIRECT_MAX_FEATURES:
+        return kernel_block_fn(x, y, "sqeuclidean")
+    y_ = x if y is None else y
+
+    def block(start: int, stop: int) -> Tensor:
+        rows = x[start:stop]
+        out = (rows[:, :1] - y_[:, 0]).square()
+        for k in range(1, x.shape[1]):
+            out = out + (rows[:, k : k + 1] - y_[:, k]).square()
+        return out
+
+    return block
+
+
 def kernel_blocks(
     x: Tensor,
     y: Tensor | None,
@@ -98,7 +124,7 @@ def kernel_blocks(
             return x[start:stop] @ y_.T
 
     else:
-        sq = kernel_block_fn(x, y, "sqeuclidean")
+        sq = sq_block_fn(x, y)
         if kernel == "gaussian":
             assert bandwidths is not None
             inv = 1.0 / (2.0 * bandwidths * bandwidths)

@@ -54,8 +54,15 @@ from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 from inforeg.core.checks import check_choice, check_int, check_number
-from inforeg.core.pairwise import BlockFn, centered_product_sum, default_chunk_size, kernel_block_fn
-from inforeg.dependence._utils import as_samples, check_n_match, compute_dtype, safe_ratio
+from inforeg.core.pairwise import BlockFn, centered_product_sum, default_chunk_size
+from inforeg.dependence._utils import (
+    DIRECT_MAX_FEATURES,
+    as_samples,
+    check_n_match,
+    compute_dtype,
+    safe_ratio,
+    sq_block_fn,
+)
 
 Method = Literal["auto", "naive", "fast"]
 
@@ -70,9 +77,24 @@ __all__ = [
 
 
 def distance_matrix_blocks(x: Tensor, exponent: float = 1.0) -> BlockFn:
-    """``block(start, stop)``: rows of the matrix ``||x_i - x_j||^exponent`` (zero gradient at 0)."""
-    sq = kernel_block_fn(x, None, "sqeuclidean")
+    """``block(start, stop)``: rows of the matrix ``||x_i - x_j||^exponent`` (zero gradient at 0).
+
+    When autograd is off (or x needs no gradient) the block is built in place (one ``addmm`` and
+    three in-place passes), which is several times faster than the differentiable path.
+    """
     half = exponent / 2.0
+    if x.shape[1] > DIRECT_MAX_FEATURES and not (torch.is_grad_enabled() and x.requires_grad):
+        sq_norms = (x * x).sum(1)
+
+        def fast_block(start: int, stop: int) -> Tensor:
+            rows = x[start:stop]
+            d = torch.addmm(sq_norms.unsqueeze(0), rows, x.T, alpha=-2.0)
+            d.add_(sq_norms[start:stop].unsqueeze(1)).clamp_(min=0.0)
+            d.diagonal(offset=start).zero_()  # exact zeros for the points themselves
+            return d.sqrt_() if half == 0.5 else d.pow_(half)
+
+        return fast_block
+    sq = sq_block_fn(x)
 
     def block(start: int, stop: int) -> Tensor:
         d2 = sq(start, stop)
@@ -82,6 +104,13 @@ def distance_matrix_blocks(x: Tensor, exponent: float = 1.0) -> BlockFn:
         return torch.where(positive, powered, 0.0 * d2)
 
     return block
+
+
+def _row_dot(a: Tensor, b: Tensor) -> Tensor:
+    """``(a * b).sum(1)`` without a temporary matrix when autograd is off."""
+    if torch.is_grad_enabled() and (a.requires_grad or b.requires_grad):
+        return (a * b).sum(1)
+    return torch.bmm(a.unsqueeze(1), b.unsqueeze(2)).reshape(-1)
 
 
 def _validate(
@@ -94,7 +123,9 @@ def _validate(
     check_choice(method, "method", ("auto", "naive", "fast"))
     n = x2.shape[0]
     if unbiased and n < 4:
-        raise ValueError(f"x: the unbiased (U-statistic) estimator needs at least 4 samples, got {n}")
+        raise ValueError(
+            f"x: the unbiased (U-statistic) estimator needs at least 4 samples, got {n}"
+        )
     if n < 1:
         raise ValueError("x: expected at least one sample")
     one_d = x2.shape[1] == 1 and y2.shape[1] == 1
@@ -116,6 +147,11 @@ def _validate(
 # --------------------------------------------------------------------------- naive (streamed)
 
 
+def _centred(x: Tensor) -> Tensor:
+    """Subtract the (detached) mean: distances are unchanged, rounding in ||x||^2 shrinks."""
+    return x - x.detach().mean(0, keepdim=True)
+
+
 def _normalise(total: Tensor, n: int, unbiased: bool) -> Tensor:
     return total / (n * (n - 3)) if unbiased else total / (n * n)
 
@@ -127,6 +163,12 @@ def _center(ab: Tensor, ra: Tensor, rb: Tensor, n: int, unbiased: bool) -> Tenso
     return ab - 2.0 / n * (ra * rb).sum() + sa * sb / (n * n)
 
 
+def _sum_sq_distances(x: Tensor) -> Tensor:
+    """``sum_ij ||x_i - x_j||^2 = 2 n sum_i ||x_i||^2 - 2 ||sum_i x_i||^2`` (on centred x)."""
+    xc = x - x.detach().mean(0, keepdim=True)
+    return 2.0 * x.shape[0] * (xc * xc).sum() - 2.0 * (xc.sum(0) ** 2).sum()
+
+
 def _naive_all(
     x: Tensor, y: Tensor, exponent: float, unbiased: bool, chunk_size: int | None
 ) -> tuple[Tensor, Tensor, Tensor]:
@@ -134,12 +176,17 @@ def _naive_all(
     n = x.shape[0]
     a_block = distance_matrix_blocks(x, exponent)
     b_block = distance_matrix_blocks(y, exponent)
+    # For exponent 1, sum_ij a_ij^2 = sum_ij ||x_i - x_j||^2 has a closed form: skip two passes.
+    closed_squares = exponent == 1.0
 
     def rows(start: int, stop: int) -> Tensor:
         a = a_block(start, stop)
         b = b_block(start, stop)
+        ones = a.new_ones(n)
+        if closed_squares:
+            return torch.stack((_row_dot(a, b), a @ ones, b @ ones), dim=1)
         return torch.stack(
-            ((a * b).sum(1), (a * a).sum(1), (b * b).sum(1), a.sum(1), b.sum(1)), dim=1
+            (_row_dot(a, b), a @ ones, b @ ones, _row_dot(a, a), _row_dot(b, b)), dim=1
         )
 
     if chunk_size is None:
@@ -158,11 +205,14 @@ def _naive_all(
             for s in range(0, n, step)
         ]
         r = torch.cat(parts)
-    sums = r[:, :3].sum(0)
-    ra, rb = r[:, 3], r[:, 4]
-    xy = _normalise(_center(sums[0], ra, rb, n, unbiased), n, unbiased)
-    xx = _normalise(_center(sums[1], ra, ra, n, unbiased), n, unbiased)
-    yy = _normalise(_center(sums[2], rb, rb, n, unbiased), n, unbiased)
+    ra, rb = r[:, 1], r[:, 2]
+    if closed_squares:
+        aa, bb = _sum_sq_distances(x), _sum_sq_distances(y)
+    else:
+        aa, bb = r[:, 3].sum(), r[:, 4].sum()
+    xy = _normalise(_center(r[:, 0].sum(), ra, rb, n, unbiased), n, unbiased)
+    xx = _normalise(_center(aa, ra, ra, n, unbiased), n, unbiased)
+    yy = _normalise(_center(bb, rb, rb, n, unbiased), n, unbiased)
     return xy, xx, yy
 
 
@@ -236,8 +286,7 @@ def _fast_all(x: Tensor, y: Tensor, unbiased: bool) -> tuple[Tensor, Tensor, Ten
     ra, rb = _abs_row_sums(x1), _abs_row_sums(y1)
     ab = _abs_product_sum(x1, y1)
     # sum_ij |x_i - x_j|^2 = 2 n sum x^2 - 2 (sum x)^2 (closed form, no pairs needed).
-    aa = 2.0 * n * (x1 * x1).sum() - 2.0 * x1.sum() ** 2
-    bb = 2.0 * n * (y1 * y1).sum() - 2.0 * y1.sum() ** 2
+    aa, bb = _sum_sq_distances(x1.unsqueeze(1)), _sum_sq_distances(y1.unsqueeze(1))
     xy = _normalise(_center(ab, ra, rb, n, unbiased), n, unbiased)
     xx = _normalise(_center(aa, ra, ra, n, unbiased), n, unbiased)
     yy = _normalise(_center(bb, rb, rb, n, unbiased), n, unbiased)
@@ -278,7 +327,7 @@ def distance_covariance_sqr(
     """
     x2, y2, m = _validate(x, y, exponent, method, unbiased)
     dtype = compute_dtype(x2, y2)
-    xc, yc = x2.to(dtype), y2.to(dtype)
+    xc, yc = _centred(x2.to(dtype)), _centred(y2.to(dtype))
     n = xc.shape[0]
     if m == "fast":
         out = _fast_all(xc, yc, unbiased)[0]
@@ -335,7 +384,7 @@ def distance_correlation_sqr(
     """
     x2, y2, m = _validate(x, y, exponent, method, unbiased)
     dtype = compute_dtype(x2, y2)
-    xc, yc = x2.to(dtype), y2.to(dtype)
+    xc, yc = _centred(x2.to(dtype)), _centred(y2.to(dtype))
     if m == "fast":
         xy, xx, yy = _fast_all(xc, yc, unbiased)
     else:
@@ -385,7 +434,9 @@ class DistanceCorrelationLoss(nn.Module):
     ) -> None:
         super().__init__()
         check_choice(statistic, "statistic", ("correlation", "covariance"))
-        check_number(exponent, "exponent", low=0.0, high=2.0, low_inclusive=False, high_inclusive=False)
+        check_number(
+            exponent, "exponent", low=0.0, high=2.0, low_inclusive=False, high_inclusive=False
+        )
         check_choice(method, "method", ("auto", "naive", "fast"))
         check_number(weight, "weight")
         self.statistic = statistic
@@ -397,7 +448,9 @@ class DistanceCorrelationLoss(nn.Module):
 
     def forward(self, x: Tensor, y: Tensor) -> Tensor:
         """Return ``weight * statistic(x, y)``."""
-        fn = distance_correlation_sqr if self.statistic == "correlation" else distance_covariance_sqr
+        fn = (
+            distance_correlation_sqr if self.statistic == "correlation" else distance_covariance_sqr
+        )
         return self.weight * fn(x, y, self.exponent, self.unbiased, self.method, self.chunk_size)
 
     def extra_repr(self) -> str:
