@@ -1,0 +1,96 @@
+"""Shared helpers of :mod:`inforeg.ot`: the result type and marginal/cost validation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from inforeg.core.checks import check_probabilities, check_tensor, get_checks
+
+__all__ = ["OTResult"]
+
+
+@dataclass
+class OTResult:
+    """What an OT solver returns.
+
+    Attributes:
+        plan: transport plan, shape ``(*batch, n, m)``.
+        value: optimal value of the solver's objective, shape ``batch`` (see each solver's
+            docstring for which objective: regularised cost, not the linear cost ``<P, C>``).
+        f: dual potential on the first marginal, shape ``(*batch, n)`` (in cost units).
+        g: dual potential on the second marginal, shape ``(*batch, m)`` (in cost units).
+        n_iter: number of iterations run.
+        converged: whether the stopping criterion was met before ``max_iter``.
+    """
+
+    plan: Tensor
+    value: Tensor
+    f: Tensor
+    g: Tensor
+    n_iter: int
+    converged: bool
+
+
+def work_dtype(*tensors: Tensor) -> torch.dtype:
+    """float32 for half inputs, else the promoted floating dtype."""
+    dt = tensors[0].dtype
+    for t in tensors[1:]:
+        dt = torch.promote_types(dt, t.dtype)
+    if dt in (torch.float16, torch.bfloat16):
+        return torch.float32
+    return dt
+
+
+def prepare_problem(
+    a: Tensor | None, b: Tensor | None, cost: Tensor, normalize: bool
+) -> tuple[Tensor, Tensor, Tensor, torch.dtype]:
+    """Validate and broadcast ``(a, b, cost)``; returns them in the working dtype + input dtype.
+
+    ``a`` is ``(*batch_a, n)``, ``b`` is ``(*batch_b, m)``, ``cost`` is ``(*batch_c, n, m)``;
+    batch shapes broadcast. ``None`` marginals are uniform. Non-negativity and unit mass are
+    checked in ``"full"`` mode only (they need a host sync); ``normalize=True`` divides by the sum.
+    """
+    check_tensor(cost, "cost", min_ndim=2, floating=True)
+    n, m = cost.shape[-2], cost.shape[-1]
+    if a is None:
+        a = torch.full((n,), 1.0 / n, dtype=cost.dtype, device=cost.device)
+    if b is None:
+        b = torch.full((m,), 1.0 / m, dtype=cost.dtype, device=cost.device)
+    check_tensor(a, "a", min_ndim=1, floating=True)
+    check_tensor(b, "b", min_ndim=1, floating=True)
+    if get_checks() != "off":
+        if a.shape[-1] != n:
+            raise ValueError(
+                f"a: expected {n} entries to match cost of shape {tuple(cost.shape)}, "
+                f"got shape {tuple(a.shape)}"
+            )
+        if b.shape[-1] != m:
+            raise ValueError(
+                f"b: expected {m} entries to match cost of shape {tuple(cost.shape)}, "
+                f"got shape {tuple(b.shape)}"
+            )
+    try:
+        batch = torch.broadcast_shapes(a.shape[:-1], b.shape[:-1], cost.shape[:-2])
+    except RuntimeError as exc:
+        raise ValueError(
+            f"cost: batch shapes of a {tuple(a.shape[:-1])}, b {tuple(b.shape[:-1])} and cost "
+            f"{tuple(cost.shape[:-2])} do not broadcast"
+        ) from exc
+    in_dtype = torch.promote_types(torch.promote_types(a.dtype, b.dtype), cost.dtype)
+    dt = work_dtype(a, b, cost)
+    a, b, cost = a.to(dt), b.to(dt), cost.to(dt)
+    if normalize:
+        if get_checks() == "full" and (bool((a < 0).any()) or bool((b < 0).any())):
+            raise ValueError("a, b: normalize=True needs non-negative weights")
+        a = a / a.sum(-1, keepdim=True)
+        b = b / b.sum(-1, keepdim=True)
+    else:
+        check_probabilities(a, "a", dim=-1, atol=1e-5 if dt == torch.float64 else 1e-4)
+        check_probabilities(b, "b", dim=-1, atol=1e-5 if dt == torch.float64 else 1e-4)
+    a = a.expand(*batch, n)
+    b = b.expand(*batch, m)
+    cost = cost.expand(*batch, n, m)
+    return a, b, cost, in_dtype
