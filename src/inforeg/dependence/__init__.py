@@ -11,8 +11,11 @@ from inforeg.dependence.distance_covariance import (
     distance_covariance,
     distance_covariance_sqr,
 )
+from inforeg.dependence.mmd import MMDLoss, mmd
 
 __all__ = [
+    "MMDLoss",
+    "mmd",
     "DistanceCorrelationLoss",
     "distance_correlation",
     "distance_correlation_sqr",
