@@ -1,1 +1,52 @@
-"""inforeg.rl (see DESIGN.md for what belongs here)."""
+"""Policy-entropy control for RL fine-tuning (GRPO family), as standalone tensor losses.
+
+- :mod:`~inforeg.rl.entropy`: exact chunked token entropy and selective log-softmax.
+- :mod:`~inforeg.rl.grpo`: GRPO advantages, clipped surrogate, k3 KL, aggregation.
+- :mod:`~inforeg.rl.siren`: SIREN (selective, self-anchored entropy).
+- :mod:`~inforeg.rl.epo`: EPO (entropy bonus + smoothing band + phase weight).
+- :mod:`~inforeg.rl.aepo`: AEPO (temperature-switched REINFORCE regulariser + controller).
+- :mod:`~inforeg.rl.lp_reg`: Lp-Reg (min-p proxy + k3 on low-probability negative tokens).
+- :mod:`~inforeg.rl.toy`: the CPU verifiable-reward task used by the experiment.
+"""
+
+from inforeg.rl.aepo import ArbitraryEntropyController, build_reinforce_batch, reinforce_loss
+from inforeg.rl.entropy import selective_log_softmax, token_entropy
+from inforeg.rl.epo import (
+    EntropySmoothingRegularizer,
+    TurnEntropyHistory,
+    entropy_band_penalty,
+    phase_weight_schedule,
+)
+from inforeg.rl.grpo import aggregate, clipped_surrogate, grpo_advantages, kl_k3
+from inforeg.rl.lp_reg import LowProbabilityRegularizer, low_probability_loss, min_p_proxy_logprobs
+from inforeg.rl.siren import (
+    SelectiveEntropyRegularizer,
+    anchored_penalty,
+    peak_entropy_mask,
+    selective_entropy,
+    top_p_entropy,
+)
+
+__all__ = [
+    "ArbitraryEntropyController",
+    "EntropySmoothingRegularizer",
+    "LowProbabilityRegularizer",
+    "SelectiveEntropyRegularizer",
+    "TurnEntropyHistory",
+    "aggregate",
+    "anchored_penalty",
+    "build_reinforce_batch",
+    "clipped_surrogate",
+    "entropy_band_penalty",
+    "grpo_advantages",
+    "kl_k3",
+    "low_probability_loss",
+    "min_p_proxy_logprobs",
+    "peak_entropy_mask",
+    "phase_weight_schedule",
+    "reinforce_loss",
+    "selective_entropy",
+    "selective_log_softmax",
+    "token_entropy",
+    "top_p_entropy",
+]

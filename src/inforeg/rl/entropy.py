@@ -1,0 +1,230 @@
+"""Exact per-token entropy and sampled-token log-probabilities from large-vocabulary logits.
+
+Both functions stream over row chunks of the flattened logits ``(R, V)``: each chunk is upcast to
+float32 (for float16/bfloat16 input) into a reused work buffer, and the backward pass recomputes
+the chunk's probabilities instead of saving them. Peak extra memory is therefore a few
+``chunk_size x V`` float32 buffers, whatever the number of rows; the gradient itself (same shape as
+the logits) is the only full-size allocation, and only in backward.
+
+Conventions (as TRL and verl): entropies are in **nats**; the temperature divides the logits
+before the softmax, ``p = softmax(z / T)``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from inforeg.core.checks import check_int, check_positive, check_tensor
+
+__all__ = ["default_entropy_chunk", "selective_log_softmax", "token_entropy"]
+
+_CHUNK_BYTES = 1 << 20  # ~1 MiB of float32 per chunk: stays in the L2 cache
+
+
+def default_entropy_chunk(vocab: int) -> int:
+    """Rows per chunk so that one float32 chunk is about 1 MiB (at least 1 row)."""
+    return max(1, _CHUNK_BYTES // (4 * max(vocab, 1)))
+
+
+def _acc_dtype(x: Tensor) -> torch.dtype:
+    return torch.float32 if x.dtype in (torch.float16, torch.bfloat16) else x.dtype
+
+
+def _chunk_shift(z: Tensor, inv_t: float, y: Tensor) -> Tensor:
+    """``y <- (z - max z) / T`` in the accumulation dtype; returns ``max z / T`` (rows, 1)."""
+    m = z.amax(dim=-1, keepdim=True).to(y.dtype)
+    torch.sub(z, m, out=y)
+    if inv_t != 1.0:
+        y.mul_(inv_t)
+    return m * inv_t
+
+
+def _rowdot(a: Tensor, b: Tensor) -> Tensor:
+    """Row-wise dot product ``sum_v a[r, v] * b[r, v]``."""
+    return torch.linalg.vecdot(a, b)
+
+
+class _TokenEntropy(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: Any, z: Tensor, inv_t: float, chunk: int) -> Tensor:  # type: ignore[override]
+        rows, vocab = z.shape
+        acc = _acc_dtype(z)
+        out = torch.empty(rows, dtype=acc, device=z.device)
+        lse = torch.empty(rows, dtype=acc, device=z.device)
+        y = torch.empty(min(chunk, rows), vocab, dtype=acc, device=z.device)
+        e = torch.empty_like(y)
+        for s in range(0, rows, chunk):
+            n = min(chunk, rows - s)
+            yc, ec = y[:n], e[:n]
+            shift = _chunk_shift(z[s : s + n], inv_t, yc)
+            torch.exp(yc, out=ec)
+            total = ec.sum(dim=-1)
+            log_total = total.log()
+            # H = log S - sum(e * y) / S with y = z/T - max(z/T), e = exp(y), S = sum(e)
+            out[s : s + n] = log_total - _rowdot(ec, yc) / total
+            lse[s : s + n] = log_total + shift.view(-1)
+        ctx.save_for_backward(z, lse, out)
+        ctx.inv_t = inv_t
+        ctx.chunk = chunk
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, None, None]:  # type: ignore[override]
+        z, lse, ent = ctx.saved_tensors
+        if not ctx.needs_input_grad[0]:
+            return None, None, None
+        inv_t, chunk = ctx.inv_t, ctx.chunk
+        rows, vocab = z.shape
+        acc = _acc_dtype(z)
+        gz = torch.empty_like(z)
+        lp = torch.empty(min(chunk, rows), vocab, dtype=acc, device=z.device)
+        p = torch.empty_like(lp)
+        g = grad.to(acc)
+        for s in range(0, rows, chunk):
+            n = min(chunk, rows - s)
+            lpc, pc = lp[:n], p[:n]
+            # log p = z/T - lse ; dH/dz = -(1/T) p (log p + H)
+            torch.mul(z[s : s + n], inv_t, out=lpc)
+            lpc.sub_(lse[s : s + n].unsqueeze(1))
+            torch.exp(lpc, out=pc)
+            lpc.add_(ent[s : s + n].unsqueeze(1))
+            pc.mul_(lpc).mul_((-inv_t * g[s : s + n]).unsqueeze(1))
+            gz[s : s + n] = pc
+        return gz, None, None
+
+
+def _flatten_logits(logits: Tensor, temperature: float, chunk_size: int | None) -> tuple:
+    check_tensor(logits, "logits", min_ndim=1, floating=True, nonempty=False)
+    t = check_positive(temperature, "temperature")
+    vocab = logits.shape[-1]
+    if vocab == 0:
+        raise ValueError(
+            f"logits: expected a non-empty vocabulary axis, got shape {tuple(logits.shape)}"
+        )
+    chunk = (
+        default_entropy_chunk(vocab)
+        if chunk_size is None
+        else check_int(chunk_size, "chunk_size", low=1)
+    )
+    return logits.reshape(-1, vocab), 1.0 / t, chunk
+
+
+def token_entropy(
+    logits: Tensor, temperature: float = 1.0, chunk_size: int | None = None
+) -> Tensor:
+    r"""Exact entropy (nats) of ``softmax(logits / temperature)`` over the last axis.
+
+    .. math::
+
+        H(z) = -\sum_v p_v \log p_v
+             = \log \sum_v e^{y_v} - \frac{\sum_v e^{y_v} y_v}{\sum_v e^{y_v}},
+        \qquad y = z / T - \max_v z_v / T.
+
+    The rows of the flattened ``(R, V)`` logits are processed ``chunk_size`` at a time; each
+    chunk is shifted, exponentiated and reduced inside a reused float32 buffer, so no full-size
+    probability tensor ever exists. The backward pass recomputes the chunk's probabilities and
+    writes :math:`\partial H/\partial z_v = -\tfrac{1}{T} p_v(\log p_v + H)` into the gradient.
+    This is the computation of TRL's ``entropy_from_logits`` (128-row chunks of
+    ``log_softmax``) and verl's ``entropy_from_logits_with_chunking`` (2048 rows, float32), with
+    cache-sized chunks and no per-chunk allocation.
+
+    Args:
+        logits: ``(..., V)`` floating logits (any leading shape, e.g. ``(N, T, V)``).
+        temperature: ``T > 0``; the logits are divided by it before the softmax (default 1).
+        chunk_size: rows per chunk; default: about 1 MiB of float32 per chunk.
+
+    Returns:
+        ``(...)`` entropies in nats, in the dtype of ``logits`` (float32 accumulation for
+        float16/bfloat16). Differentiable once (the chunked backward does not support double
+        backward).
+
+    Example:
+        >>> token_entropy(torch.zeros(2)).item()  # ln 2
+        0.6931471824645996
+    """
+    flat, inv_t, chunk = _flatten_logits(logits, temperature, chunk_size)
+    lead = logits.shape[:-1]
+    if flat.shape[0] == 0:
+        return logits.new_zeros(lead)
+    out = _TokenEntropy.apply(flat, inv_t, chunk)
+    return out.to(logits.dtype).view(lead)
+
+
+class _SelectiveLogSoftmax(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: Any, z: Tensor, tok: Tensor, inv_t: float, chunk: int) -> Tensor:  # type: ignore[override]
+        rows, vocab = z.shape
+        acc = _acc_dtype(z)
+        lse = torch.empty(rows, dtype=acc, device=z.device)
+        y = torch.empty(min(chunk, rows), vocab, dtype=acc, device=z.device)
+        for s in range(0, rows, chunk):
+            n = min(chunk, rows - s)
+            yc = y[:n]
+            shift = _chunk_shift(z[s : s + n], inv_t, yc)
+            lse[s : s + n] = torch.logsumexp(yc, dim=-1) + shift.view(-1)
+        picked = z.gather(1, tok.unsqueeze(1)).view(-1).to(acc) * inv_t
+        ctx.save_for_backward(z, tok, lse)
+        ctx.inv_t = inv_t
+        ctx.chunk = chunk
+        return picked - lse
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, None, None, None]:  # type: ignore[override]
+        z, tok, lse = ctx.saved_tensors
+        if not ctx.needs_input_grad[0]:
+            return None, None, None, None
+        inv_t, chunk = ctx.inv_t, ctx.chunk
+        rows, vocab = z.shape
+        acc = _acc_dtype(z)
+        gz = torch.empty_like(z)
+        p = torch.empty(min(chunk, rows), vocab, dtype=acc, device=z.device)
+        g = grad.to(acc) * inv_t
+        for s in range(0, rows, chunk):
+            n = min(chunk, rows - s)
+            pc = p[:n]
+            # d logp_tok / dz = (onehot(tok) - p) / T
+            torch.mul(z[s : s + n], inv_t, out=pc)
+            pc.sub_(lse[s : s + n].unsqueeze(1)).exp_().mul_(-g[s : s + n].unsqueeze(1))
+            gz[s : s + n] = pc
+        gz.scatter_add_(1, tok.unsqueeze(1), g.unsqueeze(1).to(gz.dtype))
+        return gz, None, None, None
+
+
+def selective_log_softmax(
+    logits: Tensor, tokens: Tensor, temperature: float = 1.0, chunk_size: int | None = None
+) -> Tensor:
+    r"""Log-probability of the chosen token, ``log softmax(logits / T)[tokens]``, without a full
+    log-softmax tensor.
+
+    .. math::
+
+        \log \pi(o_t) = z_{o_t}/T - \log \sum_v e^{z_v / T}.
+
+    The row-wise log-sum-exp is computed chunk by chunk in float32 (for half-precision input,
+    where TRL falls back to a per-row ``log_softmax`` because a bf16 ``logsumexp`` is
+    inaccurate); the backward recomputes ``p`` per chunk and writes ``(onehot - p) / T``.
+
+    Args:
+        logits: ``(..., V)`` floating logits.
+        tokens: ``(...)`` integer token ids in ``[0, V)``, same leading shape as ``logits``.
+        temperature: ``T > 0`` (default 1).
+        chunk_size: rows per chunk (default about 1 MiB of float32 per chunk).
+
+    Returns:
+        ``(...)`` log-probabilities in the dtype of ``logits`` (float32 accumulation inside).
+    """
+    flat, inv_t, chunk = _flatten_logits(logits, temperature, chunk_size)
+    check_tensor(tokens, "tokens", integer=True, nonempty=False)
+    if tuple(tokens.shape) != tuple(logits.shape[:-1]):
+        raise ValueError(
+            f"tokens: expected shape {tuple(logits.shape[:-1])} (the leading shape of logits), "
+            f"got {tuple(tokens.shape)}"
+        )
+    lead = logits.shape[:-1]
+    if flat.shape[0] == 0:
+        return logits.new_zeros(lead)
+    out = _SelectiveLogSoftmax.apply(flat, tokens.reshape(-1).long(), inv_t, chunk)
+    return out.to(logits.dtype).view(lead)

@@ -1,0 +1,226 @@
+"""SIREN: selective, self-anchored entropy regularisation (Jiang et al., 2025, arXiv 2509.25133).
+
+"Rethinking Entropy Regularization in Large Reasoning Models". Official code: ``Linn3a/siren``
+(a verl fork; ``dp_actor.py``: ``efficient_top_p_sampling``, ``mask_by_quantile``).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from inforeg.core.checks import check_int, check_number, check_same_shape, check_tensor
+from inforeg.core.reduce import masked_aggregate
+from inforeg.rl.entropy import token_entropy
+
+__all__ = [
+    "SelectiveEntropyRegularizer",
+    "anchored_penalty",
+    "peak_entropy_mask",
+    "selective_entropy",
+    "top_p_entropy",
+]
+
+
+def _check_mask(mask: Tensor | None, like: Tensor, name_like: str) -> Tensor:
+    if mask is None:
+        return torch.ones(like.shape, dtype=torch.bool, device=like.device)
+    check_tensor(mask, "mask", ndim=like.dim(), nonempty=False)
+    check_same_shape(like, mask, name_like, "mask")
+    return mask.bool()
+
+
+def top_p_entropy(
+    logits: Tensor, top_p: float = 0.8, top_k: int = 10000, temperature: float = 1.0
+) -> Tensor:
+    r"""SIREN's top-p entropy: the entropy of the policy renormalised on its nucleus.
+
+    With :math:`p = \operatorname{softmax}(z/T)` sorted in decreasing order over the ``top_k``
+    largest logits and cumulative sums :math:`c_j`, the kept set is the first :math:`m = \#\{j:
+    c_j < p_\text{top}\}` tokens: **the token whose cumulative mass crosses** :math:`p_\text{top}`
+    **is excluded** (unlike nucleus sampling), so the set is empty, and :math:`\hat H = 0`, when
+    the top-1 probability is at least :math:`p_\text{top}`.
+
+    .. math::
+
+        q_v = \frac{p_v \mathbb 1[v \in S]}{\sum_{u\in S} p_u},\qquad
+        \hat H = -\sum_{v\in S} q_v \log q_v .
+
+    The choice of :math:`S` carries no gradient; :math:`q` is the softmax of the kept logits, so
+    the gradient reaches only them. The authors' code adds ``1e-12`` inside the normaliser and
+    the log; that changes values by ~1e-12 and is omitted here.
+
+    Args:
+        logits: ``(..., V)`` logits.
+        top_p: :math:`p_\text{top}` in ``(0, 1]`` (SIREN ``entropy_topp`` = 0.8).
+        top_k: candidates considered (``entropy_topk`` = 10000; capped at ``V``).
+        temperature: ``T > 0``.
+
+    Returns:
+        ``(...)`` top-p entropies in nats (dtype of ``logits``; float32 inside for half types).
+        Memory: one ``(..., min(top_k, V))`` tensor of sorted logits.
+    """
+    check_tensor(logits, "logits", min_ndim=1, floating=True)
+    p_top = check_number(top_p, "top_p", low=0.0, high=1.0, low_inclusive=False)
+    k = min(check_int(top_k, "top_k", low=1), logits.shape[-1])
+    t = check_number(temperature, "temperature", low=0.0, low_inclusive=False)
+    acc = torch.float32 if logits.dtype in (torch.float16, torch.bfloat16) else logits.dtype
+    z = logits.to(acc) / t
+    vals, _ = torch.topk(z, k, dim=-1, sorted=True)
+    with torch.no_grad():
+        lse_full = torch.logsumexp(z, dim=-1, keepdim=True)
+        cum = torch.cumsum(torch.exp(vals - lse_full), dim=-1)
+        keep = cum < p_top
+        # An empty set has entropy 0; keeping the top-1 token alone also gives exactly 0 and
+        # avoids a log-sum-exp over nothing.
+        keep[..., 0] = True
+    masked = vals.masked_fill(~keep, float("-inf"))
+    logq = torch.log_softmax(masked, dim=-1)
+    q = torch.exp(logq)
+    ent = -(q * logq.masked_fill(~keep, 0.0)).sum(dim=-1)
+    return ent.to(logits.dtype)
+
+
+def peak_entropy_mask(entropy: Tensor, mask: Tensor | None = None, quantile: float = 0.8) -> Tensor:
+    r"""Per response, the tokens whose entropy exceeds the response's ``quantile``-quantile.
+
+    :math:`\tau_i` = the ``quantile`` (linear interpolation) of ``entropy[i]`` over the real
+    tokens of response ``i``; selected = ``entropy > tau_i`` (strict) **and** ``mask``. With
+    ``quantile = 0.8`` (SIREN ``mask_ratio``) that is about the top 20 % of each response.
+    (The authors' code does not AND with the response mask, relying on padded entropies being
+    0; it is done explicitly here.)
+
+    Args:
+        entropy: ``(N, T)`` per-token entropies.
+        mask: ``(N, T)`` 0/1 or None.
+        quantile: in ``[0, 1]``.
+
+    Returns:
+        ``(N, T)`` bool selection (no gradient).
+    """
+    check_tensor(entropy, "entropy", ndim=2, floating=True)
+    m = _check_mask(mask, entropy, "entropy")
+    q = check_number(quantile, "quantile", low=0.0, high=1.0)
+    with torch.no_grad():
+        e = entropy.detach().float().masked_fill(~m, float("nan"))
+        tau = torch.nanquantile(e, q, dim=1, keepdim=True, interpolation="linear")
+        return (e > tau) & m
+
+
+def anchored_penalty(value: Tensor, anchor: Tensor | float, coef: float = 0.005) -> Tensor:
+    r"""SIREN's self-anchored squared form :math:`\beta\,(H_\text{sel} - H_\text{anc})^2`.
+
+    A two-sided restoring force (its gradient :math:`2\beta(H_\text{sel}-H_\text{anc})` changes
+    sign across the anchor), not a bonus. Example: ``H=1.0, anchor=0.8, beta=0.005`` gives
+    ``2e-4`` with slope ``0.002``.
+    """
+    beta = check_number(coef, "coef", low=0.0)
+    anchor_t = torch.as_tensor(anchor, dtype=value.dtype, device=value.device).detach()
+    return beta * (value - anchor_t) ** 2
+
+
+def selective_entropy(
+    logits: Tensor,
+    mask: Tensor | None = None,
+    top_p: float = 0.8,
+    top_k: int = 10000,
+    quantile: float = 0.8,
+    mode: str = "seq-mean-token-mean",
+    temperature: float = 1.0,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """SIREN's statistic :math:`H_\\text{sel}`: the aggregated top-p entropy of the peak tokens.
+
+    Returns ``(H_sel, top_p_entropies (N, T), selection (N, T) bool)``. With the default mode
+    ``seq-mean-token-mean`` a response with no selected token counts as 0, as in the code.
+    """
+    check_tensor(logits, "logits", ndim=3, floating=True)
+    ent = top_p_entropy(logits, top_p, top_k, temperature)
+    sel = peak_entropy_mask(ent, mask, quantile)
+    return masked_aggregate(ent, sel, mode), ent, sel
+
+
+class SelectiveEntropyRegularizer(nn.Module):
+    r"""SIREN regulariser :math:`\beta\,(H_\text{sel} - H_\text{anc})^2`, added to the PG loss.
+
+    Steps (code semantics of ``Linn3a/siren``): (1) top-p entropy :math:`\hat H_t` per position
+    (:func:`top_p_entropy`, crossing token excluded); (2) per response, keep the tokens with
+    :math:`\hat H_t` above the response's ``quantile`` (:func:`peak_entropy_mask`); (3)
+    :math:`H_\text{sel}` = ``mode``-aggregate of :math:`\hat H` over the kept tokens
+    (``seq-mean-token-mean`` in the code); the anchor :math:`H_\text{anc}` is the same statistic
+    **at the first call** (training step 1, initial policy, no gradient), then kept fixed in the
+    ``anchor`` buffer (``reset_anchor()`` or ``set_anchor(value)`` to change it). The first call
+    therefore returns a zero loss with zero gradient.
+
+    Paper vs code: the paper describes the masks and the self-anchored form; the exclusion of the
+    crossing token, the step-1 anchor and the per-response quantile come from the code and are
+    followed here. The code computes the statistic per micro-batch.
+
+    Defaults (``exp_scripts/siren.sh``): ``top_p=0.8``, ``top_k=10000``, ``quantile=0.8``,
+    ``coef=0.005``.
+
+    Args:
+        coef: :math:`\beta \ge 0`.
+        top_p, top_k, quantile: as in :func:`top_p_entropy` / :func:`peak_entropy_mask`.
+        mode: aggregation of :math:`\hat H` over the selected tokens.
+        temperature: the logits are divided by it (use the sampling temperature).
+
+    Forward:
+        ``logits (N, T, V)``, ``mask (N, T)`` -> ``(loss, stats)``; ``stats`` holds detached
+        tensors: ``entropy`` (exact full entropy, token-mean over ``mask``), ``top_p_entropy``
+        (token-mean), ``selected_entropy`` (:math:`H_\text{sel}`), ``masked_fraction`` (share of
+        real tokens selected), ``anchor`` and ``coefficient``.
+    """
+
+    anchor: Tensor
+
+    def __init__(
+        self,
+        coef: float = 0.005,
+        top_p: float = 0.8,
+        top_k: int = 10000,
+        quantile: float = 0.8,
+        mode: str = "seq-mean-token-mean",
+        temperature: float = 1.0,
+    ) -> None:
+        super().__init__()
+        self.coef = check_number(coef, "coef", low=0.0)
+        self.top_p = check_number(top_p, "top_p", low=0.0, high=1.0, low_inclusive=False)
+        self.top_k = check_int(top_k, "top_k", low=1)
+        self.quantile = check_number(quantile, "quantile", low=0.0, high=1.0)
+        masked_aggregate(torch.zeros(1, 1), None, mode)  # validates the mode
+        self.mode = mode
+        self.temperature = check_number(temperature, "temperature", low=0.0, low_inclusive=False)
+        self.register_buffer("anchor", torch.tensor(float("nan")))
+
+    def reset_anchor(self) -> None:
+        """Forget the anchor; the next call sets it again."""
+        self.anchor.fill_(float("nan"))
+
+    def set_anchor(self, value: float) -> None:
+        """Fix the anchor to ``value`` (nats)."""
+        self.anchor.fill_(float(value))
+
+    def forward(
+        self, logits: Tensor, mask: Tensor | None = None
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        h_sel, ent, sel = selective_entropy(
+            logits, mask, self.top_p, self.top_k, self.quantile, self.mode, self.temperature
+        )
+        with torch.no_grad():  # set the anchor at the first call without a host sync
+            anchor = torch.where(
+                torch.isnan(self.anchor), h_sel.detach().to(self.anchor.dtype), self.anchor
+            )
+            self.anchor.copy_(anchor)
+        loss = anchored_penalty(h_sel, self.anchor, self.coef)
+        with torch.no_grad():
+            m = _check_mask(mask, ent, "top_p_entropy").to(ent.dtype)
+            full = token_entropy(logits.detach(), self.temperature)
+            stats = {
+                "entropy": masked_aggregate(full, m, "token-mean"),
+                "top_p_entropy": masked_aggregate(ent.detach(), m, "token-mean"),
+                "selected_entropy": h_sel.detach(),
+                "masked_fraction": sel.sum() / m.sum().clamp_min(1.0),
+                "anchor": self.anchor.clone(),
+                "coefficient": torch.tensor(self.coef),
+            }
+        return loss, stats

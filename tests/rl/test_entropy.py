@@ -1,0 +1,123 @@
+"""token_entropy and selective_log_softmax: closed forms, float64 references, chunking, grads."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+import inforeg
+from inforeg.core.checks import checks
+from inforeg.rl import selective_log_softmax, token_entropy
+
+
+def _ref_entropy(z: torch.Tensor, t: float = 1.0) -> torch.Tensor:
+    z = z.double() / t
+    return -(torch.softmax(z, -1) * torch.log_softmax(z, -1)).sum(-1)
+
+
+def test_closed_forms():
+    assert token_entropy(torch.zeros(2)).item() == pytest.approx(math.log(2), abs=1e-7)
+    z = torch.tensor([0.0, math.log(3.0)])
+    assert token_entropy(z).item() == pytest.approx(0.5623351446, abs=1e-6)
+    # uniform over V: ln V, whatever the temperature
+    assert token_entropy(torch.full((7,), 3.0), temperature=0.3).item() == pytest.approx(
+        math.log(7), abs=1e-6
+    )
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 3, 100, None])
+@pytest.mark.parametrize("temperature", [1.0, 0.6, 1.7])
+def test_matches_float64_reference(chunk, temperature):
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(4, 5, 33, generator=g, dtype=torch.float64) * 3
+    out = token_entropy(z, temperature, chunk)
+    assert out.shape == (4, 5)
+    torch.testing.assert_close(out, _ref_entropy(z, temperature), rtol=1e-12, atol=1e-12)
+    tok = torch.randint(0, 33, (4, 5), generator=g)
+    ref = torch.log_softmax(z / temperature, -1).gather(-1, tok.unsqueeze(-1)).squeeze(-1)
+    torch.testing.assert_close(
+        selective_log_softmax(z, tok, temperature, chunk), ref, rtol=1e-12, atol=1e-12
+    )
+
+
+def test_chunked_equals_unchunked_float32():
+    z = torch.randn(37, 1000) * 4
+    a = token_entropy(z, chunk_size=1)
+    b = token_entropy(z, chunk_size=37)
+    torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(a.double(), _ref_entropy(z), rtol=1e-5, atol=1e-6)
+
+
+def test_invariant_to_constant_shift():
+    z = torch.randn(6, 50, dtype=torch.float64)
+    tok = torch.randint(0, 50, (6,))
+    torch.testing.assert_close(token_entropy(z + 123.0), token_entropy(z))
+    torch.testing.assert_close(selective_log_softmax(z - 77.0, tok), selective_log_softmax(z, tok))
+
+
+@pytest.mark.parametrize("chunk", [1, 4])
+def test_gradcheck_float64(chunk):
+    z = torch.randn(3, 4, 6, dtype=torch.float64, requires_grad=True)
+    tok = torch.randint(0, 6, (3, 4))
+    assert torch.autograd.gradcheck(lambda x: token_entropy(x, 0.7, chunk), (z,))
+    assert torch.autograd.gradcheck(lambda x: selective_log_softmax(x, tok, 1.3, chunk), (z,))
+
+
+def test_grad_matches_autograd_of_reference():
+    z = torch.randn(5, 40, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(5, dtype=torch.float64)
+    (g1,) = torch.autograd.grad((token_entropy(z, 0.8, 2) * w).sum(), z)
+    (g2,) = torch.autograd.grad((_ref_entropy(z, 0.8) * w).sum(), z)
+    torch.testing.assert_close(g1, g2)
+
+
+def test_extreme_logits_and_bfloat16():
+    z = torch.tensor([[1e4, -1e4, 0.0], [-1e4, -1e4, -1e4]], requires_grad=True)
+    h = token_entropy(z)
+    assert torch.isfinite(h).all()
+    assert h[0].item() == pytest.approx(0.0, abs=1e-6)
+    assert h[1].item() == pytest.approx(math.log(3), abs=1e-5)
+    h.sum().backward()
+    assert torch.isfinite(z.grad).all()
+    lp = selective_log_softmax(z.detach(), torch.tensor([1, 0]))
+    assert torch.isfinite(lp).all() and lp[0].item() == pytest.approx(-2e4)
+    zb = (torch.randn(8, 3000) * 5).to(torch.bfloat16)
+    hb = token_entropy(zb)
+    assert hb.dtype == torch.bfloat16
+    ref = _ref_entropy(zb.float())
+    torch.testing.assert_close(hb.double(), ref, rtol=1e-2, atol=1e-2)
+    # float32 accumulation: the internal value before the final cast is accurate
+    tok = torch.randint(0, 3000, (8,))
+    lpb = selective_log_softmax(zb, tok)
+    ref_lp = torch.log_softmax(zb.double(), -1).gather(1, tok[:, None]).squeeze(1)
+    torch.testing.assert_close(lpb.double(), ref_lp, rtol=1e-2, atol=5e-2)
+
+
+def test_backward_bfloat16_finite():
+    zb = (torch.randn(4, 500) * 5).to(torch.bfloat16).requires_grad_()
+    token_entropy(zb).sum().backward()
+    assert zb.grad is not None and zb.grad.dtype == torch.bfloat16 and torch.isfinite(zb.grad).all()
+
+
+def test_empty_rows():
+    assert token_entropy(torch.zeros(0, 5)).shape == (0,)
+
+
+def test_bad_input():
+    with pytest.raises(ValueError, match="temperature"):
+        token_entropy(torch.zeros(2, 3), temperature=0.0)
+    with pytest.raises(ValueError, match="temperature"):
+        selective_log_softmax(torch.zeros(2, 3), torch.zeros(2, dtype=torch.long), temperature=-1.0)
+    with pytest.raises(TypeError, match="logits"):
+        token_entropy(torch.zeros(2, 3, dtype=torch.long))
+    with pytest.raises(ValueError, match="tokens"):
+        selective_log_softmax(torch.zeros(2, 3), torch.zeros(3, dtype=torch.long))
+    with pytest.raises(TypeError, match="tokens"):
+        selective_log_softmax(torch.zeros(2, 3), torch.zeros(2))
+    with pytest.raises(ValueError, match="chunk_size"):
+        token_entropy(torch.zeros(2, 3), chunk_size=0)
+    with checks("full"), pytest.raises(ValueError, match="logits"):
+        token_entropy(torch.tensor([[0.0, float("nan")]]))
+    assert inforeg is not None
