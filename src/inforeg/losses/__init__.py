@@ -9,16 +9,42 @@ from inforeg.losses.comp_sum import (
     generalized_cross_entropy,
     margin_vector_distance,
 )
+from inforeg.losses.generalized_category_discovery import (
+    LegoGCDLoss,
+    SimGCDLoss,
+    cross_view_self_distillation,
+    dual_view_kl,
+    local_entropy_regularizer,
+    mean_entropy_regularizer,
+    simgcd_teacher_temperature,
+)
 from inforeg.losses.progressive_self_distillation import (
     ProgressiveSelfDistillation,
     progressive_self_distillation,
     pskd_alpha,
 )
+from inforeg.losses.source_free_adaptation import (
+    SourceFreeAdaptationLoss,
+    class_ratio_prior_kl,
+    entropy_minimization,
+    predicted_class_ratio,
+)
 
 __all__ = [
     "AdversarialCompSumLoss",
     "CompSumLoss",
+    "LegoGCDLoss",
     "ProgressiveSelfDistillation",
+    "SimGCDLoss",
+    "cross_view_self_distillation",
+    "dual_view_kl",
+    "local_entropy_regularizer",
+    "mean_entropy_regularizer",
+    "simgcd_teacher_temperature",
+    "SourceFreeAdaptationLoss",
+    "class_ratio_prior_kl",
+    "entropy_minimization",
+    "predicted_class_ratio",
     "adversarial_comp_sum_loss",
     "comp_sum_loss",
     "comp_sum_tau",
