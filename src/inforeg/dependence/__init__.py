@@ -11,9 +11,13 @@ from inforeg.dependence.distance_covariance import (
     distance_covariance,
     distance_covariance_sqr,
 )
+from inforeg.dependence.hsic import HSICLoss, cka, hsic
 from inforeg.dependence.mmd import MMDLoss, mmd
 
 __all__ = [
+    "HSICLoss",
+    "cka",
+    "hsic",
     "MMDLoss",
     "mmd",
     "DistanceCorrelationLoss",
