@@ -190,7 +190,7 @@ class SelectiveEntropyRegularizer(nn.Module):
         masked_aggregate(torch.zeros(1, 1), None, mode)  # validates the mode
         self.mode = mode
         self.temperature = check_number(temperature, "temperature", low=0.0, low_inclusive=False)
-        self.register_buffer("anchor", torch.tensor(float("nan")))
+        self.register_buffer("anchor", torch.tensor(float("nan"), dtype=torch.float64))
 
     def reset_anchor(self) -> None:
         """Forget the anchor; the next call sets it again."""

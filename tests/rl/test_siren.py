@@ -1,0 +1,174 @@
+"""SIREN: top-p entropy (crossing token excluded), peak mask, anchored penalty, module."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from inforeg.core.checks import checks
+from inforeg.rl import (
+    SelectiveEntropyRegularizer,
+    anchored_penalty,
+    peak_entropy_mask,
+    token_entropy,
+    top_p_entropy,
+)
+
+
+def _brute_top_p(p: list[float], top_p: float) -> float:
+    """Loop reference from the spec's description (float64)."""
+    order = sorted(range(len(p)), key=lambda i: -p[i])
+    kept, c = [], 0.0
+    for i in order:
+        c += p[i]
+        if c < top_p:
+            kept.append(p[i])
+        else:
+            break
+    s = sum(kept)
+    return -sum((q / s) * math.log(q / s) for q in kept) if kept else 0.0
+
+
+def test_spec_example():
+    p = torch.tensor([0.4, 0.3, 0.2, 0.1], dtype=torch.float64)
+    assert top_p_entropy(p.log()).item() == pytest.approx(0.6829081047, abs=1e-9)
+
+
+def test_against_brute_force_and_bounds():
+    g = torch.Generator().manual_seed(1)
+    z = torch.randn(20, 12, generator=g, dtype=torch.float64) * 2
+    for top_p in (0.3, 0.8, 0.95):
+        h = top_p_entropy(z, top_p)
+        p = torch.softmax(z, -1)
+        ref = torch.tensor([_brute_top_p(row.tolist(), top_p) for row in p], dtype=torch.float64)
+        torch.testing.assert_close(h, ref)
+        assert torch.all(h <= token_entropy(z) + 1e-12)
+
+
+def test_empty_set_when_top1_dominates_and_top_k_cap():
+    z = torch.tensor([[5.0, 0.0, 0.0]], dtype=torch.float64)  # top-1 prob 0.987 >= 0.8
+    assert top_p_entropy(z).item() == 0.0
+    # p_top -> 1 with K=V: the full entropy except the crossing token is still dropped
+    z = torch.randn(3, 6, dtype=torch.float64)
+    h = top_p_entropy(z, top_p=1.0 - 1e-9)  # (exactly 1.0 leaves the crossing token to rounding)
+    top = torch.sort(z, -1, descending=True).values[:, :-1]  # all but the least likely token
+    torch.testing.assert_close(h, token_entropy(top))
+    assert torch.all(h < token_entropy(z))
+    # top_k = 2 caps the set at 2 tokens
+    z = torch.zeros(1, 10, dtype=torch.float64)
+    assert top_p_entropy(z, 0.99, top_k=2).item() == pytest.approx(math.log(2))
+
+
+def test_temperature_and_shift_invariance():
+    z = torch.randn(4, 9, dtype=torch.float64)
+    torch.testing.assert_close(top_p_entropy(z + 5.0, 0.8), top_p_entropy(z, 0.8))
+    torch.testing.assert_close(top_p_entropy(z, 0.8, temperature=2.0), top_p_entropy(z / 2.0, 0.8))
+
+
+def test_peak_mask_spec_example_and_padding():
+    ent = torch.linspace(0.1, 1.0, 10, dtype=torch.float64).unsqueeze(0)
+    sel = peak_entropy_mask(ent)
+    assert sel[0].nonzero().view(-1).tolist() == [8, 9]  # tau = 0.82
+    # padding changes nothing, even with large padded values
+    padded = torch.cat([ent, torch.full((1, 5), 9.0, dtype=torch.float64)], 1)
+    mask = torch.cat([torch.ones(1, 10), torch.zeros(1, 5)], 1)
+    sel2 = peak_entropy_mask(padded, mask)
+    assert sel2[0].nonzero().view(-1).tolist() == [8, 9]
+    assert not peak_entropy_mask(ent, torch.zeros(1, 10)).any()
+
+
+def test_anchored_penalty_values_and_gradient_sign():
+    h = torch.tensor(1.0, requires_grad=True)
+    pen = anchored_penalty(h, 0.8, 0.005)
+    assert pen.item() == pytest.approx(2e-4)
+    pen.backward()
+    assert h.grad.item() == pytest.approx(0.002)
+    h2 = torch.tensor(0.6, requires_grad=True)
+    anchored_penalty(h2, 0.8, 0.005).backward()
+    assert h2.grad.item() < 0
+    h3 = torch.tensor(0.8, requires_grad=True)
+    anchored_penalty(h3, 0.8, 0.005).backward()
+    assert h3.grad.item() == 0.0
+
+
+def test_module_anchor_first_call_and_restoring_force():
+    torch.manual_seed(0)
+    z = torch.randn(4, 6, 11, dtype=torch.float64, requires_grad=True)
+    mask = torch.ones(4, 6)
+    mask[1, 4:] = 0
+    reg = SelectiveEntropyRegularizer(coef=1.0, top_p=0.9)
+    loss, stats = reg(z, mask)
+    assert loss.item() == 0.0  # H_sel == anchor at step 1: zero loss, zero gradient
+    loss.backward()
+    assert torch.all(z.grad == 0)
+    anchor = float(stats["anchor"])
+    assert anchor == pytest.approx(float(stats["selected_entropy"]))
+    assert set(stats) >= {
+        "entropy",
+        "top_p_entropy",
+        "selected_entropy",
+        "masked_fraction",
+        "anchor",
+        "coefficient",
+    }
+    # a sharper policy (lower entropy) is pushed back up: gradient descent raises H_sel
+    sharp = (z.detach() * 3).requires_grad_()
+    loss, stats = reg(sharp, mask)
+    assert float(stats["anchor"]) == anchor  # fixed after the first call
+    loss.backward()
+    with torch.no_grad():
+        stepped = sharp - 0.05 * sharp.grad
+    _, after = reg(stepped, mask)
+    assert float(after["selected_entropy"]) > float(stats["selected_entropy"])
+    assert "anchor" in dict(reg.state_dict())
+    reg.reset_anchor()
+    assert math.isnan(float(reg.anchor))
+
+
+def test_module_masks_respected_and_gradcheck():
+    torch.manual_seed(1)
+    z = torch.randn(3, 5, 7, dtype=torch.float64)
+    mask = torch.ones(3, 5)
+    mask[0, 3:] = 0
+    reg = SelectiveEntropyRegularizer(coef=1.0, top_p=0.9)
+    reg.set_anchor(0.3)
+    base, _ = reg(z, mask)
+    z2 = z.clone()
+    z2[0, 3:] = torch.randn(2, 7, dtype=torch.float64) * 10  # change padded positions only
+    other, _ = reg(z2, mask)
+    assert base.item() == pytest.approx(other.item())
+    zz = z.clone().requires_grad_()
+    assert torch.autograd.gradcheck(lambda x: reg(x, mask)[0], (zz,))
+
+
+def test_extreme_and_bfloat16():
+    z = torch.tensor([[[1e4, -1e4, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0]]], requires_grad=True)
+    reg = SelectiveEntropyRegularizer(coef=1.0)
+    reg.set_anchor(1.0)
+    loss, _ = reg(z)
+    loss.backward()
+    assert torch.isfinite(loss) and torch.isfinite(z.grad).all()
+    zb = torch.randn(2, 3, 50).to(torch.bfloat16)
+    h = top_p_entropy(zb)
+    assert h.dtype == torch.bfloat16 and torch.isfinite(h).all()
+
+
+def test_bad_input():
+    with pytest.raises(ValueError, match="top_p"):
+        top_p_entropy(torch.zeros(2, 3), top_p=0.0)
+    with pytest.raises(ValueError, match="temperature"):
+        top_p_entropy(torch.zeros(2, 3), temperature=0.0)
+    with pytest.raises(ValueError, match="temperature"):
+        SelectiveEntropyRegularizer(temperature=-1.0)
+    with pytest.raises(ValueError, match="mode"):
+        SelectiveEntropyRegularizer(mode="mean")
+    with pytest.raises(ValueError, match="mask"):
+        SelectiveEntropyRegularizer()(torch.zeros(2, 3, 4), torch.ones(2, 4))
+    with pytest.raises(ValueError, match="logits"):
+        SelectiveEntropyRegularizer()(torch.zeros(2, 4))
+    with pytest.raises(ValueError, match="quantile"):
+        peak_entropy_mask(torch.zeros(2, 3), quantile=1.5)
+    with checks("full"), pytest.raises(ValueError, match="logits"):
+        top_p_entropy(torch.tensor([[0.0, float("nan")]]))
