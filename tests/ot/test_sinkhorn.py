@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import math
 
 import pytest
@@ -339,3 +340,17 @@ def test_divergence_module_and_bad_input():
         bad[0, 0] = float("nan")
         with pytest.raises(ValueError, match="x"):
             sinkhorn_divergence(bad, y)
+
+
+@pytest.mark.parametrize("eps_rel", [0.05, 1e-3, 1e-4])
+def test_kernel_blocks_match_pure_log_domain(monkeypatch, eps_rel):
+    mod = importlib.import_module("inforeg.ot.sinkhorn")
+
+    a, b, c = _problem(30, 20, seed=21)
+    eps = eps_rel * float(c.max())
+    fast = sinkhorn(a, b, c, eps, tol=1e-10, max_iter=3000)
+    monkeypatch.setattr(mod, "_SWITCH_TOL", -1.0)  # never leave the log domain
+    slow = sinkhorn(a, b, c, eps, tol=1e-10, max_iter=3000)
+    assert torch.isfinite(fast.plan).all()
+    assert fast.converged == slow.converged
+    torch.testing.assert_close(fast.plan, slow.plan, atol=1e-9, rtol=0)

@@ -4,9 +4,25 @@
 from inforeg.ot._common import OTResult
 from inforeg.ot.divergence import SinkhornDivergence, epsilon_schedule, sinkhorn_divergence
 from inforeg.ot.sinkhorn import Sinkhorn, sinkhorn
+from inforeg.ot.sliced import (
+    LogSinkhorn,
+    SlicedWassersteinLoss,
+    log_sinkhorn_correspondence,
+    max_sliced_wasserstein,
+    random_projections,
+    sliced_wasserstein,
+    wasserstein_1d,
+)
 
 __all__ = [
+    "LogSinkhorn",
     "OTResult",
+    "SlicedWassersteinLoss",
+    "log_sinkhorn_correspondence",
+    "max_sliced_wasserstein",
+    "random_projections",
+    "sliced_wasserstein",
+    "wasserstein_1d",
     "Sinkhorn",
     "SinkhornDivergence",
     "epsilon_schedule",
