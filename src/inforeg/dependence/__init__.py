@@ -11,10 +11,24 @@ from inforeg.dependence.distance_covariance import (
     distance_covariance,
     distance_covariance_sqr,
 )
+from inforeg.dependence.fairness import (
+    DistanceCovarianceFairness,
+    concatenated_distance_covariance,
+    encode_attributes,
+    generalized_jsd,
+    joint_distance_covariance,
+    smallest_lambda_reaching,
+)
 from inforeg.dependence.hsic import HSICLoss, cka, hsic
 from inforeg.dependence.mmd import MMDLoss, mmd
 
 __all__ = [
+    "DistanceCovarianceFairness",
+    "concatenated_distance_covariance",
+    "encode_attributes",
+    "generalized_jsd",
+    "joint_distance_covariance",
+    "smallest_lambda_reaching",
     "HSICLoss",
     "cka",
     "hsic",
