@@ -113,8 +113,8 @@ def joint_distance_covariance(
         return out
 
     total = pairwise_reduce(product_block, n, "sum", chunk_size)
-    m = len(mats)
-    return (total / (n * (n - 3)) - (c**m) * n / (n - 3)).to(mats[0].dtype)
+    n_vars = len(mats)
+    return (total / (n * (n - 3)) - (c**n_vars) * n / (n - 3)).to(mats[0].dtype)
 
 
 def encode_attributes(
