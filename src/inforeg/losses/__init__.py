@@ -9,6 +9,11 @@ from inforeg.losses.comp_sum import (
     generalized_cross_entropy,
     margin_vector_distance,
 )
+from inforeg.losses.depict_clustering import (
+    DEPICTClusteringLoss,
+    depict_clustering_loss,
+    depict_target_distribution,
+)
 from inforeg.losses.generalized_category_discovery import (
     LegoGCDLoss,
     SimGCDLoss,
@@ -33,10 +38,13 @@ from inforeg.losses.source_free_adaptation import (
 __all__ = [
     "AdversarialCompSumLoss",
     "CompSumLoss",
+    "DEPICTClusteringLoss",
     "LegoGCDLoss",
     "ProgressiveSelfDistillation",
     "SimGCDLoss",
     "cross_view_self_distillation",
+    "depict_clustering_loss",
+    "depict_target_distribution",
     "dual_view_kl",
     "local_entropy_regularizer",
     "mean_entropy_regularizer",
