@@ -11,26 +11,12 @@ import importlib
 from typing import Any
 
 from inforeg.core.checks import get_checks, set_checks
+from inforeg.core.registry import FAMILIES
 
 __version__ = "0.1.0"
 __all__ = ["__version__", "get_checks", "set_checks"]
 
-_SUBPACKAGES = {
-    "core",
-    "losses",
-    "dependence",
-    "estimators",
-    "ot",
-    "rl",
-    "nn",
-    "optim",
-    "robust",
-    "diffusion",
-    "quant",
-    "data",
-    "experiments",
-    "bench",
-}
+_SUBPACKAGES = {*FAMILIES, "core", "experiments", "bench"}
 
 
 def __getattr__(name: str) -> Any:

@@ -18,23 +18,12 @@ from __future__ import annotations
 import importlib
 import pkgutil
 from dataclasses import dataclass, field
+from typing import get_args
 
-from inforeg.core.types import Status
+from inforeg.core.types import Family, Status
 
-STATUSES: tuple[Status, ...] = ("planned", "implemented", "verified", "reproduced")
-FAMILIES: tuple[str, ...] = (
-    "losses",
-    "dependence",
-    "estimators",
-    "ot",
-    "rl",
-    "nn",
-    "optim",
-    "robust",
-    "diffusion",
-    "quant",
-    "data",
-)
+STATUSES: tuple[Status, ...] = get_args(Status)
+FAMILIES: tuple[str, ...] = get_args(Family)
 
 
 @dataclass(frozen=True)
