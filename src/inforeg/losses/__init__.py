@@ -1,5 +1,11 @@
 """Prediction-level regularisers: entropy and KL families, distillation, comp-sum, attention entropy."""
 
+from inforeg.losses.attention_entropy import (
+    ABMIL,
+    AttentionEntropyMaximization,
+    attention_entropy,
+    masked_attention_softmax,
+)
 from inforeg.losses.comp_sum import (
     AdversarialCompSumLoss,
     CompSumLoss,
@@ -23,6 +29,11 @@ from inforeg.losses.generalized_category_discovery import (
     mean_entropy_regularizer,
     simgcd_teacher_temperature,
 )
+from inforeg.losses.head_attention_entropy import (
+    HeadwiseAttentionEntropyRegularizer,
+    attention_row_entropy,
+    head_attention_entropy_penalty,
+)
 from inforeg.losses.progressive_self_distillation import (
     ProgressiveSelfDistillation,
     progressive_self_distillation,
@@ -36,9 +47,15 @@ from inforeg.losses.source_free_adaptation import (
 )
 
 __all__ = [
+    "ABMIL",
+    "AttentionEntropyMaximization",
+    "attention_entropy",
+    "attention_row_entropy",
+    "masked_attention_softmax",
     "AdversarialCompSumLoss",
     "CompSumLoss",
     "DEPICTClusteringLoss",
+    "HeadwiseAttentionEntropyRegularizer",
     "LegoGCDLoss",
     "ProgressiveSelfDistillation",
     "SimGCDLoss",
@@ -57,6 +74,7 @@ __all__ = [
     "comp_sum_loss",
     "comp_sum_tau",
     "generalized_cross_entropy",
+    "head_attention_entropy_penalty",
     "margin_vector_distance",
     "progressive_self_distillation",
     "pskd_alpha",

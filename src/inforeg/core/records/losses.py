@@ -73,7 +73,24 @@ RECORDS = [
         spec="losses.md §5",
         arxiv="2406.15303",
         code="dazhangyu123/AEM",
-        notes="Peer-reviewed venue unverified (v3 is in LNCS/MICCAI-style format). Third author spelled 'Yunxuan Sun' in arXiv metadata, 'Yuxuan Sun' in v3 PDF; author order differs between v1 and later versions.",
+        api=(
+            "inforeg.losses.attention_entropy",
+            "inforeg.losses.masked_attention_softmax",
+            "inforeg.losses.AttentionEntropyMaximization",
+            "inforeg.losses.ABMIL",
+        ),
+        experiment="aem-mil-digits",
+        status="reproduced",
+        reference_tests=("tests/losses/test_attention_entropy.py",),
+        notes=(
+            "Peer-reviewed venue unverified (v3 is in LNCS/MICCAI-style format). Third author "
+            "spelled 'Yunxuan Sun' in arXiv metadata, 'Yuxuan Sun' in v3 PDF; author order differs "
+            "between v1 and later versions. Entropy from pre-softmax scores (softmax * log_softmax, "
+            "as in code), with padding masks for batched bags (the code uses one bag per batch). "
+            "The later version's cosine annealing of lambda is not implemented. aem-mil-digits: "
+            "attention entropy rose in 5/5 seeds (0.81 -> 1.98 nats); test AUC 0.971 vs 0.969, "
+            "better on average but only in 3/5 seeds (within noise)."
+        ),
     ),
     Record(
         key="depict",

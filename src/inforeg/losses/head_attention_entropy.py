@@ -1,0 +1,161 @@
+"""Entropy-guided attention: head-wise attention-entropy regulariser with learnable thresholds.
+
+Jha, Reagen, "Entropy-Guided Attention for Private LLMs", AAAI-25 PPAI workshop,
+arXiv:2501.03489. Authors' code: ``Nandan91/entropy-guided-attention-llm``
+(``entropy_regularization.py: EntropyRegularization.compute_loss``; ``usage_example.py``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+from inforeg.core.checks import check_choice, check_int, check_number, check_positive, check_tensor
+from inforeg.losses._common import compute_dtype
+
+EntropyReduction = Literal["paper_mean", "code_sum"]
+_REDUCTIONS: tuple[str, ...] = ("paper_mean", "code_sum")
+
+
+def attention_row_entropy(attn_probs: Tensor) -> Tensor:
+    r"""Entropy :math:`-\sum_j A_{ij}\log A_{ij}` of each attention row (last axis), 0 log 0 = 0.
+
+    Zero probabilities (causal or padding masks) contribute exactly 0, in value and gradient.
+    The code adds 1e-9 inside the log instead; the difference is below 1e-8 per row.
+    """
+    a = attn_probs.to(compute_dtype(attn_probs))
+    positive = a > 0
+    safe = torch.where(positive, a, torch.ones_like(a))
+    return -(torch.where(positive, a * torch.log(safe), torch.zeros_like(a))).sum(dim=-1)
+
+
+def head_attention_entropy_penalty(
+    attn_probs: Tensor,
+    threshold: Tensor | float = 0.5,
+    tolerance: float = 0.2,
+    reduction: EntropyReduction = "paper_mean",
+    max_entropy: float | None = None,
+) -> Tensor:
+    r"""Head-wise squared deviation of attention entropy from :math:`\theta_h E_{max}`, with a dead zone.
+
+    .. math::
+
+        e = -\sum_j A_{ij} \log A_{ij}, \qquad
+        \delta = e - \theta_h E_{max}, \qquad
+        \mathrm{pen}(\delta) = \delta^2\,[\,|\delta| > \gamma E_{max}\,],
+
+        \mathcal L_{layer} = \frac1H \sum_h \mathrm{pen}_h, \qquad E_{max} = \log T.
+
+    ``reduction="paper_mean"`` (default, the paper): the entropy is first averaged over batch and
+    queries, giving one :math:`\delta` per head. ``"code_sum"`` (the authors' code): the penalty is
+    applied to every (batch, query) entropy and **summed** over batch and queries, so its scale
+    grows with B·T (their :math:`\lambda = 10^{-5}` is tuned for that). The dead zone is hard: no
+    gradient inside the band; :math:`\theta` gets :math:`-2E_{max}\delta` outside it. Note that
+    under a causal mask query i can reach at most :math:`\log i`, not :math:`\log T`.
+
+    Args:
+        attn_probs: (B, H, T_q, T_k) attention probabilities of one layer (rows sum to 1; masked
+            entries 0).
+        threshold: :math:`\theta`, a float or an (H,) tensor (learnable in the paper).
+        tolerance: :math:`\gamma \ge 0` (default 0.2, the paper's choice).
+        reduction: ``"paper_mean"`` or ``"code_sum"``.
+        max_entropy: :math:`E_{max}`; default ``log T_k``.
+
+    Returns:
+        A scalar in the dtype of ``attn_probs``.
+
+    Example:
+        >>> a = torch.full((1, 1, 1, 4), 0.25)
+        >>> round(float(head_attention_entropy_penalty(a, 0.5, 0.2)), 4)
+        0.4805
+    """
+    check_tensor(attn_probs, "attn_probs", ndim=4, floating=True)
+    check_choice(reduction, "reduction", _REDUCTIONS)
+    gamma = check_number(tolerance, "tolerance", low=0.0)
+    heads, t_k = attn_probs.shape[1], attn_probs.shape[3]
+    if max_entropy is None:
+        if t_k < 2:
+            raise ValueError(f"attn_probs: expected at least 2 keys for E_max = log T, got {t_k}")
+        e_max = math.log(t_k)
+    else:
+        e_max = check_positive(max_entropy, "max_entropy")
+    e = attention_row_entropy(attn_probs)  # (B, H, Tq)
+    if isinstance(threshold, Tensor):
+        check_tensor(threshold, "threshold", ndim=(0, 1), floating=True)
+        if threshold.dim() == 1 and threshold.shape[0] != heads:
+            raise ValueError(
+                f"threshold: expected {heads} values (one per head), got {threshold.shape[0]}"
+            )
+        theta = threshold.to(e.dtype).reshape(-1)
+        theta = theta.expand(heads) if theta.numel() == 1 else theta
+    else:
+        theta = torch.full(
+            (heads,), check_number(threshold, "threshold"), dtype=e.dtype, device=e.device
+        )
+    band = gamma * e_max
+    if reduction == "paper_mean":
+        delta = e.mean(dim=(0, 2)) - theta * e_max  # (H,)
+        per_head = torch.where(delta.abs() > band, delta * delta, torch.zeros_like(delta))
+    else:
+        delta = e - (theta * e_max).view(1, heads, 1)
+        pen = torch.where(delta.abs() > band, delta * delta, torch.zeros_like(delta))
+        per_head = pen.sum(dim=(0, 2))
+    return (per_head.sum() / heads).to(attn_probs.dtype)
+
+
+class HeadwiseAttentionEntropyRegularizer(nn.Module):
+    r"""Entropy-guided attention regulariser over L layers with learnable thresholds Θ ∈ R^{L×H}.
+
+    ``forward(attentions)`` takes the L per-layer (B, H, T_q, T_k) attention probabilities and
+    returns :math:`\frac1L\sum_l \mathcal L_{layer}(A_l; \Theta_l)`; the training loss is
+    ``ce + lam * reg(attentions)`` (paper: :math:`\lambda = 10^{-5}` with the code's summed
+    reduction at T = 128). Θ is a parameter, so pass the module's parameters to the optimiser.
+    The authors' HF example uses the first layer's thresholds for every layer; here each layer
+    has its own row, as the paper describes. The initial value is not given in the release
+    (learned values in the paper are mostly 0.2-0.5); default 0.5.
+
+    Args:
+        num_layers: L.
+        num_heads: H.
+        init_threshold: initial Θ.
+        tolerance: γ (0.2).
+        reduction: ``"paper_mean"`` (default) or ``"code_sum"``.
+        max_entropy: E_max; default log T_k of each layer's input.
+    """
+
+    def __init__(
+        self,
+        num_layers: int,
+        num_heads: int,
+        init_threshold: float = 0.5,
+        tolerance: float = 0.2,
+        reduction: EntropyReduction = "paper_mean",
+        max_entropy: float | None = None,
+    ) -> None:
+        super().__init__()
+        check_int(num_layers, "num_layers", low=1)
+        check_int(num_heads, "num_heads", low=1)
+        check_choice(reduction, "reduction", _REDUCTIONS)
+        self.threshold = nn.Parameter(
+            torch.full((num_layers, num_heads), check_number(init_threshold, "init_threshold"))
+        )
+        self.tolerance = check_number(tolerance, "tolerance", low=0.0)
+        self.reduction: EntropyReduction = reduction
+        self.max_entropy = max_entropy
+
+    def forward(self, attentions: Sequence[Tensor]) -> Tensor:
+        if len(attentions) != self.threshold.shape[0]:
+            raise ValueError(
+                f"attentions: expected {self.threshold.shape[0]} layers, got {len(attentions)}"
+            )
+        total = sum(
+            head_attention_entropy_penalty(
+                a, self.threshold[i], self.tolerance, self.reduction, self.max_entropy
+            )
+            for i, a in enumerate(attentions)
+        )
+        return total / len(attentions)  # type: ignore[return-value]
