@@ -1,5 +1,12 @@
 """inforeg.estimators: entropy and mutual-information estimators (see DESIGN.md)."""
 
+from inforeg.estimators.diffusion_spectral import (
+    DiffusionSpectralEntropy,
+    diffusion_eigenvalues,
+    diffusion_spectral_entropy,
+    diffusion_spectral_entropy_with_bound,
+    diffusion_spectral_mutual_information,
+)
 from inforeg.estimators.knn import (
     kl_entropy,
     ksg_mutual_information,
@@ -7,6 +14,11 @@ from inforeg.estimators.knn import (
 )
 
 __all__ = [
+    "DiffusionSpectralEntropy",
+    "diffusion_eigenvalues",
+    "diffusion_spectral_entropy",
+    "diffusion_spectral_entropy_with_bound",
+    "diffusion_spectral_mutual_information",
     "kl_entropy",
     "ksg_mutual_information",
     "ksg_mutual_information_classif",
