@@ -20,6 +20,14 @@ from inforeg.losses.depict_clustering import (
     depict_clustering_loss,
     depict_target_distribution,
 )
+from inforeg.losses.extreme_multilabel import (
+    DecoupledSoftmaxLoss,
+    SoftTopKLoss,
+    decoupled_softmax_loss,
+    multilabel_softmax_loss,
+    soft_top_k,
+    soft_top_k_loss,
+)
 from inforeg.losses.generalized_category_discovery import (
     LegoGCDLoss,
     SimGCDLoss,
@@ -33,6 +41,10 @@ from inforeg.losses.head_attention_entropy import (
     HeadwiseAttentionEntropyRegularizer,
     attention_row_entropy,
     head_attention_entropy_penalty,
+)
+from inforeg.losses.partial_ranking_distillation import (
+    ContrastivePartialRankingDistillation,
+    partial_ranking_distillation,
 )
 from inforeg.losses.progressive_self_distillation import (
     ProgressiveSelfDistillation,
@@ -54,7 +66,14 @@ __all__ = [
     "masked_attention_softmax",
     "AdversarialCompSumLoss",
     "CompSumLoss",
+    "ContrastivePartialRankingDistillation",
     "DEPICTClusteringLoss",
+    "DecoupledSoftmaxLoss",
+    "SoftTopKLoss",
+    "decoupled_softmax_loss",
+    "multilabel_softmax_loss",
+    "soft_top_k",
+    "soft_top_k_loss",
     "HeadwiseAttentionEntropyRegularizer",
     "LegoGCDLoss",
     "ProgressiveSelfDistillation",
@@ -76,6 +95,7 @@ __all__ = [
     "generalized_cross_entropy",
     "head_attention_entropy_penalty",
     "margin_vector_distance",
+    "partial_ranking_distillation",
     "progressive_self_distillation",
     "pskd_alpha",
 ]

@@ -130,6 +130,28 @@ RECORDS = [
         spec="losses.md §8",
         arxiv="2310.10636",
         code="nilesh2797/DEXML",
+        api=(
+            "inforeg.losses.decoupled_softmax_loss",
+            "inforeg.losses.multilabel_softmax_loss",
+            "inforeg.losses.soft_top_k",
+            "inforeg.losses.soft_top_k_loss",
+            "inforeg.losses.DecoupledSoftmaxLoss",
+            "inforeg.losses.SoftTopKLoss",
+        ),
+        experiment="dexml-synthetic",
+        status="reproduced",
+        reference_tests=("tests/losses/test_extreme_multilabel.py",),
+        notes=(
+            "Other positives are excluded exactly from each positive's denominator (the code sets "
+            "their scores to -100) and losses are averaged over a query's positives; the code's "
+            "default loss_sample=True (one sampled positive per query) is reproduced by passing a "
+            "one-positive mask. Soft top-k: bisection for the offset (32 steps, code bracket) and "
+            "a custom implicit-function backward, checked with gradcheck and the spec's values. "
+            "Distributed gradient caching is out of scope. dexml-synthetic (synthetic latent-sum "
+            "retrieval set, not the paper's XMC benchmarks): decoupled softmax beat the "
+            "multi-label softmax on P@1 (+0.052) and P@5 (+0.032) in 5/5 seeds; soft top-5 was "
+            "only +0.002 on P@5 (2/5 seeds)."
+        ),
     ),
     Record(
         key="pskd",
