@@ -230,37 +230,56 @@ def _abs_row_sums(v: Tensor) -> Tensor:
     return torch.zeros_like(sorted_sums).scatter(0, order, sorted_sums)
 
 
+#: Block size below which the fast 1-D path compares pairs directly instead of merging.
+BASE = 32
+
+
 def _dominance_sums(ranks: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
     """For each position j: ``sum_{i<j, r_i<r_j} c_i`` and ``sum_{i<j, r_i<=r_j} c_i``.
 
     ``ranks`` (n,) non-negative int64 below n; ``c`` (n, k) values (differentiable).
-    Bottom-up merge: at the level with block size s, every element of an odd block queries the
-    even block just before it; each pair i < j meets at exactly one level.
+    Bottom-up merge: at the level with block size s, every element of an odd block collects the
+    elements of the even block just before it that have a smaller rank; each pair i < j meets at
+    exactly one level. Per level, one sort of composite keys (group, rank, side) and one
+    cumulative sum replace the merge: groups are contiguous in the sorted order and start at
+    index ``group * 2s``, so no search is needed.
     """
-    n = ranks.shape[0]
+    n, k = c.shape
     pos = torch.arange(n, device=c.device)
-    less = torch.zeros_like(c)
-    less_eq = torch.zeros_like(c)
-    width = n + 1
-    s = 1
+    zero_row = c.new_zeros((1, k))
+    # Pairs inside blocks of BASE consecutive positions: one batched masked product.
+    blocks = -(-n // BASE)
+    pad = blocks * BASE - n
+    cb = torch.cat([c, c.new_zeros((pad, k))]).reshape(blocks, BASE, k)
+    rb = torch.cat([ranks, ranks.new_zeros(pad)]).reshape(blocks, BASE)
+    lower = torch.ones(BASE, BASE, dtype=torch.bool, device=c.device).tril(-1)
+    mask = (rb.unsqueeze(2) > rb.unsqueeze(1)) & lower  # [b, j, i]: i < j and r_i < r_j
+    less = torch.bmm(mask.to(c.dtype), cb).reshape(blocks * BASE, k)[:n]
+    stride = 2 * (n + 1)
+    s = BASE
     while s < n:
         right = (pos // s) % 2 == 1
         group = pos // (2 * s)
-        left_idx = pos[~right]
-        right_idx = pos[right]
-        left_keys = group[left_idx] * width + ranks[left_idx]
-        keys_sorted, perm = torch.sort(left_keys)
-        c_left = c[left_idx][perm]
-        cum = torch.cat([c.new_zeros((1, c.shape[1])), torch.cumsum(c_left, 0)], dim=0)
-        base = group[right_idx] * width
-        query = base + ranks[right_idx]
-        lo = torch.searchsorted(keys_sorted, base)
-        hi_lt = torch.searchsorted(keys_sorted, query)
-        hi_le = torch.searchsorted(keys_sorted, query, right=True)
-        less = less.index_add(0, right_idx, cum[hi_lt] - cum[lo])
-        less_eq = less_eq.index_add(0, right_idx, cum[hi_le] - cum[lo])
+        # Right elements sort before left ones of equal rank, so equal ranks are excluded.
+        key = group * stride + 2 * ranks + (~right).long()
+        perm = torch.argsort(key)
+        contrib = (c * (~right).unsqueeze(1).to(c.dtype))[perm]
+        prefix = torch.cat([zero_row, torch.cumsum(contrib, 0)], dim=0)
+        sorted_group = group[perm]
+        gathered = prefix[:-1] - prefix[sorted_group * (2 * s)]
+        keep = right[perm].unsqueeze(1).to(c.dtype)
+        less = less.index_add(0, perm, gathered * keep)
         s *= 2
-    return less, less_eq
+    # Ties: sum_{i<j, r_i = r_j} c_i by a segmented prefix sum over the rank-sorted order.
+    order = torch.argsort(ranks, stable=True)
+    sorted_ranks = ranks[order]
+    csorted = c[order]
+    prefix = torch.cat([zero_row, torch.cumsum(csorted, 0)], dim=0)
+    _, counts = torch.unique_consecutive(sorted_ranks, return_counts=True)
+    starts = torch.repeat_interleave(torch.cumsum(counts, 0) - counts, counts)
+    equal_sorted = prefix[:-1] - prefix[starts]
+    equal = torch.zeros_like(c).index_add(0, order, equal_sorted)
+    return less, less + equal
 
 
 def _abs_product_sum(x: Tensor, y: Tensor) -> Tensor:
