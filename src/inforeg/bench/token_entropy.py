@@ -65,6 +65,80 @@ def _fwd_bwd(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> Cal
     return run
 
 
+Impl = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (logits, tokens) -> values
+
+ENTROPY_IMPLS: tuple[tuple[str, Impl], ...] = (
+    ("inforeg", lambda x, t: token_entropy(x)),
+    ("naive", lambda x, t: _naive_entropy(x)),
+    ("TRL-style (128 rows)", lambda x, t: _trl_entropy(x)),
+    ("verl-style (2048 rows, fp32)", lambda x, t: _verl_entropy(x)),
+)
+LOGP_IMPLS: tuple[tuple[str, Impl], ...] = (
+    ("inforeg", lambda x, t: selective_log_softmax(x, t)),
+    ("naive", _naive_logp),
+    ("TRL-style (per row)", _trl_logp),
+)
+
+
+def _forward_rows(
+    op: str,
+    impls: tuple[tuple[str, Impl], ...],
+    x: torch.Tensor,
+    tok: torch.Tensor,
+    ref: torch.Tensor,
+    repeat: int,
+) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    logits_mb = x.numel() * x.element_size() / 2**20
+    first: torch.Tensor | None = None
+    for name, fn in impls:
+        t, mem, val = measure(lambda fn=fn: fn(x, tok), repeat=repeat)  # type: ignore[misc]
+        if first is None:
+            first = val.double()
+        rows.append(
+            {
+                "op": op,
+                "dtype": str(x.dtype).replace("torch.", ""),
+                "shape": f"({x.shape[0]}, {x.shape[1]})",
+                "impl": name,
+                "max rel. err vs fp64": _rel(val[:REF_ROWS], ref),
+                "max rel. diff vs inforeg": _rel(val, first),
+                "s": t,
+                "extra peak MB": mem / 2**20,
+                "extra mem / logits": mem / 2**20 / logits_mb,
+            }
+        )
+        del val
+    return rows
+
+
+def _backward_rows(
+    op: str, impls: tuple[tuple[str, Impl], ...], x: torch.Tensor, tok: torch.Tensor, repeat: int
+) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    logits_mb = x.numel() * x.element_size() / 2**20
+    first: torch.Tensor | None = None
+    for name, fn in impls:
+        t, mem, g = measure(_fwd_bwd(lambda z, fn=fn: fn(z, tok), x), repeat=repeat)  # type: ignore[misc]
+        if first is None:
+            first = g.double()
+        rows.append(
+            {
+                "op": op,
+                "dtype": str(x.dtype).replace("torch.", ""),
+                "shape": f"({x.shape[0]}, {x.shape[1]})",
+                "impl": name,
+                "max abs. grad diff vs inforeg": float((g.double() - first).abs().max()),
+                "s": t,
+                "extra peak MB": mem / 2**20,
+                "extra mem / logits": mem / 2**20 / logits_mb,
+                "extra mem beyond grad / logits": (mem / 2**20 - logits_mb) / logits_mb,
+            }
+        )
+        del g
+    return rows
+
+
 def run(quick: bool) -> BenchResult:
     rows_fwd = 512 if quick else 4096
     rows_bwd = 256 if quick else 1024
@@ -74,107 +148,27 @@ def run(quick: bool) -> BenchResult:
     for dtype in (torch.float32, torch.bfloat16):
         x = (torch.randn(rows_fwd, VOCAB, generator=gen) * 2.0).to(dtype)
         tok = torch.randint(0, VOCAB, (rows_fwd,), generator=gen)
-        logits_mb = x.numel() * x.element_size() / 2**20
         x64 = x[:REF_ROWS].double()
         ref_h = _naive_entropy(x64)
         ref_lp = _naive_logp(x64, tok[:REF_ROWS])
         del x64
-        fwd: dict[str, tuple[Callable[[], Any], torch.Tensor]] = {}
-        for name, fn in (
-            ("inforeg", lambda: token_entropy(x)),
-            ("naive", lambda: _naive_entropy(x)),
-            ("TRL-style (128 rows)", lambda: _trl_entropy(x)),
-            ("verl-style (2048 rows, fp32)", lambda: _verl_entropy(x)),
-        ):
-            t, mem, val = measure(fn, repeat=repeat)
-            fwd[name] = (fn, val)
-            out.append(
-                {
-                    "op": "entropy fwd",
-                    "dtype": str(dtype).replace("torch.", ""),
-                    "shape": f"({rows_fwd}, {VOCAB})",
-                    "impl": name,
-                    "max rel. err vs fp64": _rel(val[:REF_ROWS], ref_h),
-                    "max rel. diff vs inforeg": _rel(val, fwd["inforeg"][1].double()),
-                    "s": t,
-                    "extra peak MB": mem / 2**20,
-                    "extra mem / logits": mem / 2**20 / logits_mb,
-                }
-            )
-            del val
-        fwd.clear()
-        lps: dict[str, torch.Tensor] = {}
-        for name, fn in (
-            ("inforeg", lambda: selective_log_softmax(x, tok)),
-            ("naive", lambda: _naive_logp(x, tok)),
-            ("TRL-style (per row)", lambda: _trl_logp(x, tok)),
-        ):
-            t, mem, val = measure(fn, repeat=repeat)
-            lps[name] = val
-            out.append(
-                {
-                    "op": "selective log-softmax fwd",
-                    "dtype": str(dtype).replace("torch.", ""),
-                    "shape": f"({rows_fwd}, {VOCAB})",
-                    "impl": name,
-                    "max rel. err vs fp64": _rel(val[:REF_ROWS], ref_lp),
-                    "max rel. diff vs inforeg": _rel(val, lps["inforeg"].double()),
-                    "s": t,
-                    "extra peak MB": mem / 2**20,
-                    "extra mem / logits": mem / 2**20 / logits_mb,
-                }
-            )
-        lps.clear()
+        out += _forward_rows("entropy fwd", ENTROPY_IMPLS, x, tok, ref_h, repeat)
+        out += _forward_rows("selective log-softmax fwd", LOGP_IMPLS, x, tok, ref_lp, repeat)
         xb = x[:rows_bwd].clone()
-        tb = tok[:rows_bwd]
+        tb = tok[:rows_bwd].clone()
         del x
-        bwd_mb = xb.numel() * xb.element_size() / 2**20
-        grads: dict[str, torch.Tensor] = {}
-        for op, impls in (
-            (
-                "entropy fwd+bwd",
-                (
-                    ("inforeg", token_entropy),
-                    ("naive", _naive_entropy),
-                    ("TRL-style (128 rows)", _trl_entropy),
-                ),
-            ),
-            (
-                "selective log-softmax fwd+bwd",
-                (
-                    ("inforeg", lambda z: selective_log_softmax(z, tb)),
-                    ("naive", lambda z: _naive_logp(z, tb)),
-                    ("TRL-style (per row)", lambda z: _trl_logp(z, tb)),
-                ),
-            ),
-        ):
-            grads.clear()
-            for name, fn in impls:
-                t, mem, g = measure(_fwd_bwd(fn, xb), repeat=repeat)
-                grads[name] = g
-                diff = float((g.double() - grads["inforeg"].double()).abs().max())
-                out.append(
-                    {
-                        "op": op,
-                        "dtype": str(dtype).replace("torch.", ""),
-                        "shape": f"({rows_bwd}, {VOCAB})",
-                        "impl": name,
-                        "max abs. grad diff vs inforeg": diff,
-                        "s": t,
-                        "extra peak MB": mem / 2**20,
-                        "extra mem / logits": mem / 2**20 / bwd_mb,
-                        "extra mem beyond grad / logits": (mem / 2**20 - bwd_mb) / bwd_mb,
-                    }
-                )
-        del xb, grads
+        out += _backward_rows("entropy fwd+bwd", ENTROPY_IMPLS[:3], xb, tb, repeat)
+        out += _backward_rows("selective log-softmax fwd+bwd", LOGP_IMPLS, xb, tb, repeat)
+        del xb
     notes = (
         "Logits ~ N(0, 2^2). 'extra peak MB' is the growth of peak resident memory during one call "
-        "beyond the logits themselves (for fwd+bwd it includes the gradient, which has the size "
-        "of the logits). Accuracy: the first 128 rows against a float64 computation. Backward is "
-        "measured on fewer rows to keep the naive version's memory within the machine. "
-        "TRL-style and verl-style are re-implementations of the chunking those libraries use "
-        "(TRL's entropy_from_logits / selective_log_softmax, verl's "
-        "entropy_from_logits_with_chunking), not imports of the libraries."
+        "beyond the inputs (for fwd+bwd it includes the gradient, which has the size of the "
+        "logits; 'extra mem beyond grad' subtracts it). Accuracy: the first 128 rows against a "
+        "float64 computation. Backward is measured on fewer rows to keep the naive version's "
+        "memory within the machine. TRL-style and verl-style are re-implementations of the "
+        "chunking those libraries use (TRL's entropy_from_logits / selective_log_softmax, verl's "
+        "entropy_from_logits_with_chunking), not imports of the libraries. The machine is shared "
+        "(2 cores), so absolute times are noisy; ratios within one run are comparable."
     )
     return BenchResult(out, notes)
 
