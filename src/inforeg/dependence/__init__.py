@@ -4,6 +4,12 @@ MMD, HSIC/CKA, the distance covariance family (dCov, dCor, JdCov, CCdCov), Cauch
 divergence (CS-IB), von Neumann entropy, InfoNCE/MINE/Wasserstein dependency, VIB (MID) and MCR.
 """
 
+from inforeg.dependence.cauchy_schwarz import (
+    CSIBLoss,
+    cauchy_schwarz_divergence,
+    conditional_cs_divergence,
+    cs_quadratic_mi,
+)
 from inforeg.dependence.distance_covariance import (
     DistanceCorrelationLoss,
     distance_correlation,
@@ -23,6 +29,10 @@ from inforeg.dependence.hsic import HSICLoss, cka, hsic
 from inforeg.dependence.mmd import MMDLoss, mmd
 
 __all__ = [
+    "CSIBLoss",
+    "cauchy_schwarz_divergence",
+    "conditional_cs_divergence",
+    "cs_quadratic_mi",
     "DistanceCovarianceFairness",
     "concatenated_distance_covariance",
     "encode_attributes",

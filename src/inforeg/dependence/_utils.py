@@ -178,3 +178,30 @@ def safe_ratio(num: Tensor, den_sqr: Tensor) -> Tensor:
     den = den_sqr.abs()
     positive = den > 0
     return torch.where(positive, num / den.clamp_min(torch.finfo(den.dtype).tiny).sqrt(), 0.0 * num)
+
+
+def stream_rows(fn: BlockFn, n: int, chunk_size: int | None) -> Tensor:
+    """Concatenate ``fn(start, stop)`` (rows of per-row statistics) over row blocks.
+
+    Blocks are checkpointed under autograd, so the backward pass also holds one block at a time.
+    """
+    from torch.utils.checkpoint import checkpoint
+
+    from inforeg.core.checks import check_int
+    from inforeg.core.pairwise import default_chunk_size
+
+    if chunk_size is None:
+        step = default_chunk_size(n, n)
+    else:
+        check_int(chunk_size, "chunk_size", low=1)
+        step = min(chunk_size, n)
+    if step >= n:
+        return fn(0, n)
+    grad = torch.is_grad_enabled()
+    parts = [
+        checkpoint(fn, s, min(s + step, n), use_reentrant=False)
+        if grad
+        else fn(s, min(s + step, n))
+        for s in range(0, n, step)
+    ]
+    return torch.cat(parts)
