@@ -27,8 +27,11 @@ from inforeg.dependence.fairness import (
 )
 from inforeg.dependence.hsic import HSICLoss, cka, hsic
 from inforeg.dependence.mmd import MMDLoss, mmd
+from inforeg.dependence.von_neumann import VonNeumannEntropy, von_neumann_entropy
 
 __all__ = [
+    "VonNeumannEntropy",
+    "von_neumann_entropy",
     "CSIBLoss",
     "cauchy_schwarz_divergence",
     "conditional_cs_divergence",
