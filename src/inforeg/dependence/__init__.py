@@ -10,6 +10,16 @@ from inforeg.dependence.cauchy_schwarz import (
     conditional_cs_divergence,
     cs_quadratic_mi,
 )
+from inforeg.dependence.contrastive import (
+    MINE,
+    InfoNCELoss,
+    WDMOutput,
+    gradient_penalty,
+    infonce,
+    mine_lower_bound,
+    spectral_normalize,
+    wasserstein_dependency,
+)
 from inforeg.dependence.distance_covariance import (
     DistanceCorrelationLoss,
     distance_correlation,
@@ -30,6 +40,14 @@ from inforeg.dependence.mmd import MMDLoss, mmd
 from inforeg.dependence.von_neumann import VonNeumannEntropy, von_neumann_entropy
 
 __all__ = [
+    "MINE",
+    "InfoNCELoss",
+    "WDMOutput",
+    "gradient_penalty",
+    "infonce",
+    "mine_lower_bound",
+    "spectral_normalize",
+    "wasserstein_dependency",
     "VonNeumannEntropy",
     "von_neumann_entropy",
     "CSIBLoss",
