@@ -12,8 +12,17 @@ from inforeg.estimators.knn import (
     ksg_mutual_information,
     ksg_mutual_information_classif,
 )
+from inforeg.estimators.mi_screening import (
+    ksg_mutual_information_per_feature,
+    mutual_information_screening,
+)
+from inforeg.estimators.tsallis import QGaussian, tsallis_entropy
 
 __all__ = [
+    "QGaussian",
+    "ksg_mutual_information_per_feature",
+    "mutual_information_screening",
+    "tsallis_entropy",
     "DiffusionSpectralEntropy",
     "diffusion_eigenvalues",
     "diffusion_spectral_entropy",
