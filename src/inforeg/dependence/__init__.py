@@ -37,9 +37,14 @@ from inforeg.dependence.fairness import (
 )
 from inforeg.dependence.hsic import HSICLoss, cka, hsic
 from inforeg.dependence.mmd import MMDLoss, mmd
+from inforeg.dependence.vib import MIDLoss, VIBHead, VIBOutput, vib_kl
 from inforeg.dependence.von_neumann import VonNeumannEntropy, von_neumann_entropy
 
 __all__ = [
+    "MIDLoss",
+    "VIBHead",
+    "VIBOutput",
+    "vib_kl",
     "MINE",
     "InfoNCELoss",
     "WDMOutput",
