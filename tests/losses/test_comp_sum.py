@@ -173,3 +173,24 @@ def test_adversarial_comp_sum():
         adversarial_comp_sum_loss(model, x, y, rho=0.0)
     with pytest.raises(ValueError, match="epsilon"):
         adversarial_comp_sum_loss(model, x, y, epsilon=-0.1)
+
+
+def test_property_monotone_in_tau_and_bounded():
+    hypothesis = pytest.importorskip("hypothesis")
+    st = pytest.importorskip("hypothesis.strategies")
+
+    @hypothesis.settings(max_examples=25, deadline=None)
+    @hypothesis.given(
+        st.lists(st.floats(-20, 20), min_size=2, max_size=6),
+        st.floats(0.0, 3.0),
+        st.floats(0.0, 3.0),
+    )
+    def check(row, t1, t2):
+        z = torch.tensor([row], dtype=torch.float64)
+        y = torch.tensor([0])
+        lo, hi = sorted((t1, t2))
+        a, b = float(comp_sum_loss(z, y, tau=lo)), float(comp_sum_loss(z, y, tau=hi))
+        assert a >= b - 1e-9 and b >= 0.0
+        assert 0.0 <= float(comp_sum_loss(z, y, kind="mae")) <= 1.0
+
+    check()
