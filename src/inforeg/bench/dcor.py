@@ -13,6 +13,17 @@ CHUNK = 1024
 
 
 def run(quick: bool) -> BenchResult:
+    # dcor's numba kernels run on one thread; give torch one thread too (on this shared machine,
+    # 2 OpenMP threads also made the many small ops of the 1-D path far slower).
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _run(quick)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run(quick: bool) -> BenchResult:
     try:
         import dcor
     except ImportError as exc:  # pragma: no cover
@@ -101,7 +112,8 @@ def run(quick: bool) -> BenchResult:
             )
     notes.insert(
         0,
-        "float64 throughout. inforeg's naive path streams blocks of "
+        "float64 throughout; torch limited to 1 thread (dcor's numba code is single-threaded). "
+        "inforeg's naive path streams blocks of "
         f"{CHUNK} rows (O(n * chunk) memory) and computes dCov^2(x,y), dCov^2(x,x), dCov^2(y,y) in "
         "one pass; dcor builds the dense matrices. n = 16000 is timed once (no repeats). The 1-D "
         "rows compare inforeg's vectorised O(n log^2 n) merge with dcor's numba AVL and mergesort "
