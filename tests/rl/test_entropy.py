@@ -121,3 +121,27 @@ def test_bad_input():
     with checks("full"), pytest.raises(ValueError, match="logits"):
         token_entropy(torch.tensor([[0.0, float("nan")]]))
     assert inforeg is not None
+
+
+def test_threaded_row_split_matches_reference():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)  # forces the CPU path that splits rows over worker threads
+    try:
+        z = torch.randn(9, 31, dtype=torch.float64, requires_grad=True)
+        tok = torch.randint(0, 31, (9,))
+        w = torch.randn(9, dtype=torch.float64)
+        h = token_entropy(z, 0.9, chunk_size=2)
+        lp = selective_log_softmax(z, tok, 0.9, chunk_size=2)
+        (gh,) = torch.autograd.grad((h * w).sum(), z)
+        (gl,) = torch.autograd.grad((lp * w).sum(), z)
+        assert torch.get_num_threads() == 2  # restored
+    finally:
+        torch.set_num_threads(threads)
+    zr = z.detach().clone().requires_grad_()
+    ref_lp = torch.log_softmax(zr / 0.9, -1).gather(1, tok[:, None]).squeeze(1)
+    torch.testing.assert_close(h, _ref_entropy(z.detach(), 0.9))
+    torch.testing.assert_close(lp, ref_lp)
+    (rh,) = torch.autograd.grad((_ref_entropy(zr, 0.9) * w).sum(), zr)
+    (rl,) = torch.autograd.grad((ref_lp * w).sum(), zr)
+    torch.testing.assert_close(gh, rh)
+    torch.testing.assert_close(gl, rl)

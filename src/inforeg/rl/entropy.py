@@ -12,6 +12,8 @@ before the softmax, ``p = softmax(z / T)``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import torch
@@ -27,6 +29,37 @@ _CHUNK_BYTES = 1 << 20  # ~1 MiB of float32 per chunk: stays in the L2 cache
 def default_entropy_chunk(vocab: int) -> int:
     """Rows per chunk so that one float32 chunk is about 1 MiB (at least 1 row)."""
     return max(1, _CHUNK_BYTES // (4 * max(vocab, 1)))
+
+
+def _run_rows(
+    rows: int, chunk: int, device: torch.device, body: Callable[[int, int], None]
+) -> None:
+    """Run ``body(lo, hi)`` over ``[0, rows)``.
+
+    On CPU with several intra-op threads, per-op threading on cache-sized chunks mostly adds
+    synchronisation, so the rows are split into one contiguous part per thread and each part is
+    processed by a Python worker thread (torch releases the GIL inside ops) with intra-op
+    threading set to 1 for the duration of the call (restored afterwards).
+    """
+    threads = torch.get_num_threads()
+    parts = min(threads, rows // max(chunk, 1)) if device.type == "cpu" else 1
+    if parts <= 1:
+        body(0, rows)
+        return
+    step = -(-rows // parts)
+    bounds = [(lo, min(lo + step, rows)) for lo in range(0, rows, step)]
+
+    def work(lo: int, hi: int) -> None:
+        with torch.no_grad():  # grad mode is thread-local; the bodies write into buffers
+            body(lo, hi)
+
+    torch.set_num_threads(1)
+    try:
+        with ThreadPoolExecutor(len(bounds)) as pool:
+            for fut in [pool.submit(work, lo, hi) for lo, hi in bounds]:
+                fut.result()
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _acc_dtype(x: Tensor) -> torch.dtype:
@@ -54,18 +87,22 @@ class _TokenEntropy(torch.autograd.Function):
         acc = _acc_dtype(z)
         out = torch.empty(rows, dtype=acc, device=z.device)
         lse = torch.empty(rows, dtype=acc, device=z.device)
-        y = torch.empty(min(chunk, rows), vocab, dtype=acc, device=z.device)
-        e = torch.empty_like(y)
-        for s in range(0, rows, chunk):
-            n = min(chunk, rows - s)
-            yc, ec = y[:n], e[:n]
-            shift = _chunk_shift(z[s : s + n], inv_t, yc)
-            torch.exp(yc, out=ec)
-            total = ec.sum(dim=-1)
-            log_total = total.log()
-            # H = log S - sum(e * y) / S with y = z/T - max(z/T), e = exp(y), S = sum(e)
-            out[s : s + n] = log_total - _rowdot(ec, yc) / total
-            lse[s : s + n] = log_total + shift.view(-1)
+
+        def body(lo: int, hi: int) -> None:
+            y = torch.empty(min(chunk, hi - lo), vocab, dtype=acc, device=z.device)
+            e = torch.empty_like(y)
+            for s in range(lo, hi, chunk):
+                n = min(chunk, hi - s)
+                yc, ec = y[:n], e[:n]
+                shift = _chunk_shift(z[s : s + n], inv_t, yc)
+                torch.exp(yc, out=ec)
+                total = ec.sum(dim=-1)
+                log_total = total.log()
+                # H = log S - sum(e * y) / S with y = z/T - max(z/T), e = exp(y), S = sum(e)
+                out[s : s + n] = log_total - _rowdot(ec, yc) / total
+                lse[s : s + n] = log_total + shift.view(-1)
+
+        _run_rows(rows, chunk, z.device, body)
         ctx.save_for_backward(z, lse, out)
         ctx.inv_t = inv_t
         ctx.chunk = chunk
@@ -80,19 +117,23 @@ class _TokenEntropy(torch.autograd.Function):
         rows, vocab = z.shape
         acc = _acc_dtype(z)
         gz = torch.empty_like(z)
-        lp = torch.empty(min(chunk, rows), vocab, dtype=acc, device=z.device)
-        p = torch.empty_like(lp)
         g = grad.to(acc)
-        for s in range(0, rows, chunk):
-            n = min(chunk, rows - s)
-            lpc, pc = lp[:n], p[:n]
-            # log p = z/T - lse ; dH/dz = -(1/T) p (log p + H)
-            torch.mul(z[s : s + n], inv_t, out=lpc)
-            lpc.sub_(lse[s : s + n].unsqueeze(1))
-            torch.exp(lpc, out=pc)
-            lpc.add_(ent[s : s + n].unsqueeze(1))
-            pc.mul_(lpc).mul_((-inv_t * g[s : s + n]).unsqueeze(1))
-            gz[s : s + n] = pc
+
+        def body(lo: int, hi: int) -> None:
+            lp = torch.empty(min(chunk, hi - lo), vocab, dtype=acc, device=z.device)
+            p = torch.empty_like(lp)
+            for s in range(lo, hi, chunk):
+                n = min(chunk, hi - s)
+                lpc, pc = lp[:n], p[:n]
+                # log p = z/T - lse ; dH/dz = -(1/T) p (log p + H)
+                torch.mul(z[s : s + n], inv_t, out=lpc)
+                lpc.sub_(lse[s : s + n].unsqueeze(1))
+                torch.exp(lpc, out=pc)
+                lpc.add_(ent[s : s + n].unsqueeze(1))
+                pc.mul_(lpc).mul_((-inv_t * g[s : s + n]).unsqueeze(1))
+                gz[s : s + n] = pc
+
+        _run_rows(rows, chunk, z.device, body)
         return gz, None, None
 
 
@@ -159,12 +200,16 @@ class _SelectiveLogSoftmax(torch.autograd.Function):
         rows, vocab = z.shape
         acc = _acc_dtype(z)
         lse = torch.empty(rows, dtype=acc, device=z.device)
-        y = torch.empty(min(chunk, rows), vocab, dtype=acc, device=z.device)
-        for s in range(0, rows, chunk):
-            n = min(chunk, rows - s)
-            yc = y[:n]
-            shift = _chunk_shift(z[s : s + n], inv_t, yc)
-            lse[s : s + n] = torch.logsumexp(yc, dim=-1) + shift.view(-1)
+
+        def body(lo: int, hi: int) -> None:
+            y = torch.empty(min(chunk, hi - lo), vocab, dtype=acc, device=z.device)
+            for s in range(lo, hi, chunk):
+                n = min(chunk, hi - s)
+                yc = y[:n]
+                shift = _chunk_shift(z[s : s + n], inv_t, yc)
+                lse[s : s + n] = torch.logsumexp(yc, dim=-1) + shift.view(-1)
+
+        _run_rows(rows, chunk, z.device, body)
         picked = z.gather(1, tok.unsqueeze(1)).view(-1).to(acc) * inv_t
         ctx.save_for_backward(z, tok, lse)
         ctx.inv_t = inv_t
@@ -180,16 +225,20 @@ class _SelectiveLogSoftmax(torch.autograd.Function):
         rows, vocab = z.shape
         acc = _acc_dtype(z)
         gz = torch.empty_like(z)
-        p = torch.empty(min(chunk, rows), vocab, dtype=acc, device=z.device)
         g = grad.to(acc) * inv_t
-        for s in range(0, rows, chunk):
-            n = min(chunk, rows - s)
-            pc = p[:n]
-            # d logp_tok / dz = (onehot(tok) - p) / T
-            torch.mul(z[s : s + n], inv_t, out=pc)
-            pc.sub_(lse[s : s + n].unsqueeze(1)).exp_().mul_(-g[s : s + n].unsqueeze(1))
-            gz[s : s + n] = pc
-        gz.scatter_add_(1, tok.unsqueeze(1), g.unsqueeze(1).to(gz.dtype))
+
+        def body(lo: int, hi: int) -> None:
+            p = torch.empty(min(chunk, hi - lo), vocab, dtype=acc, device=z.device)
+            for s in range(lo, hi, chunk):
+                n = min(chunk, hi - s)
+                pc = p[:n]
+                # d logp_tok / dz = (onehot(tok) - p) / T
+                torch.mul(z[s : s + n], inv_t, out=pc)
+                pc.sub_(lse[s : s + n].unsqueeze(1)).exp_().mul_(-g[s : s + n].unsqueeze(1))
+                pc.scatter_add_(1, tok[s : s + n].unsqueeze(1), g[s : s + n].unsqueeze(1))
+                gz[s : s + n] = pc
+
+        _run_rows(rows, chunk, z.device, body)
         return gz, None, None, None
 
 
