@@ -1,5 +1,13 @@
 """Prediction-level regularisers: entropy and KL families, distillation, comp-sum, attention entropy."""
 
+from inforeg.losses.architecture_entropy import (
+    AdaptiveDeviationScale,
+    ArchitectureEntropyRegularizer,
+    QuantizationNoise,
+    architecture_entropy,
+    architecture_entropy_weight,
+    quantization_noise,
+)
 from inforeg.losses.attention_entropy import (
     ABMIL,
     AttentionEntropyMaximization,
@@ -61,10 +69,14 @@ from inforeg.losses.source_free_adaptation import (
 __all__ = [
     "ABMIL",
     "AttentionEntropyMaximization",
+    "architecture_entropy",
+    "architecture_entropy_weight",
     "attention_entropy",
     "attention_row_entropy",
     "masked_attention_softmax",
+    "AdaptiveDeviationScale",
     "AdversarialCompSumLoss",
+    "ArchitectureEntropyRegularizer",
     "CompSumLoss",
     "ContrastivePartialRankingDistillation",
     "DEPICTClusteringLoss",
@@ -77,6 +89,7 @@ __all__ = [
     "HeadwiseAttentionEntropyRegularizer",
     "LegoGCDLoss",
     "ProgressiveSelfDistillation",
+    "QuantizationNoise",
     "SimGCDLoss",
     "cross_view_self_distillation",
     "depict_clustering_loss",
@@ -98,4 +111,5 @@ __all__ = [
     "partial_ranking_distillation",
     "progressive_self_distillation",
     "pskd_alpha",
+    "quantization_noise",
 ]

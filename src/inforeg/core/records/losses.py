@@ -50,7 +50,29 @@ RECORDS = [
         spec="losses.md §10",
         arxiv="2208.14839",
         code="diff7/QuanToaster",
-        notes="Journal version IEEE Access 2024 (DOI 10.1109/ACCESS.2024.3446039).",
+        api=(
+            "inforeg.losses.architecture_entropy",
+            "inforeg.losses.architecture_entropy_weight",
+            "inforeg.losses.ArchitectureEntropyRegularizer",
+            "inforeg.losses.quantization_noise",
+            "inforeg.losses.QuantizationNoise",
+            "inforeg.losses.AdaptiveDeviationScale",
+        ),
+        experiment="quantnas-toy",
+        status="reproduced",
+        reference_tests=("tests/losses/test_architecture_entropy.py",),
+        notes=(
+            "Journal version IEEE Access 2024 (DOI 10.1109/ACCESS.2024.3446039). Entropy summed "
+            "over edges and minimised (added to the loss) with the code's schedule w1*w2 (spec "
+            "values 0.0658 / 0.369 / 1 at t = 5 / 10 / 19 of 20 are tests). Quantisation noise is "
+            "detached as in the code, so in the QuantizationNoise mixture the real weights learn "
+            "only through the full-precision share 1/(n_bits+1) (the paper presents the noise as "
+            "a differentiable surrogate). ADQ is provided as AdaptiveDeviationScale (branch * "
+            "(a*std(skip)+b) + skip, a=1.5, b=0); the full SR search space, hardware (BitOps) "
+            "penalty and LSQ/HWGQ final training are not implemented. quantnas-toy (3-edge 1-D "
+            "conv toy, c = 0.5): final entropy per edge 0.020 vs 1.043 nats (5/5 seeds); "
+            "supernet-to-discrete MSE gap 0.0012 vs 0.083 (5/5 seeds, large variance)."
+        ),
     ),
     Record(
         key="entropy-guided-attention",
