@@ -36,11 +36,15 @@ from inforeg.dependence.fairness import (
     smallest_lambda_reaching,
 )
 from inforeg.dependence.hsic import HSICLoss, cka, hsic
+from inforeg.dependence.mcr import MCRRegularizer, jensen_shannon_logits, permutation_jsd
 from inforeg.dependence.mmd import MMDLoss, mmd
 from inforeg.dependence.vib import MIDLoss, VIBHead, VIBOutput, vib_kl
 from inforeg.dependence.von_neumann import VonNeumannEntropy, von_neumann_entropy
 
 __all__ = [
+    "MCRRegularizer",
+    "jensen_shannon_logits",
+    "permutation_jsd",
     "MIDLoss",
     "VIBHead",
     "VIBOutput",
