@@ -76,7 +76,7 @@ def run_seed(seed: int, quick: bool) -> SeedResult:
                 NUM_CLASSES,
                 NUM_KNOWN,
                 threshold=0.7,
-                warmup_epochs=warmup,  # type: ignore[arg-type]
+                warmup_epochs=warmup,
             )
         opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-5)
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs, eta_min=1e-4)

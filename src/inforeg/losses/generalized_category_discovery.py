@@ -13,6 +13,7 @@ Layout convention (as in both codes): a batch of B images gives 2B rows ``[view 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -390,9 +391,9 @@ class LegoGCDLoss(SimGCDLoss):
         ler_lam: float = 0.4,
         prior_momentum: float = 0.999,
         detach_target: bool = False,
-        **simgcd: float,
+        **simgcd: Any,
     ) -> None:
-        super().__init__(**simgcd)  # type: ignore[arg-type]
+        super().__init__(**simgcd)
         check_int(num_classes, "num_classes", low=2)
         self.num_known = check_int(num_known, "num_known", low=0, high=num_classes)
         self.threshold = check_probability(threshold, "threshold")
