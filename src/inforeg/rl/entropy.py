@@ -168,6 +168,9 @@ def token_entropy(
     chunk is shifted, exponentiated and reduced inside a reused float32 buffer, so no full-size
     probability tensor ever exists. The backward pass recomputes the chunk's probabilities and
     writes :math:`\partial H/\partial z_v = -\tfrac{1}{T} p_v(\log p_v + H)` into the gradient.
+    On CPU the rows are split over ``torch.get_num_threads()`` worker threads, with intra-op
+    threading set to 1 during the call (restored after; avoid calling it concurrently with
+    other torch work in the same process that relies on the thread setting).
     This is the computation of TRL's ``entropy_from_logits`` (128-row chunks of
     ``log_softmax``) and verl's ``entropy_from_logits_with_chunking`` (2048 rows, float32), with
     cache-sized chunks and no per-chunk allocation.

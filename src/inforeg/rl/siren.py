@@ -11,7 +11,7 @@ from torch import Tensor, nn
 
 from inforeg.core.checks import check_int, check_number, check_same_shape, check_tensor
 from inforeg.core.reduce import masked_aggregate
-from inforeg.rl.entropy import token_entropy
+from inforeg.rl.entropy import default_entropy_chunk, token_entropy
 
 __all__ = [
     "SelectiveEntropyRegularizer",
@@ -58,17 +58,21 @@ def top_p_entropy(
 
     Returns:
         ``(...)`` top-p entropies in nats (dtype of ``logits``; float32 inside for half types).
-        Memory: one ``(..., min(top_k, V))`` tensor of sorted logits.
+        Memory: one ``(..., min(top_k, V))`` tensor of sorted logits (plus one row chunk for
+        the full log-sum-exp).
     """
     check_tensor(logits, "logits", min_ndim=1, floating=True)
     p_top = check_number(top_p, "top_p", low=0.0, high=1.0, low_inclusive=False)
     k = min(check_int(top_k, "top_k", low=1), logits.shape[-1])
     t = check_number(temperature, "temperature", low=0.0, low_inclusive=False)
     acc = torch.float32 if logits.dtype in (torch.float16, torch.bfloat16) else logits.dtype
-    z = logits.to(acc) / t
-    vals, _ = torch.topk(z, k, dim=-1, sorted=True)
-    with torch.no_grad():
-        lse_full = torch.logsumexp(z, dim=-1, keepdim=True)
+    # topk of z / T is topk of z (T > 0): only the (..., K) values are upcast and kept
+    vals = torch.topk(logits, k, dim=-1, sorted=True).values.to(acc) / t
+    with torch.no_grad():  # full log-sum-exp, one row chunk at a time
+        flat = logits.detach().reshape(-1, logits.shape[-1])
+        chunk = default_entropy_chunk(logits.shape[-1])
+        lse_rows = [torch.logsumexp(c.to(acc) / t, dim=-1) for c in flat.split(chunk)]
+        lse_full = torch.cat(lse_rows).view(*logits.shape[:-1], 1)
         cum = torch.cumsum(torch.exp(vals - lse_full), dim=-1)
         keep = cum < p_top
         # An empty set has entropy 0; keeping the top-1 token alone also gives exactly 0 and
