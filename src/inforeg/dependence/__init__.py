@@ -38,10 +38,13 @@ from inforeg.dependence.fairness import (
 from inforeg.dependence.hsic import HSICLoss, cka, hsic
 from inforeg.dependence.mcr import MCRRegularizer, jensen_shannon_logits, permutation_jsd
 from inforeg.dependence.mmd import MMDLoss, mmd
+from inforeg.dependence.modality_alignment import ModalityAlignmentLoss, modality_alignment_mmd
 from inforeg.dependence.vib import MIDLoss, VIBHead, VIBOutput, vib_kl
 from inforeg.dependence.von_neumann import VonNeumannEntropy, von_neumann_entropy
 
 __all__ = [
+    "ModalityAlignmentLoss",
+    "modality_alignment_mmd",
     "MCRRegularizer",
     "jensen_shannon_logits",
     "permutation_jsd",
