@@ -13,11 +13,19 @@ from inforeg.ot.sliced import (
     sliced_wasserstein,
     wasserstein_1d,
 )
+from inforeg.ot.smooth import SmoothOT, smooth_ot
+from inforeg.ot.sparse import SparsityConstrainedOT, delta_k, projection_sparse_simplex, sparse_ot
 
 __all__ = [
     "LogSinkhorn",
     "OTResult",
     "SlicedWassersteinLoss",
+    "SmoothOT",
+    "SparsityConstrainedOT",
+    "delta_k",
+    "projection_sparse_simplex",
+    "smooth_ot",
+    "sparse_ot",
     "log_sinkhorn_correspondence",
     "max_sliced_wasserstein",
     "random_projections",

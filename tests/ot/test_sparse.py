@@ -1,0 +1,275 @@
+"""Tests of inforeg.ot.smooth_ot and inforeg.ot.sparse_ot (sparsity-constrained OT)."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from inforeg.core.checks import checks
+from inforeg.ot import (
+    SmoothOT,
+    SparsityConstrainedOT,
+    delta_k,
+    projection_sparse_simplex,
+    smooth_ot,
+    sparse_ot,
+)
+
+D64 = torch.float64
+
+
+def _problem(n=12, m=10, seed=0, batch=()):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(*batch, n, 2, generator=g, dtype=D64)
+    y = torch.randn(*batch, m, 2, generator=g, dtype=D64) + 0.5
+    c = torch.cdist(x, y) ** 2
+    c = c / c.amax((-2, -1), keepdim=True)
+    a = torch.full((*batch, n), 1.0 / n, dtype=D64)
+    b = torch.full((*batch, m), 1.0 / m, dtype=D64)
+    return a, b, c
+
+
+# ----------------------------------------------------------------------------- closed forms
+
+
+def test_delta_k_spec_value():
+    s = torch.tensor([3.0, 1.0, 2.0], dtype=D64)
+    val, grad = delta_k(s, k=2, gamma=1.0)
+    assert float(val) == pytest.approx(6.5)
+    torch.testing.assert_close(grad, torch.tensor([3.0, 0.0, 2.0], dtype=D64))
+    assert torch.equal(s, torch.tensor([3.0, 1.0, 2.0], dtype=D64))  # input untouched
+    val2, grad2 = delta_k(s, k=2, gamma=2.0)
+    assert float(val2) == pytest.approx(3.25)
+    torch.testing.assert_close(grad2, grad / 2)
+
+
+def test_projection_sparse_simplex_spec_values():
+    v = torch.tensor([0.6, 0.3, 0.1], dtype=D64)
+    torch.testing.assert_close(
+        projection_sparse_simplex(v, 2), torch.tensor([0.65, 0.35, 0.0], dtype=D64)
+    )
+    torch.testing.assert_close(
+        projection_sparse_simplex(v, 1), torch.tensor([1.0, 0.0, 0.0], dtype=D64)
+    )
+
+
+@settings(max_examples=20, deadline=None)
+@given(st.integers(1, 6), st.integers(2, 7), st.integers(0, 10**6))
+def test_projection_is_best_k_sparse_simplex_point(k, n, seed):
+    # Brute force: for each support of size <= k, project onto that face; keep the closest.
+    from itertools import combinations
+
+    rng = np.random.default_rng(seed)
+    v = rng.normal(size=n)
+    best, best_d = None, np.inf
+    for size in range(1, min(k, n) + 1):
+        for supp in combinations(range(n), size):
+            sub = v[list(supp)]
+            # simplex projection of sub (sort-based)
+            u = np.sort(sub)[::-1]
+            css = np.cumsum(u) - 1
+            rho = np.nonzero(u - css / np.arange(1, size + 1) > 0)[0][-1]
+            w = np.maximum(sub - css[rho] / (rho + 1), 0)
+            y = np.zeros(n)
+            y[list(supp)] = w
+            d = np.sum((y - v) ** 2)
+            if d < best_d - 1e-12:
+                best, best_d = y, d
+    ours = projection_sparse_simplex(torch.from_numpy(v), k).numpy()
+    assert np.sum((ours - v) ** 2) == pytest.approx(best_d, abs=1e-10)
+    assert np.count_nonzero(ours) <= k and ours.sum() == pytest.approx(1.0)
+    del best
+
+
+def test_delta_k_matches_pot():
+    ot = pytest.importorskip("ot")
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(6, 4))
+    reg = ot.smooth.SparsityConstrained(max_nz=2, gamma=0.5)
+    val, grad = reg.delta_Omega(x.copy())
+    ours_v, ours_g = delta_k(torch.from_numpy(x.T), 2, 0.5)
+    np.testing.assert_allclose(ours_v.numpy(), val)
+    np.testing.assert_allclose(ours_g.numpy().T, grad)
+
+
+# ----------------------------------------------------------------------------- solvers vs POT
+
+
+def _pot_quiet(fn, *args, **kwargs):
+    with contextlib.redirect_stdout(io.StringIO()):  # POT prints from projection_sparse_simplex
+        return fn(*args, **kwargs)
+
+
+@pytest.mark.parametrize("reg", ["l2", "entropy"])
+@pytest.mark.parametrize("form", ["dual", "semi_dual"])
+def test_smooth_ot_matches_pot(reg, form):
+    ot = pytest.importorskip("ot")
+    a, b, c = _problem(15, 12, seed=2)
+    gamma = 0.1
+    fn = ot.smooth.smooth_ot_dual if form == "dual" else ot.smooth.smooth_ot_semi_dual
+    ref = fn(a.numpy(), b.numpy(), c.numpy(), gamma, reg_type="kl" if reg == "entropy" else reg)
+    r = smooth_ot(a, b, c, gamma, reg, form, max_iter=2000)
+    assert np.abs(r.plan.numpy() - ref).max() < 1e-4
+    torch.testing.assert_close(r.plan.sum(-2), b, atol=1e-5, rtol=0)
+    torch.testing.assert_close(r.plan.sum(-1), a, atol=1e-5, rtol=0)
+
+
+def test_entropy_smooth_ot_matches_sinkhorn():
+    from inforeg.ot import sinkhorn
+
+    a, b, c = _problem(10, 8, seed=3)
+    gamma = 0.05
+    r = smooth_ot(a, b, c, gamma, "entropy", "semi_dual", max_iter=2000)
+    # Omega = gamma sum t log t  <=>  entropic OT with KL to a (x) b up to a constant: same plan.
+    s = sinkhorn(a, b, c, gamma, tol=1e-12, max_iter=20000)
+    torch.testing.assert_close(r.plan, s.plan, atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("form", ["semi_dual", "dual"])
+def test_sparse_ot_matches_pot(form):
+    ot = pytest.importorskip("ot")
+    a, b, c = _problem(15, 12, seed=4)
+    fn = ot.smooth.smooth_ot_dual if form == "dual" else ot.smooth.smooth_ot_semi_dual
+    ref = _pot_quiet(
+        fn, a.numpy(), b.numpy(), c.numpy(), 0.1, reg_type="sparsity_constrained", max_nz=4
+    )
+    r = sparse_ot(a, b, c, k=4, gamma=0.1, formulation=form, max_iter=2000)
+    assert np.abs(r.plan.numpy() - ref).max() < 1e-3
+    assert int((r.plan > 0).sum(-2).max()) <= 4
+
+
+def test_sparse_columns_have_at_most_k_nonzeros_and_marginals():
+    a, b, c = _problem(12, 8, seed=5)  # k * m >= n, so the row marginals are attainable
+    for k in (2, 3, 5):
+        r = sparse_ot(a, b, c, k=k, gamma=0.05, max_iter=3000)
+        assert int((r.plan > 0).sum(-2).max()) <= k
+        torch.testing.assert_close(r.plan.sum(-2), b, atol=1e-10, rtol=0)  # exact (semi-dual)
+        assert float((r.plan.sum(-1) - a).abs().sum()) < 2e-3
+
+
+def test_sparse_k_ge_n_equals_quadratic_ot():
+    a, b, c = _problem(8, 6, seed=6)
+    r = sparse_ot(a, b, c, k=8, gamma=0.2, max_iter=2000)
+    q = smooth_ot(a, b, c, 0.2, "l2", "semi_dual", max_iter=2000)
+    torch.testing.assert_close(r.plan, q.plan, atol=1e-7, rtol=0)
+    torch.testing.assert_close(r.value, q.value, atol=1e-9, rtol=0)
+    r2 = sparse_ot(a, b, c, k=50, gamma=0.2, max_iter=2000)
+    torch.testing.assert_close(r2.plan, q.plan, atol=1e-7, rtol=0)
+
+
+def test_sparse_small_gamma_large_k_close_to_emd():
+    ot = pytest.importorskip("ot")
+    a, b, c = _problem(12, 12, seed=7)
+    emd = ot.emd2(a.numpy(), b.numpy(), c.numpy())
+    r = sparse_ot(a, b, c, k=6, gamma=1e-3, max_iter=3000)
+    assert abs(float((r.plan * c).sum()) - emd) < 2e-3 * max(emd, 1e-3) + 1e-4
+
+
+def test_sparse_k1_semi_dual_is_unregularised_ot_cost():
+    # k = 1: value = max_alpha a.alpha - sum_j b_j (max_i (alpha_i - c_ij) - gamma b_j / 2), i.e.
+    # the OT dual + gamma/2 sum_j b_j^2. Check at a known optimum: a permutation problem.
+    n = 5
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(0))
+    c = torch.ones(n, n, dtype=D64)
+    c[torch.arange(n), perm] = 0.0
+    a = b = torch.full((n,), 1.0 / n, dtype=D64)
+    gamma = 0.3
+    r = sparse_ot(a, b, c, k=1, gamma=gamma, max_iter=500)
+    assert float(r.value) == pytest.approx(0.0 + gamma / 2 * float((b * b).sum()), abs=1e-6)
+    expected = torch.zeros(n, n, dtype=D64)
+    expected[torch.arange(n), perm] = 1.0 / n
+    torch.testing.assert_close(r.plan, expected, atol=1e-6, rtol=0)
+
+
+def test_sparsity_decreases_with_k_smoothness():
+    a, b, c = _problem(30, 6, seed=8)
+    nnz = [
+        int((sparse_ot(a, b, c, k=k, gamma=1.0, max_iter=2000).plan > 0).sum()) for k in (1, 3, 10)
+    ]
+    assert nnz[0] <= nnz[1] <= nnz[2]
+
+
+def test_batch_equals_loop():
+    a, b, c = _problem(8, 5, seed=9, batch=(3,))
+    r = sparse_ot(a, b, c, k=3, gamma=0.1, max_iter=3000)
+    assert r.plan.shape == (3, 8, 5) and r.value.shape == (3,)
+    for i in range(3):
+        s = sparse_ot(a[i], b[i], c[i], k=3, gamma=0.1, max_iter=3000)
+        torch.testing.assert_close(r.plan[i], s.plan, atol=1e-5, rtol=0)
+        torch.testing.assert_close(r.value[i], s.value, atol=1e-8, rtol=0)
+
+
+def test_envelope_gradient_is_plan():
+    a, b, c = _problem(8, 6, seed=10)
+    c = c.clone().requires_grad_(True)
+    for form in ("semi_dual", "dual"):
+        r = sparse_ot(a, b, c, k=3, gamma=0.1, formulation=form, max_iter=3000)  # type: ignore[arg-type]
+        (gc,) = torch.autograd.grad(r.value, c)
+        torch.testing.assert_close(gc, r.plan, atol=1e-12, rtol=0)
+
+
+def test_gradcheck_value_wrt_cost():
+    a, b, c = _problem(5, 4, seed=11)
+    c = c.clone().requires_grad_(True)
+    # Quadratic OT (k >= n) has a smooth value; its envelope gradient is exact at the optimum.
+    assert torch.autograd.gradcheck(
+        lambda c_: smooth_ot(a, b, c_, 0.5, "l2", "semi_dual", max_iter=2000, tol=1e-13).value,
+        (c,),
+        atol=1e-5,
+    )
+    assert torch.autograd.gradcheck(
+        lambda c_: sparse_ot(a, b, c_, k=4, gamma=0.5, max_iter=2000, tol=1e-13).value,
+        (c,),
+        atol=1e-5,
+    )
+
+
+def test_modules_and_dtypes():
+    a, b, c = _problem(8, 6, seed=12)
+    torch.testing.assert_close(
+        SparsityConstrainedOT(k=3, gamma=0.1)(a, b, c).plan, sparse_ot(a, b, c, 3, 0.1).plan
+    )
+    torch.testing.assert_close(SmoothOT(0.1)(a, b, c).plan, smooth_ot(a, b, c, 0.1).plan)
+    r = sparse_ot(a.float(), b.float(), c.float(), 3, 0.1, tol=1e-6)
+    assert r.plan.dtype == torch.float32 and torch.isfinite(r.plan).all()
+    rb = sparse_ot(a.bfloat16(), b.bfloat16(), c.bfloat16(), 3, 0.1, tol=1e-5)
+    assert rb.plan.dtype == torch.bfloat16 and torch.isfinite(rb.plan.float()).all()
+
+
+def test_bad_inputs():
+    a, b, c = _problem(6, 5)
+    with pytest.raises(ValueError, match="k"):
+        sparse_ot(a, b, c, k=0)
+    with pytest.raises(TypeError, match="k"):
+        sparse_ot(a, b, c, k=2.5)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="gamma"):
+        sparse_ot(a, b, c, k=2, gamma=0.0)
+    with pytest.raises(ValueError, match="gamma"):
+        smooth_ot(a, b, c, gamma=-1.0)
+    with pytest.raises(ValueError, match="regularizer"):
+        smooth_ot(a, b, c, 0.1, regularizer="kl")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="formulation"):
+        sparse_ot(a, b, c, 2, formulation="primal")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="a:"):
+        sparse_ot(a[:-1], b, c, 2)
+    with pytest.raises(ValueError, match="cost"):
+        sparse_ot(a, b, c[0], 2)
+    with checks("full"):
+        bad = c.clone()
+        bad[1, 1] = float("nan")
+        with pytest.raises(ValueError, match="cost"):
+            sparse_ot(a, b, bad, 2)
+        with pytest.raises(ValueError, match="b"):
+            sparse_ot(a, 2 * b, c, 2)
+        neg = a.clone()
+        neg[0] = -1.0
+        with pytest.raises(ValueError, match="a"):
+            sparse_ot(neg, b, c, 2)
+        r = sparse_ot(3 * a, b, c, 2, normalize=True, max_iter=1000)
+        torch.testing.assert_close(r.plan.sum(-2), b)
