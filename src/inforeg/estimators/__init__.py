@@ -7,6 +7,7 @@ from inforeg.estimators.diffusion_spectral import (
     diffusion_spectral_entropy_with_bound,
     diffusion_spectral_mutual_information,
 )
+from inforeg.estimators.infomec import InfoMEC, infomec, normalized_mutual_information_matrix
 from inforeg.estimators.knn import (
     kl_entropy,
     ksg_mutual_information,
@@ -19,6 +20,9 @@ from inforeg.estimators.mi_screening import (
 from inforeg.estimators.tsallis import QGaussian, tsallis_entropy
 
 __all__ = [
+    "InfoMEC",
+    "infomec",
+    "normalized_mutual_information_matrix",
     "QGaussian",
     "ksg_mutual_information_per_feature",
     "mutual_information_screening",

@@ -58,6 +58,27 @@ RECORDS = [
         spec="dependence_and_estimators.md §9",
         arxiv="2305.18378",
         code="kylehkhsu/latent_quantization",
+        api=(
+            "inforeg.nn.ScalarCodebookQuantizer",
+            "inforeg.nn.scalar_quantize",
+            "inforeg.nn.qlae_param_groups",
+            "inforeg.estimators.infomec",
+        ),
+        experiment="qlae-synthetic",
+        status="verified",
+        reference_tests=(
+            "tests/nn/test_latent_quantization.py",
+            "tests/estimators/test_infomec.py",
+        ),
+        extra_families=("estimators",),
+        notes=(
+            "infomec lives in inforeg.estimators. Continuous-latent NMI uses inforeg's Ross "
+            "estimator (k = 10, 1e-10 jitter with a fixed seed) instead of sklearn's "
+            "mutual_info_classif with its random jitter, so it is deterministic; InfoE's "
+            "unpenalised logistic regression is spelled C=inf (sklearn >= 1.8). The paper's "
+            "separate QLAELoss is not a class here: the quantiser returns both losses and the "
+            "caller weights them (0.01 each in the paper)."
+        ),
     ),
     Record(
         key="attentive-waveblock",

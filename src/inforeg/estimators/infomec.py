@@ -1,0 +1,181 @@
+r"""InfoMEC: modularity, explicitness and compactness of latents w.r.t. discrete sources.
+
+Hsu, Dorrell, Whittington, Wu & Finn, "Disentanglement via Latent Quantization", NeurIPS 2023
+(arXiv 2305.18378), ``disentangle/metrics/infomec.py`` of ``kylehkhsu/latent_quantization``.
+Mutual information in nats, normalised by the source entropy.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import NamedTuple
+
+import torch
+from torch import Tensor
+
+from inforeg.core.checks import check_same_length, check_tensor
+
+__all__ = ["InfoMEC", "infomec", "normalized_mutual_information_matrix"]
+
+
+class InfoMEC(NamedTuple):
+    """InfoM, InfoE, InfoC (floats in [0, 1] up to estimation noise), the (n_s, n_z) NMI
+    matrix and the boolean mask of active latents."""
+
+    infom: float
+    infoe: float
+    infoc: float
+    nmi: Tensor
+    active: Tensor
+
+
+def _entropy_discrete(s: Tensor) -> Tensor:
+    _, counts = torch.unique(s, return_counts=True)
+    p = counts.double() / s.numel()
+    return -(p * p.log()).sum()
+
+
+def _mi_discrete(a: Tensor, b: Tensor) -> Tensor:
+    # Plug-in I(a; b) in nats (sklearn.metrics.mutual_info_score).
+    _, ia = torch.unique(a, return_inverse=True)
+    _, ib = torch.unique(b, return_inverse=True)
+    na, nb = int(ia.max()) + 1, int(ib.max()) + 1
+    joint = torch.zeros(na * nb, dtype=torch.float64)
+    joint.index_add_(0, ia * nb + ib, torch.ones(a.numel(), dtype=torch.float64))
+    pxy = joint.view(na, nb) / a.numel()
+    px, py = pxy.sum(1, keepdim=True), pxy.sum(0, keepdim=True)
+    return torch.special.xlogy(pxy, pxy / (px * py).clamp_min(1e-300)).sum().clamp_min(0.0)
+
+
+def normalized_mutual_information_matrix(
+    latents: Tensor, factors: Tensor, discrete_latents: bool, n_neighbors: int = 10
+) -> Tensor:
+    r""":math:`\mathrm{NMI}_{ij} = I(s_i; z_j) / H(s_i)` (nats / nats), shape (n_s, n_z).
+
+    Discrete latents: plug-in MI. Continuous latents: standardised z_j and the Ross (2014) k-NN
+    estimator with ``n_neighbors`` = 10, clipped at 0, as ``mutual_info_classif`` (without its
+    random jitter, so the result is deterministic).
+    """
+    from inforeg.estimators.knn import ksg_mutual_information_classif
+
+    n_s, n_z = factors.shape[1], latents.shape[1]
+    out = torch.zeros(n_s, n_z, dtype=torch.float64)
+    for i in range(n_s):
+        s = factors[:, i]
+        h = _entropy_discrete(s)
+        for j in range(n_z):
+            z = latents[:, j]
+            if discrete_latents:
+                mi = _mi_discrete(s, z)
+            else:
+                zz = z.double()
+                std = zz.std(unbiased=False)
+                if float(std) == 0.0:
+                    continue
+                zz = (zz - zz.mean()) / std
+                mi = ksg_mutual_information_classif(zz, s.long(), k=n_neighbors, jitter=1e-10)
+                mi = mi.clamp_min(0.0)
+            out[i, j] = mi / h if float(h) > 0 else 0.0
+    return out
+
+
+def _info_e(latents: Tensor, factors: Tensor, discrete_latents: bool) -> float:
+    try:
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.metrics import log_loss
+    except ImportError as exc:  # pragma: no cover
+        raise ImportError("infomec needs scikit-learn: pip install 'inforeg[ref]'") from exc
+    import numpy as np
+
+    z = latents.detach().cpu().double().numpy()
+    if discrete_latents:
+        cols = []
+        for j in range(z.shape[1]):
+            _, inv = np.unique(z[:, j], return_inverse=True)
+            cols.append(np.eye(inv.max() + 1)[inv])
+        feats = np.concatenate(cols, axis=1)
+    else:
+        std = z.std(0)
+        feats = (z - z.mean(0)) / np.where(std > 0, std, 1.0)
+    scores = []
+    for i in range(factors.shape[1]):
+        s = factors[:, i].cpu().numpy()
+        if np.unique(s).size < 2:
+            continue
+
+        def fitted_loss(x: np.ndarray, s: np.ndarray = s) -> float:
+            # C = inf: no penalty (sklearn >= 1.8 spelling of penalty=None).
+            model = LogisticRegression(
+                C=np.inf, class_weight="balanced", solver="lbfgs", max_iter=100
+            )
+            with warnings.catch_warnings():  # lbfgs may stop at max_iter = 100, as in the paper
+                warnings.simplefilter("ignore")
+                model.fit(x, s)
+            return float(log_loss(s, model.predict_proba(x), labels=model.classes_))
+
+        h_pred = fitted_loss(feats)
+        h_null = fitted_loss(np.zeros((feats.shape[0], 1)))
+        scores.append((h_null - h_pred) / h_null)
+    return float(np.mean(scores)) if scores else 0.0
+
+
+def infomec(
+    latents: Tensor,
+    factors: Tensor,
+    discrete_latents: bool | None = None,
+    n_neighbors: int = 10,
+) -> InfoMEC:
+    r"""InfoM, InfoE and InfoC of ``latents`` (n, n_z) with respect to discrete ``factors`` (n, n_s).
+
+    .. math::
+
+        \mathrm{InfoM} = \frac{\frac{1}{n_a}\sum_{j\,\text{active}}
+            \frac{\max_i \mathrm{NMI}_{ij}}{\sum_i \mathrm{NMI}_{ij}} - \frac1{n_s}}{1 - \frac1{n_s}},
+        \qquad
+        \mathrm{InfoC} = \frac{\frac{1}{n_s}\sum_i
+            \frac{\max_j \mathrm{NMI}_{ij}}{\sum_j \mathrm{NMI}_{ij}} - \frac1{n_a}}{1 - \frac1{n_a}},
+        \qquad
+        \mathrm{InfoE} = \frac1{n_s}\sum_i \frac{H_{\text{null}} - H_{\text{pred}}}{H_{\text{null}}}
+
+    with NMI from :func:`normalized_mutual_information_matrix`; active latents have range > 0
+    (discrete) or > max range / 20 (continuous); H = log-loss of an unpenalised multinomial
+    logistic regression (``class_weight='balanced'``, lbfgs, 100 iterations, fitted and scored on
+    the same data) from one-hot (discrete) or standardised (continuous) latents; the null model
+    sees all-zero inputs. Conventions where the paper's formulas divide by zero: a latent with
+    zero NMI to every source, or a source with zero NMI to every active latent, contributes
+    ``1/n`` (no preference); InfoC is 0 with a single active latent. Needs scikit-learn (InfoE).
+
+    Args:
+        latents: (n, n_z), float (continuous) or integer (discrete) codes.
+        factors: (n, n_s) integer ground-truth sources (n_s >= 2).
+        discrete_latents: default: True for integer latents.
+        n_neighbors: k of the continuous MI estimator (10, as the paper).
+    """
+    check_tensor(latents, "latents", ndim=2, nonempty=True)
+    check_tensor(factors, "factors", ndim=2, integer=True)
+    check_same_length(latents, factors, "latents", "factors")
+    n_s = factors.shape[1]
+    if n_s < 2:
+        raise ValueError(f"factors: InfoM needs at least 2 sources, got {n_s}")
+    if discrete_latents is None:
+        discrete_latents = not latents.is_floating_point()
+    lat = latents.detach().cpu()
+    fac = factors.detach().cpu()
+    rng = (lat.max(0).values - lat.min(0).values).double()
+    active = rng > 0 if discrete_latents else rng > rng.max() / 20
+    nmi = normalized_mutual_information_matrix(lat, fac, discrete_latents, n_neighbors)
+    sub = nmi[:, active]
+    n_a = int(active.sum())
+    if n_a == 0:
+        return InfoMEC(0.0, 0.0, 0.0, nmi, active)
+    col = sub.sum(0)
+    ratio_m = torch.where(col > 0, sub.max(0).values / col.clamp_min(1e-300), 1.0 / n_s)
+    info_m = float((ratio_m.mean() - 1.0 / n_s) / (1.0 - 1.0 / n_s))
+    if n_a == 1:
+        info_c = 0.0
+    else:
+        row = sub.sum(1)
+        ratio_c = torch.where(row > 0, sub.max(1).values / row.clamp_min(1e-300), 1.0 / n_a)
+        info_c = float((ratio_c.mean() - 1.0 / n_a) / (1.0 - 1.0 / n_a))
+    info_e = _info_e(lat[:, active], fac, discrete_latents)
+    return InfoMEC(info_m, info_e, info_c, nmi, active)
