@@ -6,7 +6,7 @@ arXiv 2305.18378; authors' code ``kylehkhsu/latent_quantization`` (JAX/equinox).
 
 from __future__ import annotations
 
-from typing import Literal, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import torch
 from torch import Tensor, nn
@@ -92,11 +92,12 @@ class ScalarCodebookQuantizer(nn.Module):
         return scalar_quantize(z, cb, reduction)
 
 
-def qlae_param_groups(model: nn.Module, weight_decay: float = 0.1) -> list[dict]:
+def qlae_param_groups(model: nn.Module, weight_decay: float = 0.1) -> list[dict[str, Any]]:
     """Parameter groups for ``torch.optim.AdamW``: weight decay on weights, none on biases
     (1-d parameters) and on ``ScalarCodebookQuantizer`` codebooks (the paper's split)."""
     codebooks = {id(m.codebook) for m in model.modules() if isinstance(m, ScalarCodebookQuantizer)}
-    decay, no_decay = [], []
+    decay: list[nn.Parameter] = []
+    no_decay: list[nn.Parameter] = []
     for p in model.parameters():
         if not p.requires_grad:
             continue
