@@ -222,3 +222,22 @@ def test_bad_input():
             local_entropy_regularizer(z, torch.zeros(4, dtype=torch.bool), 2, torch.ones(3), 0.5)
         with pytest.raises(ValueError, match="logits_a"):
             dual_view_kl(torch.full((2, 3), float("nan")), torch.zeros(2, 3))
+
+
+def test_supervised_contrastive_brute_force():
+    torch.manual_seed(5)
+    b, k = 4, 3
+    z = torch.randn(2 * b, k, dtype=torch.float64)
+    feats = torch.randn(2 * b, 5, dtype=torch.float64)
+    y = torch.tensor([0, 1, 0, 2])
+    lab = torch.tensor([True, True, True, False])
+    terms = SimGCDLoss().terms(z, y, lab, feats)
+    idx = [0, 1, 2, b, b + 1, b + 2]  # labelled rows of both views
+    f = F.normalize(feats[idx], dim=1)
+    labels = torch.cat([y[:3], y[:3]])
+    ref = 0.0
+    for i in range(6):
+        denom = sum(math.exp(float(f[i] @ f[a]) / 0.07) for a in range(6) if a != i)
+        pos = [p for p in range(6) if p != i and labels[p] == labels[i]]
+        ref += -sum(float(f[i] @ f[p]) / 0.07 - math.log(denom) for p in pos) / len(pos)
+    assert float(terms["sup_contrastive"]) == pytest.approx(ref / 6, rel=1e-9)
