@@ -121,20 +121,20 @@ def _run_seed(seed: int, quick: bool) -> SeedResult:
     accs = []
     gen = torch.Generator().manual_seed(seed)
     for x, y, t in test:
-        net = copy.deepcopy(nets["supervised + SW"])
-        opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+        tuned: torch.nn.Module = copy.deepcopy(nets["supervised + SW"])
+        opt = torch.optim.Adam(tuned.parameters(), lr=1e-3)
         dx, dy = _descriptors(x), _descriptors(y)
         for _ in range(refine_steps):
-            fx, fy = net(dx), net(dy)
+            fx, fy = tuned(dx), tuned(dy)
             p_xy, p_yx = log_sinkhorn_correspondence(
                 F.normalize(fx, dim=-1), F.normalize(fy, dim=-1), sigma=0.1, n_iter=10
             )
             loss = sw(fx[None], fy[None], p_xy.detach()[None], p_yx.detach()[None], generator=gen)
             opt.zero_grad()
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+            torch.nn.utils.clip_grad_norm_(tuned.parameters(), 1.0)
             opt.step()
-        accs.append(_accuracy(net, [(x, y, t)]))
+        accs.append(_accuracy(tuned, [(x, y, t)]))
     metrics["supervised + SW + refinement"] = {"test matching accuracy": sum(accs) / len(accs)}
     return SeedResult(metrics, curves)
 
