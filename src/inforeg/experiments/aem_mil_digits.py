@@ -6,7 +6,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from inforeg.experiments._losses_utils import single_threaded
 from inforeg.experiments.base import Claim, Experiment, SeedResult
 from inforeg.experiments.training import minibatches, seed_everything
 
@@ -34,7 +33,6 @@ def make_bags(x: Tensor, y: Tensor, n_bags: int, seed: int) -> tuple[Tensor, Ten
     return bags, mask, labels
 
 
-@single_threaded
 def run_seed(seed: int, quick: bool) -> SeedResult:
     from sklearn.metrics import roc_auc_score
 

@@ -8,7 +8,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from inforeg.experiments._losses_utils import single_threaded
 from inforeg.experiments.base import Claim, Experiment, SeedResult
 
 VOCAB = 16
@@ -65,7 +64,6 @@ def lm_loss(logits: Tensor, tokens: Tensor) -> Tensor:
     return F.cross_entropy(pred.reshape(-1, VOCAB), tokens[:, PREFIX:].reshape(-1))
 
 
-@single_threaded
 def run_seed(seed: int, quick: bool) -> SeedResult:
     from inforeg.losses import HeadwiseAttentionEntropyRegularizer, attention_row_entropy
 

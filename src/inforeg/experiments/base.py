@@ -45,3 +45,6 @@ class Experiment:
     run_seed: Callable[[int, bool], SeedResult]
     seeds: int = 5
     quick_seeds: int = 2
+    # Intra-op threads while it runs: the experiments train tiny models, whose steps are far
+    # slower with several threads than with one (thread start-up dominates).
+    threads: int = 1

@@ -6,7 +6,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from inforeg.experiments._losses_utils import single_threaded
 from inforeg.experiments.base import Claim, Experiment, SeedResult
 from inforeg.experiments.training import minibatches, seed_everything
 
@@ -33,7 +32,6 @@ def recall_at_1(sim: Tensor) -> float:
     return float((i2t + t2i) / 2)
 
 
-@single_threaded
 def run_seed(seed: int, quick: bool) -> SeedResult:
     from inforeg.losses import ContrastivePartialRankingDistillation
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from inforeg.experiments._losses_utils import single_threaded
 from inforeg.experiments.base import Claim, Experiment, SeedResult
 from inforeg.experiments.training import minibatches, seed_everything
 
@@ -35,7 +34,6 @@ def embed_digits(seed: int) -> tuple[Tensor, Tensor]:
     return torch.as_tensor(z, dtype=torch.float32), torch.as_tensor(y, dtype=torch.long)
 
 
-@single_threaded
 def run_seed(seed: int, quick: bool) -> SeedResult:
     from sklearn.cluster import KMeans
     from sklearn.metrics import normalized_mutual_info_score

@@ -6,7 +6,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from inforeg.experiments._losses_utils import single_threaded
 from inforeg.experiments.base import Claim, Experiment, SeedResult
 from inforeg.experiments.training import minibatches, seed_everything
 
@@ -47,7 +46,6 @@ def make_retrieval_set(n: int, seed: int) -> tuple[Tensor, Tensor]:
     return (x - x.mean(0)) / (x.std(0) + 1e-6), y
 
 
-@single_threaded
 def run_seed(seed: int, quick: bool) -> SeedResult:
     from inforeg.losses import decoupled_softmax_loss, multilabel_softmax_loss, soft_top_k_loss
 

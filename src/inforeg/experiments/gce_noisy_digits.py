@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import torch
 
-from inforeg.experiments._losses_utils import single_threaded
 from inforeg.experiments.base import Claim, Experiment, SeedResult
 from inforeg.experiments.metrics import accuracy
 from inforeg.experiments.training import make_mlp, seed_everything, train_classifier
@@ -13,7 +12,6 @@ NOISE_RATES = (0.0, 0.2, 0.4)
 KINDS = {"CE": "ce", "GCE": "gce", "MAE": "mae"}
 
 
-@single_threaded
 def run_seed(seed: int, quick: bool) -> SeedResult:
     from inforeg.data import load_digits_split, symmetric_label_noise
     from inforeg.losses import comp_sum_loss

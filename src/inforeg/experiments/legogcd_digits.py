@@ -6,7 +6,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from inforeg.experiments._losses_utils import single_threaded
 from inforeg.experiments.base import Claim, Experiment, SeedResult
 from inforeg.experiments.training import minibatches, seed_everything
 
@@ -51,7 +50,6 @@ def hungarian_accuracy(pred: Tensor, y: Tensor, known: Tensor) -> tuple[float, f
     )
 
 
-@single_threaded
 def run_seed(seed: int, quick: bool) -> SeedResult:
     from inforeg.data import load_digits_split
     from inforeg.losses import LegoGCDLoss, SimGCDLoss

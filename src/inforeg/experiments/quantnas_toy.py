@@ -6,7 +6,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from inforeg.experiments._losses_utils import single_threaded
 from inforeg.experiments.base import Claim, Experiment, SeedResult
 
 KERNELS = (1, 3, 5)
@@ -61,7 +60,6 @@ def make_task(n: int, g: torch.Generator) -> tuple[Tensor, Tensor]:
     return x, y + 0.01 * torch.randn(y.shape, generator=g)
 
 
-@single_threaded
 def run_seed(seed: int, quick: bool) -> SeedResult:
     from inforeg.losses import ArchitectureEntropyRegularizer, architecture_entropy
 

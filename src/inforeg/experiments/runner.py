@@ -172,11 +172,16 @@ def run_experiment(
     start = time.perf_counter()
     results: list[SeedResult] = []
     bar = _progress(progress)
-    with bar as p:
-        task = p.add_task(exp.name, total=n_seeds)
-        for seed in range(n_seeds):
-            results.append(exp.run_seed(seed, quick))
-            p.advance(task)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(exp.threads)
+    try:
+        with bar as p:
+            task = p.add_task(exp.name, total=n_seeds)
+            for seed in range(n_seeds):
+                results.append(exp.run_seed(seed, quick))
+                p.advance(task)
+    finally:
+        torch.set_num_threads(threads)
     duration = time.perf_counter() - start
     summary = summarise(results)
     payload: dict[str, Any] = {

@@ -8,7 +8,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from inforeg.experiments._losses_utils import single_threaded
 from inforeg.experiments.base import Claim, Experiment, SeedResult
 from inforeg.experiments.metrics import accuracy
 from inforeg.experiments.training import make_mlp, minibatches, seed_everything
@@ -50,7 +49,6 @@ def load_domains(seed: int) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Ten
     return xs, torch.as_tensor(y_src), xt[:half], xt[half:], yt[:half], yt[half:]
 
 
-@single_threaded
 def run_seed(seed: int, quick: bool) -> SeedResult:
     from inforeg.losses import class_ratio_prior_kl, entropy_minimization
 
