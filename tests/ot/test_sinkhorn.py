@@ -354,3 +354,9 @@ def test_kernel_blocks_match_pure_log_domain(monkeypatch, eps_rel):
     assert torch.isfinite(fast.plan).all()
     assert fast.converged == slow.converged
     torch.testing.assert_close(fast.plan, slow.plan, atol=1e-9, rtol=0)
+
+
+def test_not_converged_is_reported():
+    a, b, c = _problem(20, 20, seed=30)
+    r = sinkhorn(a, b, c, 1e-3 * float(c.max()), tol=1e-12, max_iter=15)
+    assert not r.converged and r.n_iter == 15

@@ -303,3 +303,17 @@ def test_refinement_small_sigma_no_nan_and_recovers_permutation():
         log_sinkhorn_correspondence(fx, fx, sigma=0.0)
     with pytest.raises(ValueError, match="feat_y"):
         log_sinkhorn_correspondence(fx, fx[:, :2])
+
+
+@settings(max_examples=10, deadline=None)
+@given(st.floats(-2, 2), st.floats(0.2, 3), st.floats(-2, 2), st.floats(0.2, 3), st.integers(0, 99))
+def test_w1d_gaussians_closed_form(m1, s1, m2, s2, seed):
+    # Quantile-grid samples of two Gaussians (shuffled): W_2^2 = (m1 - m2)^2 + (s1 - s2)^2 up to
+    # the discretisation of the standard normal's second moment.
+    n = 2000
+    z = torch.special.ndtri((torch.arange(n, dtype=D64) + 0.5) / n)
+    g = torch.Generator().manual_seed(seed)
+    u = (m1 + s1 * z)[torch.randperm(n, generator=g)]
+    v = (m2 + s2 * z)[torch.randperm(n, generator=g)]
+    expected = (m1 - m2) ** 2 + (s1 - s2) ** 2 * float((z * z).mean())
+    assert float(wasserstein_1d(u, v, p=2)) == pytest.approx(expected, rel=1e-9, abs=1e-12)
