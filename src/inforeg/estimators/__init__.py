@@ -13,6 +13,14 @@ from inforeg.estimators.knn import (
     ksg_mutual_information,
     ksg_mutual_information_classif,
 )
+from inforeg.estimators.manifold_entropy import (
+    EmbeddingMemory,
+    ManifoldEntropyLoss,
+    disomap_loss,
+    dlle_loss,
+    isometric_mix,
+    nearest_neighbor_entropy,
+)
 from inforeg.estimators.mi_screening import (
     ksg_mutual_information_per_feature,
     mutual_information_screening,
@@ -20,6 +28,12 @@ from inforeg.estimators.mi_screening import (
 from inforeg.estimators.tsallis import QGaussian, tsallis_entropy
 
 __all__ = [
+    "EmbeddingMemory",
+    "ManifoldEntropyLoss",
+    "disomap_loss",
+    "dlle_loss",
+    "isometric_mix",
+    "nearest_neighbor_entropy",
     "InfoMEC",
     "infomec",
     "normalized_mutual_information_matrix",
@@ -35,4 +49,22 @@ __all__ = [
     "kl_entropy",
     "ksg_mutual_information",
     "ksg_mutual_information_classif",
+]
+
+from inforeg.estimators.adaptive_binning import (  # noqa: E402
+    InformationPlane,
+    KDEInformation,
+    adaptive_bin_edges,
+    adaptive_binning_mutual_information,
+    information_plane,
+    kde_mutual_information,
+)
+
+__all__ += [
+    "InformationPlane",
+    "KDEInformation",
+    "adaptive_bin_edges",
+    "adaptive_binning_mutual_information",
+    "information_plane",
+    "kde_mutual_information",
 ]

@@ -41,7 +41,24 @@ RECORDS = [
         spec="dependence_and_estimators.md §2",
         arxiv="2208.12055",
         code="HaozheLiu-ST/MEE",
-        notes="AAAI-23 title per spec: '...via Offline Manifold Entropy Estimation'.",
+        api=(
+            "inforeg.estimators.nearest_neighbor_entropy",
+            "inforeg.estimators.EmbeddingMemory",
+            "inforeg.estimators.ManifoldEntropyLoss",
+            "inforeg.estimators.dlle_loss",
+            "inforeg.estimators.disomap_loss",
+            "inforeg.estimators.isometric_mix",
+        ),
+        experiment="mee-ring-gan",
+        status="verified",
+        reference_tests=("tests/estimators/test_manifold_entropy.py",),
+        notes=(
+            "AAAI-23 title per spec: '...via Offline Manifold Entropy Estimation'. Deliberate "
+            "deviation: the authors' replay buffer drops N rows and appends one per update (it "
+            "collapses to one batch) and searches slot-wise; EmbeddingMemory is a FIFO queue "
+            "searched in full. ManifoldEntropyLoss(legacy_slotwise=True) reproduces the code. "
+            "Added eps inside the log and a Kozachenko-Leonenko-style option."
+        ),
     ),
     Record(
         key="high-dim-thesis",
@@ -78,6 +95,22 @@ RECORDS = [
         spec="dependence_and_estimators.md §8",
         arxiv="1902.09037",
         code="ivansche/adaptive_estimators",
-        notes="Repo is a fork of the Shwartz-Ziv/Tishby IDNNs code (spec).",
+        api=(
+            "inforeg.estimators.adaptive_binning_mutual_information",
+            "inforeg.estimators.adaptive_bin_edges",
+            "inforeg.estimators.kde_mutual_information",
+            "inforeg.estimators.information_plane",
+            "inforeg.estimators.InformationPlane",
+        ),
+        experiment="information-plane-digits",
+        status="implemented",
+        reference_tests=("tests/estimators/test_adaptive_binning.py",),
+        notes=(
+            "Repo is a fork of the Shwartz-Ziv/Tishby IDNNs code (spec). Kept at 'implemented': "
+            "the paper's rule adapting the aKDE noise to the layer's activity range is not in "
+            "the released code and was not verified (variance_rule='relative_to_max' is our "
+            "parametrisation). The code's |activation| and jitter in aKDE are not applied. Nats "
+            "by default (the paper plots bits: base=2)."
+        ),
     ),
 ]
