@@ -53,14 +53,30 @@ def _cost(x: Tensor, y: Tensor, p: int) -> Tensor:
 
 
 def _softmin(eps: float, cost: Tensor, h: Tensor) -> Tensor:
-    """``-eps * logsumexp_j(h_j - C_ij / eps)``."""
-    return -eps * torch.logsumexp(h.unsqueeze(-2) - cost / eps, dim=-1)
+    """``-eps * logsumexp_j(h_j - C_ij / eps)`` (no autograd: one buffer, in-place steps)."""
+    t = torch.mul(cost, -1.0 / eps)
+    t.add_(h.unsqueeze(-2))
+    m = t.amax(-1, keepdim=True)
+    m = torch.where(torch.isfinite(m), m, torch.zeros_like(m))
+    t.sub_(m).exp_()
+    return -eps * (t.sum(-1).log() + m.squeeze(-1))
 
 
 def _dual(a: Tensor, b: Tensor, cost: Tensor, f: Tensor, g: Tensor, eps: float) -> Tensor:
-    expo = (f.unsqueeze(-1) + g.unsqueeze(-2) - cost) / eps
-    mass = (a.unsqueeze(-1) * b.unsqueeze(-2) * torch.exp(expo)).sum((-2, -1))
-    return (a * f).sum(-1) + (b * g).sum(-1) - eps * (mass - a.sum(-1) * b.sum(-1))
+    """Linear surrogate whose first derivatives w.r.t. ``(a, b, cost)`` are those of the dual
+    objective ``<a,f> + <b,g> - eps sum a_i b_j (exp((f_i + g_j - C_ij)/eps) - 1)`` at the
+    (detached) potentials: ``dD/dC = P``, ``dD/da_i = f_i - eps (r_i / a_i - sum b)``, likewise
+    for ``b``. Its value is meaningless; only ``s - s.detach()`` is used."""
+    with torch.no_grad():
+        ad, bd = a.detach(), b.detach()
+        kern = torch.exp((f.unsqueeze(-1) + g.unsqueeze(-2) - cost.detach()) / eps)
+        plan = ad.unsqueeze(-1) * bd.unsqueeze(-2) * kern
+        ga = f - eps * ((kern * bd.unsqueeze(-2)).sum(-1) - bd.sum(-1, keepdim=True))
+        gb = g - eps * ((kern * ad.unsqueeze(-1)).sum(-2) - ad.sum(-1, keepdim=True))
+    out = (ga * a).sum(-1) + (gb * b).sum(-1)
+    if cost.requires_grad:
+        out = out + (plan * cost).sum((-2, -1))
+    return out
 
 
 def _weights(w: Tensor | None, x: Tensor, name: str, dtype: torch.dtype) -> Tensor:
@@ -222,6 +238,14 @@ def sinkhorn_divergence(
 
     # Value of geomloss's dual formula (detached) + envelope gradient of the dual objectives.
     value = (a_w.detach() * f_ba).sum(-1) + (b_w.detach() * g_ab).sum(-1)
+    if not (
+        torch.is_grad_enabled()
+        and (x.requires_grad or y.requires_grad or a_w.requires_grad or b_w.requires_grad)
+    ):
+        if debias:
+            assert f_aa is not None and g_bb is not None
+            value = value - (a_w * f_aa).sum(-1) - (b_w * g_bb).sum(-1)
+        return value.to(in_dtype)
     surrogate = _dual(a_w, b_w, c_xy, f_ba, g_ab, eps)
     if debias:
         assert f_aa is not None and g_bb is not None and c_xx is not None and c_yy is not None
