@@ -42,7 +42,7 @@ def evaluate(samples: torch.Tensor) -> tuple[float, float]:
 def run_seed(seed: int, quick: bool) -> SeedResult:
     from inforeg.estimators import ManifoldEntropyLoss, disomap_loss, dlle_loss, isometric_mix
 
-    steps = 400 if quick else 2000
+    steps = 300 if quick else 2000
     batch = 128
     metrics: dict[str, dict[str, float]] = {}
     curves: dict[str, dict[str, list[float]]] = {"modes covered": {}}
@@ -110,7 +110,7 @@ EXPERIMENT = Experiment(
         "Ring of 8 Gaussians (radius 2, std 0.05). MLP G 8-64-64-2 and D 2-64-64-8 (m = 8), "
         "logistic GAN loss on the mean of D's 8 outputs (the authors' unconstrained critic loss "
         "diverges on this toy), Adam lr 1e-3 betas (0.5, 0.9), batch 128, G every 2nd D step, "
-        "2000 D steps (400 with --quick). MEE: entropy weight 1 with a linear warm-up over the "
+        "2000 D steps (300 with --quick). MEE: entropy weight 1 with a linear warm-up over the "
         "first 20% of steps, memory 1024 codes, 2-D jitter 0.01 for DLLE, alpha ~ N(0, 1) for "
         "DIsoMap. High quality = within 3 std of a centre; covered = at least 1% of 5000 samples."
     ),

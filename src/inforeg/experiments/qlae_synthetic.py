@@ -39,7 +39,7 @@ def run_seed(seed: int, quick: bool) -> SeedResult:
     x, s = sprites()
     n_sources = s.shape[1]
     n_z = 2 * n_sources
-    steps = 400 if quick else 3000
+    steps = 250 if quick else 3000
     metrics: dict[str, dict[str, float]] = {}
     for method in ("AE", "QLAE"):
         torch.manual_seed(seed)
@@ -101,7 +101,7 @@ EXPERIMENT = Experiment(
     setup=(
         "All 200 binary 12x12 sprites (square or plus, 4 sizes, 5 x 5 positions; 4 known "
         "factors). MLP encoder 144-128-8 and decoder 8-128-144, 8 = 2 x 4 latents, BCE with "
-        "logits, batch 64, lr 1e-3, elementwise gradient clipping to [-1, 1], 3000 steps (400 "
+        "logits, batch 64, lr 1e-3, elementwise gradient clipping to [-1, 1], 3000 steps (250 "
         "with --quick). AE: the same without quantiser and without weight decay. InfoMEC on all "
         "200 images: discrete codes for QLAE, continuous latents (Ross k-NN MI, k = 10) for AE."
     ),
