@@ -77,9 +77,10 @@ def wasserstein_1d(
     check_tensor(v, "v", min_ndim=1, floating=True)
     p = check_number(p, "p", low=1.0)
     if u_weights is None and v_weights is None and u.shape[-1] == v.shape[-1]:
-        us = torch.sort(u, dim=-1).values
-        vs = torch.sort(v, dim=-1).values
-        return ((us - vs).abs() ** p).mean(-1)
+        diff = torch.sort(u, dim=-1).values - torch.sort(v, dim=-1).values
+        if p == 2.0:
+            return (diff * diff).mean(-1)
+        return (diff.abs() ** p).mean(-1)
     n, m = u.shape[-1], v.shape[-1]
     if u_weights is None:
         u_weights = torch.full_like(u, 1.0 / n)
@@ -162,8 +163,9 @@ def _projected_wpp(
                 f"got {tuple(projections.shape)}"
             )
     proj = projections.to(dt)
-    xp = torch.matmul(x.to(dt), proj).transpose(-2, -1)  # (*batch, L, n)
-    yp = torch.matmul(y.to(dt), proj).transpose(-2, -1)
+    proj_t = proj.transpose(-2, -1)
+    xp = torch.matmul(proj_t, x.to(dt).transpose(-2, -1))  # (*batch, L, n), contiguous rows
+    yp = torch.matmul(proj_t, y.to(dt).transpose(-2, -1))
     aw = None if a is None else a.to(dt).unsqueeze(-2)
     bw = None if b is None else b.to(dt).unsqueeze(-2)
     return wasserstein_1d(xp, yp, aw, bw, p=p)
