@@ -26,7 +26,7 @@ def run(quick: bool) -> BenchResult:
         raise ImportError("this benchmark needs POT: pip install 'inforeg[ref]'") from exc
     rows: list[dict[str, Any]] = []
     gamma = 0.1
-    for n, k in ((300, 5), (300, 10)) if quick else ((100, 5), (300, 5), (300, 10), (1000, 10)):
+    for n, k in ((300, 5), (300, 10)) if quick else ((100, 5), (300, 5), (300, 10)):
         rng = np.random.default_rng(n + k)
         x = rng.standard_normal((n, 2))
         y = rng.standard_normal((n, 2)) + 1.0
@@ -72,7 +72,7 @@ def run(quick: bool) -> BenchResult:
         ct /= ct.max()
         at = torch.full((n,), 1.0 / n, dtype=torch.float64)
         t0 = time.perf_counter()
-        r = sparse_ot(at, at, ct, k, gamma, max_iter=500)
+        r = sparse_ot(at, at, ct, k, gamma, max_iter=200)
         t_big = time.perf_counter() - t0
         plan = r.plan.numpy()
         rows.append(
