@@ -19,7 +19,7 @@ def test_matches_sklearn_per_feature():
     assert np.abs(got - ref).max() < 1e-9
 
 
-@pytest.mark.parametrize("seed", [0, 1])
+@pytest.mark.parametrize("seed", [0])
 def test_recovers_quadratic_signals_that_pearson_misses(seed):
     # spec §10 sizes: n = 200, p = 2000; y depends on x_0^2 + x_1^2 only.
     g = torch.Generator().manual_seed(seed)
