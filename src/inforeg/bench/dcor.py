@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import torch
 
@@ -140,7 +142,7 @@ def _run(quick: bool) -> BenchResult:
         "rows compare inforeg's vectorised O(n log^2 n) merge with dcor's numba AVL and mergesort "
         "O(n log n) algorithms (compiled before timing by the warm-up call).",
     )
-    return BenchResult(rows, " ".join(notes))
+    return BenchResult(rows, _load_note() + " ".join(notes))
 
 
 BENCHMARK = Benchmark(
@@ -151,3 +153,11 @@ BENCHMARK = Benchmark(
     "n = 1000, 4000, 16000 with d = 16, and the 1-D fast paths at n = 1e4 and 1e5.",
     run=run,
 )
+
+
+def _load_note() -> str:
+    one, five, _ = os.getloadavg()
+    return (
+        f"Machine load average at the end of the run: {one:.1f} (1 min), {five:.1f} (5 min) on "
+        f"{os.cpu_count()} CPUs, shared with other jobs, so times are noisy. "
+    )
