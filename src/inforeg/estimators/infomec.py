@@ -141,7 +141,7 @@ def infomec(
     (discrete) or > max range / 20 (continuous); H = log-loss of an unpenalised multinomial
     logistic regression (``class_weight='balanced'``, lbfgs, 100 iterations, fitted and scored on
     the same data) from one-hot (discrete) or standardised (continuous) latents; the null model
-    sees all-zero inputs. Conventions where the paper's formulas divide by zero: a latent with
+    sees all-zero inputs; InfoE uses every latent (active or not), as the authors. Conventions where the paper's formulas divide by zero: a latent with
     zero NMI to every source, or a source with zero NMI to every active latent, contributes
     ``1/n`` (no preference); InfoC is 0 with a single active latent. Needs scikit-learn (InfoE).
 
@@ -177,5 +177,5 @@ def infomec(
         row = sub.sum(1)
         ratio_c = torch.where(row > 0, sub.max(1).values / row.clamp_min(1e-300), 1.0 / n_a)
         info_c = float((ratio_c.mean() - 1.0 / n_a) / (1.0 - 1.0 / n_a))
-    info_e = _info_e(lat[:, active], fac, discrete_latents)
+    info_e = _info_e(lat, fac, discrete_latents)  # all latents, as the authors
     return InfoMEC(info_m, info_e, info_c, nmi, active)
