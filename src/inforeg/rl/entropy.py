@@ -68,11 +68,27 @@ def _acc_dtype(x: Tensor) -> torch.dtype:
 
 def _chunk_shift(z: Tensor, inv_t: float, y: Tensor) -> Tensor:
     """``y <- (z - max z) / T`` in the accumulation dtype; returns ``max z / T`` (rows, 1)."""
-    m = z.amax(dim=-1, keepdim=True).to(y.dtype)
-    torch.sub(z, m, out=y)
+    if z.dtype == y.dtype:
+        m = z.amax(dim=-1, keepdim=True)
+        torch.sub(z, m, out=y)
+    else:  # half input: one vectorised upcast, then same-dtype ops (mixed-dtype ops are slow)
+        y.copy_(z)
+        m = y.amax(dim=-1, keepdim=True)
+        y.sub_(m)
     if inv_t != 1.0:
         y.mul_(inv_t)
     return m * inv_t
+
+
+def _scaled_copy(z: Tensor, inv_t: float, out: Tensor) -> Tensor:
+    """``out <- z / T`` in the accumulation dtype."""
+    if z.dtype == out.dtype:
+        torch.mul(z, inv_t, out=out)
+    else:
+        out.copy_(z)
+        if inv_t != 1.0:
+            out.mul_(inv_t)
+    return out
 
 
 def _rowdot(a: Tensor, b: Tensor) -> Tensor:
@@ -126,7 +142,7 @@ class _TokenEntropy(torch.autograd.Function):
                 n = min(chunk, hi - s)
                 lpc, pc = lp[:n], p[:n]
                 # log p = z/T - lse ; dH/dz = -(1/T) p (log p + H)
-                torch.mul(z[s : s + n], inv_t, out=lpc)
+                _scaled_copy(z[s : s + n], inv_t, lpc)
                 lpc.sub_(lse[s : s + n].unsqueeze(1))
                 torch.exp(lpc, out=pc)
                 lpc.add_(ent[s : s + n].unsqueeze(1))
@@ -236,7 +252,7 @@ class _SelectiveLogSoftmax(torch.autograd.Function):
                 n = min(chunk, hi - s)
                 pc = p[:n]
                 # d logp_tok / dz = (onehot(tok) - p) / T
-                torch.mul(z[s : s + n], inv_t, out=pc)
+                _scaled_copy(z[s : s + n], inv_t, pc)
                 pc.sub_(lse[s : s + n].unsqueeze(1)).exp_().mul_(-g[s : s + n].unsqueeze(1))
                 pc.scatter_add_(1, tok[s : s + n].unsqueeze(1), g[s : s + n].unsqueeze(1))
                 gz[s : s + n] = pc
