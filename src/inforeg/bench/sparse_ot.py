@@ -93,7 +93,7 @@ def run(quick: bool) -> BenchResult:
         f"gamma = {gamma}, POT defaults (L-BFGS-B, stopThr 1e-9, 500 iterations) vs inforeg "
         "defaults (torch L-BFGS, tol 1e-9 on the largest gradient entry, 500 iterations, up to 5 "
         "restarts). Float64. POT's stdout (one print per call of its projection) is discarded. "
-        "The n = 5000 row is inforeg alone, one run (POT was not run there). Shared 2-core "
+        "The n = 5000 row is inforeg alone, one run capped at 200 iterations (no POT run). Shared 2-core "
         "machine; best of 3 timed runs after a warm-up."
     )
     return BenchResult(rows, notes)

@@ -41,6 +41,10 @@ def _stats(plan: torch.Tensor, cost: torch.Tensor, a: torch.Tensor) -> dict[str,
     }
 
 
+def _loads(plan: torch.Tensor) -> list[float]:
+    return [float(v) for v in (plan > 1e-12).sum(0).sort(descending=True).values]
+
+
 def run_seed(seed: int, quick: bool) -> SeedResult:
     # Tiny tensors: one intra-op thread avoids thread hand-off overhead (restored afterwards).
     threads = torch.get_num_threads()
@@ -72,12 +76,18 @@ def _run_seed(seed: int, quick: bool) -> SeedResult:
         "transport cost vs k": {"sparse OT": [], "EMD": [], "quadratic OT": []},
         "max tokens per expert vs k": {"sparse OT": [], "capacity k": []},
         "nonzeros vs k": {"sparse OT": []},
+        # The plans' column supports: tokens routed to each expert (sorted, most loaded first).
+        "tokens per expert (sorted)": {
+            "EMD": _loads(emd_plan),
+            "quadratic OT": _loads(quad.plan),
+        },
     }
     for k in ks:
         r = sparse_ot(a, b, cost, k=k, gamma=GAMMA, max_iter=2000)
         st = _stats(r.plan, cost, a)
         if k == ks[0]:
             metrics[f"sparse OT (k={k})"] = st
+            curves["tokens per expert (sorted)"][f"sparse OT (k={k})"] = _loads(r.plan)
         curves["transport cost vs k"]["sparse OT"].append(st["transport cost"])
         curves["transport cost vs k"]["EMD"].append(metrics["EMD"]["transport cost"])
         curves["transport cost vs k"]["quadratic OT"].append(
