@@ -12,6 +12,7 @@ DSE is a monitoring metric; it runs under ``torch.no_grad`` and synchronises wit
 from __future__ import annotations
 
 import math
+import random
 from typing import Literal
 
 import torch
@@ -50,13 +51,17 @@ def _resolve_sigma(z: Tensor, sigma: float | str) -> float:
     return check_positive(sigma, "sigma")
 
 
+def _sample_rows(n: int, k: int, seed: int | None) -> list[int]:
+    """The authors' draw: ``random.seed(seed); random.sample(range(n), k)`` (a private RNG)."""
+    return random.Random(0 if seed is None else seed).sample(range(n), k)
+
+
 def _subsample(z: Tensor, max_n: int | None, seed: int | None) -> Tensor:
     if max_n is None or z.shape[0] <= max_n:
         return z
     check_int(max_n, "max_n", low=2)
-    gen = torch.Generator().manual_seed(0 if seed is None else seed)
-    idx = torch.randperm(z.shape[0], generator=gen)[:max_n]
-    return z[idx.to(z.device)]
+    idx = torch.tensor(_sample_rows(z.shape[0], max_n, seed), device=z.device)
+    return z[idx]
 
 
 def _degrees(z: Tensor, sigma: float, chunk_size: int | None) -> Tensor:
@@ -253,6 +258,8 @@ def diffusion_spectral_entropy(
     with :math:`\epsilon` the float64 machine epsilon (as in the authors' code). :math:`K` has the
     spectrum of the diffusion operator :math:`P = Q^{-1}G` (largest eigenvalue 1). The
     normalising constant :math:`1/(\sigma\sqrt{2\pi})` of the authors' kernel cancels in K.
+    This is the packaged estimator (``dse/dse.py`` of the authors' repository, PyPI ``dse-dsmi``),
+    which keeps the trivial eigenvalue 1; an older script of theirs (``api/dse.py``) dropped it.
     Limits: :math:`\sigma \to 0` gives :math:`K = I` and :math:`\log_2 N`; :math:`\sigma \to
     \infty` gives a rank-one K and 0. Invariant to rotation, translation and row order, and
     :math:`\mathrm{DSE}(cZ, \sigma) = \mathrm{DSE}(Z, \sigma / c)`.
@@ -278,8 +285,9 @@ def diffusion_spectral_entropy(
             distances of order 10), ``"median"`` uses the median pairwise distance.
         t: diffusion time (>= 1). Default 1.
         base: logarithm base; 2 (bits, default, as the authors) or ``math.e``.
-        max_n: if set and N > max_n, use ``max_n`` rows drawn without replacement with ``seed``
-            (the authors use 10 000 and numpy's seed 0; our torch draw differs in which rows).
+        max_n: if set and N > max_n, use ``max_n`` rows drawn without replacement exactly as the
+            authors (``random.seed(seed); random.sample(range(N), max_n)``, seed 0). The authors'
+            default is 10 000; ours is None (all rows).
         method: ``"exact"`` (default), ``"lanczos"`` or ``"randomized"``.
         seed: seed of the subsample and of the random start vectors (default 0).
         rank: number of eigenvalues the approximate methods compute.
@@ -378,8 +386,9 @@ def diffusion_spectral_mutual_information(
 
     with :math:`p_c = n_c/N` and :math:`S_{c,r}` random subsets of size :math:`n_c` of all rows
     (``R = n_repetitions = 5``), so each conditional term is compared at its own sample size (DSE
-    grows with N). As in the authors' code the generator is reseeded with ``seed`` (default 0)
-    for every class, so classes of equal size share their subsets. ``y`` is discretised as the
+    grows with N). The subsets are the authors' exactly: Python's ``random`` reseeded with
+    ``seed`` (default 0) for every class, then ``random.sample(range(N), n_c)`` R times, so
+    classes of equal size share their subsets. ``y`` is discretised as the
     authors do: integer labels as they are; a float scalar is min-max scaled into ``n_clusters``
     equal-width bins; a float vector is clustered by sklearn's ``SpectralClustering``
     (nearest-neighbour affinity, ``cluster_qr``, ``random_state=0``). ``sigma="median"`` is
@@ -403,9 +412,8 @@ def diffusion_spectral_mutual_information(
         z = z.detach().to(torch.float64)
         if max_n is not None and z.shape[0] > max_n:
             check_int(max_n, "max_n", low=2)
-            gen = torch.Generator().manual_seed(0 if seed is None else seed)
-            idx = torch.randperm(z.shape[0], generator=gen)[:max_n].to(z.device)
-            z, y = z[idx], y[idx.to(y.device)]
+            idx = torch.tensor(_sample_rows(z.shape[0], max_n, seed))
+            z, y = z[idx.to(z.device)], y[idx.to(y.device)]
         s = _resolve_sigma(z, sigma)
         labels = _discretise(y, n_clusters).to(z.device)
         n = z.shape[0]
@@ -418,10 +426,10 @@ def diffusion_spectral_mutual_information(
             h_cond = diffusion_spectral_entropy(
                 z[mask], s, t, base, None, method, seed, rank=rank, chunk_size=chunk_size
             )
-            gen = torch.Generator().manual_seed(0 if seed is None else seed)
+            rng = random.Random(0 if seed is None else seed)  # reseeded per class, as the authors
             h_all = torch.zeros((), dtype=torch.float64, device=z.device)
             for _ in range(n_repetitions):
-                idx = torch.randperm(n, generator=gen)[:n_c].to(z.device)
+                idx = torch.tensor(rng.sample(range(n), n_c), device=z.device)
                 h_all = h_all + diffusion_spectral_entropy(
                     z[idx], s, t, base, None, method, seed, rank=rank, chunk_size=chunk_size
                 )
