@@ -74,7 +74,7 @@ def min_p_proxy_logprobs(
     flat = logits.detach().reshape(-1, vocab)
     tok = tokens.reshape(-1).long()
     chunk = (
-        default_entropy_chunk(vocab)
+        default_entropy_chunk(vocab, flat.device)
         if chunk_size is None
         else check_int(chunk_size, "chunk_size", low=1)
     )

@@ -70,7 +70,7 @@ def top_p_entropy(
     vals = torch.topk(logits, k, dim=-1, sorted=True).values.to(acc) / t
     with torch.no_grad():  # full log-sum-exp, one row chunk at a time
         flat = logits.detach().reshape(-1, logits.shape[-1])
-        chunk = default_entropy_chunk(logits.shape[-1])
+        chunk = default_entropy_chunk(logits.shape[-1], logits.device)
         lse_rows = [torch.logsumexp(c.to(acc) / t, dim=-1) for c in flat.split(chunk)]
         lse_full = torch.cat(lse_rows).view(*logits.shape[:-1], 1)
         cum = torch.cumsum(torch.exp(vals - lse_full), dim=-1)
