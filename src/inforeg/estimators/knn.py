@@ -141,6 +141,16 @@ def _count_within(
     return torch.cat(counts).to(torch.float64)
 
 
+def _searchsorted(s: Tensor, q: Tensor, side: Literal["left", "right"]) -> Tensor:
+    # numpy's binary search is several times faster than torch's on CPU (and exploits sorted
+    # queries); torch elsewhere.
+    if s.device.type == "cpu":
+        import numpy as np
+
+        return torch.from_numpy(np.searchsorted(s.numpy(), q.numpy(), side=side))
+    return torch.searchsorted(s, q, side=side)
+
+
 def _count_sorted_1d(x: Tensor, radius: Tensor, strict: bool, chunk_size: int | None) -> Tensor:
     """Exact ``#{j != i: |x_j - x_i| < r_i}`` (or ``<=``) for scalar ``x`` by binary search.
 
@@ -148,21 +158,22 @@ def _count_sorted_1d(x: Tensor, radius: Tensor, strict: bool, chunk_size: int | 
     only the few samples between them are tested with the exact distance ``|x_j - x_i|``.
     O(n log n) time, O(n) memory, any device.
     """
-    v = x[:, 0]
-    s, _ = torch.sort(v)
+    # Queries in sorted order (cache-friendly binary searches); counts are scattered back.
+    s, order = torch.sort(x[:, 0])
+    v = s
+    radius_in = radius
+    radius = radius[order]
     tol = 8.0 * torch.finfo(v.dtype).eps * (v.abs() + radius)
-    side = "left" if strict else "right"
-    a_lo = torch.searchsorted(s, v - radius - tol, side="left")
-    b_lo = torch.searchsorted(s, v - radius + tol, side="right")
-    a_hi = torch.searchsorted(s, v + radius - tol, side="left")
-    b_hi = torch.searchsorted(s, v + radius + tol, side="right")
-    del side
+    a_lo = _searchsorted(s, v - radius - tol, "left")
+    b_lo = _searchsorted(s, v - radius + tol, "right")
+    a_hi = _searchsorted(s, v + radius - tol, "left")
+    b_hi = _searchsorted(s, v + radius + tol, "right")
     inside = (a_hi - b_lo).clamp_min(0)
     l_end = torch.minimum(b_lo, b_hi)
     r_start = torch.maximum(a_hi, b_lo)
     width = int(torch.maximum(l_end - a_lo, b_hi - r_start).max()) if v.numel() else 0
     if width > 64:  # heavy ties at the boundary: exact blocked count instead
-        return _count_within(x, radius, strict, "chebyshev", chunk_size)
+        return _count_within(x, radius_in, strict, "chebyshev", chunk_size)
     counts = inside.to(torch.float64)
     if width > 0:
         offs = torch.arange(width, device=v.device)
@@ -174,7 +185,9 @@ def _count_sorted_1d(x: Tensor, radius: Tensor, strict: bool, chunk_size: int | 
             ok = dist < radius[:, None] if strict else dist <= radius[:, None]
             counts = counts + (ok & valid).sum(1)
     self_in = (radius > 0) if strict else torch.ones_like(radius, dtype=torch.bool)
-    return counts - self_in.to(torch.float64)
+    out = torch.empty_like(counts)
+    out[order] = counts - self_in.to(torch.float64)
+    return out
 
 
 def _count_kdtree(x: Tensor, radius: Tensor, strict: bool, p: float) -> Tensor:
