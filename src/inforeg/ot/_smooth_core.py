@@ -132,7 +132,36 @@ def _objective(
     return obj, grad, plan_t
 
 
+_SINGLE_THREAD_ELEMENTS = 1 << 18
+
+
 def solve(
+    a: Tensor,
+    b: Tensor,
+    cost: Tensor,
+    gamma: float,
+    reg: Reg,
+    k: int,
+    formulation: Formulation,
+    max_iter: int,
+    tol: float,
+    history_size: int = 10,
+    restarts: int = 5,
+) -> OTResult:
+    """L-BFGS solve; small CPU problems run with one intra-op thread (restored afterwards): the
+    many tiny tensor operations of each L-BFGS iteration cost more in thread hand-offs than they
+    gain from parallelism."""
+    if cost.device.type != "cpu" or cost.numel() > _SINGLE_THREAD_ELEMENTS:
+        return _solve(a, b, cost, gamma, reg, k, formulation, max_iter, tol, history_size, restarts)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _solve(a, b, cost, gamma, reg, k, formulation, max_iter, tol, history_size, restarts)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _solve(
     a: Tensor,
     b: Tensor,
     cost: Tensor,

@@ -55,7 +55,10 @@ def smooth_ot(
     from zero potentials, like POT's scipy L-BFGS-B; stops when the largest gradient entry is
     below ``tol`` or after ``max_iter`` iterations. Batched problems are solved jointly (the
     objective is separable). torch's L-BFGS reads scalars on the host at every iteration (it is
-    a Python loop), so this solver syncs once per iteration.
+    a Python loop), so this solver syncs once per iteration. CPU problems with at most 2**18
+    cost entries (all batches together) run with one intra-op thread, restored afterwards:
+    each iteration is many tiny tensor operations, for which thread hand-offs cost more than
+    they save.
 
     Gradient: envelope theorem -- ``value`` is the objective at the detached optimal potentials
     with ``a``, ``b``, ``cost`` attached, so :math:`\partial\,\mathrm{value}/\partial C = T`,
