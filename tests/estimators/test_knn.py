@@ -230,3 +230,18 @@ def test_ties_in_a_marginal_match_loops(algorithm):
             torch.from_numpy(x), torch.from_numpy(y), algorithm=algorithm, backend=backend
         )
         assert abs(float(got) - ref) < 1e-12
+
+
+@pytest.mark.parametrize("strict", [True, False])
+@pytest.mark.parametrize("use_numpy", [True, False])
+def test_sorted_radius_count_matches_blocked_count(strict, use_numpy):
+    # Both 1-D count paths (numpy on CPU, torch elsewhere) against the exact blocked count, with
+    # ties and radii that land exactly on neighbours.
+    from inforeg.estimators.knn import _count_sorted_1d, _count_within
+
+    rng = np.random.default_rng(9)
+    x = torch.from_numpy(np.round(rng.standard_normal(300) * 4) / 4 + 1e3)[:, None]
+    radius = (x[torch.from_numpy(rng.integers(0, 300, 300)), 0] - x[:, 0]).abs()
+    ref = _count_within(x, radius, strict, "chebyshev", None)
+    got = _count_sorted_1d(x, radius, strict, None, use_numpy=use_numpy)
+    assert torch.equal(got, ref)

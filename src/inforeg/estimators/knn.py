@@ -141,33 +141,63 @@ def _count_within(
     return torch.cat(counts).to(torch.float64)
 
 
-def _searchsorted(s: Tensor, q: Tensor, side: Literal["left", "right"]) -> Tensor:
-    # numpy's binary search is several times faster than torch's on CPU (and exploits sorted
-    # queries); torch elsewhere.
-    if s.device.type == "cpu":
-        import numpy as np
+def _count_sorted_1d_numpy(x: Tensor, radius: Tensor, strict: bool) -> Tensor | None:
+    """CPU version of :func:`_count_sorted_1d` in numpy (faster sort and binary search).
 
-        return torch.from_numpy(np.searchsorted(s.numpy(), q.numpy(), side=side))
-    return torch.searchsorted(s, q, side=side)
+    Returns None when the ambiguous windows are wide (heavy ties): the caller falls back.
+    """
+    import numpy as np
+
+    xv = x[:, 0].numpy()
+    order = np.argsort(xv, kind="stable")
+    v = xv[order]
+    r = radius.numpy()[order]
+    tol = 8.0 * np.finfo(v.dtype).eps * (np.abs(v) + r)
+    a_lo = np.searchsorted(v, v - r - tol, "left")
+    b_lo = np.searchsorted(v, v - r + tol, "right")
+    a_hi = np.searchsorted(v, v + r - tol, "left")
+    b_hi = np.searchsorted(v, v + r + tol, "right")
+    counts = np.maximum(a_hi - b_lo, 0).astype(np.float64)
+    l_end = np.minimum(b_lo, b_hi)
+    r_start = np.maximum(a_hi, b_lo)
+    width = int(max((l_end - a_lo).max(), (b_hi - r_start).max())) if v.size else 0
+    if width > 64:
+        return None
+    for off in range(width):
+        for start, end in ((a_lo, l_end), (r_start, b_hi)):
+            pos = start + off
+            valid = pos < end
+            dist = np.abs(v[np.minimum(pos, v.size - 1)] - v)
+            ok = dist < r if strict else dist <= r
+            counts += ok & valid
+    counts -= (r > 0) if strict else 1.0
+    out = np.empty_like(counts)
+    out[order] = counts
+    return torch.from_numpy(out)
 
 
-def _count_sorted_1d(x: Tensor, radius: Tensor, strict: bool, chunk_size: int | None) -> Tensor:
+def _count_sorted_1d(
+    x: Tensor, radius: Tensor, strict: bool, chunk_size: int | None, use_numpy: bool = True
+) -> Tensor:
     """Exact ``#{j != i: |x_j - x_i| < r_i}`` (or ``<=``) for scalar ``x`` by binary search.
 
     ``x_i +- r_i`` are rounded, so the search uses bounds widened and narrowed by a few ulps;
     only the few samples between them are tested with the exact distance ``|x_j - x_i|``.
     O(n log n) time, O(n) memory, any device.
     """
+    if use_numpy and x.device.type == "cpu":
+        got = _count_sorted_1d_numpy(x, radius, strict)
+        return got if got is not None else _count_within(x, radius, strict, "chebyshev", chunk_size)
     # Queries in sorted order (cache-friendly binary searches); counts are scattered back.
     s, order = torch.sort(x[:, 0])
     v = s
     radius_in = radius
     radius = radius[order]
     tol = 8.0 * torch.finfo(v.dtype).eps * (v.abs() + radius)
-    a_lo = _searchsorted(s, v - radius - tol, "left")
-    b_lo = _searchsorted(s, v - radius + tol, "right")
-    a_hi = _searchsorted(s, v + radius - tol, "left")
-    b_hi = _searchsorted(s, v + radius + tol, "right")
+    a_lo = torch.searchsorted(s, v - radius - tol, side="left")
+    b_lo = torch.searchsorted(s, v - radius + tol, side="right")
+    a_hi = torch.searchsorted(s, v + radius - tol, side="left")
+    b_hi = torch.searchsorted(s, v + radius + tol, side="right")
     inside = (a_hi - b_lo).clamp_min(0)
     l_end = torch.minimum(b_lo, b_hi)
     r_start = torch.maximum(a_hi, b_lo)
