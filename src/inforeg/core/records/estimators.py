@@ -78,6 +78,7 @@ RECORDS = [
         ),
         experiment="mi-screening-synthetic",
         status="implemented",
+        extra_families=("optim",),
         reference_tests=(
             "tests/estimators/test_mi_screening.py",
             "tests/estimators/test_tsallis.py",
