@@ -183,3 +183,13 @@ def test_distances_translation_and_permutation_invariant(n, shift, seed):
     d = P.sqeuclidean(x)
     torch.testing.assert_close(P.sqeuclidean(x + shift), d, rtol=1e-7, atol=1e-7 * (1 + shift**2))
     torch.testing.assert_close(P.sqeuclidean(x[perm]), d[perm][:, perm])
+
+
+def test_knn_distances_exact_on_ties_and_far_from_origin():
+    # Far from the origin the expansion ||x||^2 + ||y||^2 - 2 x.y loses all digits of 1e-3.
+    x = torch.tensor([[1e6, 0.0], [1e6 + 1e-3, 0.0], [1e6, 2e-3]], dtype=torch.float64)
+    d, i = P.knn_distances(x, k=1)
+    torch.testing.assert_close(
+        d[:, 0], torch.tensor([1e-3, 1e-3, 2e-3], dtype=torch.float64), rtol=1e-6, atol=0
+    )
+    assert i[:, 0].tolist() == [1, 0, 0]

@@ -201,7 +201,10 @@ def knn_distances(
     """Distances and indices of the ``k`` nearest points of ``y`` (default ``x``) to each ``x_i``.
 
     With ``y`` None the point itself is excluded. Returns ``(dist, idx)``, both (n, k), sorted by
-    increasing distance. Streams in row blocks: memory O(chunk * m).
+    increasing distance. Streams in row blocks: memory O(chunk * m) (O(chunk * m * d) for
+    Chebyshev, with the default chunk sized accordingly). Euclidean distances of the selected
+    neighbours are computed from coordinate differences, so they are exact (not affected by the
+    cancellation of the ``||x||^2 + ||y||^2 - 2 x.y`` expansion used to rank candidates).
     """
     x, y_ = _pair(x, y)
     same = y is None
@@ -212,7 +215,9 @@ def knn_distances(
     if metric not in ("euclidean", "chebyshev"):
         raise ValueError(f"metric: expected 'euclidean' or 'chebyshev', got {metric!r}")
     n = x.shape[0]
-    step = _resolve_chunk(chunk_size, n, y_.shape[0])
+    # The Chebyshev block is formed as (rows, m, d) differences: size the chunk for that.
+    width = y_.shape[0] * (x.shape[1] if metric == "chebyshev" else 1)
+    step = _resolve_chunk(chunk_size, n, width)
     dists: list[Tensor] = []
     idxs: list[Tensor] = []
     for start in range(0, n, step):
@@ -228,7 +233,13 @@ def knn_distances(
                 torch.tensor(float("inf"), dtype=block.dtype, device=block.device),
             )
         d, i = torch.topk(block, k, dim=1, largest=False, sorted=True)
-        dists.append(safe_sqrt(d) if metric == "euclidean" else d)
+        if metric == "euclidean":
+            # The matmul expansion selects the neighbours; their distances are recomputed from
+            # the differences (n * k * d work), so ties and tiny distances come out exact.
+            d = safe_sqrt(((x[start:stop, None, :] - y_[i]) ** 2).sum(-1))
+            d, order = d.sort(dim=1)
+            i = i.gather(1, order)
+        dists.append(d)
         idxs.append(i)
     return torch.cat(dists), torch.cat(idxs)
 

@@ -261,12 +261,9 @@ def _knn(
             torch.as_tensor(idx, dtype=torch.long, device=x.device),
         )
     if metric == "euclidean":
-        # knn_distances uses the matmul expansion for Euclidean distances; recompute the
-        # selected distances exactly so they agree with the radius counts.
-        _, idx = knn_distances(x, k=k, chunk_size=chunk_size, metric="euclidean")
-        dist = (x[:, None, :] - x[idx]).pow(2).sum(-1).sqrt()
-        dist, order = dist.sort(dim=1)
-        return dist, idx.gather(1, order)
+        # knn_distances recomputes the selected distances from differences: exact, so they
+        # agree with the radius counts.
+        return knn_distances(x, k=k, chunk_size=chunk_size, metric="euclidean")
     if x.shape[1] > 8:
         return knn_distances(x, k=k, chunk_size=chunk_size, metric="chebyshev")
     return _knn_chebyshev(x, k, chunk_size)
