@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -50,8 +52,8 @@ def _run(quick: bool) -> BenchResult:
         # dcor's naive path forms the (n, n, d) array of coordinate differences (n^2 d floats).
         need = n * n * (16 + 4) * 8
         if available_bytes() < need + (2 << 30):
-            t_us, m_us, us = timer(ours_fn)
-            tc_us, _, cus = timer(ours_cov)
+            t_us, m_us, us = _ours(timer, ours_fn)
+            tc_us, _, cus = _ours(timer, ours_cov)
             notes.append(
                 f"n={n}: dcor not run: its naive path allocates the (n, n, d) difference array "
                 f"({n * n * 16 * 8 / 2**30:.1f} GiB) and more than the free memory; inforeg alone "
@@ -79,9 +81,9 @@ def _run(quick: bool) -> BenchResult:
             return float(dcor.u_distance_covariance_sqr(x, y))
 
         t_ref, m_ref, ref = timer(ref_fn)
-        t_us, m_us, us = timer(ours_fn)
+        t_us, m_us, us = _ours(timer, ours_fn)
         tc_ref, _, cref = timer(ref_cov)
-        tc_us, _, cus = timer(ours_cov)
+        tc_us, _, cus = _ours(timer, ours_cov)
         rows.append(
             {
                 "case": "dCor^2 (V), d=16",
@@ -119,7 +121,7 @@ def _run(quick: bool) -> BenchResult:
                 return distance_correlation_sqr(xt, yt, method="fast")
 
             t_ref, m_ref, ref = measure(ref1)
-            t_us, m_us, us = measure(ours1)
+            t_us, m_us, us = _ours(measure, ours1)
             rows.append(
                 {
                     "case": f"1-D fast vs dcor {m}",
@@ -135,7 +137,9 @@ def _run(quick: bool) -> BenchResult:
             )
     notes.insert(
         0,
-        "float64 throughout; torch limited to 1 thread (dcor's numba code is single-threaded). "
+        "float64 throughout; torch limited to 1 thread (dcor's numba code is single-threaded; "
+        "the thread count is set again before each inforeg timing because running numba resets "
+        "it, after which torch's 2 OpenMP threads ran up to 20x slower beside numba's pool). "
         "inforeg's naive path streams blocks of "
         f"{CHUNK} rows (O(n * chunk) memory) and computes dCov^2(x,y), dCov^2(x,x), dCov^2(y,y) in "
         "one pass; dcor builds the dense matrices. n = 16000 is timed once (no repeats). The 1-D "
@@ -161,3 +165,12 @@ def _load_note() -> str:
         f"Machine load average at the end of the run: {one:.1f} (1 min), {five:.1f} (5 min) on "
         f"{os.cpu_count()} CPUs, shared with other jobs, so times are noisy. "
     )
+
+
+def _ours(
+    timer: Callable[[Callable[[], Any]], tuple[float, int, Any]], fn: Callable[[], Any]
+) -> tuple[float, int, Any]:
+    """Time an inforeg call on one torch thread. Running dcor's numba code resets torch's thread
+    count (its OpenMP layer initialises), so set it again before every inforeg timing."""
+    torch.set_num_threads(1)
+    return timer(fn)
