@@ -41,13 +41,6 @@ def load(seed: int) -> tuple[Tensor, Tensor, Tensor, Tensor, float]:
 
 
 def run_seed(seed: int, quick: bool) -> SeedResult:
-    from inforeg.dependence._experiment_utils import single_thread
-
-    with single_thread():
-        return _run_seed(seed, quick)
-
-
-def _run_seed(seed: int, quick: bool) -> SeedResult:
     from inforeg.dependence import CSIBLoss
 
     x_tr, y_tr, x_te, y_te, scale = load(seed)

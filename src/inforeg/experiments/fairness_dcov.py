@@ -74,13 +74,6 @@ def _evaluate(model, data: dict[str, Tensor], idx: Tensor) -> tuple[float, float
 
 
 def run_seed(seed: int, quick: bool) -> SeedResult:
-    from inforeg.dependence._experiment_utils import single_thread
-
-    with single_thread():
-        return _run_seed(seed, quick)
-
-
-def _run_seed(seed: int, quick: bool) -> SeedResult:
     from inforeg.dependence import smallest_lambda_reaching
 
     data = make_data(seed)

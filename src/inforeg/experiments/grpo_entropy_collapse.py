@@ -131,46 +131,41 @@ def _evaluate(policy, task, ks) -> dict[str, float]:  # type: ignore[no-untyped-
 def run_seed(seed: int, quick: bool) -> SeedResult:
     from inforeg.rl.toy import AdditionTask, grpo_train, sft_base_policy
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny tensors: threading only adds overhead
-    try:
-        task = AdditionTask.make(0)
-        steps = 40 if quick else 400
-        base = sft_base_policy(task, steps=300, seed=seed)
-        ks = (1, 4, 16, 64)
+    task = AdditionTask.make(0)
+    steps = 40 if quick else 400
+    base = sft_base_policy(task, steps=300, seed=seed)
+    ks = (1, 4, 16, 64)
+    torch.manual_seed(10_000 + seed)
+    base_eval = _evaluate(base, task, ks)
+    metrics: dict[str, dict[str, float]] = {}
+    curves: dict[str, dict[str, list[float]]] = {
+        "entropy": {},
+        "free-slot entropy": {},
+        "zero-std fraction": {},
+    }
+    for name, (loss_fn, hook) in _methods(steps).items():
+        policy = copy.deepcopy(base)
+        torch.manual_seed(seed)  # same rollouts' randomness stream start for every method
+        log = grpo_train(
+            policy,
+            task,
+            loss_fn,
+            steps,
+            PROMPTS,
+            GROUP,
+            LR,
+            hook,
+            log_every=10 if not quick else 5,
+        )
         torch.manual_seed(10_000 + seed)
-        base_eval = _evaluate(base, task, ks)
-        metrics: dict[str, dict[str, float]] = {}
-        curves: dict[str, dict[str, list[float]]] = {
-            "entropy": {},
-            "free-slot entropy": {},
-            "zero-std fraction": {},
-        }
-        for name, (loss_fn, hook) in _methods(steps).items():
-            policy = copy.deepcopy(base)
-            torch.manual_seed(seed)  # same rollouts' randomness stream start for every method
-            log = grpo_train(
-                policy,
-                task,
-                loss_fn,
-                steps,
-                PROMPTS,
-                GROUP,
-                LR,
-                hook,
-                log_every=10 if not quick else 5,
-            )
-            torch.manual_seed(10_000 + seed)
-            res = _evaluate(policy, task, ks)
-            res["entropy / base entropy"] = res["entropy"] / base_eval["entropy"]
-            res["collapsed"] = float(res["entropy"] < COLLAPSE * base_eval["entropy"])
-            res["pass@1 change vs base"] = res["train pass@1"] - base_eval["train pass@1"]
-            metrics[name] = res
-            for curve in curves:
-                curves[curve][name] = log[curve]
-        return SeedResult(metrics, curves)
-    finally:
-        torch.set_num_threads(threads)
+        res = _evaluate(policy, task, ks)
+        res["entropy / base entropy"] = res["entropy"] / base_eval["entropy"]
+        res["collapsed"] = float(res["entropy"] < COLLAPSE * base_eval["entropy"])
+        res["pass@1 change vs base"] = res["train pass@1"] - base_eval["train pass@1"]
+        metrics[name] = res
+        for curve in curves:
+            curves[curve][name] = log[curve]
+    return SeedResult(metrics, curves)
 
 
 _CLAIMS: list[Claim] = []

@@ -44,13 +44,6 @@ class Model(nn.Module):
 
 
 def run_seed(seed: int, quick: bool) -> SeedResult:
-    from inforeg.dependence._experiment_utils import single_thread
-
-    with single_thread():
-        return _run_seed(seed, quick)
-
-
-def _run_seed(seed: int, quick: bool) -> SeedResult:
     from inforeg.dependence import MCRRegularizer
 
     gen = torch.Generator().manual_seed(900 + seed)

@@ -44,13 +44,6 @@ def invert(model: Target, gen: torch.Generator, steps: int) -> tuple[Tensor, Ten
 
 
 def run_seed(seed: int, quick: bool) -> SeedResult:
-    from inforeg.dependence._experiment_utils import single_thread
-
-    with single_thread():
-        return _run_seed(seed, quick)
-
-
-def _run_seed(seed: int, quick: bool) -> SeedResult:
     from inforeg.data import load_digits_split
     from inforeg.dependence import MIDLoss
 

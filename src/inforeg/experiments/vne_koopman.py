@@ -39,13 +39,6 @@ def koopman(z: Tensor, z_next: Tensor) -> Tensor:
 
 
 def run_seed(seed: int, quick: bool) -> SeedResult:
-    from inforeg.dependence._experiment_utils import single_thread
-
-    with single_thread():
-        return _run_seed(seed, quick)
-
-
-def _run_seed(seed: int, quick: bool) -> SeedResult:
     from inforeg.dependence import VonNeumannEntropy, von_neumann_entropy
 
     data_gen = torch.Generator().manual_seed(500 + seed)

@@ -54,13 +54,6 @@ class Critic(nn.Module):
 
 
 def run_seed(seed: int, quick: bool) -> SeedResult:
-    from inforeg.dependence._experiment_utils import single_thread
-
-    with single_thread():
-        return _run_seed(seed, quick)
-
-
-def _run_seed(seed: int, quick: bool) -> SeedResult:
     from inforeg.dependence import infonce, wasserstein_dependency
 
     gen = torch.Generator().manual_seed(700 + seed)
