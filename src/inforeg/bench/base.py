@@ -81,6 +81,30 @@ def measure(fn: Callable[[], Any], repeat: int = 3) -> tuple[float, int, Any]:
     return best, peak, out
 
 
+def measure_once(fn: Callable[[], Any]) -> tuple[float, int, Any]:
+    """One timed call, for runs too long to repeat: ``(seconds, peak extra RSS bytes, result)``."""
+    gc.collect()
+    base = _rss_bytes()
+    can_reset = _reset_peak()
+    t0 = time.perf_counter()
+    out = fn()
+    seconds = time.perf_counter() - t0
+    peak = max(0, _hwm_bytes() - base) if can_reset else -1
+    return seconds, peak, out
+
+
+def available_bytes() -> int:
+    """``MemAvailable`` from /proc/meminfo (0 if unknown): to skip sizes that cannot fit."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
 def write(bench: Benchmark, result: BenchResult, out_dir: str | Path = "benchmarks") -> Path:
     """Write ``NAME.json`` and ``NAME.md`` into ``out_dir``; return the Markdown path."""
     out = Path(out_dir)

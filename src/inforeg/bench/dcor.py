@@ -9,9 +9,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from inforeg.bench.base import Benchmark, BenchResult, measure
+from inforeg.bench.base import Benchmark, BenchResult, available_bytes, measure, measure_once
 from inforeg.dependence import distance_correlation_sqr, distance_covariance_sqr
-from inforeg.dependence._bench_utils import available_bytes, single
 
 CHUNK = 1024
 
@@ -41,7 +40,7 @@ def _run(quick: bool) -> BenchResult:
         y = np.tanh(x) + rng.standard_normal((n, 16))
         xt, yt = torch.from_numpy(x), torch.from_numpy(y)
         big = n >= 16000
-        timer = single if big else measure
+        timer = measure_once if big else measure
 
         def ours_fn(xt: torch.Tensor = xt, yt: torch.Tensor = yt) -> torch.Tensor:
             return distance_correlation_sqr(xt, yt, chunk_size=CHUNK)

@@ -7,9 +7,8 @@ import os
 import numpy as np
 import torch
 
-from inforeg.bench.base import Benchmark, BenchResult, measure
+from inforeg.bench.base import Benchmark, BenchResult, measure, measure_once
 from inforeg.dependence import cka, hsic
-from inforeg.dependence._bench_utils import single
 
 SIGMA = 4.0
 
@@ -64,7 +63,7 @@ def run(quick: bool) -> BenchResult:
     def big() -> torch.Tensor:
         return hsic(xb, yb, bandwidth_x=SIGMA, bandwidth_y=SIGMA, chunk_size=1024)
 
-    t_big, m_big, v_big = single(big)
+    t_big, m_big, v_big = measure_once(big)
     rows.append(
         {
             "case": "raw biased HSIC, float32, chunked",

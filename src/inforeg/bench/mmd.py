@@ -7,9 +7,8 @@ import os
 import numpy as np
 import torch
 
-from inforeg.bench.base import Benchmark, BenchResult, measure
+from inforeg.bench.base import Benchmark, BenchResult, measure, measure_once
 from inforeg.dependence import mmd
-from inforeg.dependence._bench_utils import single
 
 SIGMA = 4.0
 
@@ -58,7 +57,7 @@ def run(quick: bool) -> BenchResult:
     def big() -> torch.Tensor:
         return mmd(x, y, "gaussian", SIGMA, "unbiased", chunk_size=1024)
 
-    t_big, m_big, v_big = single(big)
+    t_big, m_big, v_big = measure_once(big)
     rows.append(
         {
             "n": n,

@@ -123,30 +123,39 @@ def pairwise_reduce(
     """
     if reduction not in ("sum", "rows", "cols"):
         raise ValueError(f"reduction: expected 'sum', 'rows' or 'cols', got {reduction!r}")
-    step = _resolve_chunk(chunk_size, n, n if m is None else m)
 
     def reduced(start: int, stop: int) -> Tensor:
         block = block_fn(start, stop)
-        if reduction == "sum":
-            return block.sum()
         if reduction == "rows":
             return block.sum(dim=1)
-        return block.sum(dim=0)
+        return (block.sum() if reduction == "sum" else block.sum(dim=0)).unsqueeze(0)
 
+    out = stream_rows(reduced, n, chunk_size, m=m)
+    return out if reduction == "rows" else out.sum(dim=0)
+
+
+def stream_rows(
+    row_fn: BlockFn, n: int, chunk_size: int | None = None, m: int | None = None
+) -> Tensor:
+    """Concatenate ``row_fn(start, stop)`` over row blocks of ``range(n)`` along dim 0.
+
+    ``row_fn`` returns per-row (or per-block) summaries of rows ``start:stop`` of an implicit
+    (n, m) matrix; only one block of that matrix exists at a time. Under autograd each block
+    is checkpointed (recomputed in the backward pass), so the backward pass also stays within
+    O(chunk * m) memory. ``chunk_size=None`` chooses the rows per block from n and m (m
+    defaults to n).
+    """
+    step = _resolve_chunk(chunk_size, n, n if m is None else m)
     if step >= n:
-        return reduced(0, n)
+        return row_fn(0, n)
     use_ckpt = torch.is_grad_enabled()
-    parts: list[Tensor] = []
-    for start in range(0, n, step):
-        stop = min(start + step, n)
-        if use_ckpt:
-            part = checkpoint(reduced, start, stop, use_reentrant=False)
-        else:
-            part = reduced(start, stop)
-        parts.append(part)
-    if reduction == "rows":
-        return torch.cat(parts)
-    return torch.stack(parts).sum(dim=0)
+    parts = [
+        checkpoint(row_fn, s, min(s + step, n), use_reentrant=False)
+        if use_ckpt
+        else row_fn(s, min(s + step, n))
+        for s in range(0, n, step)
+    ]
+    return torch.cat(parts)
 
 
 def kernel_block_fn(
@@ -336,19 +345,15 @@ def centered_product_sum(
         # Per row: sum_j a_ij b_ij, r^a_i, r^b_i.
         return torch.stack(((a * b).sum(1), a.sum(1), b.sum(1)), dim=1)
 
-    step = _resolve_chunk(chunk_size, n, n)
-    if step >= n:
-        rows = stacked(0, n)
-    else:
-        use_ckpt = torch.is_grad_enabled()
-        parts = [
-            checkpoint(stacked, s, min(s + step, n), use_reentrant=False)
-            if use_ckpt
-            else stacked(s, min(s + step, n))
-            for s in range(0, n, step)
-        ]
-        rows = torch.cat(parts)
-    ab, ra, rb = rows[:, 0].sum(), rows[:, 1], rows[:, 2]
+    rows = stream_rows(stacked, n, chunk_size)
+    return centered_sum_from_rows(rows[:, 0].sum(), rows[:, 1], rows[:, 2], n, centering)
+
+
+def centered_sum_from_rows(
+    ab: Tensor, ra: Tensor, rb: Tensor, n: int, centering: Literal["double", "u"] = "double"
+) -> Tensor:
+    """``sum_ij A_ij B_ij`` from ``ab = sum_ij a_ij b_ij`` and the row sums ``ra``, ``rb`` of two
+    symmetric matrices (zero diagonals for U-centring); see :func:`centered_product_sum`."""
     sa, sb = ra.sum(), rb.sum()
     if centering == "double":
         return ab - 2.0 / n * (ra * rb).sum() + sa * sb / (n * n)

@@ -51,10 +51,14 @@ from typing import Literal
 
 import torch
 from torch import Tensor, nn
-from torch.utils.checkpoint import checkpoint
 
-from inforeg.core.checks import check_choice, check_int, check_number
-from inforeg.core.pairwise import BlockFn, centered_product_sum, default_chunk_size
+from inforeg.core.checks import check_choice, check_number
+from inforeg.core.pairwise import (
+    BlockFn,
+    centered_product_sum,
+    centered_sum_from_rows,
+    stream_rows,
+)
 from inforeg.dependence._utils import (
     DIRECT_MAX_FEATURES,
     as_samples,
@@ -152,15 +156,12 @@ def _centred(x: Tensor) -> Tensor:
     return x - x.detach().mean(0, keepdim=True)
 
 
+def _center(ab: Tensor, ra: Tensor, rb: Tensor, n: int, unbiased: bool) -> Tensor:
+    return centered_sum_from_rows(ab, ra, rb, n, "u" if unbiased else "double")
+
+
 def _normalise(total: Tensor, n: int, unbiased: bool) -> Tensor:
     return total / (n * (n - 3)) if unbiased else total / (n * n)
-
-
-def _center(ab: Tensor, ra: Tensor, rb: Tensor, n: int, unbiased: bool) -> Tensor:
-    sa, sb = ra.sum(), rb.sum()
-    if unbiased:
-        return ab - 2.0 / (n - 2) * (ra * rb).sum() + sa * sb / ((n - 1) * (n - 2))
-    return ab - 2.0 / n * (ra * rb).sum() + sa * sb / (n * n)
 
 
 def _sum_sq_distances(x: Tensor) -> Tensor:
@@ -189,22 +190,7 @@ def _naive_all(
             (_row_dot(a, b), a @ ones, b @ ones, _row_dot(a, a), _row_dot(b, b)), dim=1
         )
 
-    if chunk_size is None:
-        step = default_chunk_size(n, n)
-    else:
-        check_int(chunk_size, "chunk_size", low=1)
-        step = min(chunk_size, n)
-    if step >= n:
-        r = rows(0, n)
-    else:
-        grad = torch.is_grad_enabled()
-        parts = [
-            checkpoint(rows, s, min(s + step, n), use_reentrant=False)
-            if grad
-            else rows(s, min(s + step, n))
-            for s in range(0, n, step)
-        ]
-        r = torch.cat(parts)
+    r = stream_rows(rows, n, chunk_size)
     ra, rb = r[:, 1], r[:, 2]
     if closed_squares:
         aa, bb = _sum_sq_distances(x), _sum_sq_distances(y)

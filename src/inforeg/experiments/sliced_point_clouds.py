@@ -62,16 +62,6 @@ def _accuracy(net: torch.nn.Module, pairs: list[tuple[Tensor, Tensor, Tensor]]) 
 
 
 def run_seed(seed: int, quick: bool) -> SeedResult:
-    # Tiny tensors: one intra-op thread avoids thread hand-off overhead (restored afterwards).
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        return _run_seed(seed, quick)
-    finally:
-        torch.set_num_threads(threads)
-
-
-def _run_seed(seed: int, quick: bool) -> SeedResult:
     from inforeg.experiments.training import seed_everything
     from inforeg.ot import SlicedWassersteinLoss, log_sinkhorn_correspondence
 

@@ -46,16 +46,6 @@ def _loads(plan: torch.Tensor) -> list[float]:
 
 
 def run_seed(seed: int, quick: bool) -> SeedResult:
-    # Tiny tensors: one intra-op thread avoids thread hand-off overhead (restored afterwards).
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        return _run_seed(seed, quick)
-    finally:
-        torch.set_num_threads(threads)
-
-
-def _run_seed(seed: int, quick: bool) -> SeedResult:
     from inforeg.ot import smooth_ot, sparse_ot
 
     a, b, cost = _problem(seed)
