@@ -20,6 +20,7 @@ import torch
 from torch import Tensor
 
 from inforeg.core.checks import check_choice, check_same_shape, check_tensor
+from inforeg.core.dtypes import compute_dtype
 
 AggregationMode = Literal[
     "token-mean", "seq-mean-token-mean", "seq-mean-token-sum", "seq-mean-token-sum-norm"
@@ -63,7 +64,7 @@ def masked_aggregate(
     """
     check_tensor(values, "values", ndim=2, nonempty=False)
     check_choice(mode, "mode", AGGREGATION_MODES)
-    acc_dtype = torch.float32 if values.dtype in (torch.float16, torch.bfloat16) else values.dtype
+    acc_dtype = compute_dtype(values)
     v = values.to(acc_dtype)
     if mask is None:
         m = torch.ones_like(v)

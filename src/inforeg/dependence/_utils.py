@@ -9,7 +9,9 @@ import torch
 from torch import Tensor
 
 from inforeg.core.checks import check_positive, check_tensor
+from inforeg.core.dtypes import compute_dtype as compute_dtype
 from inforeg.core.pairwise import BlockFn, kernel_block_fn, median_bandwidth
+from inforeg.core.pairwise import stream_rows as stream_rows
 
 KernelName = Literal["gaussian", "laplacian", "energy", "linear"]
 Bandwidth = float | Sequence[float] | Tensor | None
@@ -22,16 +24,6 @@ def as_samples(x: object, name: str) -> Tensor:
     """Validate a sample tensor (n,) or (n, d) and return it as (n, d)."""
     t = check_tensor(x, name, ndim=(1, 2), floating=True)
     return t.unsqueeze(1) if t.dim() == 1 else t
-
-
-def compute_dtype(*xs: Tensor) -> torch.dtype:
-    """float32 for half-precision inputs, else the (promoted) input dtype."""
-    dtype = xs[0].dtype
-    for t in xs[1:]:
-        dtype = torch.promote_types(dtype, t.dtype)
-    if dtype in (torch.float16, torch.bfloat16):
-        return torch.float32
-    return dtype
 
 
 def check_n_match(x: Tensor, y: Tensor, name_x: str, name_y: str) -> None:
@@ -178,30 +170,3 @@ def safe_ratio(num: Tensor, den_sqr: Tensor) -> Tensor:
     den = den_sqr.abs()
     positive = den > 0
     return torch.where(positive, num / den.clamp_min(torch.finfo(den.dtype).tiny).sqrt(), 0.0 * num)
-
-
-def stream_rows(fn: BlockFn, n: int, chunk_size: int | None) -> Tensor:
-    """Concatenate ``fn(start, stop)`` (rows of per-row statistics) over row blocks.
-
-    Blocks are checkpointed under autograd, so the backward pass also holds one block at a time.
-    """
-    from torch.utils.checkpoint import checkpoint
-
-    from inforeg.core.checks import check_int
-    from inforeg.core.pairwise import default_chunk_size
-
-    if chunk_size is None:
-        step = default_chunk_size(n, n)
-    else:
-        check_int(chunk_size, "chunk_size", low=1)
-        step = min(chunk_size, n)
-    if step >= n:
-        return fn(0, n)
-    grad = torch.is_grad_enabled()
-    parts = [
-        checkpoint(fn, s, min(s + step, n), use_reentrant=False)
-        if grad
-        else fn(s, min(s + step, n))
-        for s in range(0, n, step)
-    ]
-    return torch.cat(parts)

@@ -48,6 +48,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from inforeg.core.checks import check_choice, check_number, check_positive, check_tensor
+from inforeg.core.dtypes import upcast
 from inforeg.core.reduce import reduce
 
 __all__ = [
@@ -90,7 +91,7 @@ def infonce(
         raise ValueError(f"y: expected shape {tuple(x.shape)} to match x, got {tuple(y.shape)}")
     check_positive(temperature, "temperature")
     check_choice(reduction, "reduction", ("mean", "sum", "none"))
-    xf = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+    xf = upcast(x)
     yf = y.to(xf.dtype)
     if normalize:
         xf, yf = F.normalize(xf, dim=1), F.normalize(yf, dim=1)

@@ -40,6 +40,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from inforeg.core.checks import check_choice, check_int, check_number, check_tensor
+from inforeg.core.dtypes import upcast
 
 __all__ = ["MCRRegularizer", "jensen_shannon_logits", "permutation_jsd"]
 
@@ -48,9 +49,7 @@ Head = Callable[[Tensor], Tensor]
 
 def jensen_shannon_logits(logits_p: Tensor, logits_q: Tensor) -> Tensor:
     """Row-wise JSD (nats) between softmax(logits_p) and softmax(logits_q), averaged over rows."""
-    lp = F.log_softmax(
-        logits_p.float() if logits_p.dtype in (torch.float16, torch.bfloat16) else logits_p, -1
-    )
+    lp = F.log_softmax(upcast(logits_p), -1)
     lq = F.log_softmax(logits_q.to(lp.dtype), -1)
     lm = torch.logsumexp(torch.stack((lp, lq)), 0) - math.log(2.0)
     kl_p = (lp.exp() * (lp - lm)).sum(-1)

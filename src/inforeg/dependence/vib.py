@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from inforeg.core.checks import check_choice, check_int, check_number, check_tensor
+from inforeg.core.dtypes import upcast
 from inforeg.core.reduce import reduce
 
 __all__ = ["MIDLoss", "VIBHead", "VIBOutput", "vib_kl"]
@@ -50,7 +51,7 @@ def vib_kl(
             f"logvar: expected shape {tuple(mu.shape)} to match mu, got {tuple(logvar.shape)}"
         )
     check_choice(reduction, "reduction", ("mean", "sum", "none"))
-    m = mu.float() if mu.dtype in (torch.float16, torch.bfloat16) else mu
+    m = upcast(mu)
     lv = logvar.to(m.dtype)
     per = 0.5 * (m * m + lv.exp() - 1.0 - lv).sum(-1)
     return reduce(per, reduction).to(mu.dtype)

@@ -31,6 +31,7 @@ from inforeg.core.checks import (
     check_same_shape,
     check_tensor,
 )
+from inforeg.core.dtypes import upcast
 from inforeg.core.pairwise import sqeuclidean
 
 __all__ = [
@@ -102,7 +103,7 @@ def nearest_neighbor_entropy(
     else:
         check_int(k, "k", low=1, high=z.shape[0] - 1)
     dtype = z.dtype
-    x = z.float() if dtype in (torch.float16, torch.bfloat16) else z
+    x = upcast(z)
     mem = memory.to(x.dtype) if memory is not None else None
     d = _nn_sqdist(x, mem, k, slotwise=False)
     if estimator == "log-mean":

@@ -21,6 +21,7 @@ from inforeg.core.checks import (
     check_probabilities,
     check_tensor,
 )
+from inforeg.core.dtypes import upcast
 
 __all__ = ["QGaussian", "tsallis_entropy"]
 
@@ -49,7 +50,7 @@ def tsallis_entropy(p: Tensor, q: float, dim: int = -1) -> Tensor:
     dim = check_dim(dim, p)
     check_probabilities(p, "p", dim)
     dtype = p.dtype
-    x = p.float() if dtype in (torch.float16, torch.bfloat16) else p
+    x = upcast(p)
     if abs(q - 1.0) < 1e-6:
         out = -torch.special.xlogy(x, x).sum(dim)
     else:

@@ -5,17 +5,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-_HALF = (torch.float16, torch.bfloat16)
+from inforeg.core.dtypes import compute_dtype, upcast
 
-
-def compute_dtype(x: Tensor) -> torch.dtype:
-    """float32 for half-precision input, else the input's own floating dtype."""
-    return torch.float32 if x.dtype in _HALF else x.dtype
-
-
-def upcast(x: Tensor) -> Tensor:
-    """``x`` in :func:`compute_dtype` (a no-op for float32/float64)."""
-    return x.to(compute_dtype(x))
+__all__ = ["compute_dtype", "entropy_from_logits", "upcast"]
 
 
 def entropy_from_logits(logits: Tensor, dim: int = -1) -> Tensor:

@@ -20,6 +20,7 @@ from inforeg.core.checks import (
     check_same_shape,
     check_tensor,
 )
+from inforeg.core.dtypes import compute_dtype
 from inforeg.core.reduce import reduce
 from inforeg.core.types import Reduction
 
@@ -67,11 +68,9 @@ def progressive_self_distillation(
     check_tensor(past_probs, "past_probs", ndim=2, floating=True)
     check_same_shape(logits, past_probs, "logits", "past_probs")
     check_probabilities(past_probs, "past_probs", dim=1)
-    compute_dtype = (
-        torch.float32 if logits.dtype in (torch.float16, torch.bfloat16) else logits.dtype
-    )
-    log_p = F.log_softmax(logits.to(compute_dtype), dim=1)
-    soft = past_probs.detach().to(compute_dtype)
+    dtype = compute_dtype(logits)
+    log_p = F.log_softmax(logits.to(dtype), dim=1)
+    soft = past_probs.detach().to(dtype)
     hard_term = -log_p.gather(1, targets.long().unsqueeze(1)).squeeze(1)
     soft_term = -(soft * log_p).sum(dim=1)
     loss = (1.0 - a) * hard_term + a * soft_term

@@ -8,6 +8,7 @@ import torch
 from torch import Tensor
 
 from inforeg.core.checks import check_probabilities, check_tensor, get_checks
+from inforeg.core.dtypes import compute_dtype
 
 __all__ = ["OTResult"]
 
@@ -34,14 +35,7 @@ class OTResult:
     converged: bool
 
 
-def work_dtype(*tensors: Tensor) -> torch.dtype:
-    """float32 for half inputs, else the promoted floating dtype."""
-    dt = tensors[0].dtype
-    for t in tensors[1:]:
-        dt = torch.promote_types(dt, t.dtype)
-    if dt in (torch.float16, torch.bfloat16):
-        return torch.float32
-    return dt
+work_dtype = compute_dtype  # float32 for half inputs, else the promoted dtype
 
 
 def prepare_problem(

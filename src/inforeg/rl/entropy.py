@@ -20,6 +20,7 @@ import torch
 from torch import Tensor
 
 from inforeg.core.checks import check_int, check_positive, check_tensor
+from inforeg.core.dtypes import compute_dtype
 
 __all__ = ["default_entropy_chunk", "selective_log_softmax", "token_entropy"]
 
@@ -65,8 +66,7 @@ def _run_rows(
         torch.set_num_threads(threads)
 
 
-def _acc_dtype(x: Tensor) -> torch.dtype:
-    return torch.float32 if x.dtype in (torch.float16, torch.bfloat16) else x.dtype
+_acc_dtype = compute_dtype
 
 
 def _chunk_shift(z: Tensor, inv_t: float, y: Tensor) -> Tensor:

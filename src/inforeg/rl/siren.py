@@ -10,6 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from inforeg.core.checks import check_int, check_number, check_same_shape, check_tensor
+from inforeg.core.dtypes import compute_dtype
 from inforeg.core.reduce import masked_aggregate
 from inforeg.rl.entropy import default_entropy_chunk, token_entropy
 
@@ -65,7 +66,7 @@ def top_p_entropy(
     p_top = check_number(top_p, "top_p", low=0.0, high=1.0, low_inclusive=False)
     k = min(check_int(top_k, "top_k", low=1), logits.shape[-1])
     t = check_number(temperature, "temperature", low=0.0, low_inclusive=False)
-    acc = torch.float32 if logits.dtype in (torch.float16, torch.bfloat16) else logits.dtype
+    acc = compute_dtype(logits)
     # topk of z / T is topk of z (T > 0): only the (..., K) values are upcast and kept
     vals = torch.topk(logits, k, dim=-1, sorted=True).values.to(acc) / t
     with torch.no_grad():  # full log-sum-exp, one row chunk at a time
