@@ -109,7 +109,8 @@ def write(bench: Benchmark, result: BenchResult, out_dir: str | Path = "benchmar
     """Write ``NAME.json`` and ``NAME.md`` into ``out_dir``; return the Markdown path."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    meta = {
+    load_1, load_5 = (round(v, 2) for v in os.getloadavg()[:2])
+    meta: dict[str, Any] = {
         "benchmark": bench.name,
         "technique": bench.technique,
         "peer": bench.peer,
@@ -119,6 +120,7 @@ def write(bench: Benchmark, result: BenchResult, out_dir: str | Path = "benchmar
         "cpus": os.cpu_count(),
         "machine": platform.machine(),
         "python": platform.python_version(),
+        "load_average_1_5_min": [load_1, load_5],
     }
     (out / f"{bench.name}.json").write_text(
         json.dumps({**meta, "rows": result.rows, "notes": result.notes}, indent=1), encoding="utf-8"
@@ -130,7 +132,9 @@ def write(bench: Benchmark, result: BenchResult, out_dir: str | Path = "benchmar
         bench.description,
         "",
         f"Measured {meta['created']} on {meta['cpus']} CPUs ({meta['machine']}), torch "
-        f"{meta['torch']} with {meta['threads']} threads. Times are the best of the repeats; "
+        f"{meta['torch']} with {meta['threads']} threads; load average at the end "
+        f"{load_1} (1 min), {load_5} (5 min): "
+        "times are only comparable on a quiet machine. Times are the best of the repeats; "
         "memory is the growth of peak resident memory during one call.",
         "",
         "| " + " | ".join(cols) + " |",

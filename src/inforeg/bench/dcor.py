@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from typing import Any
 
@@ -145,7 +144,7 @@ def _run(quick: bool) -> BenchResult:
         "rows compare inforeg's vectorised O(n log^2 n) merge with dcor's numba AVL and mergesort "
         "O(n log n) algorithms (compiled before timing by the warm-up call).",
     )
-    return BenchResult(rows, _load_note() + " ".join(notes))
+    return BenchResult(rows, " ".join(notes))
 
 
 BENCHMARK = Benchmark(
@@ -156,14 +155,6 @@ BENCHMARK = Benchmark(
     "n = 1000, 4000, 16000 with d = 16, and the 1-D fast paths at n = 1e4 and 1e5.",
     run=run,
 )
-
-
-def _load_note() -> str:
-    one, five, _ = os.getloadavg()
-    return (
-        f"Machine load average at the end of the run: {one:.1f} (1 min), {five:.1f} (5 min) on "
-        f"{os.cpu_count()} CPUs, shared with other jobs, so times are noisy. "
-    )
 
 
 def _ours(

@@ -85,13 +85,8 @@ def run(quick: bool) -> BenchResult:
                 "bound on subsample": float(b_sub),
             }
         )
-    import os
-
-    load = os.getloadavg()[0]
     return BenchResult(
         rows,
-        f"Load average at the end of the run: {load:.1f} (timings are only comparable on a quiet "
-        "machine). "
         "Data: a 3-torus embedded in R^64 by a random linear map (float64), sigma = 10 (the "
         "authors' default). The authors' package (dse-dsmi) is not installed here, so the reference "
         "is an independent numpy/scipy float64 implementation of their steps (kernel with its "

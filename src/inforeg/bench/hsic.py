@@ -76,8 +76,7 @@ def run(quick: bool) -> BenchResult:
     )
     return BenchResult(
         rows,
-        _load_note()
-        + "Convention: hyppo's Hsic statistic is a distance correlation of the induced distance "
+        "Convention: hyppo's Hsic statistic is a distance correlation of the induced distance "
         "1 - K/max K, which equals inforeg's unbiased CKA (cka(..., estimator='unbiased')) for "
         "bias=False; it is not raw HSIC. Gaussian kernel with sigma = 4 for both (hyppo gamma = "
         "1/(2 sigma^2)). In the hyppo rows inforeg runs on 1 torch thread (see the code). inforeg streams blocks of 1024 rows; the large run (raw biased HSIC "
@@ -92,14 +91,6 @@ BENCHMARK = Benchmark(
     description="Normalised HSIC (CKA) vs hyppo, and raw HSIC at n = 100 000, d = 64 chunked.",
     run=run,
 )
-
-
-def _load_note() -> str:
-    one, five, _ = os.getloadavg()
-    return (
-        f"Machine load average at the end of the run: {one:.1f} (1 min), {five:.1f} (5 min) on "
-        f"{os.cpu_count()} CPUs, shared with other jobs, so times are noisy. "
-    )
 
 
 def _big_n() -> int:

@@ -57,13 +57,8 @@ def run(quick: bool) -> BenchResult:
             t_b, m_b, v_b = measure(ours_brute, repeat=1)
             row.update({"inforeg brute": v_b, "brute s": t_b, "brute MB": m_b / 2**20})
         rows.append(row)
-    import os
-
-    load = os.getloadavg()[0]
     return BenchResult(
         rows,
-        f"Load average at the end of the run: {load:.1f} (timings are only comparable on a quiet "
-        "machine). "
         "Bivariate normal, rho = 0.9, k = 3, algorithm 1, nats. sklearn's 1e-10 jitter is left on "
         "(random_state=0; it cannot be switched off) and its std scaling is applied to our "
         "inputs. 'kdtree' is the default CPU back-end (scipy cKDTree); 'brute' is the streamed "

@@ -71,8 +71,7 @@ def run(quick: bool) -> BenchResult:
     )
     return BenchResult(
         rows,
-        _load_note()
-        + "Gaussian kernel exp(-||a-b||^2/(2 sigma^2)), sigma = 4 (geomloss blur = sigma). "
+        "Gaussian kernel exp(-||a-b||^2/(2 sigma^2)), sigma = 4 (geomloss blur = sigma). "
         "Convention: geomloss's kernel loss is 1/2 of the biased (V-statistic) MMD^2, so the "
         "reference column is 2 * SamplesLoss. inforeg streams blocks of 1024 rows. The large run "
         "uses the unbiased estimator in float32, timed once.",
@@ -87,14 +86,6 @@ BENCHMARK = Benchmark(
     "d = 64 chunked.",
     run=run,
 )
-
-
-def _load_note() -> str:
-    one, five, _ = os.getloadavg()
-    return (
-        f"Machine load average at the end of the run: {one:.1f} (1 min), {five:.1f} (5 min) on "
-        f"{os.cpu_count()} CPUs, shared with other jobs, so times are noisy. "
-    )
 
 
 def _big_n() -> int:
