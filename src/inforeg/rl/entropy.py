@@ -224,13 +224,20 @@ class _SelectiveLogSoftmax(torch.autograd.Function):
         acc = _acc_dtype(z)
         lse = torch.empty(rows, dtype=acc, device=z.device)
 
+        direct = z.dtype == acc and inv_t == 1.0
+
         def body(lo: int, hi: int) -> None:
-            y = torch.empty(min(chunk, hi - lo), vocab, dtype=acc, device=z.device)
+            # torch.logsumexp's fused kernel is the fastest exact row reduction; a reused
+            # buffer holds z / T (and the float32 upcast of half input) when it is needed.
+            y = (
+                None
+                if direct
+                else torch.empty(min(chunk, hi - lo), vocab, dtype=acc, device=z.device)
+            )
             for s in range(lo, hi, chunk):
                 n = min(chunk, hi - s)
-                yc = y[:n]
-                shift = _chunk_shift(z[s : s + n], inv_t, yc)
-                lse[s : s + n] = yc.exp_().sum(dim=-1).log_() + shift.view(-1)
+                zc = z[s : s + n] if y is None else _scaled_copy(z[s : s + n], inv_t, y[:n])
+                lse[s : s + n] = torch.logsumexp(zc, dim=-1)
 
         _run_rows(rows, chunk, z.device, body)
         picked = z.gather(1, tok.unsqueeze(1)).view(-1).to(acc) * inv_t
