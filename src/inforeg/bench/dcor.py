@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from inforeg.bench.base import Benchmark, BenchResult, available_bytes, measure, measure_once
+from inforeg.core.threads import intra_op_threads
 from inforeg.dependence import distance_correlation_sqr, distance_covariance_sqr
 
 CHUNK = 1024
@@ -17,12 +18,8 @@ CHUNK = 1024
 def run(quick: bool) -> BenchResult:
     # dcor's numba kernels run on one thread; give torch one thread too (on this shared machine,
     # 2 OpenMP threads also made the many small ops of the 1-D path far slower).
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with intra_op_threads(1):
         return _run(quick)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _run(quick: bool) -> BenchResult:

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from inforeg.bench.base import Benchmark, BenchResult, measure, measure_once
+from inforeg.core.threads import intra_op_threads
 from inforeg.dependence import cka, hsic
 
 SIGMA = 4.0
@@ -37,10 +38,8 @@ def run(quick: bool) -> BenchResult:
         t_ref, m_ref, ref = measure(ref_fn)
         # hyppo's numba code resets torch's thread count when it runs; beside numba's OpenMP pool
         # torch's 2 threads ran far slower, so time inforeg on one thread (like numba's kernels).
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-        t_us, m_us, us = measure(ours_fn)
-        torch.set_num_threads(threads)
+        with intra_op_threads(1):
+            t_us, m_us, us = measure(ours_fn)
         rows.append(
             {
                 "case": "unbiased CKA vs hyppo Hsic(bias=False)",

@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from inforeg.core.threads import intra_op_threads
 from inforeg.experiments.base import Claim, Experiment, SeedResult
 
 
@@ -172,16 +173,11 @@ def run_experiment(
     start = time.perf_counter()
     results: list[SeedResult] = []
     bar = _progress(progress)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(exp.threads)
-    try:
-        with bar as p:
-            task = p.add_task(exp.name, total=n_seeds)
-            for seed in range(n_seeds):
-                results.append(exp.run_seed(seed, quick))
-                p.advance(task)
-    finally:
-        torch.set_num_threads(threads)
+    with intra_op_threads(exp.threads), bar as p:
+        task = p.add_task(exp.name, total=n_seeds)
+        for seed in range(n_seeds):
+            results.append(exp.run_seed(seed, quick))
+            p.advance(task)
     duration = time.perf_counter() - start
     summary = summarise(results)
     payload: dict[str, Any] = {

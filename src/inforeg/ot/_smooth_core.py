@@ -12,6 +12,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from inforeg.core.threads import intra_op_threads
 from inforeg.ot._common import OTResult
 
 Reg = Literal["l2", "entropy", "sparse"]
@@ -153,12 +154,8 @@ def solve(
     gain from parallelism."""
     if cost.device.type != "cpu" or cost.numel() > _SINGLE_THREAD_ELEMENTS:
         return _solve(a, b, cost, gamma, reg, k, formulation, max_iter, tol, history_size, restarts)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with intra_op_threads(1):
         return _solve(a, b, cost, gamma, reg, k, formulation, max_iter, tol, history_size, restarts)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _solve(

@@ -21,6 +21,7 @@ from torch import Tensor
 
 from inforeg.core.checks import check_int, check_positive, check_tensor
 from inforeg.core.dtypes import compute_dtype
+from inforeg.core.threads import intra_op_threads
 
 __all__ = ["default_entropy_chunk", "selective_log_softmax", "token_entropy"]
 
@@ -57,13 +58,9 @@ def _run_rows(
         with torch.no_grad():  # grad mode is thread-local; the bodies write into buffers
             body(lo, hi)
 
-    torch.set_num_threads(1)
-    try:
-        with ThreadPoolExecutor(len(bounds)) as pool:
-            for fut in [pool.submit(work, lo, hi) for lo, hi in bounds]:
-                fut.result()
-    finally:
-        torch.set_num_threads(threads)
+    with intra_op_threads(1), ThreadPoolExecutor(len(bounds)) as pool:
+        for fut in [pool.submit(work, lo, hi) for lo, hi in bounds]:
+            fut.result()
 
 
 _acc_dtype = compute_dtype
