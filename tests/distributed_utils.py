@@ -32,6 +32,10 @@ def _entry(rank: int, fn: Callable[..., Any], world_size: int, port: int, args: 
     dist.init_process_group("gloo", rank=rank, world_size=world_size)
     try:
         fn(rank, world_size, *args)
+        # Every rank finishes its traffic before any tears gloo down: destroying the group while
+        # the peer still sends aborts the process ("terminate called without an active
+        # exception"), seen intermittently without this barrier.
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 
