@@ -239,7 +239,7 @@ def knn_distances(
             rows = torch.arange(stop - start, device=x.device)
             block = block.index_put(
                 (rows, rows + start),
-                torch.tensor(float("inf"), dtype=block.dtype, device=block.device),
+                block.new_full((), float("inf")),  # a fill: no host-to-device copy
             )
         d, i = torch.topk(block, k, dim=1, largest=False, sorted=True)
         if metric == "euclidean":

@@ -56,14 +56,15 @@ def resolve_bandwidths(
         return b
     if isinstance(bandwidth, (int, float)) and not isinstance(bandwidth, bool):
         check_positive(bandwidth, name)
-        return torch.tensor([float(bandwidth)], dtype=dtype, device=device)
+        # a fill, not a host-to-device copy (a copy would wait for the device)
+        return torch.full((1,), float(bandwidth), dtype=dtype, device=device)
     if isinstance(bandwidth, Sequence) and not isinstance(bandwidth, str):
         values = list(bandwidth)
         if not values:
             raise ValueError(f"{name}: expected at least one bandwidth, got an empty sequence")
         for v in values:
             check_positive(v, name)
-        return torch.tensor([float(v) for v in values], dtype=dtype, device=device)
+        return torch.cat([torch.full((1,), float(v), dtype=dtype, device=device) for v in values])
     raise TypeError(
         f"{name}: expected None, a positive number, a sequence of them or a tensor, "
         f"got {type(bandwidth).__name__}"

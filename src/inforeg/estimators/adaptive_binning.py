@@ -109,7 +109,8 @@ def adaptive_binning_mutual_information(
         base: logarithm base (nats default; 2 for the paper's bits).
 
     Returns:
-        ``(I(X;T), I(T;Y))`` as 0-d float64 tensors.
+        ``(I(X;T), I(T;Y))`` as 0-d float64 tensors on the device of ``t`` (the binning itself
+        runs on the host).
     """
     check_tensor(t, "t", ndim=2, floating=True, nonempty=True)
     check_tensor(y, "y", ndim=1, integer=True)
@@ -117,6 +118,7 @@ def adaptive_binning_mutual_information(
     check_choice(binning, "binning", ("adaptive", "fixed"))
     check_int(n_bins, "n_bins", low=1)
     check_positive(base, "base")
+    device = t.device  # binning runs on the host (unique rows); the results go back
     t = t.detach().cpu()
     y = y.detach().cpu()
     if binning == "adaptive":
@@ -135,7 +137,7 @@ def adaptive_binning_mutual_information(
         h_tx = _conditional_entropy(codes, x_ids.detach().cpu())
     h_ty = _conditional_entropy(codes, y)
     scale = math.log(base)
-    return (h_t - h_tx) / scale, (h_t - h_ty) / scale
+    return ((h_t - h_tx) / scale).to(device), ((h_t - h_ty) / scale).to(device)
 
 
 class KDEInformation(NamedTuple):

@@ -198,7 +198,7 @@ class ArbitraryEntropyController(nn.Module):
                 "sampling_temperature": torch.where(
                     self.entropy > self.target, self.t_low, self.t_high
                 ).float(),
-                "target": torch.tensor(self.target),
+                "target": logp.new_full((), self.target),
                 "masked_fraction": m.mean() if m.numel() else torch.zeros(()),
             }
         return loss, stats

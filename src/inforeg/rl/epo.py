@@ -244,7 +244,7 @@ class EntropySmoothingRegularizer(nn.Module):
                 "masked_fraction": (outside.to(m.dtype) * m).sum() / m.sum().clamp_min(1.0),
                 "anchor": ref.squeeze(1).mean(),
                 "penalty": smooth.detach(),
-                "phase_weight": torch.tensor(w),
-                "coefficient": torch.tensor(self.coef),
+                "phase_weight": ent.new_full((), w),
+                "coefficient": ent.new_full((), self.coef),
             }
         return loss, stats

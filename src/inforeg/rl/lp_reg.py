@@ -193,7 +193,7 @@ def low_probability_loss(
             "num_selected": n_sel,
             "kl": (k3.detach() * sel).sum() / n_sel.clamp_min(1),
             "entropy": masked_aggregate(-logp.detach(), mf, "token-mean"),
-            "coefficient": torch.tensor(beta),
+            "coefficient": logp.new_full((), beta),
         }
     return loss, stats
 

@@ -120,7 +120,11 @@ def anchored_penalty(value: Tensor, anchor: Tensor | float, coef: float = 0.005)
     ``2e-4`` with slope ``0.002``.
     """
     beta = check_number(coef, "coef", low=0.0)
-    anchor_t = torch.as_tensor(anchor, dtype=value.dtype, device=value.device).detach()
+    anchor_t = (
+        anchor.detach().to(value.dtype)
+        if isinstance(anchor, Tensor)
+        else value.new_full((), float(anchor))  # a fill: no host-to-device copy
+    )
     return beta * (value - anchor_t) ** 2
 
 
@@ -226,6 +230,6 @@ class SelectiveEntropyRegularizer(nn.Module):
                 "selected_entropy": h_sel.detach(),
                 "masked_fraction": sel.sum() / m.sum().clamp_min(1.0),
                 "anchor": self.anchor.clone(),
-                "coefficient": torch.tensor(self.coef),
+                "coefficient": h_sel.new_full((), self.coef),
             }
         return loss, stats

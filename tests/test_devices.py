@@ -1,0 +1,468 @@
+"""Device parity: every public hot-path function gives the same value and gradient on an
+accelerator as on the CPU, and the training-loop functions run without a host synchronisation.
+
+The device comes from ``INFOREG_TEST_DEVICE`` (default ``cuda``); the module is skipped when that
+device is not available, so CPU-only CI skips it. ``INFOREG_TEST_DEVICE=cpu`` runs the harness on
+the CPU (useful to check the cases themselves).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import traceback
+import warnings
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+import torch
+
+from inforeg import dependence as dep
+from inforeg import estimators as est
+from inforeg import losses as los
+from inforeg import nn as inn
+from inforeg import optim as iopt
+from inforeg import ot, rl
+
+DEVICE = os.environ.get("INFOREG_TEST_DEVICE", "cuda")
+
+
+def _device_available(name: str) -> bool:
+    if name == "cpu":
+        return True
+    if name.startswith("cuda"):
+        return torch.cuda.is_available()
+    return False
+
+
+pytestmark = pytest.mark.skipif(
+    not _device_available(DEVICE), reason=f"device {DEVICE!r} not available"
+)
+
+Inputs = dict[str, Any]
+Case = Callable[[Inputs], Any]
+
+
+def _tensors(out: Any) -> Iterator[torch.Tensor]:
+    """Every tensor in a (nested) result: tensors, tuples, lists, dicts, dataclasses."""
+    if isinstance(out, torch.Tensor):
+        yield out
+    elif isinstance(out, (tuple, list)):
+        for o in out:
+            yield from _tensors(o)
+    elif isinstance(out, dict):
+        for o in out.values():
+            yield from _tensors(o)
+    elif dataclasses.is_dataclass(out) and not isinstance(out, type):
+        for f in dataclasses.fields(out):
+            yield from _tensors(getattr(out, f.name))
+
+
+def _make_inputs(dtype: torch.dtype) -> Inputs:
+    """Shared CPU inputs (float64 master copies are cast to ``dtype``); integer/bool stay."""
+    g = torch.Generator().manual_seed(0)
+
+    def randn(*shape: int, scale: float = 1.0) -> torch.Tensor:
+        return (torch.randn(*shape, generator=g, dtype=torch.float64) * scale).to(dtype)
+
+    def rand(*shape: int) -> torch.Tensor:
+        return torch.rand(*shape, generator=g, dtype=torch.float64).to(dtype)
+
+    n, c = 24, 5
+    x = randn(n, 3)
+    y = x[:, :2] ** 2 + 0.5 * randn(n, 2)
+    mask = torch.ones(4, 7, dtype=torch.bool)
+    mask[1, 5:] = False
+    mask[3, 2:] = False
+    vocab = 50
+    probs = torch.softmax(randn(n, c), -1)
+    cost = torch.cdist(randn(12, 2).double(), randn(10, 2).double()) ** 2
+    return {
+        "x": x,
+        "y": y,
+        "x1": randn(n, 1),
+        "y1": randn(n, 1),
+        "z": randn(n, 6),
+        "logits": randn(n, c, scale=2.0),
+        "logits_b": randn(n, c, scale=2.0),
+        "targets": torch.randint(0, c, (n,), generator=g),
+        "probs": probs,
+        "prior": torch.full((c,), 1.0 / c, dtype=dtype),
+        "attn_logits": randn(2, 3, 6, 6),
+        "bag_logits": randn(4, 9),
+        "bag_mask": torch.rand(4, 9, generator=g) > 0.3,
+        "scores": randn(8, 20),
+        "pos_mask": torch.rand(8, 20, generator=g) > 0.7,
+        "alpha_logits": randn(7, 4),
+        "mu": randn(n, 4),
+        "logvar": randn(n, 4, scale=0.3),
+        "groups": torch.randint(0, 2, (n,), generator=g),
+        "cost": (cost / cost.max()).to(dtype),
+        "a": torch.full((12,), 1 / 12, dtype=dtype),
+        "b": torch.full((10,), 1 / 10, dtype=dtype),
+        "px": randn(40, 3),
+        "py": randn(30, 3) + 0.5,
+        "proj": torch.nn.functional.normalize(randn(16, 3), dim=-1),
+        "u1": randn(30),
+        "v1": randn(20) + 1.0,
+        "rl_logits": randn(4, 7, vocab, scale=2.0),
+        "rl_tokens": torch.randint(0, vocab, (4, 7), generator=g),
+        "rl_mask": mask,
+        "old_logp": -rand(4, 7) * 3.0,
+        "ref_logp": -rand(4, 7) * 3.0,
+        "logp": -rand(4, 7) * 3.0,
+        "adv_tok": randn(4, 7),
+        "rewards": rand(8),
+        "theta": randn(30, scale=3.0),
+        "codebook": torch.linspace(-1.0, 1.0, 5, dtype=dtype),
+        "t_act": randn(60, 4),
+        "y_lab": torch.randint(0, 3, (60,), generator=g),
+    }
+
+
+def _sample_weights(x: torch.Tensor) -> torch.Tensor:
+    return torch.ones(x.shape[0], dtype=x.dtype, device=x.device) / x.shape[0]
+
+
+# name -> (function of the inputs, differentiable input names, runs without a host sync)
+CASES: dict[str, tuple[Case, tuple[str, ...], bool]] = {
+    # losses
+    "entropy_minimization": (lambda i: los.entropy_minimization(i["logits"]), ("logits",), True),
+    "generalized_cross_entropy": (
+        lambda i: los.generalized_cross_entropy(i["logits"], i["targets"]),
+        ("logits",),
+        True,
+    ),
+    "comp_sum_loss": (
+        lambda i: los.comp_sum_loss(i["logits"], i["targets"], kind="gce"),
+        ("logits",),
+        True,
+    ),
+    "progressive_self_distillation": (
+        lambda i: los.progressive_self_distillation(i["logits"], i["targets"], i["probs"], 0.4),
+        ("logits",),
+        True,
+    ),
+    "dual_view_kl": (lambda i: los.dual_view_kl(i["logits"], i["logits_b"]), ("logits",), True),
+    "mean_entropy_regularizer": (
+        lambda i: los.mean_entropy_regularizer(i["logits"]),
+        ("logits",),
+        True,
+    ),
+    "class_ratio_prior_kl": (
+        lambda i: los.class_ratio_prior_kl(i["logits"], i["prior"]),
+        ("logits",),
+        True,
+    ),
+    "attention_entropy": (
+        lambda i: los.attention_entropy(i["bag_logits"], i["bag_mask"], reduction="mean"),
+        ("bag_logits",),
+        True,
+    ),
+    "head_attention_entropy_penalty": (
+        lambda i: los.head_attention_entropy_penalty(torch.softmax(i["attn_logits"], -1)),
+        ("attn_logits",),
+        True,
+    ),
+    "decoupled_softmax_loss": (
+        lambda i: los.decoupled_softmax_loss(i["scores"], i["pos_mask"]),
+        ("scores",),
+        True,
+    ),
+    "soft_top_k_loss": (
+        lambda i: los.soft_top_k_loss(i["scores"], i["pos_mask"], k=3),
+        ("scores",),
+        True,
+    ),
+    "partial_ranking_distillation": (
+        lambda i: los.partial_ranking_distillation(
+            i["scores"], i["scores"].detach() ** 2, 4, positive_mask=i["pos_mask"]
+        ),
+        ("scores",),
+        True,
+    ),
+    "depict_clustering_loss": (
+        lambda i: los.depict_clustering_loss(
+            i["logits"], los.depict_target_distribution(i["probs"])
+        ),
+        ("logits",),
+        True,
+    ),
+    "architecture_entropy": (
+        lambda i: los.architecture_entropy(i["alpha_logits"]),
+        ("alpha_logits",),
+        True,
+    ),
+    # dependence
+    "mmd_unbiased": (lambda i: dep.mmd(i["x"], i["y"][:, :1] + i["x"]), ("x",), True),
+    "mmd_chunked": (
+        lambda i: dep.mmd(i["x"], i["x"] + 0.3, bandwidth=1.0, chunk_size=7),
+        ("x",),
+        True,
+    ),
+    "hsic": (
+        lambda i: dep.hsic(i["x"], i["y"], bandwidth_x=1.0, bandwidth_y=1.0),
+        ("x", "y"),
+        True,
+    ),
+    "hsic_median": (lambda i: dep.hsic(i["x"], i["y"]), ("x", "y"), True),
+    "cka": (lambda i: dep.cka(i["x"], i["y"], kernel_x="linear", kernel_y="linear"), ("x",), True),
+    "distance_covariance_sqr": (
+        lambda i: dep.distance_covariance_sqr(i["x"], i["y"]),
+        ("x", "y"),
+        True,
+    ),
+    "distance_covariance_sqr_unbiased_chunked": (
+        lambda i: dep.distance_covariance_sqr(i["x"], i["y"], unbiased=True, chunk_size=5),
+        ("x", "y"),
+        True,
+    ),
+    "distance_correlation_sqr_1d_fast": (
+        lambda i: dep.distance_correlation_sqr(i["x1"], i["y1"], method="fast"),
+        ("x1", "y1"),
+        True,
+    ),
+    "joint_distance_covariance": (
+        lambda i: dep.joint_distance_covariance([i["x"], i["y"], i["x1"]]),
+        ("x",),
+        True,
+    ),
+    "cauchy_schwarz_divergence": (
+        lambda i: dep.cauchy_schwarz_divergence(i["x"], i["x"] * 0.5 + 1.0),
+        ("x",),
+        True,
+    ),
+    "cs_quadratic_mi": (lambda i: dep.cs_quadratic_mi(i["x"], i["y"]), ("x",), True),
+    "conditional_cs_divergence": (
+        lambda i: dep.conditional_cs_divergence(i["x"], i["y"], i["y"] * 0.9),
+        ("y",),
+        True,
+    ),
+    # eigvalsh checks the solver's status on the host (torch.linalg has no non-checking eigh)
+    "von_neumann_entropy": (lambda i: dep.von_neumann_entropy(i["z"]), ("z",), False),
+    "infonce": (lambda i: dep.infonce(i["x"], i["x"] + 0.1 * i["z"][:, :3]), ("x",), True),
+    "mine_lower_bound": (lambda i: dep.mine_lower_bound(i["u1"], i["v1"]), ("u1", "v1"), True),
+    "vib_kl": (lambda i: dep.vib_kl(i["mu"], i["logvar"]), ("mu", "logvar"), True),
+    "jensen_shannon_logits": (
+        lambda i: dep.jensen_shannon_logits(i["logits"], i["logits_b"]),
+        ("logits",),
+        True,
+    ),
+    "generalized_jsd": (
+        lambda i: dep.generalized_jsd(torch.sigmoid(i["x1"][:, 0]), i["groups"]),
+        ("x1",),
+        False,  # an evaluation metric: the group set is read on the host
+    ),
+    # estimators
+    "kl_entropy": (lambda i: est.kl_entropy(i["x"]), (), False),
+    "ksg_mutual_information": (lambda i: est.ksg_mutual_information(i["x"], i["y"]), (), False),
+    "nearest_neighbor_entropy": (lambda i: est.nearest_neighbor_entropy(i["z"]), ("z",), True),
+    "diffusion_spectral_entropy": (lambda i: est.diffusion_spectral_entropy(i["z"]), (), False),
+    "tsallis_entropy": (lambda i: est.tsallis_entropy(i["probs"], 1.5), ("probs",), True),
+    "adaptive_binning_mutual_information": (
+        lambda i: est.adaptive_binning_mutual_information(torch.tanh(i["t_act"]), i["y_lab"]),
+        (),
+        False,
+    ),
+    "kde_mutual_information": (
+        lambda i: est.kde_mutual_information(torch.tanh(i["t_act"]), i["y_lab"]),
+        (),
+        False,
+    ),
+    "dlle_loss": (lambda i: est.dlle_loss(i["z"], i["z"] * 1.1), ("z",), True),
+    # optimal transport
+    "sinkhorn": (
+        lambda i: ot.sinkhorn(i["a"], i["b"], i["cost"], 0.05).value,
+        ("cost",),
+        False,
+    ),
+    "sinkhorn_plan": (lambda i: ot.sinkhorn(i["a"], i["b"], i["cost"], 0.05).plan, (), False),
+    "sinkhorn_divergence": (
+        lambda i: ot.sinkhorn_divergence(i["px"], i["py"], blur=0.1),
+        ("px", "py"),
+        True,
+    ),
+    "sliced_wasserstein": (
+        lambda i: ot.sliced_wasserstein(i["px"], i["py"], projections=i["proj"].T),
+        ("px", "py"),
+        True,
+    ),
+    "wasserstein_1d": (lambda i: ot.wasserstein_1d(i["u1"], i["v1"]), ("u1", "v1"), True),
+    "smooth_ot": (lambda i: ot.smooth_ot(i["a"], i["b"], i["cost"], 0.5).plan, (), False),
+    "sparse_ot": (lambda i: ot.sparse_ot(i["a"], i["b"], i["cost"], 3, 0.5).plan, (), False),
+    "projection_sparse_simplex": (
+        lambda i: ot.projection_sparse_simplex(i["scores"], 3),
+        ("scores",),
+        True,
+    ),
+    "delta_k": (lambda i: ot.delta_k(i["scores"], 3), ("scores",), True),
+    # rl
+    "token_entropy": (lambda i: rl.token_entropy(i["rl_logits"]), ("rl_logits",), True),
+    "token_entropy_chunked_temp": (
+        lambda i: rl.token_entropy(i["rl_logits"], temperature=0.7, chunk_size=3),
+        ("rl_logits",),
+        True,
+    ),
+    "selective_log_softmax": (
+        lambda i: rl.selective_log_softmax(i["rl_logits"], i["rl_tokens"], chunk_size=5),
+        ("rl_logits",),
+        True,
+    ),
+    "grpo_advantages": (lambda i: rl.grpo_advantages(i["rewards"], 4), (), True),
+    "clipped_surrogate": (
+        lambda i: rl.clipped_surrogate(
+            i["logp"], i["old_logp"], i["adv_tok"], i["rl_mask"], dual_clip=3.0
+        ),
+        ("logp",),
+        True,
+    ),
+    "kl_k3": (lambda i: rl.kl_k3(i["logp"], i["ref_logp"]), ("logp",), True),
+    "aggregate_seq_mean_token_sum_norm": (
+        lambda i: rl.aggregate(i["logp"], i["rl_mask"], "seq-mean-token-sum-norm"),
+        ("logp",),
+        True,
+    ),
+    "top_p_entropy": (lambda i: rl.top_p_entropy(i["rl_logits"], top_k=20), ("rl_logits",), True),
+    "selective_entropy": (
+        lambda i: rl.selective_entropy(i["rl_logits"], i["rl_mask"], top_k=20),
+        ("rl_logits",),
+        True,
+    ),
+    "min_p_proxy_logprobs": (
+        lambda i: rl.min_p_proxy_logprobs(i["rl_logits"], i["rl_tokens"]),
+        ("rl_logits",),
+        True,
+    ),
+    "reinforce_loss": (
+        lambda i: rl.reinforce_loss(i["logp"], i["rl_mask"], i["adv_tok"]),
+        ("logp",),
+        True,
+    ),
+    "SelectiveEntropyRegularizer": (
+        lambda i: rl.SelectiveEntropyRegularizer(top_k=20).to(i["rl_logits"].device)(
+            i["rl_logits"], i["rl_mask"]
+        ),
+        ("rl_logits",),
+        True,
+    ),
+    "EntropySmoothingRegularizer": (
+        lambda i: rl.EntropySmoothingRegularizer().to(i["rl_logits"].device)(
+            i["rl_logits"], i["rl_mask"]
+        ),
+        ("rl_logits",),
+        True,
+    ),
+    "LowProbabilityRegularizer": (
+        lambda i: rl.LowProbabilityRegularizer().to(i["rl_logits"].device)(
+            i["rl_logits"], i["rl_tokens"], i["old_logp"], i["adv_tok"], i["rl_mask"]
+        ),
+        ("rl_logits",),
+        False,
+    ),
+    # nn / optim
+    "scalar_quantize": (
+        lambda i: inn.scalar_quantize(i["z"], i["codebook"].expand(6, -1)),
+        ("z",),
+        True,
+    ),
+    "scad_penalty": (lambda i: iopt.scad_penalty(i["theta"], 0.5), ("theta",), True),
+    "mcp_prox": (lambda i: iopt.mcp_prox(i["theta"], 0.5), (), True),
+}
+
+
+# solvers / estimators whose float32 result is only as accurate as their stopping rule
+ITERATIVE = {"smooth_ot", "sparse_ot", "sinkhorn", "sinkhorn_plan", "diffusion_spectral_entropy"}
+
+
+def _run(case: Case, inputs: Inputs, grad_names: tuple[str, ...]) -> tuple[list, list]:
+    for name in grad_names:
+        inputs[name] = inputs[name].detach().requires_grad_(True)
+    outs = [t for t in _tensors(case(inputs)) if t.is_floating_point()]
+    grads: list[torch.Tensor] = []
+    diff = [t for t in outs if t.requires_grad]
+    if grad_names and diff:
+        total = sum((t.float().sum() if t.dtype == torch.bfloat16 else t.sum()) for t in diff)
+        leaves = [inputs[n] for n in grad_names]
+        got = torch.autograd.grad(total, leaves, allow_unused=True)  # type: ignore[arg-type]
+        grads = [torch.zeros_like(leaf) if g is None else g for g, leaf in zip(got, leaves)]
+    return [o.detach() for o in outs], grads
+
+
+def _to(inputs: Inputs, device: str) -> Inputs:
+    return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in inputs.items()}
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_device_matches_cpu(name: str, dtype: torch.dtype) -> None:
+    case, grad_names, _ = CASES[name]
+    ref_out, ref_grad = _run(case, _make_inputs(torch.float64), grad_names)
+    out, grad = _run(case, _to(_make_inputs(dtype), DEVICE), grad_names)
+    assert len(out) == len(ref_out) and len(grad) == len(ref_grad)
+    rtol, atol = (1e-9, 1e-10) if dtype == torch.float64 else (2e-4, 2e-5)
+    if name in ITERATIVE and dtype != torch.float64:
+        rtol, atol = 1e-2, 2e-4  # float32 solvers stop at a float32-sized tolerance
+    if grad_names:  # a differentiable term keeps the input's precision
+        assert out[0].dtype == dtype
+    for got, ref in zip(out + grad, ref_out + ref_grad):
+        assert got.device.type == torch.device(DEVICE).type
+        assert not torch.isnan(got).any()
+        torch.testing.assert_close(got.cpu().double(), ref.double(), rtol=rtol, atol=atol)
+
+
+@pytest.mark.parametrize(
+    "name", ["token_entropy", "selective_log_softmax", "mmd_chunked", "hsic", "sinkhorn"]
+)
+def test_device_bfloat16(name: str) -> None:
+    """bfloat16 on the device: finite, float32-accurate accumulation (close to float64)."""
+    case, grad_names, _ = CASES[name]
+    ref_out, _ = _run(case, _make_inputs(torch.float64), ())
+    out, grad = _run(case, _to(_make_inputs(torch.bfloat16), DEVICE), grad_names)
+    for got, ref in zip(out, ref_out):
+        assert torch.isfinite(got.float()).all()
+        torch.testing.assert_close(got.cpu().double(), ref.double(), rtol=5e-2, atol=5e-2)
+    for g in grad:
+        assert torch.isfinite(g.float()).all()
+
+
+SYNC_FREE = sorted(name for name, (_, _, free) in CASES.items() if free)
+
+
+def _sync_site(case: Case, inputs: Inputs, grad_names: tuple[str, ...]) -> str:
+    """Where the first host synchronisation happens (innermost inforeg frame)."""
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        _run(case, dict(inputs), grad_names)
+    except RuntimeError as err:
+        frames = [
+            f"{f.filename.split('src/')[-1]}:{f.lineno} {f.line}"
+            for f in traceback.extract_tb(err.__traceback__)
+            if "inforeg" in f.filename
+        ]
+        return frames[-1] if frames else str(err).splitlines()[0]
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    return "not raised in error mode"
+
+
+@pytest.mark.skipif(not DEVICE.startswith("cuda"), reason="host-sync detection needs CUDA")
+@pytest.mark.parametrize("name", SYNC_FREE)
+def test_no_host_sync(name: str) -> None:
+    """Forward and backward of a training-loop term never wait for the device (no ``.item()``,
+    no data-dependent shapes, no host-device copies)."""
+    case, grad_names, _ = CASES[name]
+    inputs = _to(_make_inputs(torch.float32), DEVICE)
+    _run(case, dict(inputs), grad_names)  # warm-up: lazy CUDA init, kernel caches
+    torch.cuda.synchronize()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            _run(case, dict(inputs), grad_names)
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    syncs = [w for w in caught if "called a synchronizing" in str(w.message)]
+    if syncs:
+        site = _sync_site(case, inputs, grad_names)
+        pytest.fail(f"{name}: {len(syncs)} host synchronisation(s), first at {site}")
