@@ -281,6 +281,11 @@ CASES: dict[str, tuple[Case, tuple[str, ...], bool]] = {
     "sinkhorn_divergence": (
         lambda i: ot.sinkhorn_divergence(i["px"], i["py"], blur=0.1),
         ("px", "py"),
+        False,  # the epsilon schedule's length depends on the data's diameter (one host read)
+    ),
+    "sinkhorn_divergence_given_diameter": (
+        lambda i: ot.sinkhorn_divergence(i["px"], i["py"], blur=0.1, diameter=8.0),
+        ("px", "py"),
         True,
     ),
     "sliced_wasserstein": (
@@ -433,14 +438,25 @@ def _sync_site(case: Case, inputs: Inputs, grad_names: tuple[str, ...]) -> str:
     """Where the first host synchronisation happens (innermost inforeg frame)."""
     torch.cuda.set_sync_debug_mode("error")
     try:
-        _run(case, dict(inputs), grad_names)
+        # anomaly mode records the forward traceback of each backward node, so a sync raised
+        # inside backward is reported with the forward line that created the node
+        with warnings.catch_warnings(record=True) as caught, torch.autograd.detect_anomaly():
+            warnings.simplefilter("always")
+            _run(case, dict(inputs), grad_names)
     except RuntimeError as err:
         frames = [
             f"{f.filename.split('src/')[-1]}:{f.lineno} {f.line}"
             for f in traceback.extract_tb(err.__traceback__)
             if "inforeg" in f.filename
         ]
-        return frames[-1] if frames else str(err).splitlines()[0]
+        forward = [
+            line.strip()
+            for w in caught
+            for line in str(w.message).splitlines()
+            if "inforeg" in line or line.startswith("    ")
+        ]
+        where = frames[-1] if frames else "backward, forward trace: " + " | ".join(forward[-4:])
+        return f"{where} ({str(err).splitlines()[0]})"
     finally:
         torch.cuda.set_sync_debug_mode("default")
     return "not raised in error mode"

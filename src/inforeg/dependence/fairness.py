@@ -101,12 +101,13 @@ def joint_distance_covariance(
 
     def product_block(start: int, stop: int) -> Tensor:
         out: Tensor | None = None
-        idx = torch.arange(stop - start, device=rows[0].device)
+        dev = rows[0].device
+        # the diagonal of this row block, built by comparison (index assignment of a Python
+        # scalar would copy it to the device and wait)
+        diag = torch.arange(start, stop, device=dev)[:, None] == torch.arange(n, device=dev)
         for b, r, s in zip(blocks, rows, totals):
             u = b(start, stop) - r[start:stop, None] / (n - 2) - r[None, :] / (n - 2)
             u = u + s / ((n - 1) * (n - 2))
-            diag = torch.zeros_like(u, dtype=torch.bool)
-            diag[idx, idx + start] = True
             u = torch.where(diag, 0.0 * u, u) + c
             out = u if out is None else out * u
         assert out is not None

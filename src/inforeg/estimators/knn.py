@@ -102,7 +102,7 @@ def _knn_chebyshev(x: Tensor, k: int, chunk_size: int | None) -> tuple[Tensor, T
         stop = min(start + step, n)
         block = _chebyshev_block(x[start:stop], x)
         rows = torch.arange(stop - start, device=x.device)
-        block[rows, rows + start] = float("inf")
+        block.index_put_((rows, rows + start), block.new_full((), float("inf")))
         d, i = torch.topk(block, k, dim=1, largest=False, sorted=True)
         dists.append(d)
         idxs.append(i)
