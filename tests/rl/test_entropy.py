@@ -145,3 +145,59 @@ def test_threaded_row_split_matches_reference():
     (rl,) = torch.autograd.grad((ref_lp * w).sum(), zr)
     torch.testing.assert_close(gh, rh)
     torch.testing.assert_close(gl, rl)
+
+
+@pytest.mark.parametrize("chunk", [1, 3, None])
+def test_selective_shift_free_path_and_fallback(chunk):
+    # rows whose sum(exp(z/T)) leaves [1e-10, 1e30] (max logit ~ +-120) must take the exact
+    # max-shifted path; moderate rows take the shift-free one; both must match float64
+    g = torch.Generator().manual_seed(3)
+    z = torch.randn(7, 257, generator=g) * 3
+    z[1] += 120.0
+    z[4] -= 120.0
+    z[5, 17] = 80.0  # one huge logit: exp(80) overflows float32 without a shift
+    tok = torch.randint(0, 257, (7,), generator=g)
+    for t in (1.0, 0.5):
+        out = selective_log_softmax(z, tok, t, chunk)
+        assert torch.isfinite(out).all()
+        ref = torch.log_softmax(z.double() / t, -1).gather(1, tok[:, None]).squeeze(1)
+        torch.testing.assert_close(out.double(), ref, rtol=1e-6, atol=2e-5)
+        h = token_entropy(z, t, chunk)
+        torch.testing.assert_close(h.double(), _ref_entropy(z, t), rtol=1e-5, atol=1e-6)
+
+
+def test_single_row_path_large_vocab_float32_and_bfloat16():
+    # one-row chunks (the default for a 150k vocabulary) use 1-D ops and torch.dot
+    g = torch.Generator().manual_seed(4)
+    z = torch.randn(3, 151936, generator=g) * 2
+    z[2] *= 10  # a peaked row: low entropy
+    tok = torch.randint(0, 151936, (3,), generator=g)
+    h = token_entropy(z, 0.8)
+    torch.testing.assert_close(h.double(), _ref_entropy(z, 0.8), rtol=1e-5, atol=0)
+    lp = selective_log_softmax(z, tok, 0.8)
+    ref = torch.log_softmax(z.double() / 0.8, -1).gather(1, tok[:, None]).squeeze(1)
+    torch.testing.assert_close(lp.double(), ref, rtol=1e-6, atol=1e-5)
+    zb = z.bfloat16()
+    hb = token_entropy(zb)
+    torch.testing.assert_close(hb.double(), _ref_entropy(zb.float()), rtol=8e-3, atol=0)
+
+
+@pytest.mark.parametrize("chunk", [1, 2])
+def test_bfloat16_backward_matches_float32_computation(chunk):
+    # half input: the gradient is computed in float32 and rounded once, including the
+    # one-hot entry of selective_log_softmax (1 - p stays accurate when p is close to 1)
+    g = torch.Generator().manual_seed(5)
+    zb = (torch.randn(4, 300, generator=g) * 3).bfloat16()
+    zb[0, 7] = 40.0  # p[0, 7] ~ 1
+    tok = torch.tensor([7, 1, 2, 3])
+    w = torch.randn(4, generator=g).bfloat16().float()  # the output's gradient is bf16
+    for fn in (
+        lambda x: token_entropy(x, 0.9, chunk),
+        lambda x: selective_log_softmax(x, tok, 0.9, chunk),
+    ):
+        xb = zb.clone().requires_grad_()
+        (gb,) = torch.autograd.grad((fn(xb).float() * w).sum(), xb)
+        x32 = zb.float().requires_grad_()
+        (g32,) = torch.autograd.grad((fn(x32) * w).sum(), x32)
+        assert gb.dtype == torch.bfloat16
+        torch.testing.assert_close(gb.float(), g32.bfloat16().float(), rtol=0, atol=0)
