@@ -159,6 +159,35 @@ class TestFastPath:
         fast = distance_covariance_sqr(x, y, method="fast")
         assert float(auto) == float(fast)
 
+    @pytest.mark.parametrize("n", [31, 32, 33, 95, 1000, 2049])
+    def test_fast_across_padding_and_levels(self, n):
+        """Sizes around BASE * 2^L (front padding, one or many partition levels)."""
+        g = torch.Generator().manual_seed(n)
+        x = torch.randn(n, generator=g, dtype=torch.float64)
+        y = torch.sin(3.0 * x) + 0.3 * torch.randn(n, generator=g, dtype=torch.float64)
+        y[::7] = y[5]  # ties in y, spread over many blocks and levels
+        for ub in (False, True):
+            fast = distance_covariance_sqr(x, y, unbiased=ub, method="fast")
+            naive = distance_covariance_sqr(x, y, unbiased=ub, method="naive")
+            assert float(fast) == pytest.approx(float(naive), rel=1e-10, abs=1e-12)
+
+    def test_fast_gradient_with_ties(self):
+        """Tied pairs (in x or y) get a zero gradient, as in the naive path."""
+        g = torch.Generator().manual_seed(3)
+        x0 = torch.randn(150, generator=g, dtype=torch.float64)
+        x0[::5] = x0[2]
+        x = x0.requires_grad_(True)
+        y = torch.randint(0, 3, (150,), generator=g).to(torch.float64).requires_grad_(True)
+        for ub in (False, True):
+            gf = torch.autograd.grad(
+                distance_correlation_sqr(x, y, unbiased=ub, method="fast"), (x, y)
+            )
+            gn = torch.autograd.grad(
+                distance_correlation_sqr(x, y, unbiased=ub, method="naive"), (x, y)
+            )
+            for a, b in zip(gf, gn):
+                torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)
+
 
 class TestStreaming:
     @pytest.mark.parametrize("chunk", [1, 3, 7, 50])
@@ -177,6 +206,25 @@ class TestStreaming:
             cov_d = distance_covariance_sqr(x, y, unbiased=ub, method="naive")
             cov_c = distance_covariance_sqr(x, y, unbiased=ub, method="naive", chunk_size=chunk)
             torch.testing.assert_close(cov_c, cov_d, rtol=0, atol=1e-10)
+
+    @pytest.mark.parametrize("d", [1, 3, 7])
+    @pytest.mark.parametrize("exponent", [1.0, 0.5])
+    def test_fused_no_grad_equals_streamed_autograd_path(self, d, exponent):
+        """The no-autograd triangular pass equals the checkpointed path (values, float64)."""
+        g = torch.Generator().manual_seed(d)
+        x = torch.randn(57, d, generator=g, dtype=torch.float64)
+        y = torch.tanh(x[:, :1]) + 0.5 * torch.randn(57, 2, generator=g, dtype=torch.float64)
+        x[10] = x[3]  # a duplicated point: its distance must stay exactly 0
+        for ub in (False, True):
+            xr = x.clone().requires_grad_(True)
+            ref_cor = distance_correlation_sqr(xr, y, exponent, ub, method="naive").detach()
+            ref_cov = distance_covariance_sqr(xr, y, exponent, ub, method="naive").detach()
+            for chunk in (None, 1, 5, 57, 1000):
+                with torch.no_grad():
+                    cor = distance_correlation_sqr(xr, y, exponent, ub, "naive", chunk)
+                cov = distance_covariance_sqr(x, y, exponent, ub, "naive", chunk)
+                assert float(cor) == pytest.approx(float(ref_cor), rel=1e-12, abs=1e-13)
+                assert float(cov) == pytest.approx(float(ref_cov), rel=1e-12, abs=1e-13)
 
     def test_gradcheck_naive(self):
         g = torch.Generator().manual_seed(5)

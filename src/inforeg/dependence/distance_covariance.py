@@ -25,14 +25,18 @@ Algorithms (``method``):
 
 - ``"naive"``: the O(n^2) definition, streamed in row blocks through
   :mod:`inforeg.core.pairwise` (O(n * chunk) memory when ``chunk_size`` is set; blocks are
-  checkpointed under autograd so the backward pass stays within that memory too).
-- ``"fast"``: O(n log^2 n) time, O(n) memory, for one-dimensional x and y and ``exponent=1``
-  only. Row sums of |x_i - x_j| come from one sort and a cumulative sum; the cross term
-  :math:`\sum_{ij} |x_i - x_j||y_i - y_j|` is expanded as
-  :math:`\sum_{i<j} s_{ij} (x_j y_j - x_j y_i - x_i y_j + x_i y_i)` over x-sorted pairs with
-  :math:`s_{ij} = \mathrm{sign}(y_j - y_i)`, and the signed dominance sums are formed by a
-  vectorised bottom-up merge over log2(n) levels (the idea of Chaudhuri & Hu 2019; Huo &
-  Székely 2016 use an AVL tree). Fully differentiable (sorting only permutes values).
+  checkpointed under autograd so the backward pass stays within that memory too). Without
+  autograd, one pass over the upper triangle of the symmetric distance matrices builds each
+  block in place in reused, cache-sized buffers and reduces it at once (row sums and
+  ``sum a_ij b_ij`` by dot products): half the arithmetic and no temporaries.
+- ``"fast"``: O(n log n) time, O(n) memory, for one-dimensional x and y and ``exponent=1``
+  only. Row sums of |x_i - x_j| come from one sort and a cumulative sum; with x sorted, the
+  cross term is :math:`\sum_{i<j} \mathrm{sign}(y_j - y_i)(x_j - x_i)(y_j - y_i)`, and its
+  dominance part (pairs with :math:`y_i \le y_j`) comes from a vectorised divide and conquer
+  over log2(n / 32) levels, each a stable partition and a segmented cumulative sum in O(n)
+  (the merge-sort idea of Chaudhuri & Hu 2019; Huo & Székely 2016 use an AVL tree). Fully
+  differentiable (sorting and partitioning only permute values); tied pairs get a zero
+  gradient, as in the naive path.
 - ``"auto"``: ``"fast"`` when both inputs are 1-D (shape (n,) or (n, 1)), ``exponent == 1`` and
   n >= 4, else ``"naive"`` (the same rule as dcor). The fast path subtracts large partial sums; in
   float32 it agrees with the naive path to about 1e-5 relative, in float64 to about 1e-12.
@@ -52,7 +56,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from inforeg.core.checks import check_choice, check_number
+from inforeg.core.checks import check_choice, check_int, check_number
 from inforeg.core.pairwise import (
     BlockFn,
     centered_product_sum,
@@ -110,13 +114,6 @@ def distance_matrix_blocks(x: Tensor, exponent: float = 1.0) -> BlockFn:
     return block
 
 
-def _row_dot(a: Tensor, b: Tensor) -> Tensor:
-    """``(a * b).sum(1)`` without a temporary matrix when autograd is off."""
-    if torch.is_grad_enabled() and (a.requires_grad or b.requires_grad):
-        return (a * b).sum(1)
-    return torch.bmm(a.unsqueeze(1), b.unsqueeze(2)).reshape(-1)
-
-
 def _validate(
     x: object, y: object, exponent: float, method: str, unbiased: bool
 ) -> tuple[Tensor, Tensor, str]:
@@ -160,6 +157,15 @@ def _center(ab: Tensor, ra: Tensor, rb: Tensor, n: int, unbiased: bool) -> Tenso
     return centered_sum_from_rows(ab, ra, rb, n, "u" if unbiased else "double")
 
 
+def _center_sums(
+    ab: Tensor, rarb: Tensor, sa: Tensor, sb: Tensor, n: int, unbiased: bool
+) -> Tensor:
+    """:func:`inforeg.core.pairwise.centered_sum_from_rows` from ``r^a.r^b`` and the totals."""
+    if unbiased:
+        return ab - 2.0 / (n - 2) * rarb + sa * sb / ((n - 1) * (n - 2))
+    return ab - 2.0 / n * rarb + sa * sb / (n * n)
+
+
 def _normalise(total: Tensor, n: int, unbiased: bool) -> Tensor:
     return total / (n * (n - 3)) if unbiased else total / (n * n)
 
@@ -170,131 +176,323 @@ def _sum_sq_distances(x: Tensor) -> Tensor:
     return 2.0 * x.shape[0] * (xc * xc).sum() - 2.0 * (xc.sum(0) ** 2).sum()
 
 
+def _needs_graph(*ts: Tensor) -> bool:
+    return torch.is_grad_enabled() and any(t.requires_grad for t in ts)
+
+
+#: Entries per distance block of the no-autograd pass (two blocks of 2 MiB in float64), so that
+#: the blocks are still in the L2 cache when they are reduced.
+FUSED_BLOCK_ELEMENTS = 1 << 18
+
+
+def _fused_rows(n: int, chunk_size: int | None) -> int:
+    rows = max(8, FUSED_BLOCK_ELEMENTS // max(n, 1))
+    if chunk_size is not None:
+        check_int(chunk_size, "chunk_size", low=1)
+        rows = min(rows, chunk_size)
+    return min(rows, n)
+
+
+class _TriangleBlocks:
+    """Rows ``start:stop`` and columns ``start:n`` of ``||x_i - x_j||^exponent``, built in place.
+
+    More than ``DIRECT_MAX_FEATURES`` features: one matmul of augmented matrices,
+    ``[x_i, |x_i|^2, 1] . [-2 x_j, 1, |x_j|^2] = ||x_i - x_j||^2``, then clamp (rounding can make
+    it slightly negative), exact zeros on the diagonal, and the power, all in the same buffer.
+    Fewer features: the squared coordinate differences are summed directly (tied points get exact
+    zeros, as in :func:`inforeg.dependence._utils.sq_block_fn`).
+    """
+
+    def __init__(self, x: Tensor, exponent: float, rows: int) -> None:
+        n, d = x.shape
+        self.half = exponent / 2.0
+        self.direct = d <= DIRECT_MAX_FEATURES
+        self.buf = x.new_empty(rows * n)
+        if self.direct:
+            self.x = x
+            self.xt = x.T.contiguous()
+            self.tmp = x.new_empty(rows * n) if d > 1 else None
+        else:
+            sq = (x * x).sum(1, keepdim=True)
+            ones = torch.ones_like(sq)
+            self.x = torch.cat((x, sq, ones), 1)
+            self.xt = torch.cat((-2.0 * x, ones, sq), 1).T.contiguous()
+
+    def __call__(self, start: int, stop: int) -> Tensor:
+        r, m = stop - start, self.xt.shape[1] - start
+        out = self.buf[: r * m].view(r, m)
+        cols = self.xt[:, start:]
+        if self.direct:
+            rows = self.x[start:stop]
+            torch.sub(rows[:, :1], cols[0], out=out)
+            out.mul_(out)
+            if self.tmp is not None:
+                tmp = self.tmp[: r * m].view(r, m)
+                for k in range(1, cols.shape[0]):
+                    torch.sub(rows[:, k : k + 1], cols[k], out=tmp)
+                    out.addcmul_(tmp, tmp)
+        else:
+            torch.mm(self.x[start:stop], cols, out=out)
+            out.clamp_(min=0.0)
+            out[:, :r].diagonal().zero_()  # exact zeros for the points themselves
+        return out.sqrt_() if self.half == 0.5 else out.pow_(self.half)
+
+
+def _fused_sums(
+    x: Tensor, y: Tensor, exponent: float, squares: bool, chunk_size: int | None
+) -> tuple[Tensor, Tensor, Tensor, Tensor | None, Tensor | None]:
+    r"""``sum_ij a_ij b_ij``, row sums ``r^a``, ``r^b`` and (``squares``) ``sum a^2``, ``sum b^2``.
+
+    One pass over the upper triangle (the matrices are symmetric): for each row block I, the
+    blocks a[I, I:], b[I, I:] are built in place in reused buffers; their row sums go to rows I,
+    the column sums of the part right of the diagonal block to the later rows, and
+    ``sum_ij a_ij b_ij = 2 sum_{blocks} <a, b> - sum_{diagonal blocks} <a, b>``. Half the
+    arithmetic of the full matrix and no temporaries; no autograd (callers check).
+    """
+    n = x.shape[0]
+    rows = _fused_rows(n, chunk_size)
+    a_blk = _TriangleBlocks(x, exponent, rows)
+    b_blk = _TriangleBlocks(y, exponent, rows)
+    ra, rb = x.new_zeros(n), x.new_zeros(n)
+    sums = x.new_zeros(3)  # ab, aa, bb
+    for start in range(0, n, rows):
+        stop = min(start + rows, n)
+        r = stop - start
+        a = a_blk(start, stop)
+        b = b_blk(start, stop)
+        ra[start:stop] += a.sum(1)
+        rb[start:stop] += b.sum(1)
+        if stop < n:
+            ra[stop:] += a[:, r:].sum(0)
+            rb[stop:] += b[:, r:].sum(0)
+        af, bf = a.view(-1), b.view(-1)
+        sums[0] += 2.0 * torch.dot(af, bf) - (a[:, :r] * b[:, :r]).sum()
+        if squares:
+            sums[1] += 2.0 * torch.dot(af, af) - (a[:, :r] * a[:, :r]).sum()
+            sums[2] += 2.0 * torch.dot(bf, bf) - (b[:, :r] * b[:, :r]).sum()
+    if not squares:
+        return sums[0], ra, rb, None, None
+    return sums[0], ra, rb, sums[1], sums[2]
+
+
 def _naive_all(
     x: Tensor, y: Tensor, exponent: float, unbiased: bool, chunk_size: int | None
 ) -> tuple[Tensor, Tensor, Tensor]:
     """dCov^2(x, y), dCov^2(x, x), dCov^2(y, y) in one streamed pass (each matrix formed once)."""
     n = x.shape[0]
-    a_block = distance_matrix_blocks(x, exponent)
-    b_block = distance_matrix_blocks(y, exponent)
     # For exponent 1, sum_ij a_ij^2 = sum_ij ||x_i - x_j||^2 has a closed form: skip two passes.
     closed_squares = exponent == 1.0
-
-    def rows(start: int, stop: int) -> Tensor:
-        a = a_block(start, stop)
-        b = b_block(start, stop)
-        ones = a.new_ones(n)
+    if not _needs_graph(x, y):
+        ab, ra, rb, aa_, bb_ = _fused_sums(x, y, exponent, not closed_squares, chunk_size)
         if closed_squares:
-            return torch.stack((_row_dot(a, b), a @ ones, b @ ones), dim=1)
-        return torch.stack(
-            (_row_dot(a, b), a @ ones, b @ ones, _row_dot(a, a), _row_dot(b, b)), dim=1
-        )
-
-    r = stream_rows(rows, n, chunk_size)
-    ra, rb = r[:, 1], r[:, 2]
-    if closed_squares:
-        aa, bb = _sum_sq_distances(x), _sum_sq_distances(y)
+            aa, bb = _sum_sq_distances(x), _sum_sq_distances(y)
+        else:
+            assert aa_ is not None and bb_ is not None
+            aa, bb = aa_, bb_
     else:
-        aa, bb = r[:, 3].sum(), r[:, 4].sum()
-    xy = _normalise(_center(r[:, 0].sum(), ra, rb, n, unbiased), n, unbiased)
+        a_block = distance_matrix_blocks(x, exponent)
+        b_block = distance_matrix_blocks(y, exponent)
+
+        def rows(start: int, stop: int) -> Tensor:
+            a = a_block(start, stop)
+            b = b_block(start, stop)
+            if closed_squares:
+                return torch.stack(((a * b).sum(1), a.sum(1), b.sum(1)), dim=1)
+            return torch.stack(
+                ((a * b).sum(1), a.sum(1), b.sum(1), (a * a).sum(1), (b * b).sum(1)), dim=1
+            )
+
+        r = stream_rows(rows, n, chunk_size)
+        ra, rb = r[:, 1], r[:, 2]
+        ab = r[:, 0].sum()
+        if closed_squares:
+            aa, bb = _sum_sq_distances(x), _sum_sq_distances(y)
+        else:
+            aa, bb = r[:, 3].sum(), r[:, 4].sum()
+    xy = _normalise(_center(ab, ra, rb, n, unbiased), n, unbiased)
     xx = _normalise(_center(aa, ra, ra, n, unbiased), n, unbiased)
     yy = _normalise(_center(bb, rb, rb, n, unbiased), n, unbiased)
     return xy, xx, yy
 
 
+def _naive_cov(
+    x: Tensor, y: Tensor, exponent: float, unbiased: bool, chunk_size: int | None
+) -> Tensor:
+    """dCov^2(x, y) alone (the streamed, checkpointed path when autograd needs it)."""
+    n = x.shape[0]
+    if not _needs_graph(x, y):
+        ab, ra, rb, _, _ = _fused_sums(x, y, exponent, False, chunk_size)
+        return _normalise(_center(ab, ra, rb, n, unbiased), n, unbiased)
+    centering: Literal["double", "u"] = "u" if unbiased else "double"
+    total = centered_product_sum(
+        distance_matrix_blocks(x, exponent),
+        distance_matrix_blocks(y, exponent),
+        n,
+        centering=centering,
+        chunk_size=chunk_size,
+    )
+    return _normalise(total, n, unbiased)
+
+
 # --------------------------------------------------------------------------- fast 1-D
 
 
-def _abs_row_sums(v: Tensor) -> Tensor:
-    """``r_i = sum_j |v_i - v_j|`` for a 1-D tensor, O(n log n)."""
-    n = v.shape[0]
-    order = torch.argsort(v, stable=True)
-    vs = v[order]
-    prefix = torch.cumsum(vs, 0) - vs  # exclusive prefix sums
-    k = torch.arange(n, device=v.device, dtype=v.dtype)
-    sorted_sums = vs * (2.0 * k - n) + vs.sum() - 2.0 * prefix
-    return torch.zeros_like(sorted_sums).scatter(0, order, sorted_sums)
+def _run_starts(vs: Tensor) -> Tensor:
+    """``new[k]``: sorted ``vs[k]`` starts a run of equal values."""
+    new = torch.ones(vs.shape[0], dtype=torch.bool, device=vs.device)
+    new[1:] = vs[1:] != vs[:-1]
+    return new
 
 
-#: Block size below which the fast 1-D path compares pairs directly instead of merging.
+def _sorted_abs_row_sums(vs: Tensor, new: Tensor | None = None) -> Tensor:
+    """``r_k = sum_j |v_k - v_j|`` for sorted ``vs``: ``v_k (L_k - G_k) + S_G - S_L``.
+
+    L_k, G_k count the values below and above v_k, S_L, S_G sum them. Without ties (``new`` None)
+    ``L_k = k``; with ties (``new`` from :func:`_run_starts`) the run of v_k's equal values is
+    left out of both sides, so tied pairs get a zero gradient as in the naive path.
+    """
+    n = vs.shape[0]
+    prefix = torch.cumsum(vs, 0)
+    total = prefix[-1]
+    idx = torch.arange(n, device=vs.device)
+    if new is None:
+        k = idx.to(vs.dtype)
+        return vs * (2.0 * k - n) + (total - 2.0 * (prefix - vs))
+    start = torch.cummax(torch.where(new, idx, 0), 0).values
+    last = torch.ones_like(new)
+    last[:-1] = new[1:]
+    end = torch.cummin(torch.where(last, idx + 1, n).flip(0), 0).values.flip(0)
+    p0 = torch.cat((prefix.new_zeros(1), prefix))
+    below, above = p0[start], total - p0[end]
+    return vs * (start - (n - end)).to(vs.dtype) + (above - below)
+
+
+#: Block size below which the fast 1-D path compares pairs directly instead of partitioning.
 BASE = 32
 
 
-def _dominance_sums(ranks: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
-    """For each position j: ``sum_{i<j, r_i<r_j} c_i`` and ``sum_{i<j, r_i<=r_j} c_i``.
+def _dominance_total(xs: Tensor, ys: Tensor, order_y: Tensor) -> Tensor:
+    r"""``D = sum_{i<j, y_i <= y_j} (x_j - x_i)(y_j - y_i)`` over positions in x-sorted order.
 
-    ``ranks`` (n,) non-negative int64 below n; ``c`` (n, k) values (differentiable).
-    Bottom-up merge: at the level with block size s, every element of an odd block collects the
-    elements of the even block just before it that have a smaller rank; each pair i < j meets at
-    exactly one level. Per level, one sort of composite keys (group, rank, side) and one
-    cumulative sum replace the merge: groups are contiguous in the sorted order and start at
-    index ``group * 2s``, so no search is needed.
+    ``order_y`` lists the positions sorted by (y, position). The positions are padded at the
+    front to ``N = BASE * 2^L`` (padding carries zeros and sorts after every real point, so it
+    adds nothing). Pairs inside blocks of ``BASE`` consecutive positions are compared directly
+    (one batched masked product). Every other pair meets exactly once, at the level ``s`` where
+    both lie in the same aligned group of ``2s`` positions, i in the left half and j in the
+    right. Top-down, the order "by group, then by y" at level ``s`` comes from the one at level
+    ``2s`` by a stable partition of each group (left half first), which costs O(N) (a cumulative
+    count and one scatter) instead of a sort. At each level the right elements j collect, with
+    one segmented cumulative sum over the group order, ``sum c_i`` of the left elements i before
+    them, for ``c = (1, y, x, x y)``, and ``(x_j - x_i)(y_j - y_i) = x_j y_j - x_j y_i - y_j x_i +
+    x_i y_i`` turns those sums into the level's share of D with four dot products.
+    O(N log N) time, O(N) memory, differentiable (gathers, cumulative sums and products only).
     """
-    n, k = c.shape
-    pos = torch.arange(n, device=c.device)
-    zero_row = c.new_zeros((1, k))
-    # Pairs inside blocks of BASE consecutive positions: one batched masked product.
-    blocks = -(-n // BASE)
-    pad = blocks * BASE - n
-    cb = torch.cat([c, c.new_zeros((pad, k))]).reshape(blocks, BASE, k)
-    rb = torch.cat([ranks, ranks.new_zeros(pad)]).reshape(blocks, BASE)
-    lower = torch.ones(BASE, BASE, dtype=torch.bool, device=c.device).tril(-1)
-    mask = (rb.unsqueeze(2) > rb.unsqueeze(1)) & lower  # [b, j, i]: i < j and r_i < r_j
-    less = torch.bmm(mask.to(c.dtype), cb).reshape(blocks * BASE, k)[:n]
-    stride = 2 * (n + 1)
-    s = BASE
-    while s < n:
-        right = (pos // s) % 2 == 1
-        group = pos // (2 * s)
-        # Right elements sort before left ones of equal rank, so equal ranks are excluded.
-        key = group * stride + 2 * ranks + (~right).long()
-        perm = torch.argsort(key)
-        contrib = (c * (~right).unsqueeze(1).to(c.dtype))[perm]
-        prefix = torch.cat([zero_row, torch.cumsum(contrib, 0)], dim=0)
-        sorted_group = group[perm]
-        gathered = prefix[:-1] - prefix[sorted_group * (2 * s)]
-        keep = right[perm].unsqueeze(1).to(c.dtype)
-        less = less.index_add(0, perm, gathered * keep)
-        s *= 2
-    # Ties: sum_{i<j, r_i = r_j} c_i by a segmented prefix sum over the rank-sorted order.
-    order = torch.argsort(ranks, stable=True)
-    sorted_ranks = ranks[order]
-    csorted = c[order]
-    prefix = torch.cat([zero_row, torch.cumsum(csorted, 0)], dim=0)
-    _, counts = torch.unique_consecutive(sorted_ranks, return_counts=True)
-    starts = torch.repeat_interleave(torch.cumsum(counts, 0) - counts, counts)
-    equal_sorted = prefix[:-1] - prefix[starts]
-    equal = torch.zeros_like(c).index_add(0, order, equal_sorted)
-    return less, less + equal
+    n = xs.shape[0]
+    levels = 0
+    while BASE << levels < n:
+        levels += 1
+    big_n = BASE << levels
+    pad = big_n - n
+    zeros = xs.new_zeros(pad)
+    xp, yp = torch.cat((zeros, xs)), torch.cat((zeros, ys))
+    xyp = xp * yp
+    valid = torch.cat((zeros, torch.ones_like(xs)))
+    blocks = big_n // BASE
+    yb = yp.view(blocks, BASE)
+    lower = torch.ones(BASE, BASE, dtype=torch.bool, device=xs.device).tril(-1)
+    mask = ((yb.unsqueeze(2) >= yb.unsqueeze(1)) & lower).to(xs.dtype)  # [b, j, i]
+    c = torch.stack((valid, yp, xp, xyp), 1).view(blocks, BASE, 4)
+    w = torch.stack((xyp, -xp, -yp, valid), 1).view(blocks, BASE, 4)
+    total = (torch.bmm(mask, c) * w).sum()
+    if levels == 0:
+        return total
+    src = torch.stack((yp, xp, xyp))
+    cur = torch.cat((order_y + pad, torch.arange(pad, device=xs.device)))
+    t = torch.arange(big_n, device=xs.device)
+    s = BASE << (levels - 1)
+    while True:
+        groups = big_n // (2 * s)
+        left = (cur & s) == 0
+        lf = left.to(xs.dtype)
+        g = src.index_select(1, cur)  # (y, x, xy) in the current order
+        cl = g * lf
+        cr = g - cl
+        sums = torch.cumsum(cl.view(3, groups, 2 * s), 2).view(3, big_n)
+        count = torch.cumsum(left.view(groups, 2 * s), 1).view(big_n)
+        total = (
+            total
+            + torch.dot(cr[2], count.to(xs.dtype))
+            - torch.dot(cr[1], sums[0])
+            - torch.dot(cr[0], sums[1])
+            + torch.dot(1.0 - lf, sums[2])
+        )
+        if s == BASE:
+            return total
+        # Stable partition: the k-th left element of a group goes to slot k of the group, the
+        # k-th right one to slot s + k.
+        before = count - left.to(count.dtype)
+        target = torch.where(left, t - (t & (2 * s - 1)) + before, t + s - before)
+        cur = torch.empty_like(cur).scatter_(0, target, cur)
+        s //= 2
 
 
-def _abs_product_sum(x: Tensor, y: Tensor) -> Tensor:
-    """``sum_{i,j} |x_i - x_j| |y_i - y_j|`` for 1-D x, y in O(n log^2 n)."""
-    order = torch.argsort(x, stable=True)
-    xs = x[order]
-    ys = y[order]
-    ranks = torch.unique(ys, return_inverse=True)[1]
-    c = torch.stack((torch.ones_like(xs), ys, xs, xs * ys), dim=1)
-    less, less_eq = _dominance_sums(ranks, c)
-    prefix = torch.cumsum(c, 0) - c
-    greater = prefix - less_eq
-    signed = less - greater  # sum_{i<j} sign(y_j - y_i) c_i
-    per_j = xs * ys * signed[:, 0] - xs * signed[:, 1] - ys * signed[:, 2] + signed[:, 3]
-    return 2.0 * per_j.sum()
+def _run_pair_total(x: Tensor, y: Tensor, new: Tensor) -> Tensor:
+    """``sum (x_j - x_i)(y_j - y_i)`` over pairs i < j inside each run (``new`` marks starts).
+
+    Per run of m points: ``m sum x y - sum x sum y``. For runs of tied y (or tied x) it is zero
+    in value; it carries the gradient of the tied pairs, which the dominance sum counted with
+    sign +1, so that subtracting it gives them a zero gradient as in the naive path.
+    """
+    ids = torch.cumsum(new, 0) - 1
+    runs = int(ids[-1]) + 1
+    vals = torch.stack((torch.ones_like(x), x, y, x * y), 1)
+    sums = vals.new_zeros((runs, 4)).index_add(0, ids, vals)
+    return (sums[:, 0] * sums[:, 3] - sums[:, 1] * sums[:, 2]).sum()
 
 
 def _fast_all(x: Tensor, y: Tensor, unbiased: bool) -> tuple[Tensor, Tensor, Tensor]:
+    r"""dCov^2(x, y), dCov^2(x, x), dCov^2(y, y) for 1-D x, y in O(n log n).
+
+    With x sorted, ``|x_i - x_j| |y_i - y_j| = s_ij (x_j - x_i)(y_j - y_i)`` for i < j and
+    ``s_ij = sign(y_j - y_i)``, so ``sum_{i<j} = 2 D - T - E`` with D from
+    :func:`_dominance_total` (pairs with y_i <= y_j), the closed form
+    ``T = sum_{i<j} (x_j - x_i)(y_j - y_i) = n sum x y - sum x sum y`` and E the pairs tied in x
+    or in y (:func:`_run_pair_total`; zero in value, there for the gradient). Row sums of |x_i - x_j| come from the sorted order and a cumulative
+    sum; only ``sum r^a``, ``sum r^b`` and ``r^a . r^b`` enter the centring.
+    """
     n = x.shape[0]
     # Distances do not change under a shift; centring reduces cancellation in the sums.
     x1 = x.reshape(-1) - x.detach().mean()
     y1 = y.reshape(-1) - y.detach().mean()
-    ra, rb = _abs_row_sums(x1), _abs_row_sums(y1)
-    ab = _abs_product_sum(x1, y1)
+    order_x = torch.argsort(x1)
+    xs = x1[order_x]
+    starts_x = _run_starts(xs)
+    new_x = None if bool(starts_x.all()) else starts_x
+    if new_x is not None:
+        # Break ties in x by y, so that tied-x pairs have y_i <= y_j and get sign +1 (removed
+        # below by the run total).
+        by_y = torch.argsort(y1, stable=True)
+        order_x = by_y[torch.argsort(x1[by_y], stable=True)]
+        xs = x1[order_x]
+    ys = y1[order_x]
+    ra = _sorted_abs_row_sums(xs, new_x)  # in x order
+    order_y = torch.argsort(ys, stable=True)  # positions by (y, position)
+    ysy = ys[order_y]
+    starts_y = _run_starts(ysy)
+    new_y = None if bool(starts_y.all()) else starts_y
+    rb = _sorted_abs_row_sums(ysy, new_y)  # in y order
+    pairs = 2.0 * _dominance_total(xs, ys, order_y) - (n * (xs * ys).sum() - xs.sum() * ys.sum())
+    if new_x is not None:
+        pairs = pairs - _run_pair_total(xs, ys, new_x)
+    if new_y is not None:
+        pairs = pairs - _run_pair_total(xs[order_y], ysy, new_y)
+    ab = 2.0 * pairs
+    sa, sb = ra.sum(), rb.sum()
     # sum_ij |x_i - x_j|^2 = 2 n sum x^2 - 2 (sum x)^2 (closed form, no pairs needed).
     aa, bb = _sum_sq_distances(x1.unsqueeze(1)), _sum_sq_distances(y1.unsqueeze(1))
-    xy = _normalise(_center(ab, ra, rb, n, unbiased), n, unbiased)
-    xx = _normalise(_center(aa, ra, ra, n, unbiased), n, unbiased)
-    yy = _normalise(_center(bb, rb, rb, n, unbiased), n, unbiased)
+    xy = _normalise(_center_sums(ab, (ra[order_y] * rb).sum(), sa, sb, n, unbiased), n, unbiased)
+    xx = _normalise(_center_sums(aa, (ra * ra).sum(), sa, sa, n, unbiased), n, unbiased)
+    yy = _normalise(_center_sums(bb, (rb * rb).sum(), sb, sb, n, unbiased), n, unbiased)
     return xy, xx, yy
 
 
@@ -318,8 +516,9 @@ def distance_covariance_sqr(
         unbiased: False gives the V-statistic ``(1/n^2) sum A_ij B_ij`` (>= 0); True the
             U-statistic of Székely & Rizzo 2014 (dcor's ``u_distance_covariance_sqr``; needs
             n >= 4 and can be negative).
-        method: ``"auto"``, ``"naive"`` (streamed O(n^2)) or ``"fast"`` (O(n log^2 n), 1-D only).
-        chunk_size: rows per streamed block for ``"naive"`` (None: chosen from n).
+        method: ``"auto"``, ``"naive"`` (streamed O(n^2)) or ``"fast"`` (O(n log n), 1-D only).
+        chunk_size: rows per streamed block for ``"naive"`` (None: chosen from n); without
+            autograd it bounds the rows per block, which may be fewer to stay in cache.
 
     Returns:
         0-d tensor in the input dtype.
@@ -333,19 +532,10 @@ def distance_covariance_sqr(
     x2, y2, m = _validate(x, y, exponent, method, unbiased)
     dtype = compute_dtype(x2, y2)
     xc, yc = _centred(x2.to(dtype)), _centred(y2.to(dtype))
-    n = xc.shape[0]
     if m == "fast":
         out = _fast_all(xc, yc, unbiased)[0]
     else:
-        centering: Literal["double", "u"] = "u" if unbiased else "double"
-        total = centered_product_sum(
-            distance_matrix_blocks(xc, exponent),
-            distance_matrix_blocks(yc, exponent),
-            n,
-            centering=centering,
-            chunk_size=chunk_size,
-        )
-        out = _normalise(total, n, unbiased)
+        out = _naive_cov(xc, yc, exponent, unbiased, chunk_size)
     return out.to(x2.dtype)
 
 
