@@ -11,6 +11,7 @@ inputs during one call.
 
 from __future__ import annotations
 
+import os
 import statistics
 import sys
 from collections.abc import Callable
@@ -62,6 +63,19 @@ def _time(fn: Callable[[], Any], repeat: int = 5) -> tuple[float, float, Any]:
     return statistics.median(times), peak, out
 
 
+def _chunked(fn: Callable[[], Any]) -> Callable[[], Any]:
+    """Run ``fn`` on inforeg's chunked PyTorch path (Triton kernels disabled)."""
+
+    def run() -> Any:
+        os.environ["INFOREG_DISABLE_TRITON"] = "1"
+        try:
+            return fn()
+        finally:
+            os.environ.pop("INFOREG_DISABLE_TRITON")
+
+    return run
+
+
 def _fwd_bwd(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> Callable[[], Any]:
     def run() -> torch.Tensor:
         xx = x.detach().requires_grad_(True)
@@ -94,12 +108,19 @@ def _token_dtype(lines: list[str], x: torch.Tensor, tok: torch.Tensor) -> None:
     size = x.numel() * x.element_size() / 2**20
     cases: list[tuple[str, str, Callable[[], Any]]] = [
         ("entropy fwd", "inforeg", lambda: rl.token_entropy(x)),
+        ("entropy fwd", "inforeg, PyTorch chunks", _chunked(lambda: rl.token_entropy(x))),
         ("entropy fwd", "naive", lambda: _naive_entropy(x)),
         ("entropy fwd", "TRL-style (128 rows)", lambda: _trl_entropy(x)),
         ("entropy fwd+bwd", "inforeg", _fwd_bwd(rl.token_entropy, x)),
+        ("entropy fwd+bwd", "inforeg, PyTorch chunks", _chunked(_fwd_bwd(rl.token_entropy, x))),
         ("entropy fwd+bwd", "naive", _fwd_bwd(_naive_entropy, x)),
         ("entropy fwd+bwd", "TRL-style (128 rows)", _fwd_bwd(_trl_entropy, x)),
         ("selective fwd", "inforeg", lambda: rl.selective_log_softmax(x, tok)),
+        (
+            "selective fwd",
+            "inforeg, PyTorch chunks",
+            _chunked(lambda: rl.selective_log_softmax(x, tok)),
+        ),
         ("selective fwd", "naive", lambda: _naive_logp(x, tok)),
         ("selective fwd", "TRL-style (per row)", lambda: _trl_logp(x, tok)),
         (

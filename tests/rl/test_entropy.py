@@ -201,3 +201,35 @@ def test_bfloat16_backward_matches_float32_computation(chunk):
         (g32,) = torch.autograd.grad((fn(x32) * w).sum(), x32)
         assert gb.dtype == torch.bfloat16
         torch.testing.assert_close(gb.float(), g32.bfloat16().float(), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("chunk_size", [None, 1, 3])
+def test_minus_inf_logits_give_finite_entropy_and_zero_gradient(
+    dtype: torch.dtype, chunk_size: int | None
+) -> None:
+    """Masked vocabulary entries (-inf logits) carry no probability: finite entropy, exact
+    values on the rest, zero gradient on them (0 * -inf must not turn into NaN)."""
+    g = torch.Generator().manual_seed(3)
+    z = torch.randn(5, 40, generator=g, dtype=torch.float64) * 2
+    z[0, ::2] = float("-inf")
+    z[3, 5:] = float("-inf")
+    z[4, 1] = float("-inf")
+    z = z.to(dtype).double()  # the reference sees the same (rounded) logits
+    ref_in = z.clone().requires_grad_(True)
+    logp = torch.log_softmax(ref_in / 0.7, -1)
+    # reference: -sum p log p over the finite entries only
+    ref = -(logp.exp() * logp.masked_fill(torch.isinf(z), 0.0)).sum(-1)
+    ref.sum().backward()
+    assert ref_in.grad is not None
+    x = z.to(dtype).requires_grad_(True)
+    h = token_entropy(x, temperature=0.7, chunk_size=chunk_size)
+    h.float().sum().backward()
+    assert x.grad is not None
+    assert torch.isfinite(h.float()).all() and torch.isfinite(x.grad.float()).all()
+    assert (x.grad[torch.isinf(z)] == 0).all()
+    tol = 1e-10 if dtype == torch.float64 else 1e-5
+    if dtype == torch.bfloat16:  # float32 inside; the entropy and gradient are rounded to bf16
+        tol = 1e-2
+    torch.testing.assert_close(h.double(), ref.detach(), rtol=tol, atol=tol)
+    torch.testing.assert_close(x.grad.double(), ref_in.grad, rtol=tol, atol=tol)

@@ -6,6 +6,13 @@ the chunk's probabilities instead of saving them. Peak extra memory is therefore
 ``chunk_size x V`` float32 buffers, whatever the number of rows; the gradient itself (same shape as
 the logits) is the only full-size allocation, and only in backward.
 
+On CUDA (float32/float16/bfloat16, Triton importable) both functions instead run fused Triton
+kernels (:mod:`inforeg.rl._triton_entropy`): one read of the logits per row in the forward pass
+(an online softmax), one read and one write in the backward, no work buffers; ``chunk_size`` is
+then unused. ``INFOREG_DISABLE_TRITON=1`` selects the chunked path everywhere. Logits of
+``-inf`` (masked vocabulary entries) are allowed on both paths: they get probability 0 and
+gradient 0.
+
 Conventions (as TRL and verl): entropies are in **nats**; the temperature divides the logits
 before the softmax, ``p = softmax(z / T)``.
 """
@@ -22,6 +29,7 @@ from torch import Tensor
 from inforeg.core.checks import check_int, check_positive, check_tensor
 from inforeg.core.dtypes import compute_dtype
 from inforeg.core.threads import intra_op_threads
+from inforeg.rl import _triton_entropy as _fused
 
 __all__ = ["default_entropy_chunk", "selective_log_softmax", "token_entropy"]
 
@@ -71,6 +79,19 @@ _acc_dtype = compute_dtype
 # largest is a normal float32; otherwise the row is redone with the exact max shift.
 _S_LOW = 1e-10
 _S_HIGH = 1e30
+
+
+# floor for y = z/T - max (and log p) where logits are -inf: exp(-1e4) is 0 in every float
+# dtype, so the sums are unchanged, and 0 * floor is 0 where 0 * -inf would be NaN
+_Y_FLOOR = -1.0e4
+
+
+def _any_nan(v: Tensor) -> bool:
+    """Host check on a CPU tensor of per-row results (a 0-d slot: a Python comparison)."""
+    if v.dim() == 0:
+        x = v.item()
+        return x != x
+    return bool(torch.isnan(v).any())
 
 
 def _rows(t: Tensor, s: int, n: int) -> Tensor:
@@ -128,12 +149,22 @@ def _scale_into(z: Tensor, inv_t: float, y: Tensor) -> Tensor:
 class _TokenEntropy(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, z: Tensor, inv_t: float, chunk: int) -> Tensor:  # type: ignore[override]
+        ctx.inv_t, ctx.chunk, ctx.fused = inv_t, chunk, _fused.usable(z)
+        if ctx.fused:  # CUDA: one fused pass per row (Triton)
+            out, lse = _fused.entropy_forward(z, inv_t)
+            ctx.save_for_backward(z, lse, out)
+            return out
         rows, vocab = z.shape
         acc = _acc_dtype(z)
         # per-row reductions, written in place by the workers: max of z/T, S = sum e, D = sum e*y
         m = torch.empty(rows, dtype=acc, device=z.device)
         tot = torch.empty(rows, dtype=acc, device=z.device)
         dot = torch.empty(rows, dtype=acc, device=z.device)
+
+        on_cpu = z.device.type == "cpu"
+        # rows holding -inf logits (y = -inf, e = 0, so e * y is NaN): their y is clamped to
+        # _Y_FLOOR (exp of it is 0 too) and the backward clamps log p likewise
+        inf_rows = torch.zeros(rows, dtype=torch.bool, device=z.device)
 
         def body(lo: int, hi: int) -> None:
             # two work buffers (y = z/T - max, e = exp y): 2 x 0.6 MB per 151,936-long float32
@@ -142,20 +173,25 @@ class _TokenEntropy(torch.autograd.Function):
             e = torch.empty_like(y)
             for s in range(lo, hi, chunk):
                 n = min(chunk, hi - s)
-                yc, ec = _rows(y, 0, n), _rows(e, 0, n)
+                yc, ec, dc = _rows(y, 0, n), _rows(e, 0, n), _rows(dot, s, n)
                 _shift_max(_rows(z, s, n), inv_t, yc, _rows(m, s, n))
                 torch.exp(yc, out=ec)
                 torch.sum(ec, -1, out=_rows(tot, s, n))
-                _dot(ec, yc, _rows(dot, s, n))
+                if not on_cpu:  # no host check off the CPU: always clamp (one more pass)
+                    yc.clamp_(min=_Y_FLOOR)
+                _dot(ec, yc, dc)
+                if on_cpu and _any_nan(dc):  # rare: redo the dot with y clamped
+                    _rows(inf_rows, s, n).copy_(torch.isnan(dc))
+                    yc.clamp_(min=_Y_FLOOR)
+                    _dot(ec, yc, dc)
 
         _run_rows(rows, chunk, z.device, body)
+        ctx.inf_rows = set(inf_rows.nonzero().flatten().tolist()) if on_cpu else None
         # H = log S - sum(e * y) / S: both terms are >= 0 (y <= 0), so no cancellation
         log_tot = tot.log()
         out = log_tot - dot.div_(tot)
         lse = m.add_(log_tot)
         ctx.save_for_backward(z, lse, out)
-        ctx.inv_t = inv_t
-        ctx.chunk = chunk
         return out
 
     @staticmethod
@@ -164,6 +200,8 @@ class _TokenEntropy(torch.autograd.Function):
         if not ctx.needs_input_grad[0]:
             return None, None, None
         inv_t, chunk = ctx.inv_t, ctx.chunk
+        if ctx.fused:
+            return _fused.entropy_backward(z, lse, ent, grad, inv_t), None, None
         rows, vocab = z.shape
         acc = _acc_dtype(z)
         gz = torch.empty_like(z)
@@ -172,6 +210,8 @@ class _TokenEntropy(torch.autograd.Function):
         k = grad.to(acc) * -inv_t
         kh = k * ent
         same = z.dtype == acc
+        inf_rows: set[int] = ctx.inf_rows or set()
+        clamp_all = ctx.inf_rows is None
 
         def body(lo: int, hi: int) -> None:
             lp = torch.empty(min(chunk, hi - lo), vocab, dtype=acc, device=z.device)
@@ -187,6 +227,8 @@ class _TokenEntropy(torch.autograd.Function):
                     torch.add(_col(_rows(neg_lse, s, n)), lpc, alpha=inv_t, out=lpc)
                     pc = _rows(p, 0, n)  # type: ignore[arg-type]
                 torch.exp(lpc, out=pc)
+                if clamp_all or any(r in inf_rows for r in range(s, s + n)):
+                    lpc.clamp_(min=_Y_FLOOR)  # -inf logits: p = 0, gradient 0 (not 0 * inf)
                 torch.addcmul(_col(_rows(kh, s, n)), lpc, _col(_rows(k, s, n)), out=lpc)
                 pc.mul_(lpc)
                 if not same:
@@ -232,13 +274,14 @@ def token_entropy(
     other torch work in the same process that relies on the thread setting).
     This is the computation of TRL's ``entropy_from_logits`` (128-row chunks of
     ``log_softmax``) and verl's ``entropy_from_logits_with_chunking`` (2048 rows, float32), with
-    cache-sized chunks and no per-chunk allocation.
+    cache-sized chunks and no per-chunk allocation. On CUDA a fused Triton kernel reads each row
+    once instead (see the module docstring).
 
     Args:
         logits: ``(..., V)`` floating logits (any leading shape, e.g. ``(N, T, V)``).
         temperature: ``T > 0``; the logits are divided by it before the softmax (default 1).
         chunk_size: rows per chunk; default: about 1 MiB of float32 per chunk on CPU, 32 MiB on
-            other devices.
+            other devices (unused by the fused CUDA kernel).
 
     Returns:
         ``(...)`` entropies in nats, in the dtype of ``logits`` (float32 accumulation for
@@ -260,23 +303,33 @@ def token_entropy(
 class _SelectiveLogSoftmax(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, z: Tensor, tok: Tensor, inv_t: float, chunk: int) -> Tensor:  # type: ignore[override]
+        ctx.inv_t, ctx.chunk, ctx.fused = inv_t, chunk, _fused.usable(z)
+        picked = z.gather(1, tok.unsqueeze(1)).view(-1).to(_acc_dtype(z)) * inv_t
+        if ctx.fused:  # CUDA: one fused pass per row (Triton)
+            lse = _fused.lse_forward(z, inv_t)
+            ctx.save_for_backward(z, tok, lse)
+            return picked - lse
         rows, vocab = z.shape
         acc = _acc_dtype(z)
         tot = torch.empty(rows, dtype=acc, device=z.device)
         shift = torch.zeros(rows, dtype=acc, device=z.device)
+        # the no-shift fast path needs a host-side range check: CPU only (off the CPU it would
+        # wait for the device once per chunk)
+        fast = z.device.type == "cpu"
 
         def body(lo: int, hi: int) -> None:
             y = torch.empty(min(chunk, hi - lo), vocab, dtype=acc, device=z.device)
             for s in range(lo, hi, chunk):
                 n = min(chunk, hi - s)
                 zc, yc, tc = _rows(z, s, n), _rows(y, 0, n), _rows(tot, s, n)
-                # fast path, no max pass: S = sum exp(z/T); the exp reads the row from memory
-                torch.exp(_scale_into(zc, inv_t, yc), out=yc)
-                torch.sum(yc, -1, out=tc)
-                if n == 1:
-                    ok = _S_LOW <= tc.item() <= _S_HIGH
-                else:
-                    ok = bool(((tc >= _S_LOW) & (tc <= _S_HIGH)).all())
+                ok = False
+                if fast:  # no max pass: S = sum exp(z/T); the exp reads the row from memory
+                    torch.exp(_scale_into(zc, inv_t, yc), out=yc)
+                    torch.sum(yc, -1, out=tc)
+                    if n == 1:
+                        ok = _S_LOW <= tc.item() <= _S_HIGH
+                    else:
+                        ok = bool(((tc >= _S_LOW) & (tc <= _S_HIGH)).all())
                 if not ok:  # large or very negative logits: exact max shift for this chunk
                     _shift_max(zc, inv_t, yc, _rows(shift, s, n))
                     yc.exp_()
@@ -284,10 +337,7 @@ class _SelectiveLogSoftmax(torch.autograd.Function):
 
         _run_rows(rows, chunk, z.device, body)
         lse = shift.add_(tot.log_())
-        picked = z.gather(1, tok.unsqueeze(1)).view(-1).to(acc) * inv_t
         ctx.save_for_backward(z, tok, lse)
-        ctx.inv_t = inv_t
-        ctx.chunk = chunk
         return picked - lse
 
     @staticmethod
@@ -296,6 +346,8 @@ class _SelectiveLogSoftmax(torch.autograd.Function):
         if not ctx.needs_input_grad[0]:
             return None, None, None, None
         inv_t, chunk = ctx.inv_t, ctx.chunk
+        if ctx.fused:
+            return _fused.selective_backward(z, tok, lse, grad, inv_t), None, None, None
         rows, vocab = z.shape
         acc = _acc_dtype(z)
         gz = torch.empty_like(z)
