@@ -440,24 +440,16 @@ def _sync_site(case: Case, inputs: Inputs, grad_names: tuple[str, ...]) -> str:
     """Where the first host synchronisation happens (innermost inforeg frame)."""
     torch.cuda.set_sync_debug_mode("error")
     try:
-        # anomaly mode records the forward traceback of each backward node, so a sync raised
-        # inside backward is reported with the forward line that created the node
-        with warnings.catch_warnings(record=True) as caught, torch.autograd.detect_anomaly():
-            warnings.simplefilter("always")
-            _run(case, dict(inputs), grad_names)
+        _run(case, dict(inputs), grad_names)
     except RuntimeError as err:
         frames = [
             f"{f.filename.split('src/')[-1]}:{f.lineno} {f.line}"
             for f in traceback.extract_tb(err.__traceback__)
             if "inforeg" in f.filename
         ]
-        forward = [
-            line.strip()
-            for w in caught
-            for line in str(w.message).splitlines()
-            if "inforeg" in line or line.startswith("    ")
-        ]
-        where = frames[-1] if frames else "backward, forward trace: " + " | ".join(forward[-4:])
+        # no inforeg frame: raised inside the backward pass (anomaly mode would locate it, but
+        # it synchronises itself)
+        where = frames[-1] if frames else "in the backward pass"
         return f"{where} ({str(err).splitlines()[0]})"
     finally:
         torch.cuda.set_sync_debug_mode("default")

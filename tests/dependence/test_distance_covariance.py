@@ -334,3 +334,21 @@ class TestModule:
         assert "correlation" in repr(loss)
         with pytest.raises(ValueError, match="statistic"):
             DistanceCorrelationLoss("foo")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("unbiased", [False, True])
+def test_fast_path_tie_aware_branch_on_tie_free_data(unbiased: bool) -> None:
+    """Off the CPU the 1-D fast path always takes its tie-aware branch (no host check); on
+    tie-free data it must equal the plain branch, values and gradients."""
+    from inforeg.dependence.distance_covariance import _fast_all
+
+    g = torch.Generator().manual_seed(11)
+    x = torch.randn(257, generator=g, dtype=torch.float64, requires_grad=True)
+    y = (x.detach() ** 2 + torch.randn(257, generator=g, dtype=torch.float64)).requires_grad_()
+    plain = torch.stack(_fast_all(x, y, unbiased))
+    tie_aware = torch.stack(_fast_all(x, y, unbiased, always_ties=True))
+    torch.testing.assert_close(tie_aware, plain, rtol=1e-12, atol=1e-12)
+    gp = torch.autograd.grad(plain.sum(), (x, y))
+    gt = torch.autograd.grad(tie_aware.sum(), (x, y))
+    for a, b in zip(gt, gp):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)

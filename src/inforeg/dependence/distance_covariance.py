@@ -444,13 +444,15 @@ def _run_pair_total(x: Tensor, y: Tensor, new: Tensor) -> Tensor:
     sign +1, so that subtracting it gives them a zero gradient as in the naive path.
     """
     ids = torch.cumsum(new, 0) - 1
-    runs = int(ids[-1]) + 1
     vals = torch.stack((torch.ones_like(x), x, y, x * y), 1)
-    sums = vals.new_zeros((runs, 4)).index_add(0, ids, vals)
+    # n slots (at most n runs; empty slots add 0): the run count is never read on the host
+    sums = vals.new_zeros((x.shape[0], 4)).index_add(0, ids, vals)
     return (sums[:, 0] * sums[:, 3] - sums[:, 1] * sums[:, 2]).sum()
 
 
-def _fast_all(x: Tensor, y: Tensor, unbiased: bool) -> tuple[Tensor, Tensor, Tensor]:
+def _fast_all(
+    x: Tensor, y: Tensor, unbiased: bool, always_ties: bool = False
+) -> tuple[Tensor, Tensor, Tensor]:
     r"""dCov^2(x, y), dCov^2(x, x), dCov^2(y, y) for 1-D x, y in O(n log n).
 
     With x sorted, ``|x_i - x_j| |y_i - y_j| = s_ij (x_j - x_i)(y_j - y_i)`` for i < j and
@@ -467,7 +469,10 @@ def _fast_all(x: Tensor, y: Tensor, unbiased: bool) -> tuple[Tensor, Tensor, Ten
     order_x = torch.argsort(x1)
     xs = x1[order_x]
     starts_x = _run_starts(xs)
-    new_x = None if bool(starts_x.all()) else starts_x
+    # On the CPU a tie-free input skips the tie handling; elsewhere the tie-aware path is always
+    # taken, so that nothing is read back from the device (it is exact without ties too).
+    host = x.device.type == "cpu" and not always_ties
+    new_x = None if host and bool(starts_x.all()) else starts_x
     if new_x is not None:
         # Break ties in x by y, so that tied-x pairs have y_i <= y_j and get sign +1 (removed
         # below by the run total).
@@ -479,7 +484,7 @@ def _fast_all(x: Tensor, y: Tensor, unbiased: bool) -> tuple[Tensor, Tensor, Ten
     order_y = torch.argsort(ys, stable=True)  # positions by (y, position)
     ysy = ys[order_y]
     starts_y = _run_starts(ysy)
-    new_y = None if bool(starts_y.all()) else starts_y
+    new_y = None if host and bool(starts_y.all()) else starts_y
     rb = _sorted_abs_row_sums(ysy, new_y)  # in y order
     pairs = 2.0 * _dominance_total(xs, ys, order_y) - (n * (xs * ys).sum() - xs.sum() * ys.sum())
     if new_x is not None:
