@@ -273,3 +273,90 @@ def test_bad_inputs():
             sparse_ot(neg, b, c, 2)
         r = sparse_ot(3 * a, b, c, 2, normalize=True, max_iter=1000)
         torch.testing.assert_close(r.plan.sum(-2), b)
+
+
+# ----------------------------------------------------------------------------- Newton solver
+
+
+def _uniform_cloud(n, m, seed):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 2, generator=g, dtype=D64)
+    y = torch.randn(m, 2, generator=g, dtype=D64) + 1.0
+    c = torch.cdist(x, y) ** 2
+    return torch.full((n,), 1.0 / n, dtype=D64), torch.full((m,), 1.0 / m, dtype=D64), c / c.max()
+
+
+@pytest.mark.parametrize("k", [6, 12])
+def test_newton_matches_lbfgs(k):
+    # k = 12 >= n: quadratic OT; k = 6 does not bind at the optimum (at most 5 non-zeros per
+    # column), so the objective is smooth there and both solvers reach the same plan.
+    a, b, c = _problem(12, 10, seed=13)
+    rn = sparse_ot(a, b, c, k=k, gamma=0.5, tol=1e-11, method="newton")
+    rl = sparse_ot(a, b, c, k=k, gamma=0.5, max_iter=3000, method="lbfgs")
+    assert rn.converged and int((rn.plan > 0).sum(-2).max()) < 6
+    assert float((rn.plan.sum(-1) - a).abs().max()) <= 1e-11
+    # L-BFGS stops at about 1e-7 marginal error here; Newton at 1e-11.
+    torch.testing.assert_close(rn.plan, rl.plan, atol=1e-6, rtol=0)
+    torch.testing.assert_close(rn.value, rl.value, atol=1e-10, rtol=0)
+    torch.testing.assert_close(rn.f - rn.f.mean(), rl.f - rl.f.mean(), atol=1e-5, rtol=0)
+    q = smooth_ot(a, b, c, 0.5, "l2", "semi_dual", tol=1e-11, method="newton")
+    ql = smooth_ot(a, b, c, 0.5, "l2", "semi_dual", max_iter=3000, method="lbfgs")
+    torch.testing.assert_close(q.plan, ql.plan, atol=1e-6, rtol=0)
+    torch.testing.assert_close(q.plan, rn.plan, atol=1e-10, rtol=0)
+
+
+def test_newton_is_default_and_fewer_iterations():
+    a, b, c = _uniform_cloud(200, 200, seed=14)
+    rn = sparse_ot(a, b, c, k=10, gamma=0.1)
+    rl = sparse_ot(a, b, c, k=10, gamma=0.1, method="lbfgs")
+    assert rn.converged
+    assert float((rn.plan.sum(-1) - a).abs().sum()) < 1e-6
+    assert rn.n_iter < rl.n_iter
+    assert float((rn.plan - rl.plan).abs().max()) < 1e-4
+
+
+def test_newton_large_problem_solved():
+    # n > 512: the conjugate-gradient path; near-assignment regime (b_j gamma = 8e-5).
+    a, b, c = _uniform_cloud(1200, 1200, seed=15)
+    r = sparse_ot(a, b, c, k=10, gamma=0.1)
+    assert r.converged and r.n_iter < 200
+    assert float((r.plan.sum(-1) - a).abs().sum()) < 1e-6
+    assert float((r.plan.sum(-2) - b).abs().sum()) < 1e-10
+    assert int((r.plan > 0).sum(-2).max()) <= 10
+
+
+@pytest.mark.parametrize("dense_max", [512, 0])  # dense Cholesky, and CG forced
+def test_newton_batch_equals_loop(dense_max, monkeypatch):
+    import inforeg.ot._smooth_core as core
+
+    monkeypatch.setattr(core, "_NEWTON_DENSE_MAX_N", dense_max)
+    a, b, c = _problem(30, 25, seed=16, batch=(3,))
+    r = sparse_ot(a, b, c, k=6, gamma=0.1, tol=1e-11)
+    assert r.plan.shape == (3, 30, 25) and r.converged
+    for i in range(3):
+        s = sparse_ot(a[i], b[i], c[i], k=6, gamma=0.1, tol=1e-11)
+        assert s.converged
+        torch.testing.assert_close(r.plan[i], s.plan, atol=1e-9, rtol=0)
+        torch.testing.assert_close(r.value[i], s.value, atol=1e-12, rtol=0)
+
+
+def test_newton_envelope_gradient_and_float32():
+    a, b, c = _problem(10, 9, seed=17)
+    c = c.clone().requires_grad_(True)
+    r = sparse_ot(a, b, c, k=5, gamma=0.1, method="newton", tol=1e-12)
+    assert r.converged
+    (gc,) = torch.autograd.grad(r.value, c)
+    torch.testing.assert_close(gc, r.plan, atol=1e-12, rtol=0)
+    r32 = sparse_ot(a.float(), b.float(), c.detach().float(), k=5, gamma=0.1, tol=1e-6)
+    assert r32.plan.dtype == torch.float32
+    torch.testing.assert_close(r32.plan, r.plan.float(), atol=1e-4, rtol=0)
+
+
+def test_newton_method_checks():
+    a, b, c = _problem(6, 5)
+    with pytest.raises(ValueError, match="newton"):
+        sparse_ot(a, b, c, 2, formulation="dual", method="newton")
+    with pytest.raises(ValueError, match="newton"):
+        smooth_ot(a, b, c, 0.1, "entropy", "semi_dual", method="newton")
+    with pytest.raises(ValueError, match="method"):
+        sparse_ot(a, b, c, 2, method="bfgs")  # type: ignore[arg-type]

@@ -1,12 +1,15 @@
-"""Dual and semi-dual of regularised OT (quadratic, entropic, sparsity-constrained), L-BFGS in torch.
+"""Dual and semi-dual of regularised OT (quadratic, entropic, sparsity-constrained) in torch.
 
 Shared by :mod:`inforeg.ot.smooth` and :mod:`inforeg.ot.sparse`. Layout: problems are handled in
 the transposed layout ``(*batch, m, n)`` so that each *column* ``j`` of the plan (one target) is a
-contiguous last-axis vector over the ``n`` sources.
+contiguous last-axis vector over the ``n`` sources. Solvers: a semismooth Newton method for the
+quadratic (optionally top-k) semi-dual (:func:`_newton_semi_dual`), torch's L-BFGS otherwise
+(entropy, the dual) and as the fallback.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Literal
 
 import torch
@@ -77,6 +80,58 @@ def max_omega_and_grad(
     return val, g
 
 
+def _semi_dual_l2(
+    alpha: Tensor,
+    a: Tensor,
+    b: Tensor,
+    ct: Tensor,
+    gamma: float,
+    k: int,
+    cand: tuple[Tensor, Tensor] | None = None,
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    r"""Semi-dual of quadratic OT with at most ``k`` non-zeros per column (``k >= n``: none).
+
+    Returns the objective :math:`a\cdot\alpha - \sum_j b_j \max\Omega_j(\alpha - c_j)`, its
+    gradient :math:`a - \sum_j b_j G_j`, each column's ``min(k, n)`` largest entries of
+    :math:`x_j = \alpha - c_j` as indices ``idx`` (sorted by decreasing value) with the values of
+    :math:`G_j = P_k(x_j / (b_j\gamma))` there, shape ``(*batch, m, min(k, n))`` (``G_j`` is
+    non-increasing along the last axis, so its support is a prefix of ``idx``), and per column
+    the level ``max(k-th largest x, support threshold)`` below which an entry does not matter.
+    With ``cand = (cidx, ccost)`` only the candidate sources ``cidx`` (``(*batch, m, K)``, cost
+    ``ccost``) of each column are looked at: exact as long as every other entry is below
+    that level (the caller checks).
+    """
+    n = alpha.shape[-1]
+    if cand is None:
+        x = alpha.unsqueeze(-2) - ct
+    else:
+        cidx, ccost = cand
+        x = torch.gather(alpha.unsqueeze(-2).expand(*cidx.shape[:-1], n), -1, cidx) - ccost
+    kk = min(k, x.shape[-1])
+    if kk == x.shape[-1]:
+        xs, idx = torch.sort(x, dim=-1, descending=True)
+    else:
+        xs, idx = torch.topk(x, kk, dim=-1, largest=True, sorted=True)
+    if cand is not None:
+        idx = torch.gather(cand[0], -1, idx)
+    scale = (b * gamma).unsqueeze(-1)
+    u = xs / scale
+    css = torch.cumsum(u, -1) - 1.0
+    ind = torch.arange(1, kk + 1, dtype=x.dtype, device=x.device)
+    rho = ((u - css / ind) > 0).sum(-1, keepdim=True).clamp_min(1)
+    theta = torch.gather(css, -1, rho - 1) / rho.to(x.dtype)
+    w = (u - theta).clamp_min(0.0)
+    val = (xs * w).sum(-1) - 0.5 * gamma * b * (w * w).sum(-1)
+    obj = (a * alpha).sum(-1) - (b * val).sum(-1)
+    row = torch.zeros_like(alpha).scatter_add_(
+        -1, idx.flatten(-2), (w * b.unsqueeze(-1)).flatten(-2)
+    )
+    level = (theta * scale).squeeze(-1)
+    if kk == min(k, n):  # else the candidates cut the selection short: only the threshold counts
+        level = torch.maximum(xs[..., -1], level)
+    return obj, a - row, idx, w, level
+
+
 def _objective(
     params: Tensor,
     a: Tensor,
@@ -110,22 +165,11 @@ def _objective(
         obj = (a * alpha).sum(-1) + (b * beta).sum(-1) - val.sum(-1)
         grad = torch.cat([a - plan_t.sum(-2), b - plan_t.sum(-1)], -1)
         return obj, grad, plan_t
+    if reg != "entropy":
+        obj, grad, idx, tv, _ = _semi_dual_l2(alpha, a, b, ct, gamma, k)
+        plan_t = torch.zeros_like(ct).scatter(-1, idx, tv * b.unsqueeze(-1)) if want_plan else None
+        return obj, grad, plan_t
     x = alpha.unsqueeze(-2) - ct
-    if sparse:
-        scale = (b * gamma).unsqueeze(-1)
-        xs, idx = torch.topk(x, k, dim=-1, largest=True, sorted=True)
-        u = xs / scale
-        css = torch.cumsum(u, -1) - 1.0
-        ind = torch.arange(1, k + 1, dtype=x.dtype, device=x.device)
-        rho = ((u - css / ind) > 0).sum(-1, keepdim=True).clamp_min(1)
-        theta = torch.gather(css, -1, rho - 1) / rho.to(x.dtype)
-        w = (u - theta).clamp_min(0.0)  # G_j on its top-k support
-        val = (xs * w).sum(-1) - 0.5 * gamma * b * (w * w).sum(-1)
-        tv = w * b.unsqueeze(-1)
-        obj = (a * alpha).sum(-1) - (b * val).sum(-1)
-        row = torch.zeros_like(alpha).scatter_add_(-1, idx.flatten(-2), tv.flatten(-2))
-        plan_t = torch.zeros_like(x).scatter(-1, idx, tv) if want_plan else None
-        return obj, a - row, plan_t
     val, g = max_omega_and_grad(x, b, gamma, reg, k)
     plan_t = g * b.unsqueeze(-1)
     obj = (a * alpha).sum(-1) - (b * val).sum(-1)
@@ -133,7 +177,310 @@ def _objective(
     return obj, grad, plan_t
 
 
+# Semismooth Newton on the quadratic semi-dual (see ``_newton_semi_dual``).
+_NEWTON_DENSE_MAX_N = 512  # dense Cholesky up to this many sources, conjugate gradients above
+_STAGE_FACTOR = 4.0  # continuation: gamma divided by this between stages
+_STAGE_WIDTH = 1.0 / 32  # first stage: b_j * gamma ~ this fraction of the cost range
+_STAGE_TOL = 0.3  # intermediate stages stop at max |grad| <= this * max(a)
+_NU_START = 1.0
+_NU_GRAD = 1.0
+_NU_STAGE = 1.0  # damping floor at the start of a stage (the pattern changes a lot there)
+_NU_STALL = 1e5  # damping at which a problem counts as stalled (a kink of the top-k selection)
+_STALL_WINDOW = 5  # stalled: over this many iterations, the objective gained <= _STALL_FTOL *
+_STALL_FTOL = 1e-9  # max(|obj|, max|C| sum(a)) and max|grad| fell by less than half
+_STAGE_MAX_ITER = 20  # iteration cap of an intermediate stage
+_CG_MAX_ITER = 300
+_ROUNDOFF = 1e3
+_SCREEN_ROWS = 16
+_POLISH_RESTARTS = 0
+_CG_RTOL = 1e-3
+
+
+def _hess_support(idx: Tensor, w: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Active entries of each column (``G_j > 0``, a prefix of ``idx``), truncated to the longest
+    support; returns ``(idx, act, cnt)`` with ``act`` the 0/1 mask and ``cnt = |S_j|``."""
+    act = w > 0
+    width = max(int(act.sum(-1).amax()), 1)  # host sync
+    act_f = act[..., :width].to(w.dtype)
+    return idx[..., :width], act_f, act_f.sum(-1, keepdim=True).clamp_min(1.0)
+
+
+def _hess_mv(v: Tensor, idx: Tensor, act: Tensor, cnt: Tensor) -> Tensor:
+    r""":math:`L v` with :math:`L = \sum_j (I_{S_j} - 1_{S_j}1_{S_j}^\top/|S_j|)`: one gather and one
+    scatter over the ``m * |S|`` active entries."""
+    m, n = idx.shape[-2], v.shape[-1]
+    vg = torch.gather(v.unsqueeze(-2).expand(*v.shape[:-1], m, n), -1, idx)
+    t = act * (vg - (vg * act).sum(-1, keepdim=True) / cnt)
+    return torch.zeros_like(v).scatter_add_(-1, idx.flatten(-2), t.flatten(-2))
+
+
+def _hess_dense(idx: Tensor, act: Tensor, cnt: Tensor, n: int) -> Tensor:
+    """Dense ``L`` (``(*batch, n, n)``): per column the ``|S|^2`` entries of its rank-one term."""
+    batch, (m, s) = idx.shape[:-2], idx.shape[-2:]
+    nb = int(torch.tensor(batch).prod()) if batch else 1
+    if s <= 32:
+        i2 = idx.reshape(nb, m, s)
+        off = (torch.arange(nb, device=idx.device) * (n * n)).view(nb, 1, 1, 1)
+        flat = off + i2.unsqueeze(-1) * n + i2.unsqueeze(-2)
+        vals = (act.unsqueeze(-1) * act.unsqueeze(-2) / cnt.unsqueeze(-1)).reshape(-1)
+        mat = torch.zeros(nb * n * n, dtype=act.dtype, device=act.device)
+        mat.scatter_add_(0, flat.reshape(-1), -vals)
+        mat = mat.view(*batch, n, n)
+    else:
+        p = torch.zeros(*batch, m, n, dtype=act.dtype, device=act.device)
+        p.scatter_(-1, idx, act / cnt.sqrt())
+        mat = -(p.transpose(-2, -1) @ p)
+    count = torch.zeros(*batch, n, dtype=act.dtype, device=act.device)
+    count.scatter_add_(-1, idx.flatten(-2), act.flatten(-2))
+    mat.diagonal(dim1=-2, dim2=-1).add_(count)
+    return mat
+
+
+def _cg(
+    mv: Callable[[Tensor], Tensor], rhs: Tensor, diag: Tensor, max_iter: int, rtol: float
+) -> Tensor:
+    """Jacobi-preconditioned conjugate gradients for a batch of SPD systems (last axis); checks
+    the residuals on the host every 10 iterations."""
+    x = torch.zeros_like(rhs)
+    r = rhs.clone()
+    z = r / diag
+    p = z.clone()
+    rz = (r * z).sum(-1, keepdim=True)
+    stop = rtol * rhs.norm(dim=-1, keepdim=True)
+    for i in range(max_iter):
+        ap = mv(p)
+        pap = (p * ap).sum(-1, keepdim=True)
+        step = torch.where(pap > 0, rz / pap.clamp_min(torch.finfo(rhs.dtype).tiny), 0.0)
+        x = x + step * p
+        r = r - step * ap
+        if i % 10 == 9 and bool((r.norm(dim=-1, keepdim=True) <= stop).all()):
+            break
+        z = r / diag
+        rz_new = (r * z).sum(-1, keepdim=True)
+        p = z + torch.where(rz > 0, rz_new / rz.clamp_min(torch.finfo(rhs.dtype).tiny), 0.0) * p
+        rz = rz_new
+    return x
+
+
+def _newton_direction(idx: Tensor, act: Tensor, cnt: Tensor, rhs: Tensor, nu: Tensor) -> Tensor:
+    """Solve ``(L + nu I) d = rhs``: dense Cholesky for small ``n``, CG above."""
+    n = rhs.shape[-1]
+    nu_ = nu.unsqueeze(-1)
+    if n <= _NEWTON_DENSE_MAX_N:
+        mat = _hess_dense(idx, act, cnt, n)
+        mat.diagonal(dim1=-2, dim2=-1).add_(nu_)
+        chol, info = torch.linalg.cholesky_ex(mat)
+        d = torch.cholesky_solve(rhs.unsqueeze(-1), chol).squeeze(-1)
+        bad = (info != 0) | ~torch.isfinite(d).all(-1)
+        if bool(bad.any()):  # rounding made a factorisation fail: a scaled gradient step there
+            diag = mat.diagonal(dim1=-2, dim2=-1)
+            d = torch.where(bad.unsqueeze(-1), rhs / diag, d)
+        return d
+    count = torch.zeros_like(rhs).scatter_add_(-1, idx.flatten(-2), act.flatten(-2))
+    own = torch.zeros_like(rhs).scatter_add_(-1, idx.flatten(-2), (act / cnt).flatten(-2))
+    diag = count - own + nu_
+    return _cg(lambda v: _hess_mv(v, idx, act, cnt) + nu_ * v, rhs, diag, _CG_MAX_ITER, _CG_RTOL)
+
+
+def _gamma_schedule(b: Tensor, ct: Tensor, gamma: float) -> list[float]:
+    """Continuation: ``gamma * 4**s`` down to ``gamma``, starting where the support width
+    ``mean(b) * gamma`` is about 1/32 of the cost range."""
+    width = float((ct.amax((-2, -1)) - ct.amin((-2, -1))).amax()) * _STAGE_WIDTH
+    bmean = float(b.mean())
+    out = [gamma]
+    while out[-1] * _STAGE_FACTOR * bmean <= width:
+        out.append(out[-1] * _STAGE_FACTOR)
+    return out[::-1]
+
+
+class _Screen:
+    """Candidate screening for the semi-dual evaluations: per column, the ``K`` largest entries
+    of ``alpha0 - c_j`` at a reference ``alpha0`` and the largest value left out (``bound``).
+
+    At ``alpha`` a left-out entry of row ``i`` is at most ``bound + alpha_i - alpha0_i``. The
+    evaluation on the candidates is exact when every left-out entry is below the column's level
+    (k-th largest entry or support threshold, from :func:`_semi_dual_l2`): checked exactly for
+    the ``_SCREEN_ROWS`` rows that moved most (their entries against all columns), and through
+    ``bound`` plus the next largest move for the others. An evaluation then costs ``O(m K)``
+    instead of ``O(m n)``. Otherwise the candidates are recomputed at ``alpha`` (``K`` doubled
+    when fresh ones already fail)."""
+
+    def __init__(self, ct: Tensor, kk: int) -> None:
+        self.ct = ct
+        self.size = max(4 * kk, 32)
+        self.cand: tuple[Tensor, Tensor] | None = None
+        self.member = ct.new_zeros((), dtype=torch.bool)
+        self.bound = ct.new_zeros(())
+        self.alpha0 = ct.new_zeros(())
+        self.rebuilds = 0
+
+    def _rebuild(self, alpha: Tensor) -> None:
+        self.rebuilds += 1
+        n = alpha.shape[-1]
+        if self.size >= n:
+            self.cand = None
+            return
+        x = alpha.unsqueeze(-2) - self.ct
+        vals, cidx = torch.topk(x, self.size + 1, dim=-1, largest=True, sorted=True)
+        self.bound = vals[..., -1]
+        cidx = cidx[..., :-1].contiguous()
+        self.cand = (cidx, torch.gather(self.ct, -1, cidx))
+        self.member = torch.zeros(x.shape, dtype=torch.bool, device=x.device)
+        self.member.scatter_(-1, cidx, True)
+        self.alpha0 = alpha
+
+    def _valid(self, alpha: Tensor, level: Tensor) -> bool:
+        shift = alpha - self.alpha0
+        r = min(_SCREEN_ROWS, shift.shape[-1] - 1)
+        top, rows = torch.topk(shift, r + 1, dim=-1, sorted=True)
+        ok = self.bound + top[..., -1:] <= level  # rows other than the r that moved most
+        m = level.shape[-1]
+        rows_r = rows[..., :r].unsqueeze(-2).expand(*rows.shape[:-1], m, r)
+        x_r = torch.gather(alpha, -1, rows[..., :r]).unsqueeze(-2) - torch.gather(
+            self.ct, -1, rows_r
+        )
+        out = (x_r <= level.unsqueeze(-1)) | torch.gather(self.member, -1, rows_r)
+        return bool((ok & out.all(-1)).all())  # host sync
+
+    def evaluate(
+        self, alpha: Tensor, a: Tensor, b: Tensor, gamma: float, k: int
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        fresh = False
+        while True:
+            if self.cand is None and self.rebuilds > 0:
+                return _semi_dual_l2(alpha, a, b, self.ct, gamma, k)[:4]
+            if self.cand is not None:
+                obj, g, idx, w, level = _semi_dual_l2(alpha, a, b, self.ct, gamma, k, self.cand)
+                if self._valid(alpha, level):
+                    return obj, g, idx, w
+                if fresh:
+                    self.size *= 2
+            self._rebuild(alpha)
+            fresh = True
+
+
+def _pad_last(t: Tensor, width: int) -> Tensor:
+    """Zero-pad the last axis to ``width`` (zero weights are inactive entries)."""
+    return torch.nn.functional.pad(t, (0, width - t.shape[-1]))
+
+
+def _newton_semi_dual(
+    a: Tensor, b: Tensor, ct: Tensor, gamma: float, k: int, max_iter: int, tol: float
+) -> tuple[Tensor, int, Tensor]:
+    r"""Maximise the quadratic (top-k) semi-dual by a damped semismooth Newton method.
+
+    :math:`F(\alpha) = a\cdot\alpha - \sum_j b_j\max\Omega_j(\alpha - c_j)` is concave and
+    piecewise quadratic, with :math:`\nabla F = a - \sum_j b_j G_j`. On the support
+    :math:`S_j` of :math:`G_j` (fixed top-k set), :math:`\partial G_j/\partial x =
+    (I_{S_j} - 1_{S_j}1_{S_j}^\top/|S_j|)/(b_j\gamma)`, so a generalised Hessian is
+    :math:`-L/\gamma` with the graph-Laplacian-like
+    :math:`L = \mathrm{diag}(\#\{j: i\in S_j\}) - \sum_j 1_{S_j}1_{S_j}^\top/|S_j|`
+    (PSD, :math:`1` in its null space: :math:`F` is invariant to :math:`\alpha + c1` when
+    :math:`\sum a = \sum b`).
+
+    Step: :math:`(L + \nu I)\,d = \gamma\nabla F` (dense Cholesky for ``n <= 512``, else
+    Jacobi-preconditioned conjugate gradients with :math:`O(m|S|)` products, relative residual
+    1e-3). Levenberg-Marquardt damping: the step is taken when the gain is more than 1e-4 of the
+    model's :math:`\nabla F\cdot d - d^\top L d/(2\gamma)` (near the optimum, where gains drown
+    in rounding, when it shrinks the largest gradient entry); :math:`\nu` is divided by 4 when
+    the ratio exceeds 0.75, multiplied by 4 below 0.25, and after a very successful step capped
+    by :math:`\max|\nabla F|/\max a`. Stop when :math:`\max|\nabla F| \le` ``tol``.
+
+    Globalisation: continuation in ``gamma`` (``gamma * 4**s``, from where
+    :math:`\bar b\gamma` is 1/32 of the cost range, down to ``gamma``); earlier stages solve
+    plain quadratic OT (k = n, smooth) to :math:`\max|\nabla F| \le 0.3\max a` (at most 20
+    iterations each) and warm-start the next; the first starts from
+    :math:`\alpha_i = \min_j c_{ij}`. Evaluations only look at screened candidates
+    (:class:`_Screen`). With ``k`` active the objective has kinks (top-k ties) where no gradient
+    vanishes: a problem whose objective gained less than 1e-9 (relative) over 5 iterations
+    without halving its gradient, while some column has ``k`` non-zeros, or whose damping
+    exceeds 1e5, is "stalled" and handed to L-BFGS by the caller.
+
+    Returns ``(alpha, iterations, stalled)``; batches are solved together (per-problem damping,
+    acceptance and stopping).
+    """
+    n = a.shape[-1]
+    batch = a.shape[:-1]
+    eps = torch.finfo(a.dtype).eps
+    nu_min = 1e3 * eps
+    # Start from alpha_i = min_j c_ij: every source then has value 0 in its cheapest column.
+    alpha = ct.amin(-2)
+    nu = torch.full(batch, _NU_START, dtype=a.dtype, device=a.device)
+    stalled = torch.zeros(batch, dtype=torch.bool, device=a.device)
+    n_iter = 0
+    schedule = _gamma_schedule(b, ct, gamma)
+    scale = ct.abs().amax((-2, -1)) * a.sum(-1)
+    amax = a.amax(-1)
+    screen = _Screen(ct, min(k, n))
+    for stage, gs in enumerate(schedule):
+        last = stage == len(schedule) - 1
+        stop_at = torch.full_like(nu, tol) if last else _STAGE_TOL * a.amax(-1)
+        # Earlier stages solve plain quadratic OT (k = n): smooth, so Newton converges there.
+        ks = k if last else n
+        obj, g, idx, w = screen.evaluate(alpha, a, b, gs, ks)
+        nu = nu.clamp_min(_NU_STAGE)
+        live = torch.ones(batch, dtype=torch.bool, device=a.device)
+        stalled = torch.zeros_like(live)
+        hist: list[tuple[Tensor, Tensor]] = []
+        good = torch.zeros_like(live)
+        stage_iter = 0
+        while n_iter < max_iter and (last or stage_iter < _STAGE_MAX_ITER):
+            gmax = g.abs().amax(-1)
+            live = live & (gmax > stop_at)
+            hist.append((obj, gmax))
+            if len(hist) > _STALL_WINDOW:
+                obj_w, gmax_w = hist.pop(0)
+                newly = live & (obj - obj_w <= _STALL_FTOL * torch.maximum(obj.abs(), scale))
+                newly = newly & (gmax > 0.5 * gmax_w)
+                if ks < n:  # only a column with k non-zeros can sit at a kink of the top-k
+                    newly = newly & (w[..., ks - 1] > 0).any(-1)
+                else:
+                    newly = newly & False
+                stalled = stalled | newly
+                live = live & ~newly
+            if not bool(live.any()):  # host sync
+                break
+            n_iter += 1
+            stage_iter += 1
+            idx_s, act, cnt = _hess_support(idx, w)
+            rhs = torch.where(live.unsqueeze(-1), gs * g, 0.0)
+            # After a very successful step the damping is also capped by the gradient (relative
+            # to the marginal): Levenberg's choice, which makes the local convergence fast.
+            nu_eff = torch.where(good, torch.minimum(nu, _NU_GRAD * gmax / amax), nu)
+            nu_eff = nu_eff.clamp_min(nu_min)
+            d = _newton_direction(idx_s, act, cnt, rhs, nu_eff)
+            o2, g2, i2, w2 = screen.evaluate(alpha + d, a, b, gs, ks)
+            # Model increase of the concave quadratic on the current pattern.
+            pred = (g * d).sum(-1) - (d * _hess_mv(d, idx_s, act, cnt)).sum(-1) / (2.0 * gs)
+            gain = o2 - obj
+            ok = live & torch.isfinite(o2) & (pred > 0)
+            rho = torch.where(ok, gain / pred.clamp_min(torch.finfo(a.dtype).tiny), -1.0)
+            # Near the optimum the gains drown in the rounding of the objective: there a step
+            # counts as good when it shrinks the gradient.
+            noisy = ok & (pred <= _ROUNDOFF * eps * obj.abs())
+            better = g2.abs().amax(-1) < g.abs().amax(-1)
+            rho = torch.where(noisy, torch.where(better, 1.0, -1.0), rho)
+            accept = ok & (rho > 1e-4)
+            factor = torch.where(rho > 0.75, 0.25, torch.where(rho < 0.25, 4.0, 1.0))
+            nu = torch.where(live, (nu_eff * factor).clamp_min(nu_min), nu)
+            good = rho > 0.75
+            newly = live & (nu > _NU_STALL)
+            stalled = stalled | newly
+            live = live & ~newly
+            alpha = torch.where(accept.unsqueeze(-1), alpha + d, alpha)
+            obj = torch.where(accept, o2, obj)
+            g = torch.where(accept.unsqueeze(-1), g2, g)
+            if i2.shape != idx.shape:  # the screening widened: pad with inactive entries
+                width = max(i2.shape[-1], idx.shape[-1])
+                i2, w2, idx, w = (_pad_last(t, width) for t in (i2, w2, idx, w))
+            idx = torch.where(accept.unsqueeze(-1).unsqueeze(-1), i2, idx)
+            w = torch.where(accept.unsqueeze(-1).unsqueeze(-1), w2, w)
+    return alpha, n_iter, stalled
+
+
 _SINGLE_THREAD_ELEMENTS = 1 << 18
+
+Method = Literal["auto", "newton", "lbfgs"]
 
 
 def solve(
@@ -148,40 +495,39 @@ def solve(
     tol: float,
     history_size: int = 10,
     restarts: int = 5,
+    method: Method = "auto",
 ) -> OTResult:
-    """L-BFGS solve; small CPU problems run with one intra-op thread (restored afterwards): the
-    many tiny tensor operations of each L-BFGS iteration cost more in thread hand-offs than they
-    gain from parallelism."""
-    if cost.device.type != "cpu" or cost.numel() > _SINGLE_THREAD_ELEMENTS:
-        return _solve(a, b, cost, gamma, reg, k, formulation, max_iter, tol, history_size, restarts)
-    with intra_op_threads(1):
-        return _solve(a, b, cost, gamma, reg, k, formulation, max_iter, tol, history_size, restarts)
+    """Maximise the (semi-)dual and recover the plan; see :func:`_solve`."""
+    return _solve(
+        a, b, cost, gamma, reg, k, formulation, max_iter, tol, history_size, restarts, method
+    )
 
 
-def _solve(
+def _lbfgs(
     a: Tensor,
     b: Tensor,
-    cost: Tensor,
+    ct: Tensor,
     gamma: float,
     reg: Reg,
     k: int,
     formulation: Formulation,
     max_iter: int,
     tol: float,
-    history_size: int = 10,
-    restarts: int = 5,
-) -> OTResult:
-    """Maximise the (semi-)dual with torch's L-BFGS (strong Wolfe line search) from zero potentials;
-    return the plan recovered from the potentials and the envelope-differentiable value."""
-    ct = cost.transpose(-2, -1)
-    a_d, b_d, ct_d = a.detach(), b.detach(), ct.detach()
+    history_size: int,
+    restarts: int,
+    init: Tensor | None = None,
+) -> tuple[Tensor, int]:
+    """Maximise the (semi-)dual with torch's L-BFGS (strong Wolfe line search) from ``init``
+    (default zero)."""
     n, m = a.shape[-1], b.shape[-1]
     size = n + m if formulation == "dual" else n
-    params = torch.zeros(*a.shape[:-1], size, dtype=a.dtype, device=a.device, requires_grad=True)
+    if init is None:
+        init = torch.zeros(*a.shape[:-1], size, dtype=a.dtype, device=a.device)
+    params = init.clone().requires_grad_(True)
 
     def closure() -> Tensor:
         with torch.no_grad():
-            obj, grad, _ = _objective(params, a_d, b_d, ct_d, gamma, reg, k, formulation)
+            obj, grad, _ = _objective(params, a, b, ct, gamma, reg, k, formulation)
         params.grad = -grad
         return -obj.sum()
 
@@ -206,7 +552,56 @@ def _solve(
             break
         if float(params.grad.abs().amax()) <= tol:  # host sync
             break
-    alpha_beta = params.detach()
+    return params.detach(), n_iter
+
+
+def _solve(
+    a: Tensor,
+    b: Tensor,
+    cost: Tensor,
+    gamma: float,
+    reg: Reg,
+    k: int,
+    formulation: Formulation,
+    max_iter: int,
+    tol: float,
+    history_size: int = 10,
+    restarts: int = 5,
+    method: Method = "auto",
+) -> OTResult:
+    """Maximise the (semi-)dual (semismooth Newton for the quadratic semi-dual, else L-BFGS);
+    return the plan recovered from the potentials and the envelope-differentiable value."""
+    ct = cost.transpose(-2, -1)
+    a_d, b_d, ct_d = a.detach(), b.detach(), ct.detach()
+    n = a.shape[-1]
+    newton_ok = reg != "entropy" and formulation == "semi_dual"
+    if method == "newton" and not newton_ok:
+        raise ValueError("method='newton' needs the quadratic regulariser and the semi-dual")
+    alpha_beta: Tensor | None = None
+    n_iter = 0
+    init: Tensor | None = None
+    if method != "lbfgs" and newton_ok:
+        alpha_n, n_iter, stalled = _newton_semi_dual(
+            a_d, b_d, ct_d.contiguous(), gamma, k, max_iter, tol
+        )
+        if bool(torch.isfinite(alpha_n).all()):
+            alpha_beta = alpha_n
+            if bool(stalled.any()) and n_iter < max_iter:
+                # Newton stopped at a kink of the top-k selection: L-BFGS goes on from there.
+                init, alpha_beta = alpha_n, None
+    if alpha_beta is None:  # entropy, the dual, a stalled or a non-finite Newton result
+        budget = max_iter - n_iter
+        if init is not None:  # a polish after Newton: no restarts (they rarely help at kinks)
+            restarts = _POLISH_RESTARTS
+        args = (a_d, b_d, ct_d, gamma, reg, k, formulation, budget, tol, history_size, restarts)
+        # Small CPU problems: one intra-op thread (restored afterwards); each L-BFGS iteration
+        # is many tiny tensor operations, for which thread hand-offs cost more than they save.
+        if cost.device.type != "cpu" or cost.numel() > _SINGLE_THREAD_ELEMENTS:
+            alpha_beta, more = _lbfgs(*args, init)
+        else:
+            with intra_op_threads(1):
+                alpha_beta, more = _lbfgs(*args, init)
+        n_iter += more
     with torch.no_grad():
         _, grad, plan_opt = _objective(
             alpha_beta, a_d, b_d, ct_d, gamma, reg, k, formulation, want_plan=True

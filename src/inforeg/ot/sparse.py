@@ -62,6 +62,7 @@ def sparse_ot(
     max_iter: int = 500,
     tol: float = 1e-9,
     normalize: bool = False,
+    method: Literal["auto", "newton", "lbfgs"] = "auto",
 ) -> OTResult:
     r"""Sparsity-constrained OT: quadratic regularisation with at most ``k`` non-zeros per column.
 
@@ -83,18 +84,25 @@ def sparse_ot(
 
     Limits: ``k = 1`` gives unregularised OT's cost structure (the semi-dual term is
     :math:`\max_i(\alpha_i - c_{ij}) - \gamma b_j/2`, so ``gamma`` only adds a constant), but the
-    objective is non-smooth there and L-BFGS may stop early with violated row marginals (as in
-    POT); ``k >= n`` is quadratically regularised OT (:func:`inforeg.ot.smooth_ot` with
+    objective is non-smooth there and the solver may stop early with violated row marginals (as
+    in POT); ``k >= n`` is quadratically regularised OT (:func:`inforeg.ot.smooth_ot` with
     ``"l2"``). The objective gets smoother as ``k`` grows.
 
-    Solver and gradients as :func:`inforeg.ot.smooth_ot`: torch L-BFGS (history 10, strong
-    Wolfe) from zero potentials, one host sync per iteration; ``value`` is the (semi-)dual
+    Solver (``method="auto"``): the semi-dual is maximised by a damped semismooth Newton method
+    with continuation in ``gamma`` (generalised Hessian :math:`-L/\gamma`,
+    :math:`L = \sum_j (I_{S_j} - 1_{S_j}1_{S_j}^\top/|S_j|)` over the supports :math:`S_j` of
+    the columns; dense Cholesky for ``n <= 512``, conjugate gradients above; see
+    ``inforeg.ot._smooth_core._newton_semi_dual``), from which L-BFGS takes over when Newton
+    stalls at a kink of the top-k selection (some column with ``k`` non-zeros), within the
+    ``max_iter`` budget. The dual uses torch L-BFGS (history 10, strong Wolfe) from zero
+    potentials. ``method="lbfgs"`` forces L-BFGS, ``"newton"`` Newton (semi-dual only). Both
+    sync with the host once per iteration. ``value`` is the (semi-)dual
     objective at the detached optimum with ``a``, ``b``, ``cost`` attached (envelope theorem:
     :math:`\partial\,\mathrm{value}/\partial C = T`, :math:`\partial/\partial a = \alpha`), and
     ``plan``, ``f``, ``g`` are detached. Because the primal is non-convex, ``value`` is the
     relaxation's optimum, a lower bound of the primal objective at the returned plan. POT's
-    defaults are kept: ``max_iter=500``, ``tol=1e-9`` (scipy's ``tol`` in POT; here the largest
-    gradient entry).
+    defaults are kept: ``max_iter=500`` (Newton plus L-BFGS iterations), ``tol=1e-9`` (scipy's
+    ``tol`` in POT; here the largest gradient entry).
 
     Args:
         a: ``(*batch, n)`` source weights (``None``: uniform). In token-to-expert routing: tokens.
@@ -105,6 +113,8 @@ def sparse_ot(
         gamma: quadratic regularisation, > 0 (POT's ``reg``).
         formulation: ``"semi_dual"`` (default, as the paper's experiments) or ``"dual"``.
         max_iter, tol, normalize: see :func:`inforeg.ot.smooth_ot`.
+        method: ``"auto"`` (Newton for the semi-dual, L-BFGS for the dual), ``"newton"`` or
+            ``"lbfgs"``.
 
     Returns:
         :class:`inforeg.ot.OTResult` (``f = alpha``; ``g = beta`` for the dual,
@@ -113,10 +123,13 @@ def sparse_ot(
     k = check_int(k, "k", low=1)
     gamma = check_positive(gamma, "gamma")
     check_choice(formulation, "formulation", ("semi_dual", "dual"))
+    check_choice(method, "method", ("auto", "newton", "lbfgs"))
+    if method == "newton" and formulation != "semi_dual":
+        raise ValueError("method='newton' needs formulation='semi_dual'")
     max_iter = check_int(max_iter, "max_iter", low=1)
     tol = check_number(tol, "tol", low=0.0)
     a, b, cost, in_dtype = prepare_problem(a, b, cost, normalize)
-    r = solve(a, b, cost, gamma, "sparse", k, formulation, max_iter, tol)
+    r = solve(a, b, cost, gamma, "sparse", k, formulation, max_iter, tol, method=method)
     return _cast(r, in_dtype)
 
 
@@ -130,15 +143,28 @@ class SparsityConstrainedOT(torch.nn.Module):
         formulation: Literal["semi_dual", "dual"] = "semi_dual",
         max_iter: int = 500,
         tol: float = 1e-9,
+        method: Literal["auto", "newton", "lbfgs"] = "auto",
     ) -> None:
         super().__init__()
         self.k = check_int(k, "k", low=1)
         self.gamma = check_positive(gamma, "gamma")
         check_choice(formulation, "formulation", ("semi_dual", "dual"))
+        check_choice(method, "method", ("auto", "newton", "lbfgs"))
         self.formulation: Literal["semi_dual", "dual"] = formulation
         self.max_iter = max_iter
         self.tol = tol
+        self.method: Literal["auto", "newton", "lbfgs"] = method
 
     def forward(self, a: Tensor | None, b: Tensor | None, cost: Tensor) -> OTResult:
         """Solve the sparsity-constrained OT problem(s)."""
-        return sparse_ot(a, b, cost, self.k, self.gamma, self.formulation, self.max_iter, self.tol)
+        return sparse_ot(
+            a,
+            b,
+            cost,
+            self.k,
+            self.gamma,
+            self.formulation,
+            self.max_iter,
+            self.tol,
+            method=self.method,
+        )
