@@ -366,7 +366,7 @@ def _pad_last(t: Tensor, width: int) -> Tensor:
 
 def _newton_semi_dual(
     a: Tensor, b: Tensor, ct: Tensor, gamma: float, k: int, max_iter: int, tol: float
-) -> tuple[Tensor, int, Tensor]:
+) -> tuple[Tensor, int, Tensor, _Screen]:
     r"""Maximise the quadratic (top-k) semi-dual by a damped semismooth Newton method.
 
     :math:`F(\alpha) = a\cdot\alpha - \sum_j b_j\max\Omega_j(\alpha - c_j)` is concave and
@@ -396,7 +396,7 @@ def _newton_semi_dual(
     without halving its gradient, while some column has ``k`` non-zeros, or whose damping
     exceeds 1e5, is "stalled" and handed to L-BFGS by the caller.
 
-    Returns ``(alpha, iterations, stalled)``; batches are solved together (per-problem damping,
+    Returns ``(alpha, iterations, stalled, screen)``; batches are solved together (per-problem damping,
     acceptance and stopping).
     """
     n = a.shape[-1]
@@ -475,7 +475,7 @@ def _newton_semi_dual(
                 i2, w2, idx, w = (_pad_last(t, width) for t in (i2, w2, idx, w))
             idx = torch.where(accept.unsqueeze(-1).unsqueeze(-1), i2, idx)
             w = torch.where(accept.unsqueeze(-1).unsqueeze(-1), w2, w)
-    return alpha, n_iter, stalled
+    return alpha, n_iter, stalled, screen
 
 
 _SINGLE_THREAD_ELEMENTS = 1 << 18
@@ -516,6 +516,7 @@ def _lbfgs(
     history_size: int,
     restarts: int,
     init: Tensor | None = None,
+    screen: _Screen | None = None,
 ) -> tuple[Tensor, int]:
     """Maximise the (semi-)dual with torch's L-BFGS (strong Wolfe line search) from ``init``
     (default zero)."""
@@ -527,7 +528,10 @@ def _lbfgs(
 
     def closure() -> Tensor:
         with torch.no_grad():
-            obj, grad, _ = _objective(params, a, b, ct, gamma, reg, k, formulation)
+            if screen is not None:  # the semi-dual on Newton's screened candidates
+                obj, grad = screen.evaluate(params, a, b, gamma, k)[:2]
+            else:
+                obj, grad, _ = _objective(params, a, b, ct, gamma, reg, k, formulation)
         params.grad = -grad
         return -obj.sum()
 
@@ -580,15 +584,16 @@ def _solve(
     alpha_beta: Tensor | None = None
     n_iter = 0
     init: Tensor | None = None
+    polish: _Screen | None = None
     if method != "lbfgs" and newton_ok:
-        alpha_n, n_iter, stalled = _newton_semi_dual(
+        alpha_n, n_iter, stalled, screen = _newton_semi_dual(
             a_d, b_d, ct_d.contiguous(), gamma, k, max_iter, tol
         )
         if bool(torch.isfinite(alpha_n).all()):
             alpha_beta = alpha_n
             if bool(stalled.any()) and n_iter < max_iter:
                 # Newton stopped at a kink of the top-k selection: L-BFGS goes on from there.
-                init, alpha_beta = alpha_n, None
+                init, alpha_beta, polish = alpha_n, None, screen
     if alpha_beta is None:  # entropy, the dual, a stalled or a non-finite Newton result
         budget = max_iter - n_iter
         if init is not None:  # a polish after Newton: no restarts (they rarely help at kinks)
@@ -597,10 +602,10 @@ def _solve(
         # Small CPU problems: one intra-op thread (restored afterwards); each L-BFGS iteration
         # is many tiny tensor operations, for which thread hand-offs cost more than they save.
         if cost.device.type != "cpu" or cost.numel() > _SINGLE_THREAD_ELEMENTS:
-            alpha_beta, more = _lbfgs(*args, init)
+            alpha_beta, more = _lbfgs(*args, init, polish)
         else:
             with intra_op_threads(1):
-                alpha_beta, more = _lbfgs(*args, init)
+                alpha_beta, more = _lbfgs(*args, init, polish)
         n_iter += more
     with torch.no_grad():
         _, grad, plan_opt = _objective(
