@@ -394,7 +394,9 @@ def _newton_semi_dual(
     (:class:`_Screen`). With ``k`` active the objective has kinks (top-k ties) where no gradient
     vanishes: a problem whose objective gained less than 1e-9 (relative) over 5 iterations
     without halving its gradient, while some column has ``k`` non-zeros, or whose damping
-    exceeds 1e5, is "stalled" and handed to L-BFGS by the caller.
+    exceeds 1e5, is "stalled": for it the final stage's starting point is returned, and the
+    caller runs L-BFGS from there (where Newton stops at a kink depends chaotically on rounding;
+    L-BFGS from the warm start ends near POT's L-BFGS-B answer).
 
     Returns ``(alpha, iterations, stalled, screen)``; batches are solved together (per-problem damping,
     acceptance and stopping).
@@ -417,6 +419,7 @@ def _newton_semi_dual(
         stop_at = torch.full_like(nu, tol) if last else _STAGE_TOL * a.amax(-1)
         # Earlier stages solve plain quadratic OT (k = n): smooth, so Newton converges there.
         ks = k if last else n
+        start = alpha
         obj, g, idx, w = screen.evaluate(alpha, a, b, gs, ks)
         nu = nu.clamp_min(_NU_STAGE)
         live = torch.ones(batch, dtype=torch.bool, device=a.device)
@@ -475,7 +478,9 @@ def _newton_semi_dual(
                 i2, w2, idx, w = (_pad_last(t, width) for t in (i2, w2, idx, w))
             idx = torch.where(accept.unsqueeze(-1).unsqueeze(-1), i2, idx)
             w = torch.where(accept.unsqueeze(-1).unsqueeze(-1), w2, w)
-    return alpha, n_iter, stalled, screen
+    # A stalled problem returns the final stage's starting point: where Newton stopped at a kink
+    # depends chaotically on rounding, the warm start does not.
+    return torch.where(stalled.unsqueeze(-1), start, alpha), n_iter, stalled, screen
 
 
 _SINGLE_THREAD_ELEMENTS = 1 << 18
@@ -592,11 +597,12 @@ def _solve(
         if bool(torch.isfinite(alpha_n).all()):
             alpha_beta = alpha_n
             if bool(stalled.any()) and n_iter < max_iter:
-                # Newton stopped at a kink of the top-k selection: L-BFGS goes on from there.
+                # Newton stalled at a kink of the top-k selection: L-BFGS from the final stage's
+                # warm start (returned for stalled problems) within the remaining budget.
                 init, alpha_beta, polish = alpha_n, None, screen
     if alpha_beta is None:  # entropy, the dual, a stalled or a non-finite Newton result
         budget = max_iter - n_iter
-        if init is not None:  # a polish after Newton: no restarts (they rarely help at kinks)
+        if init is not None:  # after a Newton stall: no restarts (they rarely help at kinks)
             restarts = _POLISH_RESTARTS
         args = (a_d, b_d, ct_d, gamma, reg, k, formulation, budget, tol, history_size, restarts)
         # Small CPU problems: one intra-op thread (restored afterwards); each L-BFGS iteration
