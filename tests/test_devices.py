@@ -299,7 +299,14 @@ CASES: dict[str, tuple[Case, tuple[str, ...], bool]] = {
     ),
     "wasserstein_1d": (lambda i: ot.wasserstein_1d(i["u1"], i["v1"]), ("u1", "v1"), True),
     "smooth_ot": (lambda i: ot.smooth_ot(i["a"], i["b"], i["cost"], 0.5).plan, (), False),
-    "sparse_ot": (lambda i: ot.sparse_ot(i["a"], i["b"], i["cost"], 3, 0.5).plan, (), False),
+    "sparse_ot": (lambda i: ot.sparse_ot(i["a"], i["b"], i["cost"], 5, 0.5).plan, (), False),
+    # k = 3 binds: the solver stops at a kink of the semi-dual, where the plan depends on the
+    # last bits of the cost (it moves by ~5e-4 for a 1e-15 change) but the value does not
+    "sparse_ot_binding_value": (
+        lambda i: ot.sparse_ot(i["a"], i["b"], i["cost"], 3, 0.5).value,
+        (),
+        False,
+    ),
     "projection_sparse_simplex": (
         lambda i: ot.projection_sparse_simplex(i["scores"], 3),
         ("scores",),
@@ -378,6 +385,8 @@ CASES: dict[str, tuple[Case, tuple[str, ...], bool]] = {
 
 # solvers / estimators whose float32 result is only as accurate as their stopping rule
 ITERATIVE = {"smooth_ot", "sparse_ot", "sinkhorn", "sinkhorn_plan", "diffusion_spectral_entropy"}
+# stopped at a non-smooth point short of convergence in any precision: the value agrees to ~1e-6
+NONSMOOTH = {"sparse_ot_binding_value"}
 
 
 def _run(case: Case, inputs: Inputs, grad_names: tuple[str, ...]) -> tuple[list, list]:
@@ -410,6 +419,8 @@ def test_device_matches_cpu(name: str, dtype: torch.dtype) -> None:
     rtol, atol = (1e-9, 1e-10) if dtype == torch.float64 else (2e-4, 2e-5)
     if name in ITERATIVE and dtype != torch.float64:
         rtol, atol = 1e-2, 2e-4  # float32 solvers stop at a float32-sized tolerance
+    if name in NONSMOOTH:
+        rtol, atol = 1e-4, 1e-6
     if grad_names:  # a differentiable term keeps the input's precision
         assert out[0].dtype == dtype
     for got, ref in zip(out + grad, ref_out + ref_grad):
