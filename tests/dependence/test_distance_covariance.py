@@ -352,3 +352,18 @@ def test_fast_path_tie_aware_branch_on_tie_free_data(unbiased: bool) -> None:
     gt = torch.autograd.grad(tie_aware.sum(), (x, y))
     for a, b in zip(gt, gp):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+
+
+def test_float32_input_accumulates_in_float64() -> None:
+    """The V-statistic cancels by ~1000x at this size: float32 inputs must still agree with
+    float64 to float32 rounding of the inputs (float32 accumulation was off by ~1e-3)."""
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(6000, 32, generator=g, dtype=torch.float64)
+    y = 0.5 * x + torch.randn(6000, 32, generator=g, dtype=torch.float64)
+    x32, y32 = x.float(), y.float()
+    ref = distance_covariance_sqr(x32.double(), y32.double())
+    got = distance_covariance_sqr(x32, y32)
+    assert got.dtype == torch.float32
+    assert abs(float(got) / float(ref) - 1.0) < 1e-5
+    ref_c = distance_correlation_sqr(x32.double(), y32.double())
+    assert abs(float(distance_correlation_sqr(x32, y32)) / float(ref_c) - 1.0) < 1e-5
