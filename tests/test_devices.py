@@ -108,6 +108,7 @@ def _make_inputs(dtype: torch.dtype) -> Inputs:
         "v1": randn(20) + 1.0,
         "rl_logits": randn(4, 7, vocab, scale=2.0),
         "rl_tokens": torch.randint(0, vocab, (4, 7), generator=g),
+        "rl_logits_small": randn(5, 3, scale=2.0),  # a vocabulary smaller than a kernel block
         "rl_mask": mask,
         "old_logp": -rand(4, 7) * 3.0,
         "ref_logp": -rand(4, 7) * 3.0,
@@ -318,6 +319,11 @@ CASES: dict[str, tuple[Case, tuple[str, ...], bool]] = {
     "token_entropy_chunked_temp": (
         lambda i: rl.token_entropy(i["rl_logits"], temperature=0.7, chunk_size=3),
         ("rl_logits",),
+        True,
+    ),
+    "token_entropy_small_vocab": (
+        lambda i: rl.token_entropy(i["rl_logits_small"], temperature=1.3),
+        ("rl_logits_small",),
         True,
     ),
     "selective_log_softmax": (

@@ -51,7 +51,7 @@ def usable(z: Tensor) -> bool:
 
 
 def _launch(vocab: int) -> tuple[int, int]:
-    block = min(4096, triton.next_power_of_2(vocab))
+    block = max(16, min(4096, triton.next_power_of_2(vocab)))  # masked lanes beyond vocab
     return block, (8 if block >= 2048 else 4)
 
 
