@@ -103,7 +103,7 @@ def run(quick: bool) -> BenchResult:
         f"gamma = {gamma}, POT defaults (L-BFGS-B, stopThr 1e-9, 500 iterations) vs inforeg "
         "defaults (method='auto': semismooth Newton with continuation in gamma, tol 1e-9 on the "
         "largest gradient entry, 500 iterations; when Newton stalls at a top-k kink, L-BFGS "
-        "from the last continuation stage's warm start) and, for reference, inforeg with method='lbfgs' (torch L-BFGS, up to 5 restarts). "
+        "from Newton's best point) and, for reference, inforeg with method='lbfgs' (torch L-BFGS, up to 5 restarts). "
         "Marginal errors are L1; the column marginals hold exactly in the semi-dual. Where k "
         "binds (some column has k non-zeros) the semi-dual has kinks: no solver reaches a zero "
         "gradient there and the recovered plans differ at the tied entries. Float64. POT's "

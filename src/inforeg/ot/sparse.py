@@ -94,7 +94,7 @@ def sparse_ot(
     the columns; dense Cholesky for ``n <= 512``, conjugate gradients above; see
     ``inforeg.ot._smooth_core._newton_semi_dual``). When Newton stalls at a kink of the top-k
     selection (some column with ``k`` non-zeros: no gradient vanishes there), L-BFGS takes over
-    from the last continuation stage's warm start, within the ``max_iter`` budget. The dual uses torch L-BFGS (history 10, strong Wolfe) from zero
+    from Newton's best point, within the ``max_iter`` budget. The dual uses torch L-BFGS (history 10, strong Wolfe) from zero
     potentials. ``method="lbfgs"`` forces L-BFGS, ``"newton"`` Newton (semi-dual only). Both
     sync with the host once per iteration. ``value`` is the (semi-)dual
     objective at the detached optimum with ``a``, ``b``, ``cost`` attached (envelope theorem:
