@@ -88,6 +88,7 @@ def _semi_dual_l2(
     gamma: float,
     k: int,
     cand: tuple[Tensor, Tensor] | None = None,
+    top: tuple[Tensor, Tensor] | None = None,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
     r"""Semi-dual of quadratic OT with at most ``k`` non-zeros per column (``k >= n``: none).
 
@@ -99,27 +100,33 @@ def _semi_dual_l2(
     the level ``max(k-th largest x, support threshold)`` below which an entry does not matter.
     With ``cand = (cidx, ccost)`` only the candidate sources ``cidx`` (``(*batch, m, K)``, cost
     ``ccost``) of each column are looked at: exact as long as every other entry is below
-    that level (the caller checks).
+    that level (the caller checks). ``top = (values, indices)``: the candidates' entries of
+    :math:`x_j` already sorted by decreasing value (as the screening's selection leaves them),
+    so no gather and no selection are needed.
     """
     n = alpha.shape[-1]
-    if cand is None:
-        x = alpha.unsqueeze(-2) - ct
+    if top is not None:
+        kk = min(k, top[0].shape[-1])
+        xs, idx = top[0][..., :kk], top[1][..., :kk]
     else:
-        cidx, ccost = cand
-        x = torch.gather(alpha.unsqueeze(-2).expand(*cidx.shape[:-1], n), -1, cidx) - ccost
-    kk = min(k, x.shape[-1])
-    if kk == x.shape[-1]:
-        xs, idx = torch.sort(x, dim=-1, descending=True)
-    else:
-        xs, idx = torch.topk(x, kk, dim=-1, largest=True, sorted=True)
-    if cand is not None:
-        idx = torch.gather(cand[0], -1, idx)
+        if cand is None:
+            x = alpha.unsqueeze(-2) - ct
+        else:
+            cidx, ccost = cand
+            x = torch.gather(alpha.unsqueeze(-2).expand(*cidx.shape[:-1], n), -1, cidx) - ccost
+        kk = min(k, x.shape[-1])
+        if kk == x.shape[-1]:
+            xs, idx = torch.sort(x, dim=-1, descending=True)
+        else:
+            xs, idx = torch.topk(x, kk, dim=-1, largest=True, sorted=True)
+        if cand is not None:
+            idx = torch.gather(cand[0], -1, idx)
     scale = (b * gamma).unsqueeze(-1)
     u = xs / scale
     css = torch.cumsum(u, -1) - 1.0
-    ind = torch.arange(1, kk + 1, dtype=x.dtype, device=x.device)
+    ind = torch.arange(1, kk + 1, dtype=xs.dtype, device=xs.device)
     rho = ((u - css / ind) > 0).sum(-1, keepdim=True).clamp_min(1)
-    theta = torch.gather(css, -1, rho - 1) / rho.to(x.dtype)
+    theta = torch.gather(css, -1, rho - 1) / rho.to(xs.dtype)
     w = (u - theta).clamp_min(0.0)
     val = (xs * w).sum(-1) - 0.5 * gamma * b * (w * w).sum(-1)
     obj = (a * alpha).sum(-1) - (b * val).sum(-1)
@@ -195,7 +202,13 @@ _CG_MAX_ITER = 300
 _ROUNDOFF = 1e3
 _SCREEN_ROWS = 16
 _POLISH_RESTARTS = 0
+# The polish after a stall stops when an iteration changes the objective by less than this
+# times max|C| sum(a) (POT's L-BFGS-B stops at about 2e-9 relative): at a kink the gains are
+# tiny. At n = 300, k = 5 (4 problems) the polish took 6, 4, 5, 1 instead of 10, 5, 9, 17
+# iterations with 1e-12, for objective losses of at most 6.3e-10.
+_POLISH_FTOL = 1e-10
 _CG_RTOL = 1e-3
+_ALTERNATING_STEPS = 2  # block-coordinate rounds before the first stage (see ``_alternate``)
 
 
 def _hess_support(idx: Tensor, w: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -303,7 +316,8 @@ class _Screen:
     the ``_SCREEN_ROWS`` rows that moved most (their entries against all columns), and through
     ``bound`` plus the next largest move for the others. An evaluation then costs ``O(m K)``
     instead of ``O(m n)``. Otherwise the candidates are recomputed at ``alpha`` (``K`` doubled
-    when fresh ones already fail)."""
+    when fresh ones already fail); right after a recomputation the evaluation reuses its sorted
+    selection, and exactness is just ``bound <= level``."""
 
     def __init__(self, ct: Tensor, kk: int) -> None:
         self.ct = ct
@@ -314,6 +328,7 @@ class _Screen:
         self.alpha0 = ct.new_zeros(())
         self.rebuilds = 0
         self.stale = False
+        self.top: tuple[Tensor, Tensor] | None = None
 
     def _rebuild(self, alpha: Tensor) -> None:
         self.rebuilds += 1
@@ -324,6 +339,7 @@ class _Screen:
         x = alpha.unsqueeze(-2) - self.ct
         vals, cidx = torch.topk(x, self.size + 1, dim=-1, largest=True, sorted=True)
         self.bound = vals[..., -1]
+        self.top = (vals[..., :-1], cidx[..., :-1])
         cidx = cidx[..., :-1].contiguous()
         self.cand = (cidx, torch.gather(self.ct, -1, cidx))
         self.member = torch.zeros(x.shape, dtype=torch.bool, device=x.device)
@@ -356,14 +372,58 @@ class _Screen:
         while True:
             if self.cand is None and self.rebuilds > 0:
                 return _semi_dual_l2(alpha, a, b, self.ct, gamma, k)[:4]
-            if self.cand is not None:
+            if self.cand is not None and fresh:
+                # Just rebuilt at this alpha: the selection is already sorted, and every
+                # left-out entry is at most ``bound``.
+                obj, g, idx, w, level = _semi_dual_l2(
+                    alpha, a, b, self.ct, gamma, k, self.cand, self.top
+                )
+                if bool((self.bound <= level).all()):  # host sync
+                    return obj, g, idx, w
+                self.size *= 2
+            elif self.cand is not None:
                 obj, g, idx, w, level = _semi_dual_l2(alpha, a, b, self.ct, gamma, k, self.cand)
                 if self._valid(alpha, level):
                     return obj, g, idx, w
-                if fresh:
-                    self.size *= 2
             self._rebuild(alpha)
             fresh = self.stale = True
+
+
+def _threshold(y: Tensor, total: Tensor, dim: int, width: int) -> Tensor:
+    """``tau`` with ``sum((y - tau)_+) = total`` along ``dim`` (``total > 0``), from the
+    ``width`` largest entries when the support fits in them (else ``width`` doubles)."""
+    size = y.shape[dim]
+    while True:
+        if width < size:
+            ys = torch.topk(y, width + 1, dim=dim, largest=True, sorted=True).values
+        else:
+            ys = torch.sort(y, dim=dim, descending=True).values
+        ys = ys.movedim(dim, -1)
+        css = torch.cumsum(ys, -1) - total.unsqueeze(-1)
+        ind = torch.arange(1, ys.shape[-1] + 1, dtype=y.dtype, device=y.device)
+        rho = ((ys - css / ind) > 0).sum(-1, keepdim=True).clamp_min(1)
+        if width >= size or not bool((rho > width).any()):  # host sync
+            return (torch.gather(css, -1, rho - 1) / rho.to(y.dtype)).squeeze(-1)
+        width *= 2  # the support may be wider than the selection
+
+
+def _alternate(
+    alpha: Tensor, a: Tensor, b: Tensor, ct: Tensor, gamma: float, steps: int, width: int
+) -> Tensor:
+    r"""Block-coordinate ascent on the quadratic OT dual (no top-k), ``steps`` rounds.
+
+    The dual :math:`a\cdot\alpha + b\cdot\beta - \sum_{ij}(\alpha_i + \beta_j - c_{ij})_+^2/(2\gamma)`
+    is maximised exactly in :math:`\beta` for fixed :math:`\alpha`
+    (:math:`\sum_i(\alpha_i + \beta_j - c_{ij})_+ = \gamma b_j`, a simplex-projection
+    threshold per column) and then in :math:`\alpha` for fixed :math:`\beta` (the same per
+    row): the quadratic analogue of a Sinkhorn iteration, two thresholds per round. A cheap
+    start for the first continuation stage, which otherwise spends many (partly rejected) Newton
+    steps far from its optimum. ``width``: support size the top-``width`` selection assumes.
+    """
+    for _ in range(steps):
+        beta = -_threshold(alpha.unsqueeze(-2) - ct, gamma * b, -1, width)
+        alpha = -_threshold(beta.unsqueeze(-1) - ct, gamma * a, -2, width)
+    return alpha
 
 
 def _pad_last(t: Tensor, width: int) -> Tensor:
@@ -397,7 +457,9 @@ def _newton_semi_dual(
     :math:`\bar b\gamma` is 1/32 of the cost range, down to ``gamma``); earlier stages solve
     plain quadratic OT (k = n, smooth) to :math:`\max|\nabla F| \le 0.3\max a` (at most 20
     iterations each) and warm-start the next; the first starts from
-    :math:`\alpha_i = \min_j c_{ij}`. Evaluations only look at screened candidates
+    :math:`\alpha_i = \min_j c_{ij}`, for ``n <= 512`` improved by two rounds of
+    block-coordinate ascent on the first stage's full dual (:func:`_alternate`; about 10% fewer
+    Newton iterations and 20% fewer candidate rebuilds over 8 random n = 300 problems). Evaluations only look at screened candidates
     (:class:`_Screen`). With ``k`` active the objective has kinks (top-k ties) where no gradient
     vanishes: a problem is "stalled" when, while some column has ``k`` non-zeros, its objective
     gained less than 1e-9 (relative) over 5 iterations without halving its gradient, or 3 steps
@@ -412,15 +474,20 @@ def _newton_semi_dual(
     batch = a.shape[:-1]
     eps = torch.finfo(a.dtype).eps
     nu_min = 1e3 * eps
-    # Start from alpha_i = min_j c_ij: every source then has value 0 in its cheapest column.
+    schedule = _gamma_schedule(b, ct, gamma)
+    screen = _Screen(ct, min(k, n))
+    # Start from alpha_i = min_j c_ij (every source then has value 0 in its cheapest column),
+    # improved by a few block-coordinate rounds on the first stage's plain quadratic dual where
+    # the dense path runs. At n = 5000 (CG path, first-stage supports of hundreds of sources)
+    # the rounds cost more than they saved: 11.3 s and 104 iterations vs 10.7 s and 94.
     alpha = ct.amin(-2)
+    if n <= _NEWTON_DENSE_MAX_N:
+        alpha = _alternate(alpha, a, b, ct, schedule[0], _ALTERNATING_STEPS, screen.size)
     nu = torch.full(batch, _NU_START, dtype=a.dtype, device=a.device)
     stalled = torch.zeros(batch, dtype=torch.bool, device=a.device)
     n_iter = 0
-    schedule = _gamma_schedule(b, ct, gamma)
     scale = ct.abs().amax((-2, -1)) * a.sum(-1)
     amax = a.amax(-1)
-    screen = _Screen(ct, min(k, n))
     for stage, gs in enumerate(schedule):
         last = stage == len(schedule) - 1
         stop_at = torch.full_like(nu, tol) if last else _STAGE_TOL * a.amax(-1)
@@ -543,9 +610,11 @@ def _lbfgs(
     restarts: int,
     init: Tensor | None = None,
     screen: _Screen | None = None,
+    change_tol: float | None = None,
 ) -> tuple[Tensor, int]:
     """Maximise the (semi-)dual with torch's L-BFGS (strong Wolfe line search) from ``init``
-    (default zero)."""
+    (default zero). It stops at ``max|grad| <= tol`` or when an iteration changes the objective
+    or the parameters by less than ``change_tol`` (default ``tol * 1e-3``)."""
     n, m = a.shape[-1], b.shape[-1]
     size = n + m if formulation == "dual" else n
     if init is None:
@@ -572,7 +641,7 @@ def _lbfgs(
             max_iter=max_iter - n_iter,
             max_eval=2 * (max_iter - n_iter),
             tolerance_grad=tol,
-            tolerance_change=tol * 1e-3,
+            tolerance_change=tol * 1e-3 if change_tol is None else change_tol,
             history_size=history_size,
             line_search_fn="strong_wolfe",
         )
@@ -611,6 +680,7 @@ def _solve(
     n_iter = 0
     init: Tensor | None = None
     polish: _Screen | None = None
+    change_tol: float | None = None
     if method != "lbfgs" and newton_ok:
         alpha_n, n_iter, stalled, screen = _newton_semi_dual(
             a_d, b_d, ct_d.contiguous(), gamma, k, max_iter, tol
@@ -625,14 +695,15 @@ def _solve(
         budget = max_iter - n_iter
         if init is not None:  # after a Newton stall: no restarts (they rarely help at kinks)
             restarts = _POLISH_RESTARTS
+            change_tol = _POLISH_FTOL * float((ct_d.abs().amax((-2, -1)) * a_d.sum(-1)).amax())
         args = (a_d, b_d, ct_d, gamma, reg, k, formulation, budget, tol, history_size, restarts)
         # Small CPU problems: one intra-op thread (restored afterwards); each L-BFGS iteration
         # is many tiny tensor operations, for which thread hand-offs cost more than they save.
         if cost.device.type != "cpu" or cost.numel() > _SINGLE_THREAD_ELEMENTS:
-            alpha_beta, more = _lbfgs(*args, init, polish)
+            alpha_beta, more = _lbfgs(*args, init, polish, change_tol)
         else:
             with intra_op_threads(1):
-                alpha_beta, more = _lbfgs(*args, init, polish)
+                alpha_beta, more = _lbfgs(*args, init, polish, change_tol)
         n_iter += more
     with torch.no_grad():
         _, grad, plan_opt = _objective(
