@@ -203,8 +203,8 @@ _ROUNDOFF = 1e3
 _SCREEN_ROWS = 16
 _POLISH_RESTARTS = 0
 # The polish after a stall stops when an iteration changes the objective by less than this
-# times max|C| sum(a) (POT's L-BFGS-B stops at about 2e-9 relative): at a kink the gains are
-# tiny. At n = 300, k = 5 (4 problems) the polish took 6, 4, 5, 1 instead of 10, 5, 9, 17
+# times max|C| sum(a) (POT's L-BFGS-B stops at a relative change of 1e-9, ftol = stopThr): at
+# a kink the gains are tiny. At n = 300, k = 5 (4 problems) the polish took 6, 4, 5, 1 instead of 10, 5, 9, 17
 # iterations with 1e-12, for objective losses of at most 6.3e-10.
 _POLISH_FTOL = 1e-10
 _CG_RTOL = 1e-3
@@ -459,13 +459,14 @@ def _newton_semi_dual(
     iterations each) and warm-start the next; the first starts from
     :math:`\alpha_i = \min_j c_{ij}`, for ``n <= 512`` improved by two rounds of
     block-coordinate ascent on the first stage's full dual (:func:`_alternate`; about 10% fewer
-    Newton iterations and 20% fewer candidate rebuilds over 8 random n = 300 problems). Evaluations only look at screened candidates
-    (:class:`_Screen`). With ``k`` active the objective has kinks (top-k ties) where no gradient
+    Newton iterations and 20% fewer candidate rebuilds over 8 random n = 300 problems).
+    Evaluations only look at screened candidates (:class:`_Screen`). With ``k`` active the objective has kinks (top-k ties) where no gradient
     vanishes: a problem is "stalled" when, while some column has ``k`` non-zeros, its objective
     gained less than 1e-9 (relative) over 5 iterations without halving its gradient, or 3 steps
     in a row lost objective although the model predicted a gain (:math:`\rho < 0`: the quadratic
     model fails even as the damping grows), or when its damping exceeds 1e5. Its best point is
-    returned and the caller runs L-BFGS from there (a few iterations).
+    returned and the caller runs L-BFGS from there (a few iterations, stopping at a relative
+    objective change of 1e-10).
 
     Returns ``(alpha, iterations, stalled, screen)``; batches are solved together (per-problem damping,
     acceptance and stopping).
@@ -478,7 +479,7 @@ def _newton_semi_dual(
     screen = _Screen(ct, min(k, n))
     # Start from alpha_i = min_j c_ij (every source then has value 0 in its cheapest column),
     # improved by a few block-coordinate rounds on the first stage's plain quadratic dual where
-    # the dense path runs. At n = 5000 (CG path, first-stage supports of hundreds of sources)
+    # the dense path runs. At n = 5000 (CG path, first-stage supports wider than 40 sources)
     # the rounds cost more than they saved: 11.3 s and 104 iterations vs 10.7 s and 94.
     alpha = ct.amin(-2)
     if n <= _NEWTON_DENSE_MAX_N:
