@@ -21,29 +21,7 @@ import torch
 
 from inforeg import dependence as dep
 from inforeg import rl
-
-
-def _naive_entropy(x: torch.Tensor) -> torch.Tensor:
-    return -(torch.softmax(x, -1) * torch.log_softmax(x, -1)).sum(-1)
-
-
-def _trl_entropy(x: torch.Tensor, chunk: int = 128) -> torch.Tensor:
-    out = []
-    for s in range(0, x.shape[0], chunk):
-        lp = torch.log_softmax(x[s : s + chunk], -1)
-        out.append(-(torch.exp(lp) * lp).sum(-1))
-    return torch.cat(out)
-
-
-def _naive_logp(x: torch.Tensor, tok: torch.Tensor) -> torch.Tensor:
-    return torch.log_softmax(x, -1).gather(1, tok[:, None]).squeeze(1)
-
-
-def _trl_logp(x: torch.Tensor, tok: torch.Tensor) -> torch.Tensor:
-    if x.dtype in (torch.float32, torch.float64):
-        picked = x.gather(1, tok[:, None]).squeeze(1)
-        return picked - torch.stack([torch.logsumexp(row, -1) for row in x])
-    return torch.stack([torch.log_softmax(row, -1)[t] for row, t in zip(x, tok)])
+from inforeg.bench.token_entropy import _naive_entropy, _naive_logp, _trl_entropy, _trl_logp
 
 
 def _time(fn: Callable[[], Any], repeat: int = 5) -> tuple[float, float, Any]:

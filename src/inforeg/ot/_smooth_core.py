@@ -577,26 +577,6 @@ _SINGLE_THREAD_ELEMENTS = 1 << 18
 Method = Literal["auto", "newton", "lbfgs"]
 
 
-def solve(
-    a: Tensor,
-    b: Tensor,
-    cost: Tensor,
-    gamma: float,
-    reg: Reg,
-    k: int,
-    formulation: Formulation,
-    max_iter: int,
-    tol: float,
-    history_size: int = 10,
-    restarts: int = 5,
-    method: Method = "auto",
-) -> OTResult:
-    """Maximise the (semi-)dual and recover the plan; see :func:`_solve`."""
-    return _solve(
-        a, b, cost, gamma, reg, k, formulation, max_iter, tol, history_size, restarts, method
-    )
-
-
 def _lbfgs(
     a: Tensor,
     b: Tensor,
@@ -655,7 +635,7 @@ def _lbfgs(
     return params.detach(), n_iter
 
 
-def _solve(
+def solve(
     a: Tensor,
     b: Tensor,
     cost: Tensor,
