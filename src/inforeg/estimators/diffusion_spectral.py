@@ -230,7 +230,7 @@ def _entropy_from_spectrum(
     h = h_top + 0.5 * (lo + hi)
     bound = 0.5 * (hi - lo)
     if t > 2:  # unknown tail mass in [0, tail_hi]: widen by its whole effect
-        bound = bound + tail_hi / total * (1.0 + torch.log(torch.tensor(float(m))))
+        bound = bound + tail_hi / total * (1.0 + math.log(m))
     return h, bound
 
 
