@@ -12,6 +12,14 @@ from inforeg.core.checks import checks
 from inforeg.rl import selective_log_softmax, token_entropy
 
 
+@pytest.fixture(autouse=True, params=["c-kernel", "pytorch"])
+def cpu_backend(request, monkeypatch):
+    """Every test runs on both CPU back ends for float32/bfloat16: the fused C kernel (built at
+    first use) and the chunked PyTorch path."""
+    monkeypatch.setenv("INFOREG_DISABLE_CPU_KERNEL", "1" if request.param == "pytorch" else "0")
+    return request.param
+
+
 def _ref_entropy(z: torch.Tensor, t: float = 1.0) -> torch.Tensor:
     z = z.double() / t
     return -(torch.softmax(z, -1) * torch.log_softmax(z, -1)).sum(-1)

@@ -1,17 +1,24 @@
 """Exact per-token entropy and sampled-token log-probabilities from large-vocabulary logits.
 
-Both functions stream over row chunks of the flattened logits ``(R, V)``: each chunk is upcast to
-float32 (for float16/bfloat16 input) into a reused work buffer, and the backward pass recomputes
-the chunk's probabilities instead of saving them. Peak extra memory is therefore a few
-``chunk_size x V`` float32 buffers, whatever the number of rows; the gradient itself (same shape as
-the logits) is the only full-size allocation, and only in backward.
+Three back ends compute the same values, chosen per call from the logits' device and dtype:
 
-On CUDA (float32/float16/bfloat16, Triton importable) both functions instead run fused Triton
-kernels (:mod:`inforeg.rl._triton_entropy`): one read of the logits per row in the forward pass
-(an online softmax), one read and one write in the backward, no work buffers; ``chunk_size`` is
-then unused. ``INFOREG_DISABLE_TRITON=1`` selects the chunked path everywhere. Logits of
-``-inf`` (masked vocabulary entries) are allowed on both paths: they get probability 0 and
-gradient 0.
+* **CPU, float32/bfloat16, contiguous rows** (the default there): a fused C kernel
+  (:mod:`inforeg.rl._cpu_entropy`, compiled at first use) reads each row once in the forward pass
+  (an online softmax) and, in the backward pass, reads the logits once and writes the gradient
+  once; no work buffers. ``INFOREG_DISABLE_CPU_KERNEL=1`` selects the chunked path instead.
+* **CUDA, float32/float16/bfloat16, Triton importable**: fused Triton kernels
+  (:mod:`inforeg.rl._triton_entropy`) with the same single-pass structure.
+  ``INFOREG_DISABLE_TRITON=1`` selects the chunked path instead.
+* **Everything else** (float64, float16 on CPU, strided rows, no C compiler, other devices): a
+  chunked PyTorch path that streams over row chunks of the flattened logits ``(R, V)``: each
+  chunk is upcast to float32 (for half input) into a reused work buffer, and the backward pass
+  recomputes the chunk's probabilities instead of saving them. Peak extra memory is a few
+  ``chunk_size x V`` float32 buffers whatever the number of rows.
+
+``chunk_size`` only affects the chunked path. The gradient (same shape as the logits) is the
+only full-size allocation, and only in backward. Logits of ``-inf`` (masked vocabulary entries)
+are allowed on every path: they get probability 0 and gradient 0. A row with a NaN or ``+inf``
+logit, or with every logit ``-inf``, gives NaN.
 
 Conventions (as TRL and verl): entropies are in **nats**; the temperature divides the logits
 before the softmax, ``p = softmax(z / T)``.
@@ -29,7 +36,22 @@ from torch import Tensor
 from inforeg.core.checks import check_int, check_positive, check_tensor
 from inforeg.core.dtypes import compute_dtype
 from inforeg.core.threads import intra_op_threads
-from inforeg.rl import _triton_entropy as _fused
+from inforeg.rl import _cpu_entropy, _triton_entropy
+
+# both fused back ends have the same four functions: entropy_forward, entropy_backward,
+# lse_forward, selective_backward
+_FusedKernels = Any
+
+
+def _fused_kernels(z: Tensor) -> _FusedKernels | None:
+    """The fused back end for ``z`` (Triton on CUDA, the C kernel on CPU), or None for the
+    chunked PyTorch path."""
+    if _triton_entropy.usable(z):
+        return _triton_entropy
+    if _cpu_entropy.usable(z):
+        return _cpu_entropy
+    return None
+
 
 __all__ = ["default_entropy_chunk", "selective_log_softmax", "token_entropy"]
 
@@ -149,9 +171,9 @@ def _scale_into(z: Tensor, inv_t: float, y: Tensor) -> Tensor:
 class _TokenEntropy(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, z: Tensor, inv_t: float, chunk: int) -> Tensor:  # type: ignore[override]
-        ctx.inv_t, ctx.chunk, ctx.fused = inv_t, chunk, _fused.usable(z)
-        if ctx.fused:  # CUDA: one fused pass per row (Triton)
-            out, lse = _fused.entropy_forward(z, inv_t)
+        ctx.inv_t, ctx.chunk, ctx.fused = inv_t, chunk, _fused_kernels(z)
+        if ctx.fused is not None:  # one fused pass per row (Triton or C)
+            out, lse = ctx.fused.entropy_forward(z, inv_t)
             ctx.save_for_backward(z, lse, out)
             return out
         rows, vocab = z.shape
@@ -200,8 +222,8 @@ class _TokenEntropy(torch.autograd.Function):
         if not ctx.needs_input_grad[0]:
             return None, None, None
         inv_t, chunk = ctx.inv_t, ctx.chunk
-        if ctx.fused:
-            return _fused.entropy_backward(z, lse, ent, grad, inv_t), None, None
+        if ctx.fused is not None:
+            return ctx.fused.entropy_backward(z, lse, ent, grad, inv_t), None, None
         rows, vocab = z.shape
         acc = _acc_dtype(z)
         gz = torch.empty_like(z)
@@ -265,23 +287,24 @@ def token_entropy(
              = \log \sum_v e^{y_v} - \frac{\sum_v e^{y_v} y_v}{\sum_v e^{y_v}},
         \qquad y = z / T - \max_v z_v / T.
 
-    The rows of the flattened ``(R, V)`` logits are processed ``chunk_size`` at a time; each
-    chunk is shifted, exponentiated and reduced inside a reused float32 buffer, so no full-size
-    probability tensor ever exists. The backward pass recomputes the chunk's probabilities and
-    writes :math:`\partial H/\partial z_v = -\tfrac{1}{T} p_v(\log p_v + H)` into the gradient.
-    On CPU the rows are split over ``torch.get_num_threads()`` worker threads, with intra-op
-    threading set to 1 during the call (restored after; avoid calling it concurrently with
-    other torch work in the same process that relies on the thread setting).
+    No full-size probability tensor ever exists. For float32/bfloat16 logits on CPU (and on CUDA
+    with Triton) a fused kernel reads each row once, keeping running sums relative to the running
+    maximum (see the module docstring); otherwise the rows of the flattened ``(R, V)`` logits are
+    processed ``chunk_size`` at a time, each chunk shifted, exponentiated and reduced inside a
+    reused float32 buffer. The backward pass recomputes the probabilities and writes
+    :math:`\partial H/\partial z_v = -\tfrac{1}{T} p_v(\log p_v + H)` into the gradient.
+    On CPU the rows are split over ``torch.get_num_threads()`` threads (on the chunked path,
+    with intra-op threading set to 1 during the call and restored after; avoid calling it
+    concurrently with other torch work in the same process that relies on the thread setting).
     This is the computation of TRL's ``entropy_from_logits`` (128-row chunks of
-    ``log_softmax``) and verl's ``entropy_from_logits_with_chunking`` (2048 rows, float32), with
-    cache-sized chunks and no per-chunk allocation. On CUDA a fused Triton kernel reads each row
-    once instead (see the module docstring).
+    ``log_softmax``) and verl's ``entropy_from_logits_with_chunking`` (2048 rows, float32),
+    without their per-chunk full-size intermediates.
 
     Args:
         logits: ``(..., V)`` floating logits (any leading shape, e.g. ``(N, T, V)``).
         temperature: ``T > 0``; the logits are divided by it before the softmax (default 1).
-        chunk_size: rows per chunk; default: about 1 MiB of float32 per chunk on CPU, 32 MiB on
-            other devices (unused by the fused CUDA kernel).
+        chunk_size: rows per chunk of the chunked path; default: about 1 MiB of float32 per
+            chunk on CPU, 32 MiB on other devices (unused by the fused kernels).
 
     Returns:
         ``(...)`` entropies in nats, in the dtype of ``logits`` (float32 accumulation for
@@ -303,10 +326,10 @@ def token_entropy(
 class _SelectiveLogSoftmax(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, z: Tensor, tok: Tensor, inv_t: float, chunk: int) -> Tensor:  # type: ignore[override]
-        ctx.inv_t, ctx.chunk, ctx.fused = inv_t, chunk, _fused.usable(z)
+        ctx.inv_t, ctx.chunk, ctx.fused = inv_t, chunk, _fused_kernels(z)
         picked = z.gather(1, tok.unsqueeze(1)).view(-1).to(_acc_dtype(z)) * inv_t
-        if ctx.fused:  # CUDA: one fused pass per row (Triton)
-            lse = _fused.lse_forward(z, inv_t)
+        if ctx.fused is not None:  # one fused pass per row (Triton or C)
+            lse = ctx.fused.lse_forward(z, inv_t)
             ctx.save_for_backward(z, tok, lse)
             return picked - lse
         rows, vocab = z.shape
@@ -346,8 +369,8 @@ class _SelectiveLogSoftmax(torch.autograd.Function):
         if not ctx.needs_input_grad[0]:
             return None, None, None, None
         inv_t, chunk = ctx.inv_t, ctx.chunk
-        if ctx.fused:
-            return _fused.selective_backward(z, tok, lse, grad, inv_t), None, None, None
+        if ctx.fused is not None:
+            return ctx.fused.selective_backward(z, tok, lse, grad, inv_t), None, None, None
         rows, vocab = z.shape
         acc = _acc_dtype(z)
         gz = torch.empty_like(z)
@@ -393,13 +416,14 @@ def selective_log_softmax(
 
         \log \pi(o_t) = z_{o_t}/T - \log \sum_v e^{z_v / T}.
 
-    The row-wise log-sum-exp is computed chunk by chunk in float32 (for half-precision input,
+    The row-wise log-sum-exp is accumulated in float32 or better (for half-precision input,
     where TRL falls back to a per-row ``log_softmax`` because a bf16 ``logsumexp`` is
-    inaccurate). When :math:`S = \sum_v e^{z_v/T}` lies in ``[1e-10, 1e30]`` it is used with
-    no max shift (one exp pass reading the chunk, no max pass; the row max is then within
-    [-46, 69], so nothing overflows and every term that matters is a normal float); otherwise
-    the chunk is redone with the exact max shift. The backward recomputes ``p`` per chunk and
-    writes ``(onehot - p) / T``.
+    inaccurate): by the fused kernels in one read of each row (float32/bfloat16 on CPU, and on
+    CUDA with Triton), else chunk by chunk. On the chunked path, when
+    :math:`S = \sum_v e^{z_v/T}` lies in ``[1e-10, 1e30]`` it is used with no max shift (one
+    exp pass reading the chunk, no max pass; the row max is then within [-46, 69], so nothing
+    overflows and every term that matters is a normal float); otherwise the chunk is redone
+    with the exact max shift. The backward recomputes ``p`` and writes ``(onehot - p) / T``.
 
     Args:
         logits: ``(..., V)`` floating logits.

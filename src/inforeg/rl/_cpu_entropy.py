@@ -1,0 +1,234 @@
+r"""Fused one-pass CPU kernels (C, compiled at first use) for the token entropy and the row
+log-sum-exp, with the same interface as :mod:`inforeg.rl._triton_entropy`.
+
+Used by :mod:`inforeg.rl.entropy` for contiguous float32/bfloat16 CPU tensors; float64, float16,
+non-contiguous rows and machines without a C compiler take the chunked PyTorch path. Set
+``INFOREG_DISABLE_CPU_KERNEL=1`` to force that path.
+
+The kernel (``_cpu_entropy.c``, plain C with no Python or torch headers) reads each row once in
+L1-sized blocks with an online softmax in base 2 and a vectorised polynomial ``2^x`` (about
+1.6 ulp); see the comments in the C file. The backward pass reads the logits once and writes
+the gradient once, as the Triton kernels do. Rows are split over ``torch.get_num_threads()``
+POSIX threads.
+
+Build: the first call compiles the source with the C compiler (``$CC``, else ``cc``, ``gcc`` or
+``clang``) into ``$INFOREG_CACHE_DIR`` (default ``$XDG_CACHE_HOME/inforeg`` or
+``~/.cache/inforeg``), under a name that hashes the source, the flags, the compiler and the CPU
+(the build uses ``-march=native``), and loads it with :mod:`ctypes`. This takes under a second
+and happens once per machine; if it fails, one warning says why and the PyTorch path is used.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+import threading
+import warnings
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+__all__ = ["entropy_backward", "entropy_forward", "lse_forward", "selective_backward", "usable"]
+
+_SOURCE = Path(__file__).with_name("_cpu_entropy.c")
+_COMMON = ["-O3", "-fno-math-errno", "-fno-trapping-math", "-shared", "-fPIC", "-pthread"]
+# tuned build first (the host's vector units, 512-bit vectors where it has them), then a
+# portable one for compilers or CPUs that reject those flags
+_FLAG_SETS = (
+    [*_COMMON, "-march=native", "-mprefer-vector-width=512", "-fopenmp-simd"],
+    _COMMON,
+)
+_DTYPE_CODES = {torch.float32: 0, torch.bfloat16: 1}
+_MIN_ELEMENTS_PER_THREAD = 1 << 19  # below this, starting a thread costs more than it saves
+
+_lock = threading.Lock()
+_state: dict[str, ctypes.CDLL | None] = {}
+
+
+def _disabled() -> bool:
+    return os.environ.get("INFOREG_DISABLE_CPU_KERNEL", "0") not in ("", "0")
+
+
+def usable(z: Tensor) -> bool:
+    """True for a contiguous CPU float32/bfloat16 tensor when the kernel is built (or builds)."""
+    return (
+        z.device.type == "cpu"
+        and z.dtype in _DTYPE_CODES
+        and z.is_contiguous()
+        and not _disabled()
+        and library() is not None
+    )
+
+
+def _cache_dir() -> Path:
+    root = os.environ.get("INFOREG_CACHE_DIR")
+    if root:
+        return Path(root)
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg) if xdg else Path.home() / ".cache") / "inforeg"
+
+
+def _cpu_signature() -> str:
+    """What ``-march=native`` depends on: the CPU model and feature flags (Linux), else the
+    platform's processor string."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+        keep = [ln for ln in lines if ln.startswith(("model name", "flags", "Features"))]
+        return "\n".join(sorted(set(keep)))
+    except OSError:
+        return platform.processor()
+
+
+def _compiler() -> str | None:
+    cc = os.environ.get("CC")
+    if cc and shutil.which(cc):
+        return shutil.which(cc)
+    for name in ("cc", "gcc", "clang"):
+        path = shutil.which(name)
+        if path:
+            return path
+    return None
+
+
+def _build(cc: str, flags: list[str], target: Path) -> str | None:
+    """Compile into ``target`` (atomically: a temporary name, then a rename). Returns the
+    compiler's error text on failure, else None."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
+    os.close(fd)
+    try:
+        proc = subprocess.run(
+            [cc, *flags, str(_SOURCE), "-o", tmp, "-lm"],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        if proc.returncode != 0:
+            return proc.stderr.strip()[-2000:] or f"exit status {proc.returncode}"
+        os.replace(tmp, target)
+        return None
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _load(path: Path) -> ctypes.CDLL:
+    lib = ctypes.CDLL(str(path))
+    p, i64, f32, i32 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_float, ctypes.c_int
+    lib.inforeg_row_stats.argtypes = [p, i32, i64, i64, i64, f32, p, p, i32]
+    lib.inforeg_row_stats.restype = i32
+    lib.inforeg_row_backward.argtypes = [p, p, i32, i64, i64, i64, f32, p, p, p, p, i32]
+    lib.inforeg_row_backward.restype = i32
+    return lib
+
+
+def library() -> ctypes.CDLL | None:
+    """The compiled kernel library, building it on first use; None where it cannot be built."""
+    with _lock:
+        if "lib" in _state:
+            return _state["lib"]
+        _state["lib"] = None
+        cc = _compiler()
+        if cc is None:
+            warnings.warn(
+                "inforeg: no C compiler found (set CC), so token_entropy and "
+                "selective_log_softmax use the slower chunked PyTorch path on CPU",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+            return None
+        source = _SOURCE.read_bytes()
+        errors = []
+        for flags in _FLAG_SETS:
+            key = hashlib.sha256(
+                b"\0".join(
+                    [source, " ".join(flags).encode(), cc.encode(), _cpu_signature().encode()]
+                )
+            ).hexdigest()[:20]
+            for directory in (_cache_dir(), Path(tempfile.gettempdir()) / "inforeg-kernels"):
+                target = directory / f"cpu_entropy-{key}.so"
+                try:
+                    if not target.exists():
+                        error = _build(cc, flags, target)
+                        if error is not None:
+                            errors.append(f"{cc} {' '.join(flags)}: {error}")
+                            break  # these flags fail: the next directory will not help
+                    _state["lib"] = _load(target)
+                    return _state["lib"]
+                except (OSError, subprocess.SubprocessError) as exc:
+                    errors.append(f"{target}: {exc}")
+        warnings.warn(
+            "inforeg: could not build the fused CPU entropy kernel, so token_entropy and "
+            "selective_log_softmax use the slower chunked PyTorch path on CPU:\n"
+            + "\n".join(errors),
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        return None
+
+
+def _threads(z: Tensor) -> int:
+    return max(1, min(torch.get_num_threads(), z.numel() // _MIN_ELEMENTS_PER_THREAD))
+
+
+def _ptr(t: Tensor | None) -> int | None:
+    return None if t is None else t.data_ptr()
+
+
+def _forward(z: Tensor, inv_t: float, want_ent: bool) -> tuple[Tensor | None, Tensor]:
+    lib = library()
+    assert lib is not None, "usable() is checked first"
+    rows, vocab = z.shape
+    lse = torch.empty(rows, dtype=torch.float32)
+    ent = torch.empty(rows, dtype=torch.float32) if want_ent else None
+    lib.inforeg_row_stats(
+        z.data_ptr(), _DTYPE_CODES[z.dtype], rows, vocab, vocab, inv_t,
+        lse.data_ptr(), _ptr(ent), _threads(z),
+    )  # fmt: skip
+    return ent, lse
+
+
+def entropy_forward(z: Tensor, inv_t: float) -> tuple[Tensor, Tensor]:
+    """``(H, lse)`` per row of ``z (R, V)`` at temperature ``1 / inv_t``, float32."""
+    ent, lse = _forward(z, inv_t, True)
+    assert ent is not None
+    return ent, lse
+
+
+def lse_forward(z: Tensor, inv_t: float) -> Tensor:
+    """``logsumexp(z / T)`` per row, float32."""
+    return _forward(z, inv_t, False)[1]
+
+
+def _backward(
+    z: Tensor, lse: Tensor, grad: Tensor, inv_t: float, ent: Tensor | None, tok: Tensor | None
+) -> Tensor:
+    lib = library()
+    assert lib is not None, "usable() is checked first"
+    rows, vocab = z.shape
+    gz = torch.empty(rows, vocab, dtype=z.dtype)
+    g = grad.to(torch.float32).contiguous()
+    lse = lse.contiguous()
+    ent = None if ent is None else ent.to(torch.float32).contiguous()
+    tok = None if tok is None else tok.to(torch.int64).contiguous()
+    lib.inforeg_row_backward(
+        z.data_ptr(), gz.data_ptr(), _DTYPE_CODES[z.dtype], rows, vocab, vocab, inv_t,
+        lse.data_ptr(), _ptr(ent), g.data_ptr(), _ptr(tok), _threads(z),
+    )  # fmt: skip
+    return gz
+
+
+def entropy_backward(z: Tensor, lse: Tensor, ent: Tensor, grad: Tensor, inv_t: float) -> Tensor:
+    """``grad * dH/dz`` for ``z (R, V)``, in the dtype of ``z``."""
+    return _backward(z, lse, grad, inv_t, ent, None)
+
+
+def selective_backward(z: Tensor, tok: Tensor, lse: Tensor, grad: Tensor, inv_t: float) -> Tensor:
+    """``grad * d log p_tok / dz`` for ``z (R, V)``, in the dtype of ``z``."""
+    return _backward(z, lse, grad, inv_t, None, tok)
