@@ -159,3 +159,18 @@ def test_build_into_a_fresh_cache(monkeypatch, tmp_path):
     built = list(tmp_path.glob("cpu_entropy-*.so"))
     assert len(built) == 1  # the temporary file was renamed, not left behind
     assert list(tmp_path.iterdir()) == built
+
+
+@needs_kernel
+def test_unusable_cache_dir_falls_back_to_a_private_temp_dir(monkeypatch, tmp_path):
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("")
+    monkeypatch.setenv("INFOREG_CACHE_DIR", str(blocker / "cache"))  # mkdir fails
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "tmp"))
+    monkeypatch.setattr(_cpu_entropy.tempfile, "tempdir", None)  # re-read TMPDIR
+    (tmp_path / "tmp").mkdir()
+    monkeypatch.setattr(_cpu_entropy, "_state", {})
+    assert _cpu_entropy.library() is not None
+    (private,) = (tmp_path / "tmp").iterdir()
+    assert private.name.startswith("inforeg-kernels-") and private.stat().st_mode & 0o077 == 0
+    assert len(list(private.glob("cpu_entropy-*.so"))) == 1

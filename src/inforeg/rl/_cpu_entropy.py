@@ -66,12 +66,29 @@ def usable(z: Tensor) -> bool:
     )
 
 
-def _cache_dir() -> Path:
+def _cache_dirs() -> list[Path]:
+    """Where the built library may live: ``$INFOREG_CACHE_DIR``, else ``$XDG_CACHE_HOME/inforeg``
+    or ``~/.cache/inforeg``; then a per-user folder in the temporary directory."""
+    dirs = []
     root = os.environ.get("INFOREG_CACHE_DIR")
-    if root:
-        return Path(root)
     xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(xdg) if xdg else Path.home() / ".cache") / "inforeg"
+    try:
+        dirs.append(
+            Path(root) if root else (Path(xdg) if xdg else Path.home() / ".cache") / "inforeg"
+        )
+    except RuntimeError:  # no home directory
+        pass
+    uid = os.getuid() if hasattr(os, "getuid") else 0
+    dirs.append(Path(tempfile.gettempdir()) / f"inforeg-kernels-{uid}")
+    return dirs
+
+
+def _private_dir(directory: Path) -> None:
+    """Create ``directory`` (owner-only) and refuse one owned by another user: a library loaded
+    from it runs in this process."""
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if hasattr(os, "getuid") and directory.stat().st_uid != os.getuid():
+        raise OSError(f"{directory} belongs to another user")
 
 
 def _cpu_signature() -> str:
@@ -99,7 +116,6 @@ def _compiler() -> str | None:
 def _build(cc: str, flags: list[str], target: Path) -> str | None:
     """Compile into ``target`` (atomically: a temporary name, then a rename). Returns the
     compiler's error text on failure, else None."""
-    target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
     os.close(fd)
     try:
@@ -151,9 +167,10 @@ def library() -> ctypes.CDLL | None:
                     [source, " ".join(flags).encode(), cc.encode(), _cpu_signature().encode()]
                 )
             ).hexdigest()[:20]
-            for directory in (_cache_dir(), Path(tempfile.gettempdir()) / "inforeg-kernels"):
+            for directory in _cache_dirs():
                 target = directory / f"cpu_entropy-{key}.so"
                 try:
+                    _private_dir(directory)
                     if not target.exists():
                         error = _build(cc, flags, target)
                         if error is not None:
