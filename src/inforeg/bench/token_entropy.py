@@ -119,66 +119,48 @@ LOGP_IMPLS: tuple[tuple[str, Impl], ...] = (
 )
 
 
-def _forward_rows(
+def _rows(
     op: str,
     impls: tuple[tuple[str, Impl], ...],
     x: torch.Tensor,
     tok: torch.Tensor,
-    ref: torch.Tensor,
     repeat: int,
+    ref: torch.Tensor | None,
 ) -> list[dict[str, Any]]:
+    """One row per implementation: the forward values, checked against the float64 ``ref`` of the
+    first rows, or (``ref=None``) forward + backward, the gradient compared with inforeg's."""
     rows: list[dict[str, Any]] = []
     logits_mb = x.numel() * x.element_size() / 2**20
     first: torch.Tensor | None = None
     t_first = 0.0
     for name, fn in impls:
-        t, mem, val = measure(lambda fn=fn: fn(x, tok), repeat=repeat)  # type: ignore[misc]
-        if first is None:
-            first, t_first = val.double(), t
-        rows.append(
-            {
-                "op": op,
-                "dtype": str(x.dtype).replace("torch.", ""),
-                "shape": f"({x.shape[0]}, {x.shape[1]})",
-                "impl": name,
-                "max rel. err vs fp64": _rel(val[:REF_ROWS], ref),
-                "max rel. diff vs inforeg": _rel(val, first),
-                "s": t,
-                "s / inforeg s": t / t_first,
-                "extra peak MB": mem / 2**20,
-                "extra mem / logits": mem / 2**20 / logits_mb,
-            }
+        call = (
+            _fwd_bwd(lambda z, fn=fn: fn(z, tok), x)  # type: ignore[misc]
+            if ref is None
+            else lambda fn=fn: fn(x, tok)  # type: ignore[misc]
         )
-        del val
-    return rows
-
-
-def _backward_rows(
-    op: str, impls: tuple[tuple[str, Impl], ...], x: torch.Tensor, tok: torch.Tensor, repeat: int
-) -> list[dict[str, Any]]:
-    rows: list[dict[str, Any]] = []
-    logits_mb = x.numel() * x.element_size() / 2**20
-    first: torch.Tensor | None = None
-    t_first = 0.0
-    for name, fn in impls:
-        t, mem, g = measure(_fwd_bwd(lambda z, fn=fn: fn(z, tok), x), repeat=repeat)  # type: ignore[misc]
+        t, mem, out = measure(call, repeat=repeat)
         if first is None:
-            first, t_first = g.double(), t
-        rows.append(
-            {
-                "op": op,
-                "dtype": str(x.dtype).replace("torch.", ""),
-                "shape": f"({x.shape[0]}, {x.shape[1]})",
-                "impl": name,
-                "max abs. grad diff vs inforeg": float((g.double() - first).abs().max()),
-                "s": t,
-                "s / inforeg s": t / t_first,
-                "extra peak MB": mem / 2**20,
-                "extra mem / logits": mem / 2**20 / logits_mb,
-                "extra mem beyond grad / logits": (mem / 2**20 - logits_mb) / logits_mb,
-            }
-        )
-        del g
+            first, t_first = out.double(), t
+        row: dict[str, Any] = {
+            "op": op,
+            "dtype": str(x.dtype).replace("torch.", ""),
+            "shape": f"({x.shape[0]}, {x.shape[1]})",
+            "impl": name,
+        }
+        if ref is None:
+            row["max abs. grad diff vs inforeg"] = float((out.double() - first).abs().max())
+        else:
+            row["max rel. err vs fp64"] = _rel(out[:REF_ROWS], ref)
+            row["max rel. diff vs inforeg"] = _rel(out, first)
+        row["s"] = t
+        row["s / inforeg s"] = t / t_first
+        row["extra peak MB"] = mem / 2**20
+        row["extra mem / logits"] = mem / 2**20 / logits_mb
+        if ref is None:  # the gradient itself has the size of the logits
+            row["extra mem beyond grad / logits"] = (mem / 2**20 - logits_mb) / logits_mb
+        rows.append(row)
+        del out
     return rows
 
 
@@ -194,8 +176,8 @@ def run(quick: bool) -> BenchResult:
     for dtype in dtypes:
         xb = (torch.randn(rows_bwd, VOCAB, generator=gen) * 2.0).to(dtype)
         tb = torch.randint(0, VOCAB, (rows_bwd,), generator=gen)
-        out += _backward_rows("entropy fwd+bwd", ENTROPY_IMPLS[:4], xb, tb, repeat)
-        out += _backward_rows("selective log-softmax fwd+bwd", LOGP_IMPLS[:4], xb, tb, repeat)
+        out += _rows("entropy fwd+bwd", ENTROPY_IMPLS[:4], xb, tb, repeat, None)
+        out += _rows("selective log-softmax fwd+bwd", LOGP_IMPLS[:4], xb, tb, repeat, None)
         del xb
     for dtype in dtypes:
         x = (torch.randn(rows_fwd, VOCAB, generator=gen) * 2.0).to(dtype)
@@ -204,8 +186,8 @@ def run(quick: bool) -> BenchResult:
         ref_h = _naive_entropy(x64)
         ref_lp = _naive_logp(x64, tok[:REF_ROWS])
         del x64
-        out += _forward_rows("entropy fwd", ENTROPY_IMPLS, x, tok, ref_h, repeat)
-        out += _forward_rows("selective log-softmax fwd", LOGP_IMPLS, x, tok, ref_lp, repeat)
+        out += _rows("entropy fwd", ENTROPY_IMPLS, x, tok, repeat, ref_h)
+        out += _rows("selective log-softmax fwd", LOGP_IMPLS, x, tok, repeat, ref_lp)
         del x
     notes = (
         "Logits ~ N(0, 2^2). 'extra peak MB' is the growth of peak resident memory during one call "
