@@ -27,33 +27,10 @@
 #define LANES 16 /* one AVX-512 register of float32 */
 #define LOG2E 1.44269504088896341f
 #define LN2 0.693147180559945309
-#define EXP2_LO (-125.0f) /* 2^-125 ~ 2.4e-38: the floor of exp2_poly (a normal float) */
+#define EXP2_LO (-125.0f) /* 2^-125 ~ 2.4e-38: the floor of vexp2 (a normal float) */
 #define SLACK 40.0f       /* block maxima up to 2^40 above the reference need no redo */
 
 enum { F32 = 0, BF16 = 1 };
-
-/* 2^x for x in [-125, 127] (callers clamp below; NaN propagates). n = round(x) by the
- * 1.5 * 2^23 trick (the low mantissa bits of t hold n + 127, the biased exponent); 2^(x - n) on [-1/2, 1/2] by a degree-6
- * polynomial fitted for minimax relative error (about 1.6 ulp with float32 Horner steps). */
-static inline float exp2_poly(float x)
-{
-    const float magic = 12582912.0f + 127.0f; /* + 127: t's low bits hold the biased exponent */
-    float t = x + magic;
-    float r = x - (t - magic);
-    float p = 1.5345810970757157e-4f;
-    p = p * r + 1.3399930903688073e-3f;
-    p = p * r + 9.618489071726799e-3f;
-    p = p * r + 5.550328642129898e-2f;
-    p = p * r + 2.4022646248340607e-1f;
-    p = p * r + 6.931471824645996e-1f;
-    p = p * r + 1.0f;
-    uint32_t bits;
-    memcpy(&bits, &t, sizeof bits);
-    bits <<= 23; /* 2^n: (0x4B400000 + 127 + n) << 23 == (127 + n) << 23 mod 2^32 */
-    float scale;
-    memcpy(&scale, &bits, sizeof scale);
-    return p * scale;
-}
 
 static inline float bf16_to_f32(uint16_t h)
 {
@@ -71,7 +48,7 @@ static inline uint16_t f32_to_bf16(float f) /* round to nearest even, as torch *
     return (uint16_t)(f != f ? (bits >> 16) | 0x40u : rounded); /* NaN stays a quiet NaN */
 }
 
-static inline float load(const void *z, int dtype, int64_t i)
+static inline float load(const void *z, int dtype, int64_t i) /* one value as float32 */
 {
     return dtype == F32 ? ((const float *)z)[i] : bf16_to_f32(((const uint16_t *)z)[i]);
 }
@@ -115,7 +92,12 @@ static inline vf vload(const void *x, int dtype, int64_t k) /* LANES values from
     return (vf)(__builtin_convertvector(h, vu) << 16);
 }
 
-static inline vf vexp2(vf x) /* exp2_poly, lane by lane */
+/* 2^x lane by lane for x in [-125, 127] (callers clamp below; NaN propagates). n = round(x) by
+ * the 1.5 * 2^23 trick (the low mantissa bits of t hold n + 127, the biased exponent); 2^(x - n)
+ * on [-1/2, 1/2] by a degree-6 polynomial fitted for minimax relative error (about 1.6 ulp with
+ * float32 Horner steps); then 2^n * that, with 2^n built from t's bits:
+ * (0x4B400000 + 127 + n) << 23 == (127 + n) << 23 mod 2^32. */
+static inline vf vexp2(vf x)
 {
     const vf magic = vsplat(12582912.0f + 127.0f);
     vf t = x + magic;
@@ -139,43 +121,46 @@ static inline vf vexp2(vf x) /* exp2_poly, lane by lane */
  * bytes (`next`) are prefetched into L2 (prefetcht1: into L1 it measured 1.7x slower, the fill
  * buffers saturate) line by line, so that its read from memory overlaps this block's
  * arithmetic. */
+static inline __attribute__((always_inline)) void sum_step(vf v, vf vc, vf vm, const int want_u,
+                                                           vf *as, vf *au, vf *am)
+{
+    vf w = vmax(v * vc - vm, vsplat(EXP2_LO)); /* NaN stays NaN */
+    vf e = vexp2(w);
+    *am = vmax(*am, v);
+    *as += e;
+    if (want_u)
+        *au += e * w;
+}
+
 static inline __attribute__((always_inline)) void
 block_sums(const void *x, const int dtype, int64_t len, float c, float m2, const int want_u,
            const char *next, float *bs, float *bu, float *bmax)
 {
     const int64_t esize = dtype == F32 ? 4 : 2;
-    const vf vc = vsplat(c), vm = vsplat(m2), lo = vsplat(EXP2_LO);
-    vf as0 = {0}, au0 = {0}, as1 = {0}, au1 = {0}, am = vsplat(-INFINITY);
+    const vf vc = vsplat(c), vm = vsplat(m2);
+    vf as0 = {0}, au0 = {0}, as1 = {0}, au1 = {0};
+    vf am0 = vsplat(-INFINITY), am1 = am0;
     int64_t full = len - len % (2 * LANES);
     for (int64_t k = 0; k < full; k += 2 * LANES) { /* two vectors: 128 B float32, 64 B bf16 */
         __builtin_prefetch(next + k * esize, 0, 2);
         if (dtype == F32)
             __builtin_prefetch(next + k * esize + 64, 0, 2);
-        vf v0 = vload(x, dtype, k), v1 = vload(x, dtype, k + LANES);
-        vf w0 = vmax(v0 * vc - vm, lo), w1 = vmax(v1 * vc - vm, lo); /* NaN stays NaN */
-        vf e0 = vexp2(w0), e1 = vexp2(w1);
-        am = vmax(vmax(am, v0), v1);
-        as0 += e0;
-        as1 += e1;
-        if (want_u) {
-            au0 += e0 * w0;
-            au1 += e1 * w1;
-        }
+        sum_step(vload(x, dtype, k), vc, vm, want_u, &as0, &au0, &am0);
+        sum_step(vload(x, dtype, k + LANES), vc, vm, want_u, &as1, &au1, &am1);
+    }
+    if (full < len) { /* the last values, padded with -inf (each pad adds 2^-125, as a masked logit) */
+        float pad[2 * LANES];
+        for (int64_t j = 0; j < 2 * LANES; j++)
+            pad[j] = full + j < len ? load(x, dtype, full + j) : -INFINITY;
+        sum_step(vload(pad, F32, 0), vc, vm, want_u, &as0, &au0, &am0);
+        sum_step(vload(pad, F32, LANES), vc, vm, want_u, &as1, &au1, &am1);
     }
     float ts = 0.0f, tu = 0.0f, tm = -INFINITY;
     for (int j = 0; j < LANES; j++) {
         ts += as0[j] + as1[j];
         tu += au0[j] + au1[j];
-        tm = am[j] > tm ? am[j] : tm;
-    }
-    for (int64_t i = full; i < len; i++) {
-        float v = load(x, dtype, i);
-        float w = v * c - m2;
-        w = w < EXP2_LO ? EXP2_LO : w;
-        float e = exp2_poly(w);
-        tm = v > tm ? v : tm;
-        ts += e;
-        tu += e * w;
+        tm = am0[j] > tm ? am0[j] : tm;
+        tm = am1[j] > tm ? am1[j] : tm;
     }
     *bs = ts;
     *bu = want_u ? tu : 0.0f;
@@ -275,24 +260,31 @@ static void row_stats(const void *z, int dtype, int64_t row_stride, int64_t row,
  *   selective:         d log p_tok / dz = (g / T) (onehot(tok) - p), here o = k p with k = -g / T
  *                      (the one-hot term is added by the caller).
  * p = 2^w is exactly 0 where w < EXP2_LO (-inf logits: gradient 0). */
+static inline vf grad_step(vf v, vf vc, vf vl, int is_ent, vf vk, vf vkh)
+{
+    const vf lo = vsplat(EXP2_LO);
+    vf w = v * vc - vl;
+    vf wc = vmax(w, lo);
+    vf p = vselect(w < lo, vsplat(0.0f), vexp2(wc)); /* NaN stays NaN */
+    return is_ent ? p * (vk * wc + vkh) : vk * p;
+}
+
 static inline void grad_block(const float *x, float *o, int64_t len, float c, float l2, int is_ent,
                               float k, float kh)
 {
-    if (is_ent) {
-#pragma omp simd
-        for (int64_t i = 0; i < len; i++) {
-            float w = x[i] * c - l2;
-            float wc = w < EXP2_LO ? EXP2_LO : w;
-            float p = w < EXP2_LO ? 0.0f : exp2_poly(wc);
-            o[i] = p * (k * wc + kh);
-        }
-    } else {
-#pragma omp simd
-        for (int64_t i = 0; i < len; i++) {
-            float w = x[i] * c - l2;
-            float wc = w < EXP2_LO ? EXP2_LO : w;
-            o[i] = k * (w < EXP2_LO ? 0.0f : exp2_poly(wc));
-        }
+    const vf vc = vsplat(c), vl = vsplat(l2), vk = vsplat(k), vkh = vsplat(kh);
+    int64_t full = len - len % LANES;
+    for (int64_t i = 0; i < full; i += LANES) {
+        vf g = grad_step(vload(x, F32, i), vc, vl, is_ent, vk, vkh);
+        memcpy(o + i, &g, sizeof g);
+    }
+    if (full < len) { /* the last values, padded with -inf (gradient 0, not written) */
+        float pad[LANES];
+        for (int64_t j = 0; j < LANES; j++)
+            pad[j] = full + j < len ? x[full + j] : -INFINITY;
+        vf g = grad_step(vload(pad, F32, 0), vc, vl, is_ent, vk, vkh);
+        for (int64_t j = 0; full + j < len; j++)
+            o[full + j] = g[j];
     }
 }
 
