@@ -9,7 +9,7 @@ import torch
 
 import inforeg
 from inforeg.core.checks import checks
-from inforeg.rl import selective_log_softmax, token_entropy
+from inforeg.rl import _cpu_entropy, selective_log_softmax, token_entropy
 
 
 @pytest.fixture(autouse=True, params=["c-kernel", "pytorch"])
@@ -17,6 +17,7 @@ def cpu_backend(request, monkeypatch):
     """Every test runs on both CPU back ends for float32/bfloat16: the fused C kernel (built at
     first use) and the chunked PyTorch path."""
     monkeypatch.setenv("INFOREG_DISABLE_CPU_KERNEL", "1" if request.param == "pytorch" else "0")
+    monkeypatch.setattr(_cpu_entropy, "_MIN_VOCAB", 1)  # the small test vocabularies too
     return request.param
 
 

@@ -183,8 +183,21 @@ static void block_sums_any(const void *x, int dtype, int64_t len, float c, float
 
 static inline float block_max(const void *x, int dtype, int64_t len) /* NaN if any is NaN */
 {
+    vf am = vsplat(-INFINITY);
+    vi nan = {0};
+    int64_t full = len - len % LANES;
+    for (int64_t k = 0; k < full; k += LANES) {
+        vf v = vload(x, dtype, k);
+        am = vmax(am, v);
+        nan |= v != v;
+    }
     float b = -INFINITY;
-    for (int64_t i = 0; i < len; i++) {
+    for (int j = 0; j < LANES; j++) {
+        if (nan[j])
+            return NAN;
+        b = am[j] > b ? am[j] : b;
+    }
+    for (int64_t i = full; i < len; i++) {
         float v = load(x, dtype, i);
         if (v != v)
             return v;
