@@ -2,18 +2,19 @@
 
 Three back ends compute the same values, chosen per call from the logits' device and dtype:
 
-* **CPU, float32/bfloat16, contiguous rows** (the default there): a fused C kernel
-  (:mod:`inforeg.rl._cpu_entropy`, compiled at first use) reads each row once in the forward pass
-  (an online softmax) and, in the backward pass, reads the logits once and writes the gradient
-  once; no work buffers. ``INFOREG_DISABLE_CPU_KERNEL=1`` selects the chunked path instead.
+* **CPU, float32/bfloat16, contiguous rows of at least 64 logits** (the default there): a fused
+  C kernel (:mod:`inforeg.rl._cpu_entropy`, compiled at first use) reads each row once in the
+  forward pass (an online softmax) and, in the backward pass, reads the logits once and writes
+  the gradient once; no work buffers. ``INFOREG_DISABLE_CPU_KERNEL=1`` selects the chunked path.
 * **CUDA, float32/float16/bfloat16, Triton importable**: fused Triton kernels
   (:mod:`inforeg.rl._triton_entropy`) with the same single-pass structure.
   ``INFOREG_DISABLE_TRITON=1`` selects the chunked path instead.
-* **Everything else** (float64, float16 on CPU, strided rows, no C compiler, other devices): a
-  chunked PyTorch path that streams over row chunks of the flattened logits ``(R, V)``: each
-  chunk is upcast to float32 (for half input) into a reused work buffer, and the backward pass
-  recomputes the chunk's probabilities instead of saving them. Peak extra memory is a few
-  ``chunk_size x V`` float32 buffers whatever the number of rows.
+* **Everything else** (float64, float16 on CPU, strided rows, vocabularies under 64 on CPU, no
+  C compiler, other devices): a chunked PyTorch path that streams over row chunks of the
+  flattened logits ``(R, V)``: each chunk is upcast to float32 (for half input) into a reused
+  work buffer, and the backward pass recomputes the chunk's probabilities instead of saving
+  them. Peak extra memory is a few ``chunk_size x V`` float32 buffers whatever the number of
+  rows.
 
 ``chunk_size`` only affects the chunked path. The gradient (same shape as the logits) is the
 only full-size allocation, and only in backward. Logits of ``-inf`` (masked vocabulary entries)
