@@ -34,7 +34,7 @@ pytest: $(STAMP)
 test: lint typecheck pytest
 
 readme-table: $(STAMP)
-	$(BIN)/python -m inforeg.core.readme
+	$(BIN)/python -m inforeg.lab.readme
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .mypy_cache .ruff_cache

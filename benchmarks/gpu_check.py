@@ -3,7 +3,7 @@
     PYTHONPATH=src python benchmarks/gpu_check.py OUT.md
 
 Token entropy / selective log-softmax at (4096, 151936) against the naive form and TRL's
-128-row chunking (re-implemented as in ``inforeg.bench.token_entropy``), and the streamed
+128-row chunking (re-implemented as in ``inforeg.lab.bench.token_entropy``), and the streamed
 pairwise statistics (MMD, HSIC, distance covariance) at n = 100 000, d = 64. Each time is the
 median of CUDA-event timings after a warm-up; memory is the peak allocated by torch beyond the
 inputs during one call.
@@ -21,7 +21,7 @@ import torch
 
 from inforeg import dependence as dep
 from inforeg import rl
-from inforeg.bench.token_entropy import _naive_entropy, _naive_logp, _trl_entropy, _trl_logp
+from inforeg.lab.bench.token_entropy import _naive_entropy, _naive_logp, _trl_entropy, _trl_logp
 
 
 def _time(fn: Callable[[], Any], repeat: int = 5) -> tuple[float, float, Any]:

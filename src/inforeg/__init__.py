@@ -1,8 +1,9 @@
 """inforeg: information-theoretic regularisers, divergences, dependence measures, estimators
 and optimal-transport losses for PyTorch.
 
-Subpackages (imported on first use): ``losses``, ``dependence``, ``estimators``, ``ot``, ``rl``,
-``nn``, ``optim``, ``data``, ``experiments``, ``bench``, ``core``.
+The library is the technique families (imported on first use) plus ``core`` (shared validation,
+reductions, pairwise kernels, distributed gather). ``inforeg.lab`` is the workbench that checks it
+(CLI, method registry, experiments, benchmarks); no library module imports it.
 """
 
 from __future__ import annotations
@@ -11,15 +12,30 @@ import importlib
 from typing import Any
 
 from inforeg.core.checks import get_checks, set_checks
-from inforeg.core.registry import FAMILIES
 
 __version__ = "0.1.0"
-__all__ = ["__version__", "get_checks", "set_checks"]
 
-_SUBPACKAGES = {*FAMILIES, "core", "experiments", "bench"}
+#: The technique families, one subpackage each.
+FAMILIES: tuple[str, ...] = (
+    "losses",
+    "dependence",
+    "estimators",
+    "ot",
+    "rl",
+    "nn",
+    "optim",
+)
+
+__all__ = ["FAMILIES", "__version__", "get_checks", "set_checks"]
+
+_SUBPACKAGES = frozenset({*FAMILIES, "core", "lab"})
 
 
 def __getattr__(name: str) -> Any:
     if name in _SUBPACKAGES:
         return importlib.import_module(f"inforeg.{name}")
     raise AttributeError(f"module 'inforeg' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_SUBPACKAGES})

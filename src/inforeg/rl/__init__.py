@@ -6,7 +6,6 @@
 - :mod:`~inforeg.rl.epo`: EPO (entropy bonus + smoothing band + phase weight).
 - :mod:`~inforeg.rl.aepo`: AEPO (temperature-switched REINFORCE regulariser + controller).
 - :mod:`~inforeg.rl.lp_reg`: Lp-Reg (min-p proxy + k3 on low-probability negative tokens).
-- :mod:`~inforeg.rl.toy`: the CPU verifiable-reward task used by the experiment.
 """
 
 from inforeg.rl.aepo import ArbitraryEntropyController, build_reinforce_batch, reinforce_loss

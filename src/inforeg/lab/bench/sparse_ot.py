@@ -1,0 +1,151 @@
+"""inforeg.ot.sparse_ot vs POT ``smooth_ot_semi_dual(reg_type="sparsity_constrained")``."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import time
+from functools import partial
+from typing import Any
+
+import numpy as np
+import torch
+
+from inforeg.lab.bench.base import Benchmark, BenchResult, measure
+from inforeg.ot import sparse_ot
+from inforeg.ot._smooth_core import _objective
+
+
+def semi_dual_objective(
+    alpha: torch.Tensor, a: torch.Tensor, b: torch.Tensor, cost: torch.Tensor, gamma: float, k: int
+) -> float:
+    """The top-k semi-dual objective (to maximise) at source potentials ``alpha``."""
+    ct = cost.transpose(-2, -1).contiguous()
+    return float(_objective(alpha, a, b, ct, gamma, "sparse", k, "semi_dual")[0])
+
+
+def _marg(plan: np.ndarray, a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
+    return float(np.abs(plan.sum(1) - a).sum()), float(np.abs(plan.sum(0) - b).sum())
+
+
+def run(quick: bool) -> BenchResult:
+    try:
+        import ot
+    except ImportError as exc:  # pragma: no cover
+        raise ImportError("this benchmark needs POT: pip install 'inforeg[ref]'") from exc
+    rows: list[dict[str, Any]] = []
+    gamma = 0.1
+    for n, k in ((300, 5), (300, 10)) if quick else ((100, 5), (300, 5), (300, 10)):
+        rng = np.random.default_rng(n + k)
+        x = rng.standard_normal((n, 2))
+        y = rng.standard_normal((n, 2)) + 1.0
+        cost = ot.dist(x, y)
+        cost /= cost.max()
+        a = np.full(n, 1.0 / n)
+
+        def pot(cost: np.ndarray = cost, a: np.ndarray = a, k: int = k) -> np.ndarray:
+            with contextlib.redirect_stdout(io.StringIO()):  # POT prints in its projection
+                return ot.smooth.smooth_ot_semi_dual(
+                    a, a, cost, gamma, reg_type="sparsity_constrained", max_nz=k
+                )
+
+        ct, at = torch.from_numpy(cost), torch.from_numpy(a)
+        ours = partial(sparse_ot, at, at, ct, k, gamma)
+        lbfgs = partial(sparse_ot, at, at, ct, k, gamma, method="lbfgs")
+        # Best of 5 for both: on the shared 2-core machine single runs vary by ~15%.
+        t_pot, m_pot, p_pot = measure(pot, repeat=5)
+        t_ours, m_ours, r = measure(ours, repeat=5)
+        t_lbfgs, _, r_lbfgs = measure(lbfgs)
+        plan = r.plan.numpy()
+        # accuracy reference (untimed): POT run to stopThr 1e-15, and both semi-dual objectives
+        with contextlib.redirect_stdout(io.StringIO()):
+            p_tight, log_tight = ot.smooth.smooth_ot_semi_dual(
+                a, a, cost, gamma, reg_type="sparsity_constrained", max_nz=k,
+                stopThr=1e-15, numItermax=20000, log=True,
+            )  # fmt: skip
+        obj_ours = semi_dual_objective(r.f, at, at, ct, gamma, k)
+        obj_tight = semi_dual_objective(torch.from_numpy(log_tight["alpha"]), at, at, ct, gamma, k)
+        rows.append(
+            {
+                "n": n,
+                "k": k,
+                "gamma": gamma,
+                "max |plan diff|": float(np.abs(plan - p_pot).max()),
+                "max |plan diff| vs POT 1e-15": float(np.abs(plan - p_tight).max()),
+                "semi-dual obj ours - POT 1e-15": obj_ours - obj_tight,
+                "row marg. err POT 1e-15": f"{_marg(p_tight, a, a)[0]:.2e}",
+                "max plan": float(p_pot.max()),
+                "row/col marg. err POT": "{:.2e} / {:.2e}".format(*_marg(p_pot, a, a)),
+                "row/col marg. err ours": "{:.2e} / {:.2e}".format(*_marg(plan, a, a)),
+                "row/col marg. err ours L-BFGS": "{:.2e} / {:.2e}".format(
+                    *_marg(r_lbfgs.plan.numpy(), a, a)
+                ),
+                "max nnz/col ours": int((plan > 0).sum(0).max()),
+                "POT s": t_pot,
+                "ours s": t_ours,
+                "ours L-BFGS s": t_lbfgs,
+                "time ratio ours/POT": t_ours / t_pot,
+                "ours iters": r.n_iter,
+                "ours converged": r.converged,
+                "POT MB": m_pot / 2**20,
+                "ours MB": m_ours / 2**20,
+            }
+        )
+    if not quick:
+        n, k = 5000, 10
+        rng = np.random.default_rng(0)
+        x = rng.standard_normal((n, 2))
+        y = rng.standard_normal((n, 2)) + 1.0
+        ct = torch.cdist(torch.from_numpy(x), torch.from_numpy(y)) ** 2
+        ct /= ct.max()
+        at = torch.full((n,), 1.0 / n, dtype=torch.float64)
+        w = torch.full((500,), 1.0 / 500, dtype=torch.float64)
+        sparse_ot(w, w, ct[:500, :500].contiguous(), k, gamma)  # warm-up
+        t0 = time.perf_counter()
+        r = sparse_ot(at, at, ct, k, gamma)
+        t_big = time.perf_counter() - t0
+        plan = r.plan.numpy()
+        rows.append(
+            {
+                "n": n,
+                "k": k,
+                "gamma": gamma,
+                "row/col marg. err ours": "{:.2e} / {:.2e}".format(
+                    *_marg(plan, at.numpy(), at.numpy())
+                ),
+                "max nnz/col ours": int((plan > 0).sum(0).max()),
+                "ours s": t_big,
+                "ours iters": r.n_iter,
+                "ours converged": r.converged,
+            }
+        )
+    notes = (
+        "Semi-dual, squared Euclidean cost divided by its maximum, uniform marginals, "
+        f"gamma = {gamma}, POT defaults (L-BFGS-B, stopThr 1e-9, 500 iterations) vs inforeg "
+        "defaults (method='auto': semismooth Newton with continuation in gamma, tol 1e-9 on the "
+        "largest gradient entry, 500 iterations; when Newton stalls at a top-k kink, L-BFGS "
+        "from Newton's best point) and, for reference, inforeg with method='lbfgs' (torch L-BFGS, up to 5 restarts). "
+        "Marginal errors are L1; the column marginals hold exactly in the semi-dual. Where k "
+        "binds (some column has k non-zeros) the semi-dual has kinks: no solver reaches a zero "
+        "gradient there and the recovered plans differ at the tied entries. Float64. POT's "
+        "stdout (one print per call of its projection) is discarded. The n = 5000 row is "
+        "inforeg alone, one run with the defaults after a small warm-up (no POT run). Shared "
+        "2-core machine; best of 5 timed runs after a warm-up (3 for inforeg L-BFGS). POT's "
+        "time does not depend on numpy's BLAS threads here (1 vs 2 measured). Accuracy "
+        "reference (untimed): POT with stopThr 1e-15 and 20000 iterations; its plan, its "
+        "row-marginal error and the difference of the semi-dual objectives (ours minus POT's, "
+        "both evaluated by inforeg at the returned potentials) are shown. Where k does not bind "
+        "the converged plans agree to ~1e-7; where it binds both solvers stop at a kink with "
+        "objectives equal to ~1e-9 while the plans differ at the tied entries (the plan is "
+        "not determined by the optimal value there)."
+    )
+    return BenchResult(rows, notes)
+
+
+BENCHMARK = Benchmark(
+    name="sparse-ot",
+    technique="sparse-ot",
+    peer="POT ot.smooth.smooth_ot_semi_dual(reg_type='sparsity_constrained')",
+    description="Sparsity-constrained OT (at most k non-zeros per column): plans, marginals, time.",
+    run=run,
+)

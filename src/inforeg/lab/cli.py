@@ -1,0 +1,166 @@
+"""The ``inforeg`` command: list techniques, run experiments, the demo, benchmarks.
+
+Bad arguments exit with code 2 and one line on stderr, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NoReturn
+
+from inforeg.lab.registry import FAMILIES
+
+
+class UsageError(Exception):
+    """A bad argument: reported on one line, exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="inforeg", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    ls = sub.add_parser("list", help="list the techniques in the registry")
+    ls.add_argument("--family", choices=FAMILIES, help="only this family")
+    ls.add_argument("--markdown", action="store_true", help="print the README's Markdown table")
+
+    run = sub.add_parser("run", help="run an experiment (or --all)")
+    run.add_argument("name", nargs="?", help="experiment name (see `inforeg run --list`)")
+    run.add_argument("--all", action="store_true", help="run every experiment")
+    run.add_argument("--list", action="store_true", help="list the experiments and exit")
+    run.add_argument("--seeds", type=_positive_int, help="number of seeds (default: experiment's)")
+    run.add_argument("--quick", action="store_true", help="shortened run")
+    run.add_argument("--out", default="runs", help="output root (default: runs)")
+    run.add_argument(
+        "--record", action="store_true", help="also copy results.json to results/NAME.json"
+    )
+
+    sub.add_parser("demo", help="quick runs of every experiment (a few minutes on 2 cores)")
+
+    bench = sub.add_parser("bench", help="benchmark against a peer library")
+    bench.add_argument("name", help="benchmark name")
+    bench.add_argument("--quick", action="store_true", help="smaller sizes")
+    bench.add_argument("--out", default="benchmarks", help="output folder (default: benchmarks)")
+    return p
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    from inforeg.lab.registry import markdown_table, records
+
+    if args.markdown:
+        print(markdown_table(args.family), end="")
+        return 0
+    recs = records(args.family)
+    try:
+        from rich.console import Console
+        from rich.table import Table
+    except ImportError:
+        for r in recs:
+            print(f"{r.key:28s} {r.family:11s} {r.status:12s} {r.year} {r.title}")
+        return 0
+    table = Table(title=f"inforeg techniques ({len(recs)})")
+    for col in ("key", "family", "status", "year", "paper", "arXiv / URL"):
+        table.add_column(col, overflow="fold")
+    for r in recs:
+        table.add_row(r.key, r.family, r.status, str(r.year), r.title, r.arxiv or r.url)
+    Console(width=160).print(table)
+    return 0
+
+
+def _run_one(name: str, seeds: int | None, quick: bool, out: str, record: bool) -> Path:
+    from inforeg.lab.experiments import get
+    from inforeg.lab.experiments.runner import run_experiment
+
+    exp = get(name)
+    path = run_experiment(exp, seeds, quick, out, record_dir="results" if record else None)
+    print(f"{name}: report at {path / 'report.md'}")
+    return path
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from inforeg.lab.experiments import registry
+
+    exps = registry()
+    if args.list:
+        for name, exp in sorted(exps.items()):
+            print(f"{name:30s} {exp.technique}")
+        return 0
+    if args.all == bool(args.name):
+        raise UsageError("run: give one experiment NAME or --all")
+    if args.name and args.name not in exps:
+        import difflib
+
+        close = difflib.get_close_matches(args.name, exps, n=3)
+        hint = f"; did you mean {', '.join(close)}?" if close else "; see `inforeg run --list`"
+        raise UsageError(f"run: no experiment named {args.name!r}{hint}")
+    names = sorted(exps) if args.all else [args.name]
+    for name in names:
+        _run_one(name, args.seeds, args.quick, args.out, args.record)
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from inforeg.lab.experiments import registry
+
+    start = time.perf_counter()
+    reports = []
+    for name in sorted(registry()):
+        reports.append(_run_one(name, None, True, "runs", False) / "report.md")
+    print(f"demo: {len(reports)} experiments in {time.perf_counter() - start:.0f} s; reports:")
+    for r in reports:
+        print(f"  {r}")
+    return 0
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from inforeg.lab.bench import registry
+    from inforeg.lab.bench.base import write
+
+    found = registry()
+    if args.name not in found:
+        raise UsageError(
+            f"bench: no benchmark named {args.name!r}; available: {', '.join(sorted(found))}"
+        )
+    bench = found[args.name]
+    path = write(bench, bench.run(args.quick), args.out)
+    print(path.read_text(encoding="utf-8"))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``inforeg`` command; returns the exit code."""
+    try:
+        args = build_parser().parse_args(argv)
+        handler = {"list": _cmd_list, "run": _cmd_run, "demo": _cmd_demo, "bench": _cmd_bench}
+        return handler[args.command](args)
+    except UsageError as exc:
+        print(f"inforeg: error: {exc}", file=sys.stderr)
+        return 2
+    except ImportError as exc:
+        print(f"inforeg: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("inforeg: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

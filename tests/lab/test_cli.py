@@ -1,0 +1,81 @@
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from inforeg.lab.cli import main
+
+
+def _one_line_error(capsys, argv, fragment):
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("inforeg: error:") and fragment in err[0]
+
+
+def test_bad_arguments_exit_2_with_one_line(capsys):
+    _one_line_error(capsys, ["run", "no-such-thing"], "no experiment named 'no-such-thing'")
+    _one_line_error(capsys, ["run", "pskd-digits", "--seeds", "-1"], "positive integer")
+    _one_line_error(capsys, ["run", "pskd-digits", "--seeds", "two"], "positive integer")
+    _one_line_error(capsys, ["run"], "NAME or --all")
+    _one_line_error(capsys, ["run", "pskd-digits", "--all"], "NAME or --all")
+    _one_line_error(capsys, ["frobnicate"], "invalid choice")
+    _one_line_error(capsys, ["list", "--family", "nope"], "invalid choice")
+    _one_line_error(capsys, ["bench", "no-such-bench"], "no benchmark named")
+    _one_line_error(capsys, [], "required")
+
+
+def test_console_script_exit_code_and_no_traceback():
+    proc = subprocess.run(
+        [sys.executable, "-m", "inforeg.lab.cli", "run", "no-such-thing"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_list_prints_all_41(capsys):
+    assert main(["list", "--markdown"]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| `")]
+    assert len(rows) == 41
+    assert main(["list", "--family", "rl", "--markdown"]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| `")]
+    assert rows and all("| rl |" in r for r in rows)
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert "pskd" in out and "sparse-ot" in out
+
+
+def test_run_writes_report_results_and_plots(tmp_path, capsys):
+    assert main(["run", "pskd-digits", "--quick", "--seeds", "2", "--out", str(tmp_path)]) == 0
+    (run_dir,) = (tmp_path / "pskd-digits").iterdir()
+    report = (run_dir / "report.md").read_text()
+    assert "±" in report and "PS-KD" in report and "CE" in report
+    results = json.loads((run_dir / "results.json").read_text())
+    assert results["seeds"] == 2 and len(results["claims"]) == 3
+    assert len(results["summary"]["PS-KD"]["test NLL"]["values"]) == 2
+    assert (run_dir / "metrics.png").stat().st_size > 1000
+    assert "report at" in capsys.readouterr().out
+
+
+def test_run_list(capsys):
+    assert main(["run", "--list"]) == 0
+    assert "pskd-digits" in capsys.readouterr().out
+
+
+def test_import_inforeg_keeps_optional_packages_out():
+    # Every family, and the experiment and benchmark registries, import without the extras.
+    optional = ["rich", "matplotlib", "sklearn", "scipy", "ot", "geomloss", "dcor", "hyppo"]
+    code = (
+        "import sys, importlib, inforeg\n"
+        "for f in inforeg.FAMILIES + ('lab.datasets',):\n"
+        "    importlib.import_module('inforeg.' + f)\n"
+        "import inforeg.lab.experiments, inforeg.lab.bench\n"
+        "inforeg.lab.experiments.registry(); inforeg.lab.bench.registry()\n"
+        f"loaded = [m for m in {optional!r} if m in sys.modules]\n"
+        "print(loaded); sys.exit(bool(loaded))"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
