@@ -1,0 +1,125 @@
+"""Test helpers shared by every test module (after Kornia's ``testing/base.py``).
+
+- :func:`tolerance` / :func:`assert_close`: comparisons whose tolerance follows the dtype.
+- :func:`gradcheck64`: ``torch.autograd.gradcheck`` in float64 on every floating input.
+- :func:`module_matches_function`: a Module gives its function's value for the same settings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+# (rtol, atol) by dtype: float64 results are compared near machine precision of the algorithm,
+# low-precision ones at the precision of their mantissa (bf16 keeps 8 bits, fp16 11).
+_TOLERANCES: dict[torch.dtype, tuple[float, float]] = {
+    torch.float64: (1e-7, 1e-9),
+    torch.float32: (1e-4, 1e-5),
+    torch.float16: (1e-2, 1e-3),
+    torch.bfloat16: (3e-2, 1e-2),
+}
+
+
+def tolerance(dtype: torch.dtype) -> tuple[float, float]:
+    """``(rtol, atol)`` for results computed in ``dtype``."""
+    return _TOLERANCES.get(dtype, (0.0, 0.0))
+
+
+def assert_close(
+    actual: Any,
+    expected: Any,
+    *,
+    rtol: float | None = None,
+    atol: float | None = None,
+    dtype: torch.dtype | None = None,
+    msg: str | None = None,
+) -> None:
+    """``torch.testing.assert_close`` with the tolerance of ``dtype`` (default: ``actual``'s).
+
+    ``expected`` may have another dtype or device (a float64 CPU reference, say): it is cast to
+    ``actual``'s before comparing. Explicit ``rtol``/``atol`` override the dtype's.
+    """
+    if isinstance(actual, torch.Tensor):
+        ref_dtype = dtype or actual.dtype
+        if not isinstance(expected, torch.Tensor):
+            expected = torch.as_tensor(expected, dtype=actual.dtype)
+        expected = expected.to(device=actual.device, dtype=actual.dtype)
+    else:
+        ref_dtype = dtype or torch.float64
+    default_rtol, default_atol = tolerance(ref_dtype)
+    torch.testing.assert_close(
+        actual,
+        expected,
+        rtol=default_rtol if rtol is None else rtol,
+        atol=default_atol if atol is None else atol,
+        msg=msg,
+    )
+
+
+def gradcheck64(fn: Callable[..., Any], *inputs: Any, **kwargs: Any) -> None:
+    """Assert ``torch.autograd.gradcheck(fn, inputs)`` holds in float64.
+
+    Floating tensors among ``inputs`` are cast to float64 and get ``requires_grad``; other
+    arguments pass through unchanged. Keyword arguments go to ``gradcheck`` (``atol``,
+    ``nondet_tol``, ...). ``fn`` may return a tensor or a tuple of tensors.
+    """
+    prepared = tuple(
+        x.detach().to(torch.float64).requires_grad_(True)
+        if isinstance(x, torch.Tensor) and x.is_floating_point()
+        else x
+        for x in inputs
+    )
+    if not any(isinstance(x, torch.Tensor) and x.requires_grad for x in prepared):
+        raise ValueError("gradcheck64: no floating tensor among the inputs")
+    assert torch.autograd.gradcheck(fn, prepared, **kwargs)
+
+
+def module_matches_function(
+    module_cls: Callable[..., torch.nn.Module],
+    fn: Callable[..., Any],
+    *args: Any,
+    settings: dict[str, Any] | None = None,
+    rtol: float | None = None,
+    atol: float | None = None,
+) -> None:
+    """``module_cls(**settings)(*args)`` equals ``fn(*args, **settings)``, value and gradient.
+
+    Floating tensors among ``args`` get fresh ``requires_grad`` leaves for each side, and the
+    gradients of the summed outputs are compared too.
+    """
+    settings = settings or {}
+
+    def leaves() -> tuple[Any, ...]:
+        return tuple(
+            a.detach().clone().requires_grad_(True)
+            if isinstance(a, torch.Tensor) and a.is_floating_point()
+            else a
+            for a in args
+        )
+
+    def total(out: Any) -> torch.Tensor:
+        if isinstance(out, torch.Tensor):
+            return out.sum()
+        return sum(o.sum() for o in out if isinstance(o, torch.Tensor))  # type: ignore[return-value]
+
+    a1, a2 = leaves(), leaves()
+    out_module = module_cls(**settings)(*a1)
+    out_fn = fn(*a2, **settings)
+    if isinstance(out_fn, torch.Tensor):
+        assert_close(out_module, out_fn, rtol=rtol, atol=atol)
+    else:
+        for o_m, o_f in zip(out_module, out_fn, strict=True):
+            assert_close(o_m, o_f, rtol=rtol, atol=atol)
+    t1, t2 = total(out_module), total(out_fn)
+    if t1.requires_grad and t2.requires_grad:
+        g1 = [x for x in a1 if isinstance(x, torch.Tensor) and x.requires_grad]
+        g2 = [x for x in a2 if isinstance(x, torch.Tensor) and x.requires_grad]
+        grads1 = torch.autograd.grad(t1, g1, allow_unused=True)
+        grads2 = torch.autograd.grad(t2, g2, allow_unused=True)
+        for x1, d1, d2 in zip(g1, grads1, grads2, strict=True):
+            if d1 is None or d2 is None:
+                assert d1 is None and d2 is None, f"gradient present on one side only ({x1.shape})"
+                continue
+            assert_close(d1, d2, rtol=rtol, atol=atol)

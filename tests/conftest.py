@@ -1,0 +1,74 @@
+"""Shared pytest options and fixtures (after Kornia's root ``conftest.py``).
+
+``--device`` and ``--dtype`` choose what the ``device`` and ``dtype`` fixtures run over, so a test
+written once with those fixtures covers CPU and CUDA, float64 to bfloat16::
+
+    pytest --device all --dtype float32,float64,bfloat16
+
+Defaults: ``--device cpu`` and ``--dtype float32,float64``. ``--device all`` means every device
+available here (CPU, and CUDA when present). A requested device that is not available is skipped,
+not failed, so the same command runs on CPU-only CI.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+DTYPES = {
+    "float64": torch.float64,
+    "float32": torch.float32,
+    "float16": torch.float16,
+    "bfloat16": torch.bfloat16,
+}
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--device",
+        default="cpu",
+        help="comma-separated devices for the `device` fixture (cpu, cuda, all); default cpu",
+    )
+    parser.addoption(
+        "--dtype",
+        default="float32,float64",
+        help=f"comma-separated dtypes for the `dtype` fixture ({', '.join(DTYPES)}, all)",
+    )
+
+
+def _devices(option: str) -> list[str]:
+    if option == "all":
+        return ["cpu", "cuda"]
+    return [d.strip() for d in option.split(",") if d.strip()]
+
+
+def _dtypes(option: str) -> list[str]:
+    names = list(DTYPES) if option == "all" else [d.strip() for d in option.split(",") if d.strip()]
+    unknown = [n for n in names if n not in DTYPES]
+    if unknown:
+        raise pytest.UsageError(f"--dtype: unknown {unknown}; expected some of {list(DTYPES)}")
+    return names
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "device" in metafunc.fixturenames:
+        metafunc.parametrize(
+            "device", _devices(metafunc.config.getoption("--device")), indirect=True
+        )
+    if "dtype" in metafunc.fixturenames:
+        metafunc.parametrize("dtype", _dtypes(metafunc.config.getoption("--dtype")), indirect=True)
+
+
+@pytest.fixture
+def device(request: pytest.FixtureRequest) -> torch.device:
+    """A device from ``--device``; skipped when it is not available on this machine."""
+    name = request.param
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        pytest.skip(f"device {name!r} not available")
+    return torch.device(name)
+
+
+@pytest.fixture
+def dtype(request: pytest.FixtureRequest) -> torch.dtype:
+    """A floating dtype from ``--dtype``."""
+    return DTYPES[request.param]
