@@ -22,9 +22,9 @@ from inforeg.core.checks import (
     check_positive,
     check_tensor,
 )
+from inforeg.core.dtypes import compute_dtype
 from inforeg.core.reduce import reduce
 from inforeg.core.types import Reduction
-from inforeg.losses._common import compute_dtype
 
 CompSumKind = Literal["ce", "gce", "mae", "sum_exp"]
 _KINDS: tuple[str, ...] = ("ce", "gce", "mae", "sum_exp")

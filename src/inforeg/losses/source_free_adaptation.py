@@ -20,9 +20,10 @@ from inforeg.core.checks import (
     check_probabilities,
     check_tensor,
 )
+from inforeg.core.dtypes import compute_dtype
 from inforeg.core.reduce import reduce
 from inforeg.core.types import Reduction
-from inforeg.losses._common import compute_dtype
+from inforeg.losses._common import entropy_terms_from_logits
 
 Normalization = Literal["paper", "code"]
 _EPS = 1e-10
@@ -73,9 +74,7 @@ def entropy_minimization(
     check_tensor(logits, "logits", min_ndim=1, floating=True)
     d = check_dim(dim, logits)
     z = logits.to(compute_dtype(logits))
-    log_p = torch.log_softmax(z, dim=d)
-    p = log_p.exp()
-    terms = -p * torch.where(p > 0, log_p, torch.zeros_like(log_p))
+    terms = entropy_terms_from_logits(z, dim=d)
     w = _class_weights(weights, logits.shape[d], z)
     if w is not None:
         shape = [1] * z.dim()
