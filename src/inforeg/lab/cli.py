@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
+from inforeg.lab.plugins import unknown_name
 from inforeg.lab.registry import FAMILIES
 
 
@@ -106,11 +107,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.all == bool(args.name):
         raise UsageError("run: give one experiment NAME or --all")
     if args.name and args.name not in exps:
-        import difflib
-
-        close = difflib.get_close_matches(args.name, exps, n=3)
-        hint = f"; did you mean {', '.join(close)}?" if close else "; see `inforeg run --list`"
-        raise UsageError(f"run: no experiment named {args.name!r}{hint}")
+        raise UsageError(f"run: {unknown_name('experiment', args.name, exps)}")
     names = sorted(exps) if args.all else [args.name]
     for name in names:
         _run_one(name, args.seeds, args.quick, args.out, args.record)
@@ -136,9 +133,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
     found = registry()
     if args.name not in found:
-        raise UsageError(
-            f"bench: no benchmark named {args.name!r}; available: {', '.join(sorted(found))}"
-        )
+        raise UsageError(f"bench: {unknown_name('benchmark', args.name, found)}")
     bench = found[args.name]
     path = write(bench, bench.run(args.quick), args.out)
     print(path.read_text(encoding="utf-8"))

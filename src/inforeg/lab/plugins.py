@@ -30,10 +30,19 @@ def discover(package: str, attrs: Iterable[str], skip: Iterable[str] = ()) -> di
     return found
 
 
+def unknown_name(what: str, name: str, names: Iterable[str]) -> str:
+    """The message for a ``name`` not among ``names``: the closest names, then all of them.
+
+    The one "did you mean" of the lab (experiments, benchmarks, registry keys, the CLI).
+    """
+    names = sorted(names)
+    close = difflib.get_close_matches(name, names, n=3)
+    hint = f" (did you mean {', '.join(close)}?)" if close else ""
+    return f"no {what} named {name!r}{hint}; available: {', '.join(names)}"
+
+
 def lookup(found: dict[str, Any], name: str, what: str) -> Any:
-    """``found[name]``, or a KeyError naming the closest names."""
+    """``found[name]``, or a KeyError naming the closest names (:func:`unknown_name`)."""
     if name not in found:
-        close = difflib.get_close_matches(name, found, n=3)
-        hint = f" (did you mean {', '.join(close)}?)" if close else ""
-        raise KeyError(f"no {what} {name!r}{hint}; available: {', '.join(sorted(found))}")
+        raise KeyError(unknown_name(what, name, found))
     return found[name]

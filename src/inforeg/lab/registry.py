@@ -20,6 +20,8 @@ import pkgutil
 from dataclasses import dataclass, field
 from typing import Literal, get_args
 
+from inforeg.lab.plugins import lookup
+
 Family = Literal[
     "losses",
     "dependence",
@@ -107,14 +109,8 @@ def records(family: str | None = None) -> list[Record]:
 
 def get(key: str) -> Record:
     """The record of ``key``; KeyError names the closest keys."""
-    regs = {r.key: r for r in records()}
-    if key not in regs:
-        import difflib
-
-        close = difflib.get_close_matches(key, regs, n=3)
-        hint = f" (did you mean {', '.join(close)}?)" if close else ""
-        raise KeyError(f"no technique {key!r} in the registry{hint}")
-    return regs[key]
+    found: Record = lookup({r.key: r for r in records()}, key, "technique")
+    return found
 
 
 def markdown_table(family: str | None = None) -> str:
