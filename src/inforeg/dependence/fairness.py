@@ -48,8 +48,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from inforeg.core.checks import check_choice, check_int, check_number, check_tensor
+from inforeg.core.dtypes import compute_dtype
 from inforeg.core.pairwise import pairwise_reduce
-from inforeg.dependence._utils import compute_dtype
 from inforeg.dependence.distance_covariance import distance_covariance_sqr, distance_matrix_blocks
 
 __all__ = [

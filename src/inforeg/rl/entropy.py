@@ -94,8 +94,6 @@ def _run_rows(
             fut.result()
 
 
-_acc_dtype = compute_dtype
-
 # Fast-path window for selective_log_softmax: S = sum_v exp(z_v / T) with no shift is accepted
 # when _S_LOW <= S <= _S_HIGH. Then the row maximum m satisfies -23 - log V <= m <= log S <= 69,
 # so no term overflows (exp(69) ~ 1e30 < float32 max) and every term within exp(-50) of the
@@ -178,7 +176,7 @@ class _TokenEntropy(torch.autograd.Function):
             ctx.save_for_backward(z, lse, out)
             return out
         rows, vocab = z.shape
-        acc = _acc_dtype(z)
+        acc = compute_dtype(z)
         # per-row reductions, written in place by the workers: max of z/T, S = sum e, D = sum e*y
         m = torch.empty(rows, dtype=acc, device=z.device)
         tot = torch.empty(rows, dtype=acc, device=z.device)
@@ -226,7 +224,7 @@ class _TokenEntropy(torch.autograd.Function):
         if ctx.fused is not None:
             return ctx.fused.entropy_backward(z, lse, ent, grad, inv_t), None, None
         rows, vocab = z.shape
-        acc = _acc_dtype(z)
+        acc = compute_dtype(z)
         gz = torch.empty_like(z)
         # dH/dz = -(1/T) p (log p + H) = p * (k log p + k H) with k = -g/T, log p = z/T - lse
         neg_lse = -lse
@@ -328,13 +326,13 @@ class _SelectiveLogSoftmax(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, z: Tensor, tok: Tensor, inv_t: float, chunk: int) -> Tensor:  # type: ignore[override]
         ctx.inv_t, ctx.chunk, ctx.fused = inv_t, chunk, _fused_kernels(z)
-        picked = z.gather(1, tok.unsqueeze(1)).view(-1).to(_acc_dtype(z)) * inv_t
+        picked = z.gather(1, tok.unsqueeze(1)).view(-1).to(compute_dtype(z)) * inv_t
         if ctx.fused is not None:  # one fused pass per row (Triton or C)
             lse = ctx.fused.lse_forward(z, inv_t)
             ctx.save_for_backward(z, tok, lse)
             return picked - lse
         rows, vocab = z.shape
-        acc = _acc_dtype(z)
+        acc = compute_dtype(z)
         tot = torch.empty(rows, dtype=acc, device=z.device)
         shift = torch.zeros(rows, dtype=acc, device=z.device)
         # the no-shift fast path needs a host-side range check: CPU only (off the CPU it would
@@ -373,7 +371,7 @@ class _SelectiveLogSoftmax(torch.autograd.Function):
         if ctx.fused is not None:
             return ctx.fused.selective_backward(z, tok, lse, grad, inv_t), None, None, None
         rows, vocab = z.shape
-        acc = _acc_dtype(z)
+        acc = compute_dtype(z)
         gz = torch.empty_like(z)
         # d logp_tok / dz = (onehot(tok) - p) / T, p = exp(z/T - lse)
         g = grad.to(acc) * inv_t
