@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from torch import Tensor
@@ -39,18 +39,50 @@ from inforeg.core.dtypes import compute_dtype
 from inforeg.core.threads import intra_op_threads
 from inforeg.rl import _cpu_entropy, _triton_entropy
 
-# both fused back ends have the same four functions: entropy_forward, entropy_backward,
-# lse_forward, selective_backward
-_FusedKernels = Any
+
+class FusedKernels(Protocol):
+    """A fused back end: one read of each row forward, one read and one write backward.
+
+    Implemented by the modules :mod:`inforeg.rl._triton_entropy` (CUDA) and
+    :mod:`inforeg.rl._cpu_entropy` (CPU, a C kernel); ``_BACKENDS`` below makes mypy check that
+    both modules satisfy this protocol. Results are float32 (forward) or the dtype of ``z``
+    (gradients); ``inv_t`` is 1 / temperature.
+    """
+
+    def usable(self, z: Tensor) -> bool:
+        """Whether this back end handles ``z`` (device, dtype, layout, availability)."""
+        ...
+
+    def entropy_forward(self, z: Tensor, inv_t: float) -> tuple[Tensor, Tensor]:
+        """``(H, lse)`` per row of ``z (R, V)``."""
+        ...
+
+    def lse_forward(self, z: Tensor, inv_t: float) -> Tensor:
+        """``logsumexp(z * inv_t)`` per row."""
+        ...
+
+    def entropy_backward(
+        self, z: Tensor, lse: Tensor, ent: Tensor, grad: Tensor, inv_t: float
+    ) -> Tensor:
+        """``grad * dH/dz``."""
+        ...
+
+    def selective_backward(
+        self, z: Tensor, tok: Tensor, lse: Tensor, grad: Tensor, inv_t: float
+    ) -> Tensor:
+        """``grad * d log p_tok / dz``."""
+        ...
 
 
-def _fused_kernels(z: Tensor) -> _FusedKernels | None:
+_BACKENDS: tuple[FusedKernels, ...] = (_triton_entropy, _cpu_entropy)  # tried in this order
+
+
+def _fused_kernels(z: Tensor) -> FusedKernels | None:
     """The fused back end for ``z`` (Triton on CUDA, the C kernel on CPU), or None for the
     chunked PyTorch path."""
-    if _triton_entropy.usable(z):
-        return _triton_entropy
-    if _cpu_entropy.usable(z):
-        return _cpu_entropy
+    for backend in _BACKENDS:
+        if backend.usable(z):
+            return backend
     return None
 
 
