@@ -140,6 +140,13 @@ def measure_once(fn: Callable[[], Any]) -> tuple[float, int, Any]:
     return seconds, peak, out
 
 
+def big_n(default: int = 100_000) -> int:
+    """Size of a large streamed run: ``default``, or ``INFOREG_BENCH_BIG_N`` when set (a loaded
+    shared machine may not finish the default size in the time available; rows record the n
+    used)."""
+    return int(os.environ.get("INFOREG_BENCH_BIG_N", str(default)))
+
+
 def available_bytes() -> int:
     """``MemAvailable`` from /proc/meminfo (0 if unknown): to skip sizes that cannot fit."""
     try:

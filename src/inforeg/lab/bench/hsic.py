@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import torch
 
 from inforeg.core.threads import intra_op_threads
 from inforeg.dependence import cka, hsic
-from inforeg.lab.bench.base import Benchmark, BenchResult, compare_row, measure, measure_once
+from inforeg.lab.bench.base import (
+    Benchmark,
+    BenchResult,
+    big_n,
+    compare_row,
+    measure,
+    measure_once,
+)
 
 SIGMA = 4.0
 
@@ -51,7 +56,7 @@ def run(quick: bool) -> BenchResult:
                 **{"abs diff": diff},
             )
         )
-    n = 20_000 if quick else _big_n()
+    n = 20_000 if quick else big_n()
     g = torch.Generator().manual_seed(0)
     xb = torch.randn(n, 64, generator=g)
     yb = torch.tanh(xb) + torch.randn(n, 64, generator=g)
@@ -87,9 +92,3 @@ BENCHMARK = Benchmark(
     description="Normalised HSIC (CKA) vs hyppo, and raw HSIC at n = 100 000, d = 64 chunked.",
     run=run,
 )
-
-
-def _big_n() -> int:
-    """Size of the large streamed run: 100 000, or INFOREG_BENCH_BIG_N when set (a loaded shared
-    machine could not finish 100 000 in the time available; the row records the n used)."""
-    return int(os.environ.get("INFOREG_BENCH_BIG_N", "100000"))
