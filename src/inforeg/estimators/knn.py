@@ -48,6 +48,7 @@ from inforeg.core.checks import (
     get_checks,
 )
 from inforeg.core.pairwise import default_chunk_size, knn_distances
+from inforeg.core.threads import run_in_parts
 
 Backend = Literal["auto", "brute", "kdtree"]
 Metric = Literal["euclidean", "chebyshev"]
@@ -477,7 +478,8 @@ def ksg_mutual_information_per_feature(
     deviation first, as ``sklearn.feature_selection.mutual_info_regression`` does (no jitter,
     no clipping at 0). One batched call of the estimator of :func:`ksg_mutual_information`
     (torch back-end) per block of ``feature_chunk`` features: time O(p n^2), memory
-    O(feature_chunk * n^2), so meant for n up to a few thousand. Duplicate points are not
+    O(feature_chunk * n^2), so meant for n up to a few thousand. On CPU the blocks are shared
+    among the intra-op threads, each thread taking a contiguous range of features. Duplicate points are not
     rejected here (the estimate stays finite; sklearn breaks such ties with 1e-10 noise).
 
     Args:
@@ -503,11 +505,18 @@ def ksg_mutual_information_per_feature(
     xs = (x / x.std(0, unbiased=False).clamp_min(1e-300)).T.contiguous().unsqueeze(-1)  # (p, n, 1)
     ys = (y / y.std(unbiased=False).clamp_min(1e-300)).view(1, n, 1)
     step = feature_chunk or max(1, (1 << 18) // (n * n))
-    out = [
-        _ksg(xb, ys.expand(xb.shape[0], n, 1), k, 1, False, None, check_radius=False)
-        for xb in xs.split(step)
-    ]
-    return torch.cat(out)
+    out = torch.empty(p, dtype=torch.float64, device=x.device)
+
+    def blocks(lo: int, hi: int) -> None:
+        for s in range(lo, hi, step):
+            xb = xs[s : min(s + step, hi)]
+            out[s : s + xb.shape[0]] = _ksg(
+                xb, ys.expand(xb.shape[0], n, 1), k, 1, False, None, False
+            )
+
+    cpu_parts = min(torch.get_num_threads(), -(-p // step)) if x.device.type == "cpu" else 1
+    run_in_parts(p, cpu_parts, blocks)
+    return out
 
 
 def ksg_mutual_information_classif(

@@ -28,7 +28,6 @@ before the softmax, ``p = softmax(z / T)``.
 from __future__ import annotations
 
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
 import torch
@@ -36,7 +35,7 @@ from torch import Tensor
 
 from inforeg.core.checks import check_int, check_positive, check_tensor
 from inforeg.core.dtypes import compute_dtype
-from inforeg.core.threads import intra_op_threads
+from inforeg.core.threads import run_in_parts
 from inforeg.rl import _cpu_entropy, _triton_entropy
 
 
@@ -102,28 +101,10 @@ def default_entropy_chunk(vocab: int, device: torch.device | str | None = None) 
 def _run_rows(
     rows: int, chunk: int, device: torch.device, body: Callable[[int, int], None]
 ) -> None:
-    """Run ``body(lo, hi)`` over ``[0, rows)``.
-
-    On CPU with several intra-op threads, per-op threading on cache-sized chunks mostly adds
-    synchronisation, so the rows are split into one contiguous part per thread and each part is
-    processed by a Python worker thread (torch releases the GIL inside ops) with intra-op
-    threading set to 1 for the duration of the call (restored afterwards).
-    """
-    threads = torch.get_num_threads()
-    parts = min(threads, rows // max(chunk, 1)) if device.type == "cpu" else 1
-    if parts <= 1:
-        body(0, rows)
-        return
-    step = -(-rows // parts)
-    bounds = [(lo, min(lo + step, rows)) for lo in range(0, rows, step)]
-
-    def work(lo: int, hi: int) -> None:
-        with torch.no_grad():  # grad mode is thread-local; the bodies write into buffers
-            body(lo, hi)
-
-    with intra_op_threads(1), ThreadPoolExecutor(len(bounds)) as pool:
-        for fut in [pool.submit(work, lo, hi) for lo, hi in bounds]:
-            fut.result()
+    """Run ``body(lo, hi)`` over ``[0, rows)``: on CPU, one part per intra-op thread when there
+    are enough chunks (:func:`inforeg.core.threads.run_in_parts`)."""
+    parts = min(torch.get_num_threads(), rows // max(chunk, 1)) if device.type == "cpu" else 1
+    run_in_parts(rows, parts, body)
 
 
 # Fast-path window for selective_log_softmax: S = sum_v exp(z_v / T) with no shift is accepted
