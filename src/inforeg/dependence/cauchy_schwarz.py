@@ -42,13 +42,12 @@ import math
 import torch
 from torch import Tensor, nn
 
-from inforeg.core.checks import check_number, check_positive
+from inforeg.core.checks import check_number, check_positive, check_same_length
+from inforeg.core.dtypes import compute_dtype
+from inforeg.core.pairwise import stream_rows
 from inforeg.dependence._utils import (
     as_samples,
-    check_n_match,
-    compute_dtype,
     sq_block_fn,
-    stream_rows,
 )
 
 __all__ = [
@@ -130,7 +129,7 @@ def conditional_cs_divergence(
         0-d tensor; exactly 0 when y_hat == y.
     """
     x2, y2, h2 = as_samples(x, "x"), as_samples(y, "y"), as_samples(y_hat, "y_hat")
-    check_n_match(x2, y2, "x", "y")
+    check_same_length(x2, y2, "x", "y")
     if h2.shape != y2.shape:
         raise ValueError(
             f"y_hat: expected shape {tuple(y2.shape)} to match y, got {tuple(h2.shape)}"
@@ -194,7 +193,7 @@ def cs_quadratic_mi(
         chunk_size: rows per streamed block.
     """
     x2, t2 = as_samples(x, "x"), as_samples(t, "t")
-    check_n_match(x2, t2, "x", "t")
+    check_same_length(x2, t2, "x", "t")
     check_positive(sigma, "sigma")
     st = sigma if sigma_t is None else check_positive(sigma_t, "sigma_t")
     dt = compute_dtype(x2, t2)

@@ -39,7 +39,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from inforeg.core.checks import check_choice, check_int, check_number, check_tensor
+from inforeg.core.checks import (
+    check_choice,
+    check_int,
+    check_number,
+    check_same_length,
+    check_tensor,
+)
 from inforeg.core.dtypes import upcast
 
 __all__ = ["MCRRegularizer", "jensen_shannon_logits", "permutation_jsd"]
@@ -82,8 +88,7 @@ def permutation_jsd(
     check_tensor(z_a, "z_a", ndim=2, floating=True)
     check_tensor(z_v, "z_v", ndim=2, floating=True)
     b = z_a.shape[0]
-    if z_v.shape[0] != b:
-        raise ValueError(f"z_v: expected {b} samples to match z_a, got {z_v.shape[0]}")
+    check_same_length(z_a, z_v, "z_a", "z_v")
     if perms is None:
         check_int(num_samples, "num_samples", low=1)
         perms = torch.stack(

@@ -34,7 +34,7 @@ import torch
 from torch import Tensor, nn
 
 from inforeg.core.checks import check_choice, check_number, check_tensor
-from inforeg.dependence._utils import compute_dtype
+from inforeg.core.dtypes import compute_dtype
 
 __all__ = ["VonNeumannEntropy", "von_neumann_entropy"]
 

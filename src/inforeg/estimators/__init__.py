@@ -12,6 +12,7 @@ from inforeg.estimators.knn import (
     kl_entropy,
     ksg_mutual_information,
     ksg_mutual_information_classif,
+    ksg_mutual_information_per_feature,
 )
 from inforeg.estimators.manifold_entropy import (
     EmbeddingMemory,
@@ -21,10 +22,7 @@ from inforeg.estimators.manifold_entropy import (
     isometric_mix,
     nearest_neighbor_entropy,
 )
-from inforeg.estimators.mi_screening import (
-    ksg_mutual_information_per_feature,
-    mutual_information_screening,
-)
+from inforeg.estimators.mi_screening import mutual_information_screening
 from inforeg.estimators.tsallis import QGaussian, tsallis_entropy
 
 __all__ = [

@@ -24,6 +24,7 @@ from inforeg.core.checks import (
     check_tensor,
 )
 from inforeg.core.pairwise import sqeuclidean
+from inforeg.estimators._common import plugin_entropy
 
 __all__ = [
     "InformationPlane",
@@ -64,17 +65,11 @@ def _digitise(t: Tensor, edges: Tensor) -> Tensor:
     )
 
 
-def _entropy_of_codes(codes: Tensor) -> Tensor:
-    _, counts = torch.unique(codes, return_counts=True)
-    p = counts.double() / codes.numel()
-    return -(p * p.log()).sum()
-
-
 def _conditional_entropy(codes: Tensor, cond: Tensor) -> Tensor:
     h = torch.zeros((), dtype=torch.float64)
     for c in torch.unique(cond):
         mask = cond == c
-        h = h + mask.double().mean() * _entropy_of_codes(codes[mask])
+        h = h + mask.double().mean() * plugin_entropy(codes[mask])
     return h
 
 
@@ -129,7 +124,7 @@ def adaptive_binning_mutual_information(
         edges = torch.linspace(lo, max(hi, lo + 1e-12), n_bins + 1, dtype=torch.float64)
     idx = _digitise(t, edges)
     _, codes = torch.unique(idx, dim=0, return_inverse=True)
-    h_t = _entropy_of_codes(codes)
+    h_t = plugin_entropy(codes)
     if x_ids is None:
         h_tx = torch.zeros((), dtype=torch.float64)
     else:

@@ -14,6 +14,7 @@ import torch
 from torch import Tensor
 
 from inforeg.core.checks import check_same_length, check_tensor
+from inforeg.estimators._common import plugin_entropy
 
 __all__ = ["InfoMEC", "infomec", "normalized_mutual_information_matrix"]
 
@@ -27,12 +28,6 @@ class InfoMEC(NamedTuple):
     infoc: float
     nmi: Tensor
     active: Tensor
-
-
-def _entropy_discrete(s: Tensor) -> Tensor:
-    _, counts = torch.unique(s, return_counts=True)
-    p = counts.double() / s.numel()
-    return -(p * p.log()).sum()
 
 
 def _mi_discrete(a: Tensor, b: Tensor) -> Tensor:
@@ -62,7 +57,7 @@ def normalized_mutual_information_matrix(
     out = torch.zeros(n_s, n_z, dtype=torch.float64)
     for i in range(n_s):
         s = factors[:, i]
-        h = _entropy_discrete(s)
+        h = plugin_entropy(s)
         for j in range(n_z):
             z = latents[:, j]
             if discrete_latents:

@@ -34,7 +34,7 @@ def tsallis_entropy(p: Tensor, q: float, dim: int = -1) -> Tensor:
         S_q(p) = \frac{1 - \sum_i p_i^q}{q - 1}, \qquad
         S_1(p) = -\sum_i p_i \log p_i \ \text{(nats)}
 
-    Near ``q = 1`` (|q - 1| < 1e-6) the Shannon limit is used. Zero probabilities contribute 0
+    Near ``q = 1`` (``|q - 1| < 1e-6``) the Shannon limit is used. Zero probabilities contribute 0
     for q > 0 (``xlogy`` at q = 1).
 
     Args:

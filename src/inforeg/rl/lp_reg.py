@@ -20,8 +20,9 @@ from inforeg.core.checks import (
     check_same_shape,
     check_tensor,
 )
+from inforeg.core.dtypes import compute_dtype
 from inforeg.core.reduce import AGGREGATION_MODES, masked_aggregate
-from inforeg.rl.entropy import _acc_dtype, default_entropy_chunk, selective_log_softmax
+from inforeg.rl.entropy import default_entropy_chunk, selective_log_softmax
 from inforeg.rl.grpo import clipped_surrogate
 
 __all__ = ["LowProbabilityRegularizer", "low_probability_loss", "min_p_proxy_logprobs"]
@@ -78,7 +79,7 @@ def min_p_proxy_logprobs(
         if chunk_size is None
         else check_int(chunk_size, "chunk_size", low=1)
     )
-    acc = _acc_dtype(flat)
+    acc = compute_dtype(flat)
     out = torch.empty(flat.shape[0], dtype=acc, device=flat.device)
     log_k = math.log(kappa)
     for s in range(0, flat.shape[0], chunk):
