@@ -7,7 +7,8 @@ written once with those fixtures covers CPU and CUDA, float64 to bfloat16::
 
 Defaults: ``--device cpu`` and ``--dtype float32,float64``. ``--device all`` means every device
 available here (CPU, and CUDA when present). A requested device that is not available is skipped,
-not failed, so the same command runs on CPU-only CI.
+not failed, so the same command runs on CPU-only CI. A test that parametrizes ``device`` or
+``dtype`` itself (``@pytest.mark.parametrize("dtype", [...])``) keeps its own list.
 """
 
 from __future__ import annotations
@@ -50,12 +51,23 @@ def _dtypes(option: str) -> list[str]:
     return names
 
 
+def _parametrized_by_hand(metafunc: pytest.Metafunc, name: str) -> bool:
+    """Whether the test already parametrizes ``name`` itself (that list wins over the option)."""
+    for marker in metafunc.definition.iter_markers("parametrize"):
+        names = marker.args[0] if marker.args else marker.kwargs.get("argnames", ())
+        if isinstance(names, str):
+            names = [n.strip() for n in names.split(",")]
+        if name in names:
+            return True
+    return False
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    if "device" in metafunc.fixturenames:
+    if "device" in metafunc.fixturenames and not _parametrized_by_hand(metafunc, "device"):
         metafunc.parametrize(
             "device", _devices(metafunc.config.getoption("--device")), indirect=True
         )
-    if "dtype" in metafunc.fixturenames:
+    if "dtype" in metafunc.fixturenames and not _parametrized_by_hand(metafunc, "dtype"):
         metafunc.parametrize("dtype", _dtypes(metafunc.config.getoption("--dtype")), indirect=True)
 
 

@@ -55,3 +55,9 @@ def test_module_matches_function_detects_a_drift():
 def test_device_and_dtype_fixtures(device, dtype):
     x = torch.ones(2, device=device, dtype=dtype)
     assert x.device.type == device.type and x.dtype == dtype
+
+
+@pytest.mark.parametrize("dtype", [torch.float16])
+def test_a_test_own_dtype_list_wins_over_the_option(dtype):
+    # Without the check in conftest, pytest refuses to collect this ("duplicate parametrization").
+    assert dtype == torch.float16
