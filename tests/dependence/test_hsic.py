@@ -8,7 +8,7 @@ import torch
 
 from inforeg.core.checks import checks
 from inforeg.dependence import HSICLoss, cka, hsic
-from tests._helpers import gradcheck64
+from tests._helpers import gradcheck64, module_matches_function
 
 
 def gram(z, sigma):
@@ -156,6 +156,11 @@ def test_bad_input():
 
 
 def test_module():
-    x, y = torch.randn(10, 2), torch.randn(10, 3)
-    torch.testing.assert_close(HSICLoss(weight=2.0)(x, y), 2.0 * hsic(x, y))
-    torch.testing.assert_close(HSICLoss(normalized=True)(x, y), cka(x, y))
+    x = torch.randn(10, 2, dtype=torch.float64)
+    y = torch.randn(10, 3, dtype=torch.float64)
+    module_matches_function(
+        HSICLoss, lambda a, b, weight: weight * hsic(a, b), x, y, settings={"weight": 2.0}
+    )
+    module_matches_function(
+        HSICLoss, lambda a, b, normalized: cka(a, b), x, y, settings={"normalized": True}
+    )

@@ -8,7 +8,7 @@ import torch
 
 from inforeg.core.checks import checks
 from inforeg.dependence import MMDLoss, mmd
-from tests._helpers import gradcheck64
+from tests._helpers import gradcheck64, module_matches_function
 
 
 def kern(a, b, kernel, sigmas):
@@ -183,9 +183,13 @@ def test_bad_input():
 
 
 def test_module():
-    x, y = torch.randn(10, 2), torch.randn(12, 2)
-    loss = MMDLoss(bandwidth=[0.5, 1.0], estimator="biased", weight=3.0)
-    torch.testing.assert_close(
-        loss(x, y), 3.0 * mmd(x, y, bandwidth=[0.5, 1.0], estimator="biased")
+    x = torch.randn(10, 2, dtype=torch.float64)
+    y = torch.randn(12, 2, dtype=torch.float64)
+    module_matches_function(
+        MMDLoss,
+        lambda a, b, weight, **kw: weight * mmd(a, b, **kw),
+        x,
+        y,
+        settings={"bandwidth": [0.5, 1.0], "estimator": "biased", "weight": 3.0},
     )
-    assert "gaussian" in repr(loss)
+    assert "gaussian" in repr(MMDLoss())

@@ -16,7 +16,7 @@ from inforeg.losses import (
     generalized_cross_entropy,
     margin_vector_distance,
 )
-from tests._helpers import gradcheck64
+from tests._helpers import gradcheck64, module_matches_function
 
 H = torch.tensor([[1.0, 0.0, -1.0]], dtype=torch.float64)
 Y = torch.tensor([0])
@@ -101,9 +101,11 @@ def test_extreme_logits_and_bfloat16(kind):
 
 
 def test_module_matches_function():
-    z = torch.randn(5, 4)
+    z = torch.randn(5, 4, dtype=torch.float64)
     y = torch.randint(0, 4, (5,))
-    assert torch.allclose(CompSumLoss("gce", q=0.5)(z, y), comp_sum_loss(z, y, tau=1.5))
+    module_matches_function(CompSumLoss, comp_sum_loss, z, y, settings={"kind": "gce", "q": 0.5})
+    # GCE with q = 0.5 is the comp-sum loss with tau = 1 + q
+    torch.testing.assert_close(comp_sum_loss(z, y, "gce", q=0.5), comp_sum_loss(z, y, tau=1.5))
 
 
 def test_bad_input():

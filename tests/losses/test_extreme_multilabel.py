@@ -17,7 +17,7 @@ from inforeg.losses import (
     soft_top_k,
     soft_top_k_loss,
 )
-from tests._helpers import gradcheck64
+from tests._helpers import gradcheck64, module_matches_function
 
 S = torch.tensor([[2.0, 1.0, 0.0, -1.0]], dtype=torch.float64)
 M = torch.tensor([[True, True, False, False]])
@@ -103,7 +103,10 @@ def test_soft_top_k_loss_module_extremes():
     ref = torch.stack([-(p[b][m[b]].log()).mean() for b in range(3)]).mean()
     assert torch.allclose(soft_top_k_loss(s, m, k=3), ref)
     assert torch.allclose(SoftTopKLoss(k=3)(s, m), ref)
-    assert torch.allclose(DecoupledSoftmaxLoss(0.5)(s, m), decoupled_softmax_loss(s, m, 0.5))
+    module_matches_function(SoftTopKLoss, soft_top_k_loss, s, m, settings={"k": 3, "alpha": 1.5})
+    module_matches_function(
+        DecoupledSoftmaxLoss, decoupled_softmax_loss, s, m, settings={"temperature": 0.5}
+    )
     z = torch.tensor([[1e4, -1e4, 0.0, 5.0]], requires_grad=True)
     mk = torch.tensor([[False, True, True, False]])
     loss = (
