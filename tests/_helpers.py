@@ -3,6 +3,7 @@
 - :func:`tolerance` / :func:`assert_close`: comparisons whose tolerance follows the dtype.
 - :func:`gradcheck64`: ``torch.autograd.gradcheck`` in float64 on every floating input.
 - :func:`module_matches_function`: a Module gives its function's value for the same settings.
+- :func:`device_given`: whether ``--device`` was given (a test may then run on the CPU too).
 """
 
 from __future__ import annotations
@@ -56,6 +57,11 @@ def assert_close(
         atol=default_atol if atol is None else atol,
         msg=msg,
     )
+
+
+def device_given(config: Any) -> bool:
+    """Whether ``--device`` was given on the command line (``tests/conftest.py``; default cpu)."""
+    return config.getoption("--device") is not None
 
 
 def gradcheck64(fn: Callable[..., Any], *inputs: Any, **kwargs: Any) -> None:
