@@ -21,7 +21,6 @@ from typing import Any
 
 import pytest
 import torch
-from torch._dynamo.testing import CompileCounterWithBackend
 
 from inforeg import losses as los
 from inforeg import rl
@@ -236,6 +235,8 @@ def fresh_dynamo(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 def _check(name: str, path: str, backend: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("INFOREG_DISABLE_CPU_KERNEL", "1" if path == "pytorch" else "0")
+    from torch._dynamo.testing import CompileCounterWithBackend  # heavy: import on use
+
     fn = CASES[name][0]
     want = _run(name, fn)
     counter = CompileCounterWithBackend(backend)
