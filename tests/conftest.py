@@ -6,10 +6,10 @@ written once with those fixtures covers CPU and CUDA, float64 to bfloat16::
     pytest --device all --dtype float32,float64,bfloat16
 
 Defaults: ``cpu`` and ``--dtype float32,float64`` (``tests._helpers.device_given`` tells a test
-whether ``--device`` was given). ``--device all`` means every device
-available here (CPU, and CUDA when present). A requested device that is not available is skipped,
-not failed, so the same command runs on CPU-only CI. A test that parametrizes ``device`` or
-``dtype`` itself (``@pytest.mark.parametrize("dtype", [...])``) keeps its own list.
+whether ``--device`` was given). ``--device all`` means every device available here (CPU, and
+CUDA when present). A requested device that is not available is skipped, not failed, so the same
+command runs on CPU-only CI. A test that parametrizes ``device`` or ``dtype`` itself
+(``@pytest.mark.parametrize("dtype", [...])``) keeps its own list.
 """
 
 from __future__ import annotations
@@ -54,8 +54,8 @@ def _dtypes(option: str) -> list[str]:
     return names
 
 
-def _parametrized_by_hand(metafunc: pytest.Metafunc, name: str) -> bool:
-    """Whether the test already parametrizes ``name`` itself (that list wins over the option)."""
+def _parametrized_by_test(metafunc: pytest.Metafunc, name: str) -> bool:
+    """True when the test parametrizes ``name`` itself (its own list wins over the option)."""
     for marker in metafunc.definition.iter_markers("parametrize"):
         names = marker.args[0] if marker.args else marker.kwargs.get("argnames", ())
         if isinstance(names, str):
@@ -66,12 +66,10 @@ def _parametrized_by_hand(metafunc: pytest.Metafunc, name: str) -> bool:
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    if "device" in metafunc.fixturenames and not _parametrized_by_hand(metafunc, "device"):
-        metafunc.parametrize(
-            "device", _devices(metafunc.config.getoption("--device")), indirect=True
-        )
-    if "dtype" in metafunc.fixturenames and not _parametrized_by_hand(metafunc, "dtype"):
-        metafunc.parametrize("dtype", _dtypes(metafunc.config.getoption("--dtype")), indirect=True)
+    options = {"device": ("--device", _devices), "dtype": ("--dtype", _dtypes)}
+    for name, (option, parse) in options.items():
+        if name in metafunc.fixturenames and not _parametrized_by_test(metafunc, name):
+            metafunc.parametrize(name, parse(metafunc.config.getoption(option)), indirect=True)
 
 
 @pytest.fixture
