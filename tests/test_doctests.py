@@ -31,6 +31,8 @@ NO_EXAMPLE: dict[str, str] = {
 def _modules() -> list[str]:
     names = ["inforeg"]
     for info in pkgutil.walk_packages(inforeg.__path__, prefix="inforeg."):
+        if info.name.endswith(".__main__"):
+            continue  # `python -m inforeg`: importing it runs the CLI
         if not info.name.startswith(SKIP_PREFIXES) or info.name in INCLUDE:
             names.append(info.name)
     return sorted(names)
