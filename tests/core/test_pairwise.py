@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from inforeg.core import pairwise as P
+from tests._helpers import gradcheck64
 
 torch.set_default_dtype(torch.float32)
 
@@ -72,15 +73,12 @@ def test_chunked_gradient_equals_dense_gradient():
 
 
 def test_gradcheck_chunked_kernel_sum():
-    x = _points(9, 2).requires_grad_()
-    y = _points(6, 2, seed=5).requires_grad_()
-    assert torch.autograd.gradcheck(
-        lambda a, b: P.pairwise_sum(a, b, kind="laplacian", reduction="rows", chunk_size=4), (x, y)
+    gradcheck64(
+        lambda a, b: P.pairwise_sum(a, b, kind="laplacian", reduction="rows", chunk_size=4),
+        _points(9, 2),
+        _points(6, 2, seed=5),
     )
-    assert torch.autograd.gradcheck(
-        lambda a: P.pairwise_sum(a, kind="euclidean", chunk_size=2),
-        (_points(6, 2).requires_grad_(),),
-    )
+    gradcheck64(lambda a: P.pairwise_sum(a, kind="euclidean", chunk_size=2), _points(6, 2))
 
 
 def test_default_chunk_size_bounds_block():

@@ -13,6 +13,17 @@ Memory: every function that reduces over pairs takes ``chunk_size``. With it set
 ``chunk_size`` rows are formed (O(n * chunk) memory), and under autograd each block is
 checkpointed, so the backward pass also stays within O(n * chunk). ``chunk_size=None`` picks a
 chunk from the sizes (dense when n * m is at most ``DEFAULT_BLOCK_ELEMENTS``).
+
+Example (three points on a line, 5 apart):
+    >>> x = torch.tensor([[0.0, 0.0], [3.0, 4.0], [6.0, 8.0]])
+    >>> euclidean(x)[0].tolist()
+    [0.0, 5.0, 10.0]
+    >>> float(pairwise_sum(x, kind="euclidean", chunk_size=1))  # 2 * (5 + 10 + 5)
+    40.0
+    >>> float(median_bandwidth(x))  # median of 5, 10, 5
+    5.0
+    >>> knn_distances(x, k=1)[0].squeeze(1).tolist()
+    [5.0, 5.0, 5.0]
 """
 
 from __future__ import annotations

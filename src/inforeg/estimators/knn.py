@@ -340,6 +340,13 @@ def kl_entropy(
 
     Raises:
         ValueError: ``k >= N``, duplicate points (a zero k-NN distance), NaN under "full" checks.
+
+    Example (unit spacing, k = 1: every r_i = 1, so ``psi(4) - psi(1) + log 2 = 11/6 + log 2``):
+        >>> x = torch.tensor([0.0, 1.0, 2.0, 3.0], dtype=torch.float64)
+        >>> print(f"{float(kl_entropy(x, k=1)):.4f}")
+        2.5265
+        >>> print(f"{float(kl_entropy(x, k=1, base=2)):.4f}")
+        3.6449
     """
     dtype = x.dtype
     xs = _points(x, "x")
