@@ -88,22 +88,6 @@ def test_default_chunk_size_bounds_block():
         P.pairwise_sum(_points(4), chunk_size=0)
 
 
-def test_knn_matches_brute_force_and_streams():
-    x = _points(40, 3)
-    d, i = P.knn_distances(x, k=3, chunk_size=7)
-    full = _brute_sq(x, x).sqrt()
-    full.fill_diagonal_(float("inf"))
-    ref_d, ref_i = torch.topk(full, 3, dim=1, largest=False)
-    torch.testing.assert_close(d, ref_d, rtol=1e-12, atol=1e-12)
-    assert torch.equal(i, ref_i)
-    y = _points(11, 3, seed=9)
-    d2, _ = P.knn_distances(x, y, k=11, chunk_size=3, metric="chebyshev")
-    cheb = (x[:, None] - y[None]).abs().amax(-1).sort(dim=1).values
-    torch.testing.assert_close(d2, cheb)
-    with pytest.raises(ValueError, match="k: expected at most 39"):
-        P.knn_distances(x, k=40)
-
-
 def test_median_bandwidth():
     x = torch.tensor([[0.0], [1.0], [3.0]], dtype=torch.float64)  # distances 1, 3, 2
     assert P.median_bandwidth(x).item() == 2.0
@@ -181,13 +165,3 @@ def test_distances_translation_and_permutation_invariant(n, shift, seed):
     d = P.sqeuclidean(x)
     torch.testing.assert_close(P.sqeuclidean(x + shift), d, rtol=1e-7, atol=1e-7 * (1 + shift**2))
     torch.testing.assert_close(P.sqeuclidean(x[perm]), d[perm][:, perm])
-
-
-def test_knn_distances_exact_on_ties_and_far_from_origin():
-    # Far from the origin the expansion ||x||^2 + ||y||^2 - 2 x.y loses all digits of 1e-3.
-    x = torch.tensor([[1e6, 0.0], [1e6 + 1e-3, 0.0], [1e6, 2e-3]], dtype=torch.float64)
-    d, i = P.knn_distances(x, k=1)
-    torch.testing.assert_close(
-        d[:, 0], torch.tensor([1e-3, 1e-3, 2e-3], dtype=torch.float64), rtol=1e-6, atol=0
-    )
-    assert i[:, 0].tolist() == [1, 0, 0]

@@ -9,22 +9,12 @@ saved by ``state_dict()`` as one tensor (module extra state). A ``"cat"`` state 
 proportional to every row kept, on every rank after the gather: statistics that are not sums
 over batches (U-statistics, spectra, k-NN) need it.
 
->>> class Mean(Accumulator):
-...     def __init__(self):
-...         super().__init__()
-...         self.add_state("total", "sum", torch.zeros(()))
-...         self.add_state("rows", "cat")
-...     def update(self, x):
-...         self.total += x.sum()
-...         self.rows.append(x)
-...     def compute(self):
-...         return self.synced("total") / self.synced("rows").shape[0]
->>> m = Mean()
->>> m.update(torch.tensor([1.0, 2.0])); m.update(torch.tensor([6.0]))
->>> m.compute()
+>>> acc = Accumulator()
+>>> acc.add_state("total", "sum", torch.zeros(())); acc.add_state("rows", "cat")
+>>> for x in (torch.tensor([1.0, 2.0]), torch.tensor([6.0])):
+...     acc.total += x.sum(); acc.rows.append(x)
+>>> acc.synced("total") / acc.synced("rows").shape[0]
 tensor(3.)
->>> m.reset(); m.rows
-[]
 """
 
 from __future__ import annotations
