@@ -25,6 +25,7 @@ FAMILIES: tuple[str, ...] = (
     "nn",
     "optim",
     "robust",
+    "diffusion",
 )
 
 __all__ = ["FAMILIES", "__version__", "get_checks", "set_checks"]
