@@ -26,6 +26,7 @@ FAMILIES: tuple[str, ...] = (
     "optim",
     "robust",
     "diffusion",
+    "data",
 )
 
 __all__ = ["FAMILIES", "__version__", "get_checks", "set_checks"]
