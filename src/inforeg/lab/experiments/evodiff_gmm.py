@@ -40,7 +40,7 @@ GRIDS: dict[str, dict[str, list[Any]]] = {
     "EVODiff": {"schedule": SCHEDULES, "final_step": ["heuristic", "ddim"]},
     "EVODiff (released)": {},
 }
-RELEASED = {"schedule": "logsnr", "final_step": "heuristic"}
+RELEASED: dict[str, Any] = {"schedule": "logsnr", "final_step": "heuristic"}
 CONVERGED = {"schedule": "logsnr", "lower_order_final": True}  # at 100 steps: the regime floor
 
 
