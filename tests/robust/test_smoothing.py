@@ -224,6 +224,25 @@ class TestCertify:
         RandomizedSmoothing(base, 3, 0.5).certify(torch.zeros(1, 2, 2), 7, 23, 0.01, 10)
         assert sizes == [7, 10, 10, 3]
 
+    def test_default_budgets_follow_each_papers_code(self):
+        """Cohen's certify.py: n0 100, n 100 000, batch 1000; DRS's released script: n0 200,
+        batch 2000."""
+        sizes: list[int] = []
+
+        def base(batch: torch.Tensor) -> torch.Tensor:
+            sizes.append(batch.shape[0])
+            return torch.zeros(batch.shape[0], 2)
+
+        x = torch.zeros(1, 2, 2)
+        RandomizedSmoothing(base, 2, 0.5).certify(x)
+        assert sizes == [100] + [1000] * 100
+        sizes.clear()
+        DualRandomizedSmoothing(base, base, 2, 0.5).certify(x)
+        assert sizes == [200, 200] + [2000] * 100  # two branches per batch
+        sizes.clear()
+        DualRandomizedSmoothing(base, base, 2, 0.5).predict(x, n=4000)
+        assert sizes == [2000] * 4
+
     def test_drs_sees_disjoint_noisy_halves(self):
         seen: dict[str, torch.Tensor] = {}
 

@@ -46,6 +46,7 @@ from inforeg.core.checks import (
     check_tensor,
 )
 from inforeg.robust.certification import (
+    _check_alpha,
     binomial_test_half,
     certified_radius,
     clopper_pearson_lower,
@@ -214,7 +215,7 @@ class _Smoothed(nn.Module):
         check_tensor(x, "x", ndim=3, floating=True)
         for name, value in nums.items():
             check_int(value, name, low=1)
-        check_number(alpha, "alpha", low=0.0, high=1.0, low_inclusive=False, high_inclusive=False)
+        _check_alpha(alpha)
         check_int(batch_size, "batch_size", low=1)
         _check_generator(generator, x)
 
@@ -390,6 +391,31 @@ class DualRandomizedSmoothing(_Smoothed):
             if bool((mask_l & mask_r).any()):
                 raise ValueError("masks: expected disjoint masks (each pixel in at most one half)")
             self.masks = (mask_l, mask_r)
+
+    def certify(
+        self,
+        x: Tensor,
+        n0: int = 200,
+        n: int = 100_000,
+        alpha: float = 0.001,
+        batch_size: int = 2000,
+        *,
+        generator: torch.Generator | None = None,
+    ) -> tuple[int, float]:
+        """CERTIFY with the released defaults (n0 = 200, batch 2000); see the class docstring."""
+        return super().certify(x, n0, n, alpha, batch_size, generator=generator)
+
+    def predict(
+        self,
+        x: Tensor,
+        n: int = 100_000,
+        alpha: float = 0.001,
+        batch_size: int = 2000,
+        *,
+        generator: torch.Generator | None = None,
+    ) -> int:
+        """PREDICT on the summed votes of the two branches (batch 2000 by default)."""
+        return super().predict(x, n, alpha, batch_size, generator=generator)
 
     def _masks_for(self, x: Tensor) -> tuple[Tensor, Tensor]:
         if self.masks is None:
