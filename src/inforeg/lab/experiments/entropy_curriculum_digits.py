@@ -72,6 +72,7 @@ def _data(seed: int) -> dict[str, Tensor]:
         "x_test": s.x_test,
         "y_test": s.y_test,
         "static": static,
+        "rate": rate,
     }
 
 
