@@ -24,6 +24,7 @@ FAMILIES: tuple[str, ...] = (
     "rl",
     "nn",
     "optim",
+    "quant",
 )
 
 __all__ = ["FAMILIES", "__version__", "get_checks", "set_checks"]
