@@ -23,7 +23,7 @@ from inforeg import estimators as est
 from inforeg import losses as los
 from inforeg import nn as inn
 from inforeg import optim as iopt
-from inforeg import ot, rl
+from inforeg import ot, quant, rl
 
 DEVICE = os.environ.get("INFOREG_TEST_DEVICE", "cuda")
 
@@ -122,6 +122,7 @@ def _make_inputs(dtype: torch.dtype) -> Inputs:
         "siren": rl.SelectiveEntropyRegularizer(top_k=20),
         "epo": rl.EntropySmoothingRegularizer(),
         "lp_reg": rl.LowProbabilityRegularizer(),
+        "comp_nll": iopt.CompositionalNLL(beta=0.3),
         "y_lab": torch.randint(0, 3, (60,), generator=g),
     }
 
@@ -386,6 +387,34 @@ CASES: dict[str, tuple[Case, tuple[str, ...], bool]] = {
     ),
     "scad_penalty": (lambda i: iopt.scad_penalty(i["theta"], 0.5), ("theta",), True),
     "mcp_prox": (lambda i: iopt.mcp_prox(i["theta"], 0.5), (), True),
+    "compositional_nll": (
+        lambda i: iopt.compositional_nll(i["u1"], i["v1"], -0.5 * i["v1"].detach() ** 2, beta=1.0),
+        ("u1", "v1"),
+        True,
+    ),
+    "CompositionalNLL": (
+        lambda i: [
+            i["comp_nll"](i["u1"], i["v1"] + s, -0.5 * i["v1"].detach() ** 2) for s in (0, 1)
+        ],
+        ("u1", "v1"),
+        True,
+    ),
+    # quant (the quantiser is piecewise constant: value parity only)
+    "fake_quantize_asymmetric": (
+        lambda i: quant.fake_quantize_asymmetric(i["z"], -1.5, i["z"].amax(0), 4),
+        (),
+        True,
+    ),
+    "quantized_activation_entropy": (
+        lambda i: quant.quantized_activation_entropy(i["t_act"][None]),
+        ("t_act",),
+        True,
+    ),
+    "dependency_entropy": (
+        lambda i: quant.dependency_entropy(i["x"][None], i["z"][None, :, :3]),
+        ("x", "z"),
+        True,
+    ),
 }
 
 

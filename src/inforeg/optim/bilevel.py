@@ -398,9 +398,15 @@ class MAID:
         self.lipschitz_upper = check_number(lipschitz_upper, "lipschitz_upper", low=0.0)
         self.eps = check_positive(eps, "eps")
         self.delta = check_positive(delta, "delta")
-        self.eta = check_number(eta, "eta", low=0.0, high=1.0, low_inclusive=False)
-        self.rho = check_number(rho, "rho", low=0.0, high=1.0, low_inclusive=False)
-        self.tau = check_number(tau, "tau", low=0.0, high=1.0, low_inclusive=False)
+        self.eta = check_number(
+            eta, "eta", low=0.0, high=1.0, low_inclusive=False, high_inclusive=False
+        )
+        self.rho = check_number(
+            rho, "rho", low=0.0, high=1.0, low_inclusive=False, high_inclusive=False
+        )
+        self.tau = check_number(
+            tau, "tau", low=0.0, high=1.0, low_inclusive=False, high_inclusive=False
+        )
         self.beta = check_positive(beta, "beta")
         self.nu = check_number(nu, "nu", low=1.0)
         self.max_retries = check_int(max_retries, "max_retries", low=1)

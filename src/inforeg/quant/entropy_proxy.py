@@ -41,8 +41,11 @@ def _normalize(x: Tensor, dim: int, ord: float) -> Tensor:
 
 
 def _renormalize(x: Tensor, dim: int) -> Tensor:
-    """``x / sum(x)`` along ``dim`` for ``x >= 0``; an all-zero slice stays zero."""
-    return x / x.sum(dim=dim, keepdim=True).clamp_min(torch.finfo(x.dtype).tiny)
+    """``x / sum(x)`` along ``dim`` for ``x >= 0``; an all-zero slice stays zero (value and
+    gradient: the division is masked, not clamped, so no 1/tiny enters the backward pass)."""
+    total = x.sum(dim=dim, keepdim=True)
+    positive = total > 0
+    return torch.where(positive, x / torch.where(positive, total, torch.ones_like(total)), 0.0)
 
 
 def quantized_activation_entropy(a: Tensor, dim: int = 1, eps: float = 1e-7) -> Tensor:
