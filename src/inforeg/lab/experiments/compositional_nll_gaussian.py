@@ -21,6 +21,7 @@ and the test NLL at the end (xbar = training mean, the NLL optimum).
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -113,11 +114,13 @@ def run_seed(seed: int, quick: bool) -> SeedResult:
         }
         tag = f"(theta*={theta_star:g})"
         for arm in ARMS:
-            point, sel = tune(
-                {"lr": LR_GRID},
-                lambda p, arm=arm, data=data: _train(arm, data, p["lr"], steps, seed),
-                higher_is_better=False,
-            )
+
+            def fit(
+                point: dict[str, Any], arm: str = arm, data: dict[str, Tensor] = data
+            ) -> Selected:
+                return _train(arm, data, point["lr"], steps, seed)
+
+            point, sel = tune({"lr": LR_GRID}, fit, higher_is_better=False)
             for name, value in sel.metrics.items():
                 metrics[arm][f"{name} {tag}"] = value
             tuning[arm][f"lr {tag}"] = point["lr"]

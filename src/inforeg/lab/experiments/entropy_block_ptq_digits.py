@@ -22,6 +22,7 @@ MLP under one point of accuracy even without any search), so the activations use
 
 from __future__ import annotations
 
+import functools
 import itertools
 from typing import Any
 
@@ -71,7 +72,7 @@ def _quantize_weights(layers: list[nn.Module], bits: int = 8) -> None:
     from inforeg.quant import fake_quantize_asymmetric
 
     for layer in layers:
-        lin = layer if isinstance(layer, nn.Linear) else layer[0]
+        lin = next(m for m in layer.modules() if isinstance(m, nn.Linear))
         w = lin.weight  # (out, in): per output channel, so the channels go on the last axis
         lin.weight.copy_(fake_quantize_asymmetric(w.T, w.amin(1), w.amax(1), bits).T)
 
@@ -117,12 +118,13 @@ def run_seed(seed: int, quick: bool) -> SeedResult:
 
     def fit(arm: str, point: dict[str, Any]) -> Selected:
         sweeps = point.get("sweeps", 1)
-        partitions: list[Any] = {
+        choices: dict[str, list[Any]] = {
             "per-layer": ["layer"],
             "entropy blocks": ["entropy"],
-            "uniform blocks": uniform,
+            "uniform blocks": list(uniform),
             "whole network": ["network"],
-        }[arm]
+        }
+        partitions = choices[arm]
         runs = [evaluate(part, sweeps) for part in partitions]
         n = len(runs)
         return Selected(
@@ -137,7 +139,7 @@ def run_seed(seed: int, quick: bool) -> SeedResult:
     metrics: dict[str, dict[str, float]] = {}
     tuning: dict[str, dict[str, Any]] = {}
     for arm in ARMS:
-        tuning[arm], sel = tune(GRIDS[arm], lambda p, arm=arm: fit(arm, p))
+        tuning[arm], sel = tune(GRIDS[arm], functools.partial(fit, arm))
         metrics[arm] = sel.metrics
     regime = {
         "accuracy lost without search": float_acc - no_search_acc,
