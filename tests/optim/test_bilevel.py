@@ -33,6 +33,12 @@ def _ridge(seed=0, n=5):
     return lower, upper, x_hat, exact_grad, y
 
 
+def _maid(lower, upper, solver, theta, x, **kw):
+    """MAID on a problem with mu = 1 and L_f = 1 (the ridge oracles), seeded probes."""
+    kw = {"mu": 1.0, "lipschitz_upper": 1.0, "generator": torch.Generator().manual_seed(0), **kw}
+    return MAID(lower, upper, solver, theta, x, **kw)
+
+
 def test_hypergradient_matches_the_closed_form():
     lower, upper, x_hat, exact_grad, _ = _ridge()
     theta = torch.tensor([-1.0, 0.0, 0.5, 1.0, 2.0], dtype=D)
@@ -92,16 +98,7 @@ def test_maid_with_eps_accurate_solver_decreases_the_exact_objective():
         return float(upper(x_hat(th)))
 
     theta = torch.zeros_like(y)
-    maid = MAID(
-        lower,
-        upper,
-        solver,
-        theta,
-        x_hat(theta),
-        mu=1.0,
-        lipschitz_upper=1.0,
-        generator=torch.Generator().manual_seed(0),
-    )
+    maid = _maid(lower, upper, solver, theta, x_hat(theta))
     f0 = exact_f(theta)
     previous = f0
     for _ in range(60):
@@ -179,35 +176,13 @@ def test_budget_and_fixed_eps():
     lower, upper, x_hat, _, y = _ridge()
     solver = gradient_descent_solver(lower, mu=1.0, L=20.0)
     theta = torch.zeros_like(y)
-    maid = MAID(
-        lower,
-        upper,
-        solver,
-        theta,
-        x_hat(theta),
-        mu=1.0,
-        lipschitz_upper=1.0,
-        ll_budget=30,
-        generator=torch.Generator().manual_seed(0),
-    )
+    maid = _maid(lower, upper, solver, theta, x_hat(theta), ll_budget=30)
     for _ in range(50):
         maid.step()
     assert maid.exhausted
     spent = maid.ll_iters
     assert not maid.step() and maid.ll_iters == spent  # no work once the budget is spent
-    fixed = MAID(
-        lower,
-        upper,
-        solver,
-        theta,
-        x_hat(theta),
-        mu=1.0,
-        lipschitz_upper=1.0,
-        eps=1e-3,
-        delta=1e-3,
-        fixed_eps=True,
-        generator=torch.Generator().manual_seed(0),
-    )
+    fixed = _maid(lower, upper, solver, theta, x_hat(theta), eps=1e-3, delta=1e-3, fixed_eps=True)
     for _ in range(5):
         fixed.step()
     assert {h["eps"] for h in fixed.history} == {1e-3}

@@ -127,24 +127,18 @@ def _hessian_vector_product(
     return hvp
 
 
-def _mixed_product(lower: LowerObjective, x: Tensor, theta: Tensor, q: Tensor) -> Tensor:
-    """:math:`\\nabla_\\theta \\langle \\nabla_x g(x, \\theta), q\\rangle` (shaped like theta)."""
+def _mixed_product(
+    lower: LowerObjective, x: Tensor, theta: Tensor, v: Tensor, transpose: bool = False
+) -> Tensor:
+    r""":math:`\nabla_\theta \langle \nabla_x g(x, \theta), v\rangle` (shaped like theta), or
+    with ``transpose`` :math:`\nabla_x \langle \nabla_\theta g(x, \theta), v\rangle` (like x)."""
     xg = x.detach().requires_grad_(True)
     th = theta.detach().requires_grad_(True)
+    first, second = (th, xg) if transpose else (xg, th)
     with torch.enable_grad():
-        gx = torch.autograd.grad(lower(xg, th), xg, create_graph=True)[0]
-        (out,) = torch.autograd.grad(_dot(gx, q), th, allow_unused=True)
-    return torch.zeros_like(th) if out is None else out.detach()
-
-
-def _mixed_product_transposed(lower: LowerObjective, x: Tensor, theta: Tensor, p: Tensor) -> Tensor:
-    """:math:`\\nabla_x \\langle \\nabla_\\theta g(x, \\theta), p\\rangle` (shaped like x)."""
-    xg = x.detach().requires_grad_(True)
-    th = theta.detach().requires_grad_(True)
-    with torch.enable_grad():
-        gth = torch.autograd.grad(lower(xg, th), th, create_graph=True)[0]
-        (out,) = torch.autograd.grad(_dot(gth, p), xg, allow_unused=True)
-    return torch.zeros_like(xg) if out is None else out.detach()
+        g_first = torch.autograd.grad(lower(xg, th), first, create_graph=True)[0]
+        (out,) = torch.autograd.grad(_dot(g_first, v), second, allow_unused=True)
+    return torch.zeros_like(second) if out is None else out.detach()
 
 
 def _conjugate_gradient(
@@ -441,7 +435,7 @@ class MAID:
         """The code's a-posteriori estimate omega (see the class docstring)."""
         p, q = hg.grad, hg.q
         grad_f_norm = float(torch.linalg.vector_norm(grad_f))
-        b = float(_mixed_product_transposed(self.lower, x_t, self.theta, p).abs().max())
+        b = float(_mixed_product(self.lower, x_t, self.theta, p, transpose=True).abs().max())
         xi = torch.randn(x_t.shape, generator=self.generator, dtype=x_t.dtype, device=x_t.device)
         q_norm = float(torch.linalg.vector_norm(q))
         if q_norm > 0.0:
