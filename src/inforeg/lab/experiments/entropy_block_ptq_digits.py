@@ -164,7 +164,7 @@ EXPERIMENT = Experiment(
         "64-128-128-128-128-128-10 (ReLU), Adam 1e-3, batch 64, 40 epochs (10 quick); weights "
         f"fake-quantised to 8 bits per output channel; Linear inputs to {BITS} bits per channel, "
         f"calibrated on {N_CALIB} training images; range candidates 1, 0.9, ..., 0.4; score "
-        "mean |error|^0.5; entropy partition with the running-mean threshold and the "
+        "mean abs(error)^0.5; entropy partition with the running-mean threshold and the "
         "dependency proxy."
     ),
     claims=(
