@@ -224,6 +224,7 @@ EXPERIMENT = Experiment(
     splits={"train": 1077, "validation": 270, "test": 450},
     selection="per arm: the number of coordinate-descent sweeps with the best validation accuracy",
     run_seed=run_seed,
+    requires=("sklearn",),
     protocol=2,
     seeds=10,
     quick_seeds=2,

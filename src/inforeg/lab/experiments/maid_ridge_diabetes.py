@@ -304,6 +304,7 @@ EXPERIMENT = Experiment(
         "objective, ties (budget exhausted) broken by the final relative gap"
     ),
     run_seed=run_seed,
+    requires=("sklearn",),
     protocol=2,
     seeds=10,
     quick_seeds=2,

@@ -49,8 +49,8 @@ RECORDS = [
             "default; the paper's momentum / variance-reduced variants are UNVERIFIED, so the "
             "record stays implemented. Experiment (protocol 2, 10 seeds, learning rates tuned on "
             "validation for both arms): the claim 'converges faster than NCE' did not hold at "
-            "theta* = 2 (first hit inconclusive; NCE settles sooner and ends closer to xbar); at "
-            "theta* = 3 the importance weights collapse (final error 0.34 vs NCE 0.08)."
+            "data mean 2 (first hit inconclusive; NCE settles sooner and ends closer to xbar); at "
+            "mean 3 the importance weights collapse (final error 0.34 vs NCE 0.08)."
         ),
     ),
 ]
