@@ -123,7 +123,24 @@ def _make_inputs(dtype: torch.dtype) -> Inputs:
         "epo": rl.EntropySmoothingRegularizer(),
         "lp_reg": rl.LowProbabilityRegularizer(),
         "y_lab": torch.randint(0, 3, (60,), generator=g),
+        # nn: learned proximal network, latent-query alignment, noise-mask policy
+        "lpn": _seeded(lambda: inn.LearnedProximalNet(3, hidden=8, layers=2, alpha=0.1), dtype),
+        "lqa": _seeded(lambda: inn.LatentQueryAlignmentLoss(8, num_queries=3, num_heads=2), dtype),
+        "lqa_h": randn(4, 7, 8),
+        "lqa_g": randn(4, 5, 8),
+        "mask_policy": _seeded(lambda: inn.BetaNoiseMaskPolicy(None, 6, grid=2), dtype),
+        "cells": rand(n, 4) * 0.98 + 0.01,
+        "log_alpha": randn(n, 4),
+        "log_beta": randn(n, 4),
+        "ce": rand(n) * 2.0,
     }
+
+
+def _seeded(make: Callable[[], torch.nn.Module], dtype: torch.dtype) -> torch.nn.Module:
+    """A module built under a fixed seed (same weights for every dtype/device), cast to dtype."""
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        return make().to(dtype)
 
 
 def _sample_weights(x: torch.Tensor) -> torch.Tensor:
@@ -384,6 +401,38 @@ CASES: dict[str, tuple[Case, tuple[str, ...], bool]] = {
         ("z",),
         True,
     ),
+    "LearnedProximalNet": (lambda i: i["lpn"](i["x"]), ("x",), True),
+    "proximal_matching_loss": (
+        lambda i: inn.proximal_matching_loss(i["x"], i["z"][:, :3], 0.7),
+        ("x",),
+        True,
+    ),
+    "LatentQueryAlignmentLoss": (
+        lambda i: i["lqa"](i["lqa_h"], i["lqa_g"], mask_pred=i["rl_mask"]),
+        ("lqa_h",),
+        True,
+    ),
+    "BetaNoiseMaskPolicy": (lambda i: i["mask_policy"](i["z"]), ("z",), True),
+    "beta_mask_log_prob": (
+        lambda i: inn.beta_mask_log_prob(i["cells"], i["log_alpha"], i["log_beta"]),
+        ("log_alpha", "log_beta"),
+        True,
+    ),
+    "reinforce_mask_loss": (
+        lambda i: inn.reinforce_mask_loss(i["log_alpha"], i["ce"]),
+        ("log_alpha",),
+        True,
+    ),
+    "reinforce_mask_loss_code": (
+        lambda i: inn.reinforce_mask_loss(i["log_alpha"], i["ce"], mode="code"),
+        ("log_alpha", "ce"),
+        True,
+    ),
+    "noise_mask_from_cells": (
+        lambda i: inn.noise_mask_from_cells(i["cells"], 8, blur_kernel=3, blur_sigma=1.0),
+        ("cells",),
+        True,
+    ),
     "scad_penalty": (lambda i: iopt.scad_penalty(i["theta"], 0.5), ("theta",), True),
     "mcp_prox": (lambda i: iopt.mcp_prox(i["theta"], 0.5), (), True),
 }
@@ -415,20 +464,20 @@ def _to(inputs: Inputs, device: str) -> Inputs:
     return {k: v.to(device) for k, v in inputs.items()}
 
 
-@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
+@pytest.mark.parametrize("precision", [torch.float64, torch.float32], ids=["f64", "f32"])
 @pytest.mark.parametrize("name", sorted(CASES))
-def test_device_matches_cpu(name: str, dtype: torch.dtype) -> None:
+def test_device_matches_cpu(name: str, precision: torch.dtype) -> None:
     case, grad_names, _ = CASES[name]
     ref_out, ref_grad = _run(case, _make_inputs(torch.float64), grad_names)
-    out, grad = _run(case, _to(_make_inputs(dtype), DEVICE), grad_names)
+    out, grad = _run(case, _to(_make_inputs(precision), DEVICE), grad_names)
     assert len(out) == len(ref_out) and len(grad) == len(ref_grad)
-    rtol, atol = (1e-9, 1e-10) if dtype == torch.float64 else (2e-4, 2e-5)
-    if name in ITERATIVE and dtype != torch.float64:
+    rtol, atol = (1e-9, 1e-10) if precision == torch.float64 else (2e-4, 2e-5)
+    if name in ITERATIVE and precision != torch.float64:
         rtol, atol = 1e-2, 2e-4  # float32 solvers stop at a float32-sized tolerance
     if name in NONSMOOTH:
         rtol, atol = 1e-4, 1e-6
     if grad_names:  # a differentiable term keeps the input's precision
-        assert out[0].dtype == dtype
+        assert out[0].dtype == precision
     for got, ref in zip(out + grad, ref_out + ref_grad):
         assert got.device.type == torch.device(DEVICE).type
         assert not torch.isnan(got).any()
@@ -436,7 +485,16 @@ def test_device_matches_cpu(name: str, dtype: torch.dtype) -> None:
 
 
 @pytest.mark.parametrize(
-    "name", ["token_entropy", "selective_log_softmax", "mmd_chunked", "hsic", "sinkhorn"]
+    "name",
+    [
+        "token_entropy",
+        "selective_log_softmax",
+        "mmd_chunked",
+        "hsic",
+        "sinkhorn",
+        "proximal_matching_loss",
+        "reinforce_mask_loss_code",
+    ],
 )
 def test_device_bfloat16(name: str) -> None:
     """bfloat16 on the device: finite, float32-accurate accumulation (close to float64)."""
@@ -496,9 +554,9 @@ def test_no_host_sync(name: str) -> None:
 
 
 @pytest.mark.skipif(not DEVICE.startswith("cuda"), reason="the fused kernels are CUDA-only")
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["f32", "bf16"])
+@pytest.mark.parametrize("precision", [torch.float32, torch.bfloat16], ids=["f32", "bf16"])
 def test_fused_entropy_kernels_match_float64(
-    dtype: torch.dtype, monkeypatch: pytest.MonkeyPatch
+    precision: torch.dtype, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The Triton path (default on CUDA) and the chunked PyTorch path (INFOREG_DISABLE_TRITON=1)
     both equal a float64 reference on a 151,936-token vocabulary, including a peaked row, -inf
@@ -507,7 +565,7 @@ def test_fused_entropy_kernels_match_float64(
     z = torch.randn(24, 151_936, generator=g, dtype=torch.float64) * 2
     z[0, 7] += 60.0  # entropy ~1e-20: relative accuracy of the small term
     z[1, ::3] = float("-inf")
-    z = z.to(dtype).double()
+    z = z.to(precision).double()
     tok = torch.randint(0, z.shape[1], (24,), generator=g)
     tok[1] = 1  # a finite logit
     ref_z = z.clone().requires_grad_(True)
@@ -518,12 +576,12 @@ def test_fused_entropy_kernels_match_float64(
     (ref_gl,) = torch.autograd.grad(ref_lp.sum(), ref_z)
     for disable in ("0", "1"):
         monkeypatch.setenv("INFOREG_DISABLE_TRITON", disable)
-        x = z.to(dtype).to(DEVICE).requires_grad_(True)
+        x = z.to(precision).to(DEVICE).requires_grad_(True)
         h = rl.token_entropy(x, temperature=0.8)
         lp = rl.selective_log_softmax(x, tok.to(DEVICE), temperature=0.8)
         (gh,) = torch.autograd.grad(h.float().sum(), x)
         (gl,) = torch.autograd.grad(lp.float().sum(), x)
-        out_tol = 1e-5 if dtype == torch.float32 else 8e-3  # bf16 outputs are rounded
+        out_tol = 1e-5 if precision == torch.float32 else 8e-3  # bf16 outputs are rounded
         for got, ref in ((h, ref_h), (lp, ref_lp)):
             torch.testing.assert_close(got.double().cpu(), ref.detach(), rtol=out_tol, atol=1e-6)
         assert h[0].item() < 1e-6
