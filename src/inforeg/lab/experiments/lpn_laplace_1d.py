@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import copy
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -76,7 +76,7 @@ def grid_errors(net: torch.nn.Module) -> dict[str, float]:
 
 def fit(
     net: torch.nn.Module,
-    phases: list[tuple[int, float, float | None]],
+    phases: Sequence[tuple[int, float, float | None]],
     kind: str,
     val_loss: Callable[[torch.nn.Module], float],
     seed: int,
