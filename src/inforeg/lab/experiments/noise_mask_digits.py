@@ -79,6 +79,7 @@ def fit(
     order = torch.Generator().manual_seed(2_000 + seed)  # same data order in every arm
     opt = torch.optim.SGD(clf.parameters(), lr=lr, momentum=0.9, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(heat_epochs, 1))
+    learns_policy = arm in (REINFORCE, CODE)
     popt = torch.optim.SGD(policy.parameters(), lr=lr / 10, momentum=0.9)
     psched = torch.optim.lr_scheduler.CosineAnnealingLR(popt, T_max=max(heat_epochs, 1))
     x_tr, y_tr = data["train"]
@@ -106,7 +107,6 @@ def fit(
                 continue
             x, y = x_tr[idx], y_tr[idx]
             masked = arm != CONV and epoch < heat_epochs
-            policy_loss: Tensor | None = None
             if masked and arm == RANDOM:
                 cells = torch.rand(x.shape[0], GRID * GRID)
             elif masked:
@@ -120,19 +120,19 @@ def fit(
             if masked and arm == CODE:
                 loss = reinforce_mask_loss(log_prob, ce, mode="code")
             elif masked and arm == REINFORCE:
-                policy_loss = reinforce_mask_loss(log_prob, ce)
-                loss = ce.mean() + policy_loss
+                loss = ce.mean() + reinforce_mask_loss(log_prob, ce)
             else:
                 loss = ce.mean()
             opt.zero_grad(set_to_none=True)
             popt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            if masked and arm in (REINFORCE, CODE):
+            if masked and learns_policy:
                 popt.step()
         if epoch < heat_epochs:
             sched.step()
-            psched.step()
+            if learns_policy:
+                psched.step()
         clf.eval()
         with torch.no_grad():
             val_acc = float((clf(x_val).argmax(1) == y_val).float().mean())
