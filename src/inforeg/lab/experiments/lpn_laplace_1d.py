@@ -44,7 +44,7 @@ def targets() -> tuple[np.ndarray, dict[str, np.ndarray]]:
         w = np.exp(logw - logw.max())
         w /= w.sum()
         means.append(float((w * xs).sum()))
-        medians.append(float(np.interp(0.5, np.cumsum(w), xs)))
+        medians.append(float(np.interp(0.5, np.cumsum(w) - 0.5 * w, xs)))  # midpoint CDF
     soft = np.sign(grid) * np.maximum(np.abs(grid) - NOISE**2, 0.0)
     return grid, {MAP: soft, MMSE: np.array(means), MEDIAN: np.array(medians)}
 
