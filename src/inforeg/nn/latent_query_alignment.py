@@ -55,6 +55,15 @@ class LatentQueryPooling(nn.Module):
     Shape:
         ``forward(h, mask=None)``: h (B, L, d), mask (B, L) bool with True = valid →
         (B, M, d) in ``h``'s dtype (float32 compute for half inputs).
+
+    Example:
+        >>> pool = LatentQueryPooling(2, num_queries=1)
+        >>> with torch.no_grad():
+        ...     _ = pool.value.weight.copy_(torch.eye(2))
+        ...     _ = pool.value.bias.zero_()
+        >>> h = torch.tensor([[[1.0, 2.0], [3.0, 4.0]]])
+        >>> pool(h, torch.tensor([[True, False]])).detach()  # one valid token: its value vector
+        tensor([[[1., 2.]]])
     """
 
     def __init__(self, dim: int, num_queries: int = 8, num_heads: int = 1) -> None:
@@ -170,7 +179,9 @@ class LatentQueryAlignmentLoss(nn.Module):
     ``loss = nll + lam * align`` (λ = 0.1 suggested, UNVERIFIED). With ``detach_target`` the gold
     side is pooled under ``torch.no_grad()``, so the queries are trained through the predicted side
     only. Everything here beyond "latent queries distil both representations, which are then
-    aligned" is inforeg's design (UNVERIFIED; see the module docstring).
+    aligned" is inforeg's design (UNVERIFIED; see the module docstring). Paper: Chen, Song, Wei,
+    Nie & Chua, "Dual Semantic Knowledge Composed Multimodal Dialog Systems", SIGIR 2023, arXiv
+    2305.09990 (no authors' code found).
 
     Args:
         dim: feature size d of both sides.

@@ -173,6 +173,10 @@ class LearnedProximalNet(nn.Module):
     ``torch.no_grad()`` the result carries no graph. Its Jacobian is the Hessian of ψ: symmetric
     positive semi-definite.
 
+    Paper: Fang, Buchanan & Sulam, "What's in a Prior? Learned Proximal Networks for Inverse
+    Problems", ICLR 2024, arXiv 2310.14344; code ``ZhenghanFang/learned-proximal-networks``
+    (differences listed in the module docstring).
+
     Training as in the paper: L1 (or L2) pre-training, then :class:`ProximalMatchingLoss` with γ
     decreasing (:func:`prox_matching_gamma`), calling :meth:`clip_weights` after every step.
     1-D Laplace experiment of the paper: ``dim=1, hidden=50, layers=4, beta=10, alpha=0``, batch

@@ -284,7 +284,9 @@ class BetaNoiseMaskPolicy(nn.Module):
     code. The bases ``base_alpha``, ``base_beta`` (1, G²) are buffers initialised U(0, 1) (they
     follow ``.to()`` and ``state_dict()``); :meth:`unconditional` returns them for evaluation
     (one mask per batch, as the authors evaluate). Gradients reach the heads (and ``features``)
-    through a', b'.
+    through a', b'. Paper: Yavuz & Yang, "Policy Gradient-Driven Noise Mask", 2024, arXiv
+    2406.14568; code ``ogrenenmakine/Policy-Gradient-Driven-Noise-Mask`` (``MaskGenerator``;
+    differences listed in the module docstring).
 
     Args:
         features: module mapping the input to (B, feature_dim) (the paper: a resnet10t, 512-d);
