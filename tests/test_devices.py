@@ -464,20 +464,20 @@ def _to(inputs: Inputs, device: str) -> Inputs:
     return {k: v.to(device) for k, v in inputs.items()}
 
 
-@pytest.mark.parametrize("precision", [torch.float64, torch.float32], ids=["f64", "f32"])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
 @pytest.mark.parametrize("name", sorted(CASES))
-def test_device_matches_cpu(name: str, precision: torch.dtype) -> None:
+def test_device_matches_cpu(name: str, dtype: torch.dtype) -> None:
     case, grad_names, _ = CASES[name]
     ref_out, ref_grad = _run(case, _make_inputs(torch.float64), grad_names)
-    out, grad = _run(case, _to(_make_inputs(precision), DEVICE), grad_names)
+    out, grad = _run(case, _to(_make_inputs(dtype), DEVICE), grad_names)
     assert len(out) == len(ref_out) and len(grad) == len(ref_grad)
-    rtol, atol = (1e-9, 1e-10) if precision == torch.float64 else (2e-4, 2e-5)
-    if name in ITERATIVE and precision != torch.float64:
+    rtol, atol = (1e-9, 1e-10) if dtype == torch.float64 else (2e-4, 2e-5)
+    if name in ITERATIVE and dtype != torch.float64:
         rtol, atol = 1e-2, 2e-4  # float32 solvers stop at a float32-sized tolerance
     if name in NONSMOOTH:
         rtol, atol = 1e-4, 1e-6
     if grad_names:  # a differentiable term keeps the input's precision
-        assert out[0].dtype == precision
+        assert out[0].dtype == dtype
     for got, ref in zip(out + grad, ref_out + ref_grad):
         assert got.device.type == torch.device(DEVICE).type
         assert not torch.isnan(got).any()
@@ -554,9 +554,9 @@ def test_no_host_sync(name: str) -> None:
 
 
 @pytest.mark.skipif(not DEVICE.startswith("cuda"), reason="the fused kernels are CUDA-only")
-@pytest.mark.parametrize("precision", [torch.float32, torch.bfloat16], ids=["f32", "bf16"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["f32", "bf16"])
 def test_fused_entropy_kernels_match_float64(
-    precision: torch.dtype, monkeypatch: pytest.MonkeyPatch
+    dtype: torch.dtype, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The Triton path (default on CUDA) and the chunked PyTorch path (INFOREG_DISABLE_TRITON=1)
     both equal a float64 reference on a 151,936-token vocabulary, including a peaked row, -inf
@@ -565,7 +565,7 @@ def test_fused_entropy_kernels_match_float64(
     z = torch.randn(24, 151_936, generator=g, dtype=torch.float64) * 2
     z[0, 7] += 60.0  # entropy ~1e-20: relative accuracy of the small term
     z[1, ::3] = float("-inf")
-    z = z.to(precision).double()
+    z = z.to(dtype).double()
     tok = torch.randint(0, z.shape[1], (24,), generator=g)
     tok[1] = 1  # a finite logit
     ref_z = z.clone().requires_grad_(True)
@@ -576,12 +576,12 @@ def test_fused_entropy_kernels_match_float64(
     (ref_gl,) = torch.autograd.grad(ref_lp.sum(), ref_z)
     for disable in ("0", "1"):
         monkeypatch.setenv("INFOREG_DISABLE_TRITON", disable)
-        x = z.to(precision).to(DEVICE).requires_grad_(True)
+        x = z.to(dtype).to(DEVICE).requires_grad_(True)
         h = rl.token_entropy(x, temperature=0.8)
         lp = rl.selective_log_softmax(x, tok.to(DEVICE), temperature=0.8)
         (gh,) = torch.autograd.grad(h.float().sum(), x)
         (gl,) = torch.autograd.grad(lp.float().sum(), x)
-        out_tol = 1e-5 if precision == torch.float32 else 8e-3  # bf16 outputs are rounded
+        out_tol = 1e-5 if dtype == torch.float32 else 8e-3  # bf16 outputs are rounded
         for got, ref in ((h, ref_h), (lp, ref_lp)):
             torch.testing.assert_close(got.double().cpu(), ref.detach(), rtol=out_tol, atol=1e-6)
         assert h[0].item() < 1e-6
