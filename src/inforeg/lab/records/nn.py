@@ -17,13 +17,16 @@ RECORDS = [
             "inforeg.nn.LatentQueryPooling",
             "inforeg.nn.latent_query_alignment",
         ),
+        experiment="latent-query-alignment-seq",
         status="implemented",
         notes=(
             "Only the latent-query semantic-alignment regulariser (not the dialog system). "
             "UNVERIFIED: the paper says code was released but no repository was found; only the "
             "abstract's description is verified. Pooling (cross-attention from M learnable "
             "queries, no positions), distances (mse/cosine/kl), detach_target and defaults "
-            "M = 8, lambda = 0.1 are inforeg's design, so the record stays implemented."
+            "M = 8, lambda = 0.1 are inforeg's design, so the record stays implemented. "
+            "latent-query-alignment-seq (10 seeds): inconclusive, token accuracy +0.0013 "
+            "[-0.0035, 0.0062], exact-sequence +0.0064 [-1e-7, 0.0128]."
         ),
     ),
     Record(
@@ -43,6 +46,7 @@ RECORDS = [
             "inforeg.nn.noise_mask_from_cells",
             "inforeg.nn.sample_mask_cells",
         ),
+        experiment="noise-mask-digits",
         status="verified",
         reference_tests=("tests/nn/test_noise_mask_policy.py",),
         notes=(
@@ -148,7 +152,8 @@ RECORDS = [
             "inforeg.nn.ProximalMatchingLoss",
             "inforeg.nn.prox_matching_gamma",
         ),
-        status="verified",
+        experiment="lpn-laplace-1d",
+        status="reproduced",
         reference_tests=("tests/nn/test_learned_proximal_network.py",),
         notes=(
             "Vector (MLP) LPN of the paper's 1-D experiment, any dim; the convolutional MNIST "
@@ -156,7 +161,10 @@ RECORDS = [
             "differences, convexity oracles (symmetric PSD Jacobian, tangent-plane prox "
             "property), the learned prior against its closed form at f(y), the gamma schedule "
             "against the authors' table. The loss uses the squared distance (finite gradient at "
-            "zero, unlike the code's sqrt); weights are clipped at construction."
+            "zero, unlike the code's sqrt); weights are clipped at construction. lpn-laplace-1d "
+            "(10 seeds, hidden 32 and a 10x shorter schedule than the paper): proximal matching "
+            "is closer to the MAP soft-threshold than L1 (+0.072 [0.056, 0.087]) and L2 (+0.118 "
+            "[0.102, 0.133]) LPNs in 10/10 seeds (MAD 0.094 vs 0.165 / 0.211)."
         ),
     ),
 ]
