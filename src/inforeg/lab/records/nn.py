@@ -55,7 +55,10 @@ RECORDS = [
             "reinforce_mask_loss defaults to the paper's REINFORCE (batch-mean baseline, CE "
             "detached); mode='code' is the released objective mean(logsumexp_j log pi) * "
             "mean(CE), back-propagated into both networks. Log-concentrations clamped to +-10. "
-            "README says the repo moved to convergedmachine/...; venue beyond arXiv not verified."
+            "README says the repo moved to convergedmachine/...; venue beyond arXiv not verified. "
+            "noise-mask-digits (10 seeds): not reproduced at 8x8, clean accuracy vs conventional "
+            "inconclusive (REINFORCE -0.0013 [-0.0044, 0.0018], released objective -0.0035 "
+            "[-0.0071, 0.00004]); masked arms are more robust to occlusion (+0.012)."
         ),
     ),
     Record(
