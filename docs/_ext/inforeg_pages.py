@@ -64,6 +64,13 @@ def family_page(family: str) -> str:
     return "\n".join(lines)
 
 
+def rst_escape(text: str) -> str:
+    """Plain text for an RST cell: markup characters lose their meaning."""
+    for ch in ("\\", "|", "*", "`", "_"):
+        text = text.replace(ch, "\\" + ch)
+    return text
+
+
 def _fmt(x: Any) -> str:
     if x is None:
         return "–"
@@ -98,7 +105,7 @@ def verdict_section(experiment: str, static: Path) -> list[str]:
         op = ">" if check["direction"] == "above" else "<"
         ok = "passed" if check["passed"] else "**failed**"
         lines.append(
-            f"- Regime check *{check['name']}* ({check['description']}): "
+            f"- Regime check *{rst_escape(check['name'])}* ({rst_escape(check['description'])}): "
             f"{_fmt(check['value'])} {op} {_fmt(check['threshold'])}, {ok}."
         )
     if payload.get("regime_checks"):
@@ -121,7 +128,7 @@ def verdict_section(experiment: str, static: Path) -> list[str]:
             ci_text = f"[{_fmt(ci[0])}, {_fmt(ci[1])}]" if ci else "–"
             mean = c.get("mean_diff", c.get("improvement_mean"))
             lines += [
-                f"   * - {c['text']}",
+                f"   * - {rst_escape(c['text'])}",
                 f"     - {c.get('kind', 'paper')}",
                 f"     - {c['metric']}",
                 f"     - {_fmt(mean)}",
@@ -180,7 +187,7 @@ def technique_page(rec: Any, static: Path) -> str:
         lines.append(f"- Reference tests: {tests}")
     lines.append("")
     if rec.notes:
-        lines += [_title("Notes", "-"), "", rec.notes, ""]
+        lines += [_title("Notes", "-"), "", rst_escape(rec.notes), ""]
     if rec.api:
         lines += [
             _title("API", "-"),

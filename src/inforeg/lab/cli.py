@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
+from inforeg.lab.plugins import suggest, unknown_name
 from inforeg.lab.registry import FAMILIES
 
 
@@ -105,7 +106,6 @@ def _run_one(name: str, seeds: int | None, quick: bool, out: str, record: bool) 
 
 def resolve_experiment(name: str, experiments: Sequence[str]) -> str:
     """The experiment called ``name``, or the one of the technique whose key is ``name``."""
-    from inforeg.lab.plugins import suggest
     from inforeg.lab.registry import records
 
     if name in experiments:
@@ -162,8 +162,6 @@ def _cmd_show(args: argparse.Namespace) -> int:
     recs = records()
     chosen = [r for r in recs if r.key == args.key] or [r for r in recs if r.experiment == args.key]
     if not chosen:
-        from inforeg.lab.plugins import suggest
-
         hint = suggest(args.key, [r.key for r in recs]) or "; see `inforeg list`"
         raise UsageError(f"show: no technique named {args.key!r}{hint}")
     print(describe_record(chosen[0]))
@@ -176,9 +174,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
     found = registry()
     if args.name not in found:
-        raise UsageError(
-            f"bench: no benchmark named {args.name!r}; available: {', '.join(sorted(found))}"
-        )
+        raise UsageError(f"bench: {unknown_name('benchmark', args.name, found)}")
     bench = found[args.name]
     path = write(bench, bench.run(args.quick), args.out)
     print(path.read_text(encoding="utf-8"))

@@ -20,6 +20,8 @@ import pkgutil
 from dataclasses import dataclass, field
 from typing import Literal, get_args
 
+from inforeg.lab.plugins import lookup
+
 Family = Literal[
     "losses",
     "dependence",
@@ -117,10 +119,8 @@ def records(family: str | None = None) -> list[Record]:
 
 def get(key: str) -> Record:
     """The record of ``key``; KeyError names the closest keys."""
-    from inforeg.lab.plugins import lookup
-
-    record: Record = lookup({r.key: r for r in records()}, key, "technique")
-    return record
+    found: Record = lookup({r.key: r for r in records()}, key, "technique")
+    return found
 
 
 def markdown_table(family: str | None = None) -> str:
