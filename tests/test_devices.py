@@ -18,12 +18,15 @@ from typing import Any
 import pytest
 import torch
 
+from inforeg import data as idata
 from inforeg import dependence as dep
+from inforeg import diffusion as idiff
 from inforeg import estimators as est
 from inforeg import losses as los
 from inforeg import nn as inn
 from inforeg import optim as iopt
 from inforeg import ot, rl
+from inforeg import robust as irob
 from tests._helpers import device_given
 
 
@@ -118,6 +121,12 @@ def _make_inputs(dtype: torch.dtype) -> Inputs:
         "epo": rl.EntropySmoothingRegularizer(),
         "lp_reg": rl.LowProbabilityRegularizer(),
         "y_lab": torch.randint(0, 3, (60,), generator=g),
+        # robust / diffusion
+        "img": randn(2, 3, 4, 6),
+        "img_noise": randn(2, 3, 4, 6),
+        "drs_mask": irob.dual_smoothing_masks(4, 6)[0],
+        "diff_x": randn(3, 2, 2, 2, scale=5.0),
+        "gmm": idiff.gmm_denoiser(randn(4, 2, 2, 2), std=0.3),
         # nn: learned proximal network, latent-query alignment, noise-mask policy
         "lpn": _seeded(lambda: inn.LearnedProximalNet(3, hidden=8, layers=2, alpha=0.1), dtype),
         "lqa": _seeded(lambda: inn.LatentQueryAlignmentLoss(8, num_queries=3, num_heads=2), dtype),
@@ -430,7 +439,49 @@ CASES: dict[str, tuple[Case, tuple[str, ...], bool]] = {
     ),
     "scad_penalty": (lambda i: iopt.scad_penalty(i["theta"], 0.5), ("theta",), True),
     "mcp_prox": (lambda i: iopt.mcp_prox(i["theta"], 0.5), (), True),
+    # robust / diffusion / data
+    "dual_subimage": (
+        lambda i: irob.dual_subimage(i["img"], i["drs_mask"], 0.3, noise=i["img_noise"]),
+        ("img",),
+        True,
+    ),
+    "certify_constant_base": (
+        lambda i: _certify_constant(i["img"][0]),
+        (),
+        False,  # certification reads the vote counts on the host
+    ),
+    "dpm_solver_pp_2m": (
+        lambda i: idiff.dpm_solver_pp_2m(i["gmm"], i["diff_x"], idiff.logsnr_sigmas(5, 0.01, 5.0)),
+        ("diff_x",),
+        True,
+    ),
+    "evodiff_sample": (
+        lambda i: idiff.evodiff_sample(i["gmm"], i["diff_x"], idiff.logsnr_sigmas(6, 0.01, 5.0)),
+        ("diff_x",),
+        True,
+    ),
+    "evodiff_sample_22_steps_second_order": (
+        lambda i: idiff.evodiff_sample(
+            i["gmm"], i["diff_x"], idiff.logsnr_sigmas(22, 0.01, 5.0), final_step="second_order"
+        ),
+        ("diff_x",),
+        True,
+    ),
+    "static_entropy": (lambda i: idata.static_entropy(i["z"], bins=5), (), True),
 }
+
+
+def _certify_constant(x: torch.Tensor) -> torch.Tensor:
+    """DRS and Cohen certificates of a constant base classifier (exact, noise-independent)."""
+
+    def base(batch: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.one_hot(
+            torch.full((batch.shape[0],), 2, device=batch.device), 4
+        ).to(batch.dtype)
+
+    drs = irob.DualRandomizedSmoothing(base, base, 4, 0.25).certify(x, 10, 100, 1e-3, 64)
+    cohen = irob.RandomizedSmoothing(base, 4, 0.25).certify(x, 10, 100, 1e-3, 64)
+    return torch.tensor([*drs, *cohen], dtype=x.dtype, device=x.device)
 
 
 # solvers / estimators whose float32 result is only as accurate as their stopping rule

@@ -12,7 +12,8 @@ import pytest
 import inforeg
 
 # The lab wing runs experiments and benchmarks on import paths; its docstrings are not examples.
-SKIP_PREFIXES = ("inforeg.lab.",)
+# ``inforeg.__main__`` runs the CLI (and exits) when imported.
+SKIP_PREFIXES = ("inforeg.lab.", "inforeg.__main__")
 # ... except the lab's statistics, whose examples are exact values.
 INCLUDE = ("inforeg.lab.experiments.protocol",)
 

@@ -15,6 +15,7 @@ value is then W times the loss, so log ``loss / W``.
 Without an initialised process group (or with world size 1) both functions are the identity.
 
 Example (one process, no process group):
+
     >>> x = torch.tensor([1.0, 2.0, 3.0])
     >>> all_gather_with_grad(x) is x
     True

@@ -15,6 +15,7 @@ checkpointed, so the backward pass also stays within O(n * chunk). ``chunk_size=
 chunk from the sizes (dense when n * m is at most ``DEFAULT_BLOCK_ELEMENTS``).
 
 Example (three points on a line, 5 apart):
+
     >>> x = torch.tensor([[0.0, 0.0], [3.0, 4.0], [6.0, 8.0]])
     >>> euclidean(x)[0].tolist()
     [0.0, 5.0, 10.0]

@@ -12,6 +12,7 @@ Sequences with no unmasked token contribute 0 (their ``n_i`` is clamped to 1), a
 batch returns 0 rather than NaN.
 
 Example (``L = (6, 4)``, ``n = (3, 1)``, ``N = 2``, ``T = 3``):
+
     >>> v = torch.tensor([[1.0, 2.0, 3.0], [4.0, 0.0, 0.0]])
     >>> m = torch.tensor([[1, 1, 1], [1, 0, 0]])
     >>> [round(float(masked_aggregate(v, m, mode)), 4) for mode in AGGREGATION_MODES]

@@ -89,6 +89,7 @@ def cauchy_schwarz_divergence(
         0-d tensor, >= 0 (up to rounding), 0 iff the two Parzen estimates coincide.
 
     Example (one point each, 1 apart, sigma = 1: ``0 + 0 - 2 log e^{-1/2} = 1``):
+
         >>> float(cauchy_schwarz_divergence(torch.tensor([0.0]), torch.tensor([1.0])))
         1.0
         >>> x = torch.tensor([0.0, 1.0], dtype=torch.float64)

@@ -94,6 +94,7 @@ def infonce(
 
     Example (orthonormal pairs, tau = 1: each row scores 1 against its positive, 0 otherwise,
     so the loss is ``log(e + 1) - 1``):
+
         >>> e = torch.eye(2)
         >>> print(f"{float(infonce(e, e, temperature=1.0)):.4f}")
         0.3133
@@ -148,6 +149,7 @@ def mine_lower_bound(
             ``"nwj"`` (MINE-f: mean T - mean exp(T - 1)).
 
     Example (DV: ``2 - log((1 + e) / 2)``; NWJ: ``2 - (e^-1 + 1) / 2``):
+
         >>> tj = torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64)
         >>> tm = torch.tensor([0.0, 1.0], dtype=torch.float64)
         >>> print(f"{float(mine_lower_bound(tj, tm)):.4f}")

@@ -88,6 +88,7 @@ def joint_distance_covariance(
         0-d tensor (can be negative), in the dtype of ``xs[0]``.
 
     Example (for two variables it is the unbiased dCov²):
+
         >>> x = torch.tensor([0.0, 1.0, 2.0, 4.0, 7.0], dtype=torch.float64)
         >>> print(f"{float(joint_distance_covariance([x, x ** 2])):.4f}")
         13.2000

@@ -57,6 +57,7 @@ def jensen_shannon_logits(logits_p: Tensor, logits_q: Tensor) -> Tensor:
     """Row-wise JSD (nats) between softmax(logits_p) and softmax(logits_q), averaged over rows.
 
     Example (``p = (1/2, 1/2)``, ``q = (3/4, 1/4)``; far-apart one-hot rows give ``log 2``):
+
         >>> p = torch.zeros(1, 2, dtype=torch.float64)
         >>> q = torch.tensor([[math.log(3.0), 0.0]], dtype=torch.float64)
         >>> print(f"{float(jensen_shannon_logits(p, q)):.4f}")

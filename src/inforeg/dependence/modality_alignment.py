@@ -39,6 +39,7 @@ def modality_alignment_mmd(
 
     Example (orthogonal unit rows: ``2 - 2 exp(-2 / 2)``; rows are normalised first, so the
     scale of ``x`` does not matter):
+
         >>> import torch
         >>> x, y = torch.tensor([[3.0, 0.0]]), torch.tensor([[0.0, 1.0]])
         >>> print(f"{float(modality_alignment_mmd(x, y)):.4f}")

@@ -45,6 +45,7 @@ def vib_kl(
         reduction: over the batch: ``"mean"`` (default, as the code), ``"sum"`` or ``"none"``.
 
     Example (``(1 + 1 - 1 - 0) / 2 + (0 + 2 - 1 - log 2) / 2``):
+
         >>> import math
         >>> mu = torch.tensor([[1.0, 0.0]], dtype=torch.float64)
         >>> logvar = torch.tensor([[0.0, math.log(2.0)]], dtype=torch.float64)

@@ -1,6 +1,7 @@
 """inforeg.estimators: entropy and mutual-information estimators (see DESIGN.md).
 
 Example (Tsallis entropy of a fair coin: ``(1 - 2 / 4) / (2 - 1)`` at q = 2, ``log 2`` at q = 1):
+
     >>> import torch
     >>> from inforeg.estimators import tsallis_entropy
     >>> p = torch.tensor([0.5, 0.5], dtype=torch.float64)

@@ -109,6 +109,7 @@ def adaptive_binning_mutual_information(
 
     Example (one bin: edges 0, 1, 3 put the values 0 | 1, 2 | 3 in three bins, so
     ``H(T) = 1.5`` bits and ``H(T|Y) = 1`` bit):
+
         >>> t = torch.tensor([[0.0], [1.0], [2.0], [3.0]])
         >>> y = torch.tensor([0, 0, 1, 1])
         >>> i_xt, i_ty = adaptive_binning_mutual_information(t, y, n_bins=1, base=2)

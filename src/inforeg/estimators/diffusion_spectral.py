@@ -298,6 +298,7 @@ def diffusion_spectral_entropy(
 
     Example (well-separated points, ``K = I``: ``log2 N``; two points 1 apart with
     ``sigma = 1``: eigenvalues 1 and ``(1 - g) / (1 + g)``, ``g = exp(-1/2)``):
+
         >>> print(f"{float(diffusion_spectral_entropy(torch.eye(4), sigma=0.01)):.4f}")
         2.0000
         >>> z = torch.tensor([[0.0], [1.0]])

@@ -52,6 +52,7 @@ def normalized_mutual_information_matrix(
     random jitter, so the result is deterministic).
 
     Example (latents equal to two independent binary sources: NMI is the identity):
+
         >>> s = torch.tensor([[0, 0], [0, 1], [1, 0], [1, 1]]).repeat(2, 1)
         >>> nmi = normalized_mutual_information_matrix(s, s, discrete_latents=True)
         >>> [[round(v, 4) for v in row] for row in nmi.tolist()]

@@ -343,6 +343,7 @@ def kl_entropy(
         ValueError: ``k >= N``, duplicate points (a zero k-NN distance), NaN under "full" checks.
 
     Example (unit spacing, k = 1: every r_i = 1, so ``psi(4) - psi(1) + log 2 = 11/6 + log 2``):
+
         >>> x = torch.tensor([0.0, 1.0, 2.0, 3.0], dtype=torch.float64)
         >>> print(f"{float(kl_entropy(x, k=1)):.4f}")
         2.5265

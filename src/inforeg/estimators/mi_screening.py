@@ -40,6 +40,7 @@ def mutual_information_screening(
 
     Example (y depends on feature 1 only, and not monotonically; the scores agree with
     ``sklearn.feature_selection.mutual_info_regression``, which clips them at 0):
+
         >>> g = torch.Generator().manual_seed(0)
         >>> x = torch.randn(200, 3, generator=g, dtype=torch.float64)
         >>> y = x[:, 1] ** 2 + 0.1 * torch.randn(200, generator=g, dtype=torch.float64)

@@ -49,6 +49,7 @@ def scalar_quantize(
         reduction: over the batch for the two losses (per-sample losses are dimension means).
 
     Example (0.12 is nearest to 0, -0.4 to -0.5; loss ``(0.12^2 + 0.1^2) / 2``):
+
         >>> z = torch.tensor([[0.12, -0.4]], dtype=torch.float64)
         >>> codebook = torch.linspace(-0.5, 0.5, 5, dtype=torch.float64).repeat(2, 1)
         >>> out = scalar_quantize(z, codebook)

@@ -1,6 +1,7 @@
 """inforeg.optim: proximal maps and optimisation helpers (see DESIGN.md).
 
 Example (firm thresholding with lambda = 1, gamma = 3: ``(|z| - 1) / (1 - 1/3)`` up to 3):
+
     >>> import torch
     >>> from inforeg.optim import mcp_prox
     >>> z = torch.tensor([0.5, 1.5, 3.0, 6.0], dtype=torch.float64)

@@ -55,6 +55,7 @@ def scad_prox(z: Tensor, lam: float, a: float = 3.7, step: float = 1.0) -> Tenso
 
     Example (lambda = 1, a = 3.7: soft threshold up to 2, ``(2.7 z - 3.7) / 1.7`` up to 3.7,
     then the identity):
+
         >>> z = torch.tensor([0.5, 1.5, 3.0, 6.0], dtype=torch.float64)
         >>> [round(v, 4) for v in scad_prox(z, 1.0).tolist()]
         [0.0, 0.5, 2.5882, 6.0]

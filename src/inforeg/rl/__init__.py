@@ -8,6 +8,7 @@
 - :mod:`~inforeg.rl.lp_reg`: Lp-Reg (min-p proxy + k3 on low-probability negative tokens).
 
 Example (a GRPO step's pieces on one group of four responses):
+
     >>> import torch
     >>> from inforeg import rl
     >>> rl.grpo_advantages(torch.tensor([1.0, 0.0, 0.0, 0.0]), group_size=4, eps=0.0).tolist()

@@ -64,6 +64,7 @@ def entropy_band_penalty(
     (the reported runs use ``kappa_low=0, kappa_high=2``). Shapes broadcast.
 
     Example (band [0.8, 2] around a historical entropy of 1):
+
         >>> h = torch.tensor([0.5, 1.0, 2.5], dtype=torch.float64)
         >>> [round(v, 4) for v in entropy_band_penalty(h, torch.tensor(1.0), 0.8, 2.0).tolist()]
         [0.3, 0.0, 0.5]

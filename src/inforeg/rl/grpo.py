@@ -87,6 +87,7 @@ def grpo_advantages(
         ``(N,)`` advantages (broadcast them over a response's tokens with ``A[:, None]``).
 
     Example (group mean 1/4, unbiased std 1/2; a constant group gets 0):
+
         >>> r = torch.tensor([1.0, 0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0])
         >>> grpo_advantages(r, 4, eps=0.0)[:4].tolist()
         [1.5, -0.5, -0.5, -0.5]
@@ -169,6 +170,7 @@ def clipped_surrogate(
         A scalar (or ``(N, T)`` for ``mode="none"``).
 
     Example (ratio 1.5: clipped to 1.2 when ``A = 1``; kept at 1.5 when ``A = -1``):
+
         >>> import math
         >>> logp = torch.tensor([[math.log(1.5)], [math.log(1.5)]], dtype=torch.float64)
         >>> adv = torch.tensor([1.0, -1.0], dtype=torch.float64)

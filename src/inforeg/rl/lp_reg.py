@@ -63,6 +63,7 @@ def min_p_proxy_logprobs(
         ``(...)`` proxy log-probs in float32 (or float64 for float64 logits).
 
     Example (the case above; token 3 is filtered out):
+
         >>> z = torch.tensor([[0.5, 0.3, 0.19, 0.01]] * 2, dtype=torch.float64).log()
         >>> proxy = min_p_proxy_logprobs(z, torch.tensor([0, 3]), min_p=0.1)
         >>> [round(v, 5) for v in proxy.exp().tolist()]

@@ -64,6 +64,7 @@ def top_p_entropy(
 
     Example (p = (0.5, 0.3, 0.15, 0.05): with ``top_p = 0.9`` the cumulative masses 0.5, 0.8
     keep two tokens, renormalised to (0.625, 0.375); with 0.5 the top-1 token alone is kept):
+
         >>> z = torch.tensor([0.5, 0.3, 0.15, 0.05], dtype=torch.float64).log()
         >>> print(f"{float(top_p_entropy(z, top_p=0.9)):.4f}")
         0.6616
