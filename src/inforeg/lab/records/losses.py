@@ -129,9 +129,9 @@ RECORDS = [
             "spelled 'Yunxuan Sun' in arXiv metadata, 'Yuxuan Sun' in v3 PDF; author order differs "
             "between v1 and later versions. Entropy from pre-softmax scores (softmax * log_softmax, "
             "as in code), with padding masks for batched bags (the code uses one bag per batch). "
-            "The later version's cosine annealing of lambda is not implemented. aem-mil-digits: "
-            "attention entropy rose in 5/5 seeds (0.81 -> 1.98 nats); test AUC 0.971 vs 0.969, "
-            "better on average but only in 3/5 seeds (within noise)."
+            "The later version's cosine annealing of lambda is not implemented. aem-mil-digits "
+            "(protocol 2, 10 seeds): bag AUC and localisation AUC inconclusive "
+            "(results/aem-mil-digits.json)."
         ),
     ),
     Record(
