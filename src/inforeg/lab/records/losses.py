@@ -266,10 +266,9 @@ RECORDS = [
             "brute-force ListMLE, the K=2 logistic closed form, the equal-score value and teacher "
             "monotone invariance, but the exact form (hard-negative mining by student score, "
             "ListMLE normalisation 1/(K-1), shared ITC temperature) and the values of K and beta "
-            "could not be checked against the paper text with the available tools, so the status "
-            "stays 'implemented'. cprd-synthetic (synthetic clustered latents, noisy latent-cosine "
-            "teacher): ITC+CPRD R@1 0.708 vs ITC 0.539 and ITC+logit KD 0.608, 5/5 seeds "
-            "(results/cprd-synthetic.json)."
+            "could not be checked against the paper text with the available tools. "
+            "cprd-synthetic (protocol 2, 10 seeds): CPRD beat logit KD (held) but not ITC alone "
+            "(inconclusive), so the status stays 'implemented' (results/cprd-synthetic.json)."
         ),
     ),
     Record(
