@@ -294,11 +294,13 @@ RECORDS = [
         notes=(
             "Theory paper; no official code. The comp-sum family Phi^tau is checked against the "
             "spec's closed-form values, float64 brute force and the integral identity "
-            "Phi^tau(u) = int_0^u (1+t)^-tau dt (scipy.quad); gce-noisy-digits reproduced the "
-            "noise-robustness direction of GCE/MAE over CE (results/gce-noisy-digits.json, all "
-            "claims held). Status stays 'implemented' because the smooth adversarial variant "
+            "Phi^tau(u) = int_0^u (1+t)^-tau dt (scipy.quad). The smooth adversarial variant "
             "(1/rho scaling, L2 norm of the margin-vector difference, PGD schedule, nu/rho "
-            "values) is UNVERIFIED against the paper text."
+            "values) is UNVERIFIED against the paper text. gce-noisy-digits (protocol 2, 10 "
+            "seeds): the paper's own claim, ADV-COMP-SUM over TRADES, did not hold (robust "
+            "accuracy) or was inconclusive (clean); GCE over early-stopped CE held under label "
+            "noise, but that is the GCE paper's claim, so the status stays 'implemented' "
+            "(results/gce-noisy-digits.json)."
         ),
     ),
 ]
