@@ -7,6 +7,7 @@ point. The calibration claim is judged only if CE is over-confident there (regim
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import torch
@@ -94,7 +95,7 @@ def run_seed(seed: int, quick: bool) -> SeedResult:
     curves: dict[str, dict[str, list[float]]] = {"validation accuracy": {}}
     regime: dict[str, float] = {}
     for arm, grid in GRIDS.items():
-        chosen[arm], sel = tune(grid, lambda p, arm=arm: fit(arm, p))
+        chosen[arm], sel = tune(grid, functools.partial(fit, arm))
         metrics[arm] = dict(
             sel.metrics,
             **{
