@@ -110,8 +110,9 @@ RECORDS = [
             "Repo is a fork of the Shwartz-Ziv/Tishby IDNNs code (spec). Kept at 'implemented': "
             "the paper's rule adapting the aKDE noise to the layer's activity range is not in "
             "the released code and was not verified (variance_rule='relative_to_max' is our "
-            "parametrisation). The code's |activation| and jitter in aKDE are not applied. Nats "
-            "by default (the paper plots bits: base=2)."
+            "parametrisation). The code's |activation| and jitter in aKDE are not applied. Fixed "
+            "bins span each call's range by default; value_range gives the authors' run-wide "
+            "range. Nats by default (the paper plots bits: base=2)."
         ),
     ),
 ]
