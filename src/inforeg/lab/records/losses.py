@@ -204,7 +204,7 @@ RECORDS = [
             "inforeg.losses.pskd_alpha",
         ),
         experiment="pskd-digits",
-        status="verified",
+        status="reproduced",
         reference_tests=("tests/losses/test_progressive_self_distillation.py",),
         notes="alpha_e = alpha_T (e+1)/T and prediction-at-visit memory follow the authors' "
         "code; the paper writes alpha_T t/T with the previous epoch's model.",
