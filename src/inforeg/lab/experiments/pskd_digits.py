@@ -134,7 +134,10 @@ EXPERIMENT = Experiment(
         "stopping epoch by validation accuracy for both; test metrics at the selected point. ECE "
         "with 10 equal-width bins (the official metric) next to the signed confidence gap (mean "
         "confidence - accuracy). Seeds pair the arms: same training subset, initialisation and "
-        "data order within a seed."
+        "data order within a seed. Recorded run (10 seeds): the regime holds (CE gap +0.038 at "
+        "its selected epoch); PS-KD lowers NLL (0.444 vs 0.629, 8/10 seeds) but not ECE "
+        "(0.041 vs 0.042, 5/10): its own gap stays +0.035, i.e. the self-targets keep most of "
+        "CE's over-confidence at this scale; accuracy 0.918 vs 0.925 (3/10)."
     ),
     claims=(
         Claim(
