@@ -28,6 +28,7 @@ FIT_FRACTION = 0.95  # the fit phase ends when training accuracy reaches 95% of 
 SMOOTH = 3  # moving average over snapshots before reading peaks
 LR_GRID = {"lr": [4e-4, 1e-3]}
 REFERENCE = "no compression (0 bits)"
+DROP = "I(X;T) drop after fit (bits)"
 # network -> (activation, lower edge, L2 penalty); estimator arms -> (network, estimator)
 NETWORKS: dict[str, tuple[type[nn.Module], float, float]] = {
     "ReLU": (nn.ReLU, 0.0, 0.0),
@@ -72,16 +73,17 @@ def compression(ixt: list[float], train_acc: list[float]) -> dict[str, float]:
     """Compression of one I(X;T) trajectory after the fit phase (snapshots, init excluded).
 
     ``fit`` is the first snapshot whose training accuracy reaches 95% of the final one. On the
-    smoothed trajectory: ``from peak`` = max after ``fit`` minus the end (the paper's reading, >= 0
-    by construction, so only a comparison between arms can test it), ``after fit`` = the value at
-    ``fit`` minus the end (zero in expectation without compression, so it can be tested alone).
+    smoothed trajectory: ``from peak`` = max after ``fit`` minus the end (the paper's reading;
+    reported only: it is >= 0 by construction and grows with the estimate's fluctuation),
+    ``after fit`` = the value at ``fit`` minus the end (zero in expectation without compression,
+    so it can be tested, alone or between arms).
     """
     s = _smooth(ixt)
     fit = next(i for i, a in enumerate(train_acc) if a >= FIT_FRACTION * train_acc[-1])
     peak = max(s[fit:])
     return {
         "compression from post-fit peak (bits)": peak - s[-1],
-        "I(X;T) drop after fit (bits)": s[fit] - s[-1],
+        DROP: s[fit] - s[-1],
         "last-layer I(X;T) after fit (bits)": s[fit],
         "last-layer peak I(X;T) after fit (bits)": peak,
         "final last-layer I(X;T) (bits)": s[-1],
@@ -141,7 +143,7 @@ def run_seed(seed: int, quick: bool) -> SeedResult:
     metrics: dict[str, dict[str, float]] = {
         REFERENCE: {
             "compression from post-fit peak (bits)": 0.0,
-            "I(X;T) drop after fit (bits)": 0.0,
+            DROP: 0.0,
         }
     }
     chosen: dict[str, dict[str, Any]] = {REFERENCE: {}}
@@ -239,23 +241,32 @@ EXPERIMENT = Experiment(
         "layer). The fit phase ends at the first snapshot whose training accuracy reaches 95% "
         "of the final one (the initialisation is excluded). On the trajectory smoothed over 3 "
         "snapshots: compression from the post-fit peak = max after the fit minus the end (>= 0 "
-        "by construction, used only to compare two arms), and the I(X;T) drop after the fit = "
+        "by construction and inflated by fluctuation: reported only), and the I(X;T) drop "
+        "after the fit = "
         "value at the fit minus the end (zero in expectation without compression, so a single "
-        "arm can be tested against the 0-bit reference)."
+        "arm can be tested against the 0-bit reference). Every claim reads the drop after the "
+        "fit. A first full run also judged 'adaptive bins reveal ReLU compression that fixed "
+        "run-range bins hide' on the peak-based measure; it came out +0.097 bits [0.025, 0.168] "
+        "(10/10 seeds), but that is the adaptive estimate's snapshot-to-snapshot fluctuation "
+        "against a fixed-range curve that only rises (peak-based 0.001): the same ReLU layers' "
+        "drop after the fit is -0.076 bits. That claim was replaced by the single-arm ReLU "
+        "claim, and the L2 claim moved to the drop measure too (it was -0.044 [-0.149, 0.060] "
+        "on the peak measure), after that run; the metrics are unchanged."
     ),
     claims=(
         Claim(
-            "compression from post-fit peak (bits)",
+            DROP,
             "ReLU, adaptive bins",
-            "ReLU, fixed run-range bins",
+            REFERENCE,
             True,
-            "adaptive bins reveal compression in a ReLU layer that fixed run-range bins hide",
+            "ReLU layers compress under adaptive bins: saturation is not needed for compression",
             regime=("ReLU: I(X;T) below ceiling", "ReLU: fits early"),
-            paper=PAPER + "with fixed bins ReLU layers show no compression (as Saxe et al.); "
-            "adaptive estimators show it.",
+            paper=PAPER + "'saturation of the activation function is not required for "
+            "compression': ReLU layers compress under the adaptive estimators, where fixed bins "
+            "(Saxe et al.) show none.",
         ),
         Claim(
-            "I(X;T) drop after fit (bits)",
+            DROP,
             "tanh, adaptive bins",
             REFERENCE,
             True,
@@ -264,17 +275,7 @@ EXPERIMENT = Experiment(
             paper=PAPER + "saturating (tanh) layers compress under the adaptive estimators.",
         ),
         Claim(
-            "I(X;T) drop after fit (bits)",
-            "ReLU, adaptive bins",
-            REFERENCE,
-            True,
-            "ReLU layers compress under adaptive bins: saturation is not needed for compression",
-            regime=("ReLU: I(X;T) below ceiling", "ReLU: fits early"),
-            paper=PAPER + "'saturation of the activation function is not required for "
-            "compression': non-saturating layers compress too.",
-        ),
-        Claim(
-            "compression from post-fit peak (bits)",
+            DROP,
             "ReLU + L2, adaptive bins",
             "ReLU, adaptive bins",
             True,
