@@ -146,7 +146,7 @@ RECORDS = [
             "inforeg.losses.DEPICTClusteringLoss",
         ),
         experiment="depict-digits",
-        status="verified",
+        status="reproduced",
         reference_tests=("tests/losses/test_depict_clustering.py",),
         notes=(
             "Target q ~ p^a / f^b: mode='code' (a, b) = (2, 1), the target the released code "
