@@ -3,7 +3,7 @@
     PYTHONPATH=src python benchmarks/gpu_check.py OUT.md
 
 Token entropy / selective log-softmax at (4096, 151936) against the naive form and TRL's
-128-row chunking (re-implemented as in ``inforeg.lab.bench.token_entropy``), and the streamed
+128-row chunking (re-implemented in ``inforeg.lab.bench.references``), and the streamed
 pairwise statistics (MMD, HSIC, distance covariance) at n = 100 000, d = 64. Each time is the
 median of CUDA-event timings after a warm-up; memory is the peak allocated by torch beyond the
 inputs during one call.
@@ -21,7 +21,7 @@ import torch
 
 from inforeg import dependence as dep
 from inforeg import rl
-from inforeg.lab.bench.token_entropy import _naive_entropy, _naive_logp, _trl_entropy, _trl_logp
+from inforeg.lab.bench.references import naive_entropy, naive_logp, trl_entropy, trl_logp
 
 
 def _time(fn: Callable[[], Any], repeat: int = 5) -> tuple[float, float, Any]:
@@ -87,26 +87,26 @@ def _token_dtype(lines: list[str], x: torch.Tensor, tok: torch.Tensor) -> None:
     cases: list[tuple[str, str, Callable[[], Any]]] = [
         ("entropy fwd", "inforeg", lambda: rl.token_entropy(x)),
         ("entropy fwd", "inforeg, PyTorch chunks", _chunked(lambda: rl.token_entropy(x))),
-        ("entropy fwd", "naive", lambda: _naive_entropy(x)),
-        ("entropy fwd", "TRL-style (128 rows)", lambda: _trl_entropy(x)),
+        ("entropy fwd", "naive", lambda: naive_entropy(x)),
+        ("entropy fwd", "TRL-style (128 rows)", lambda: trl_entropy(x)),
         ("entropy fwd+bwd", "inforeg", _fwd_bwd(rl.token_entropy, x)),
         ("entropy fwd+bwd", "inforeg, PyTorch chunks", _chunked(_fwd_bwd(rl.token_entropy, x))),
-        ("entropy fwd+bwd", "naive", _fwd_bwd(_naive_entropy, x)),
-        ("entropy fwd+bwd", "TRL-style (128 rows)", _fwd_bwd(_trl_entropy, x)),
+        ("entropy fwd+bwd", "naive", _fwd_bwd(naive_entropy, x)),
+        ("entropy fwd+bwd", "TRL-style (128 rows)", _fwd_bwd(trl_entropy, x)),
         ("selective fwd", "inforeg", lambda: rl.selective_log_softmax(x, tok)),
         (
             "selective fwd",
             "inforeg, PyTorch chunks",
             _chunked(lambda: rl.selective_log_softmax(x, tok)),
         ),
-        ("selective fwd", "naive", lambda: _naive_logp(x, tok)),
-        ("selective fwd", "TRL-style (per row)", lambda: _trl_logp(x, tok)),
+        ("selective fwd", "naive", lambda: naive_logp(x, tok)),
+        ("selective fwd", "TRL-style (per row)", lambda: trl_logp(x, tok)),
         (
             "selective fwd+bwd",
             "inforeg",
             _fwd_bwd(lambda z: rl.selective_log_softmax(z, tok), x),
         ),
-        ("selective fwd+bwd", "naive", _fwd_bwd(lambda z: _naive_logp(z, tok), x)),
+        ("selective fwd+bwd", "naive", _fwd_bwd(lambda z: naive_logp(z, tok), x)),
     ]
     ref: dict[str, torch.Tensor] = {}
     for op, impl, fn in cases:

@@ -1,15 +1,15 @@
 """Device parity: every public hot-path function gives the same value and gradient on an
 accelerator as on the CPU, and the training-loop functions run without a host synchronisation.
 
-The device comes from ``INFOREG_TEST_DEVICE`` (default ``cuda``); the module is skipped when that
-device is not available, so CPU-only CI skips it. ``INFOREG_TEST_DEVICE=cpu`` runs the harness on
-the CPU (useful to check the cases themselves).
+The device comes from the ``device`` fixture (``pytest --device cuda``, or ``--device all``); an
+unavailable device is skipped. On the default device (the CPU) the module skips, since comparing
+the CPU with itself costs minutes on CI; ``pytest --device cpu tests/test_devices.py`` runs the
+harness on the CPU (float32 against float64: useful to check the cases themselves).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import os
 import traceback
 import warnings
 from collections.abc import Callable, Iterator
@@ -18,27 +18,25 @@ from typing import Any
 import pytest
 import torch
 
+from inforeg import data as idata
 from inforeg import dependence as dep
+from inforeg import diffusion as idiff
 from inforeg import estimators as est
 from inforeg import losses as los
 from inforeg import nn as inn
 from inforeg import optim as iopt
 from inforeg import ot, rl
-
-DEVICE = os.environ.get("INFOREG_TEST_DEVICE", "cuda")
-
-
-def _device_available(name: str) -> bool:
-    if name == "cpu":
-        return True
-    if name.startswith("cuda"):
-        return torch.cuda.is_available()
-    return False
+from inforeg import robust as irob
+from tests._helpers import device_given
 
 
-pytestmark = pytest.mark.skipif(
-    not _device_available(DEVICE), reason=f"device {DEVICE!r} not available"
-)
+@pytest.fixture
+def accel(device: torch.device, request: pytest.FixtureRequest) -> str:
+    """The device under test; the CPU only when ``--device`` names it on the command line."""
+    if device.type == "cpu" and not device_given(request.config):
+        pytest.skip("compares a device with the CPU: run with --device cuda (or all)")
+    return str(device)
+
 
 Inputs = dict[str, Any]
 Case = Callable[[Inputs], Any]
@@ -123,6 +121,12 @@ def _make_inputs(dtype: torch.dtype) -> Inputs:
         "epo": rl.EntropySmoothingRegularizer(),
         "lp_reg": rl.LowProbabilityRegularizer(),
         "y_lab": torch.randint(0, 3, (60,), generator=g),
+        # robust / diffusion
+        "img": randn(2, 3, 4, 6),
+        "img_noise": randn(2, 3, 4, 6),
+        "drs_mask": irob.dual_smoothing_masks(4, 6)[0],
+        "diff_x": randn(3, 2, 2, 2, scale=5.0),
+        "gmm": idiff.gmm_denoiser(randn(4, 2, 2, 2), std=0.3),
     }
 
 
@@ -386,7 +390,49 @@ CASES: dict[str, tuple[Case, tuple[str, ...], bool]] = {
     ),
     "scad_penalty": (lambda i: iopt.scad_penalty(i["theta"], 0.5), ("theta",), True),
     "mcp_prox": (lambda i: iopt.mcp_prox(i["theta"], 0.5), (), True),
+    # robust / diffusion / data
+    "dual_subimage": (
+        lambda i: irob.dual_subimage(i["img"], i["drs_mask"], 0.3, noise=i["img_noise"]),
+        ("img",),
+        True,
+    ),
+    "certify_constant_base": (
+        lambda i: _certify_constant(i["img"][0]),
+        (),
+        False,  # certification reads the vote counts on the host
+    ),
+    "dpm_solver_pp_2m": (
+        lambda i: idiff.dpm_solver_pp_2m(i["gmm"], i["diff_x"], idiff.logsnr_sigmas(5, 0.01, 5.0)),
+        ("diff_x",),
+        True,
+    ),
+    "evodiff_sample": (
+        lambda i: idiff.evodiff_sample(i["gmm"], i["diff_x"], idiff.logsnr_sigmas(6, 0.01, 5.0)),
+        ("diff_x",),
+        True,
+    ),
+    "evodiff_sample_22_steps_second_order": (
+        lambda i: idiff.evodiff_sample(
+            i["gmm"], i["diff_x"], idiff.logsnr_sigmas(22, 0.01, 5.0), final_step="second_order"
+        ),
+        ("diff_x",),
+        True,
+    ),
+    "static_entropy": (lambda i: idata.static_entropy(i["z"], bins=5), (), True),
 }
+
+
+def _certify_constant(x: torch.Tensor) -> torch.Tensor:
+    """DRS and Cohen certificates of a constant base classifier (exact, noise-independent)."""
+
+    def base(batch: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.one_hot(
+            torch.full((batch.shape[0],), 2, device=batch.device), 4
+        ).to(batch.dtype)
+
+    drs = irob.DualRandomizedSmoothing(base, base, 4, 0.25).certify(x, 10, 100, 1e-3, 64)
+    cohen = irob.RandomizedSmoothing(base, 4, 0.25).certify(x, 10, 100, 1e-3, 64)
+    return torch.tensor([*drs, *cohen], dtype=x.dtype, device=x.device)
 
 
 # solvers / estimators whose float32 result is only as accurate as their stopping rule
@@ -417,10 +463,10 @@ def _to(inputs: Inputs, device: str) -> Inputs:
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
 @pytest.mark.parametrize("name", sorted(CASES))
-def test_device_matches_cpu(name: str, dtype: torch.dtype) -> None:
+def test_device_matches_cpu(name: str, dtype: torch.dtype, accel: str) -> None:
     case, grad_names, _ = CASES[name]
     ref_out, ref_grad = _run(case, _make_inputs(torch.float64), grad_names)
-    out, grad = _run(case, _to(_make_inputs(dtype), DEVICE), grad_names)
+    out, grad = _run(case, _to(_make_inputs(dtype), accel), grad_names)
     assert len(out) == len(ref_out) and len(grad) == len(ref_grad)
     rtol, atol = (1e-9, 1e-10) if dtype == torch.float64 else (2e-4, 2e-5)
     if name in ITERATIVE and dtype != torch.float64:
@@ -430,7 +476,7 @@ def test_device_matches_cpu(name: str, dtype: torch.dtype) -> None:
     if grad_names:  # a differentiable term keeps the input's precision
         assert out[0].dtype == dtype
     for got, ref in zip(out + grad, ref_out + ref_grad):
-        assert got.device.type == torch.device(DEVICE).type
+        assert got.device.type == torch.device(accel).type
         assert not torch.isnan(got).any()
         torch.testing.assert_close(got.cpu().double(), ref.double(), rtol=rtol, atol=atol)
 
@@ -438,11 +484,11 @@ def test_device_matches_cpu(name: str, dtype: torch.dtype) -> None:
 @pytest.mark.parametrize(
     "name", ["token_entropy", "selective_log_softmax", "mmd_chunked", "hsic", "sinkhorn"]
 )
-def test_device_bfloat16(name: str) -> None:
+def test_device_bfloat16(name: str, accel: str) -> None:
     """bfloat16 on the device: finite, float32-accurate accumulation (close to float64)."""
     case, grad_names, _ = CASES[name]
     ref_out, _ = _run(case, _make_inputs(torch.float64), ())
-    out, grad = _run(case, _to(_make_inputs(torch.bfloat16), DEVICE), grad_names)
+    out, grad = _run(case, _to(_make_inputs(torch.bfloat16), accel), grad_names)
     for got, ref in zip(out, ref_out):
         assert torch.isfinite(got.float()).all()
         torch.testing.assert_close(got.cpu().double(), ref.double(), rtol=5e-2, atol=5e-2)
@@ -473,13 +519,14 @@ def _sync_site(case: Case, inputs: Inputs, grad_names: tuple[str, ...]) -> str:
     return "not raised in error mode"
 
 
-@pytest.mark.skipif(not DEVICE.startswith("cuda"), reason="host-sync detection needs CUDA")
 @pytest.mark.parametrize("name", SYNC_FREE)
-def test_no_host_sync(name: str) -> None:
+def test_no_host_sync(name: str, accel: str) -> None:
     """Forward and backward of a training-loop term never wait for the device (no ``.item()``,
     no data-dependent shapes, no host-device copies)."""
+    if not accel.startswith("cuda"):
+        pytest.skip("host-sync detection needs CUDA")
     case, grad_names, _ = CASES[name]
-    inputs = _to(_make_inputs(torch.float32), DEVICE)
+    inputs = _to(_make_inputs(torch.float32), accel)
     _run(case, dict(inputs), grad_names)  # warm-up: lazy CUDA init, kernel caches
     torch.cuda.synchronize()
     with warnings.catch_warnings(record=True) as caught:
@@ -495,14 +542,15 @@ def test_no_host_sync(name: str) -> None:
         pytest.fail(f"{name}: {len(syncs)} host synchronisation(s), first at {site}")
 
 
-@pytest.mark.skipif(not DEVICE.startswith("cuda"), reason="the fused kernels are CUDA-only")
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["f32", "bf16"])
 def test_fused_entropy_kernels_match_float64(
-    dtype: torch.dtype, monkeypatch: pytest.MonkeyPatch
+    dtype: torch.dtype, accel: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The Triton path (default on CUDA) and the chunked PyTorch path (INFOREG_DISABLE_TRITON=1)
     both equal a float64 reference on a 151,936-token vocabulary, including a peaked row, -inf
     logits and a temperature; gradients too (zero on -inf logits)."""
+    if not accel.startswith("cuda"):
+        pytest.skip("the fused kernels are CUDA-only")
     g = torch.Generator().manual_seed(5)
     z = torch.randn(24, 151_936, generator=g, dtype=torch.float64) * 2
     z[0, 7] += 60.0  # entropy ~1e-20: relative accuracy of the small term
@@ -518,9 +566,9 @@ def test_fused_entropy_kernels_match_float64(
     (ref_gl,) = torch.autograd.grad(ref_lp.sum(), ref_z)
     for disable in ("0", "1"):
         monkeypatch.setenv("INFOREG_DISABLE_TRITON", disable)
-        x = z.to(dtype).to(DEVICE).requires_grad_(True)
+        x = z.to(dtype).to(accel).requires_grad_(True)
         h = rl.token_entropy(x, temperature=0.8)
-        lp = rl.selective_log_softmax(x, tok.to(DEVICE), temperature=0.8)
+        lp = rl.selective_log_softmax(x, tok.to(accel), temperature=0.8)
         (gh,) = torch.autograd.grad(h.float().sum(), x)
         (gl,) = torch.autograd.grad(lp.float().sum(), x)
         out_tol = 1e-5 if dtype == torch.float32 else 8e-3  # bf16 outputs are rounded

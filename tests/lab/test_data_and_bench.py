@@ -62,3 +62,21 @@ def test_measure_and_write(tmp_path):
     assert (
         "| n | ratio |" in text and "| 1 | 0.5 |" in text and (tmp_path / "pairwise.json").is_file()
     )
+
+
+def test_compare_row_has_one_ratio_direction_and_write_gives_one_table_per_comparison(tmp_path):
+    from inforeg.lab.bench.base import compare_row
+
+    # inforeg 2 s and 10 MB, the peer 6 s and 40 MB: 3x faster, 4x less memory
+    row = compare_row("A vs peer", "n=1", (2.0, 10 * 2**20, 1.0), (6.0, 40 * 2**20, 1.0), "peer")
+    assert row["speed-up"] == 3.0 and row["memory ratio"] == 4.0
+    assert list(row)[:3] == ["table", "case", "peer s"]
+    alone = compare_row("B, no peer", "n=2", (1.0, 0, None), None, "", value=0.5)
+    assert "speed-up" not in alone and "memory ratio" not in alone and alone["value"] == 0.5
+    # a zero memory growth (below resolution) gives no memory ratio, not a division by zero
+    assert "memory ratio" not in compare_row("A vs peer", "n=3", (1.0, 0, 0), (1.0, 5, 0), "peer")
+    path = write(get_bench("pairwise"), BenchResult([row, alone], "note"), tmp_path)
+    text = path.read_text()
+    assert "## A vs peer" in text and "## B, no peer" in text
+    assert "| case | peer s | inforeg s | speed-up | peer MB | inforeg MB | memory ratio |" in text
+    assert "| case | value | inforeg s | inforeg MB |" in text

@@ -9,9 +9,7 @@ import torch
 from torch import Tensor
 
 from inforeg.core.checks import check_positive, check_tensor
-from inforeg.core.dtypes import compute_dtype as compute_dtype
-from inforeg.core.pairwise import BlockFn, kernel_block_fn, median_bandwidth
-from inforeg.core.pairwise import stream_rows as stream_rows
+from inforeg.core.pairwise import BlockFn, kernel_block_fn, median_bandwidth, safe_sqrt
 
 KernelName = Literal["gaussian", "laplacian", "energy", "linear"]
 Bandwidth = float | Sequence[float] | Tensor | None
@@ -24,14 +22,6 @@ def as_samples(x: object, name: str) -> Tensor:
     """Validate a sample tensor (n,) or (n, d) and return it as (n, d)."""
     t = check_tensor(x, name, ndim=(1, 2), floating=True)
     return t.unsqueeze(1) if t.dim() == 1 else t
-
-
-def check_n_match(x: Tensor, y: Tensor, name_x: str, name_y: str) -> None:
-    """Raise unless x and y hold the same number of samples (dim 0)."""
-    if x.shape[0] != y.shape[0]:
-        raise ValueError(
-            f"{name_y}: expected {x.shape[0]} samples to match {name_x}, got {y.shape[0]}"
-        )
 
 
 def resolve_bandwidths(
@@ -133,7 +123,7 @@ def kernel_blocks(
             inv_l = 1.0 / bandwidths
 
             def raw(start: int, stop: int) -> Tensor:
-                d = _safe_sqrt(sq(start, stop))
+                d = safe_sqrt(sq(start, stop))
                 if inv_l.numel() == 1:
                     return torch.exp(-d * inv_l[0])
                 return torch.exp(-d.unsqueeze(-1) * inv_l).sum(-1)
@@ -141,7 +131,7 @@ def kernel_blocks(
         elif kernel == "energy":
 
             def raw(start: int, stop: int) -> Tensor:
-                return -_safe_sqrt(sq(start, stop))
+                return -safe_sqrt(sq(start, stop))
 
         else:
             raise ValueError(
@@ -158,12 +148,6 @@ def kernel_blocks(
         return block * mask
 
     return zeroed
-
-
-def _safe_sqrt(d2: Tensor) -> Tensor:
-    from inforeg.core.pairwise import safe_sqrt
-
-    return safe_sqrt(d2)
 
 
 def safe_ratio(num: Tensor, den_sqr: Tensor) -> Tensor:

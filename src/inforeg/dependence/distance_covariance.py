@@ -56,18 +56,18 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from inforeg.core.checks import check_choice, check_int, check_number
+from inforeg.core.checks import check_choice, check_int, check_number, check_same_length
+from inforeg.core.dtypes import compute_dtype
 from inforeg.core.pairwise import (
     BlockFn,
     centered_product_sum,
     centered_sum_from_rows,
+    safe_sqrt,
     stream_rows,
 )
 from inforeg.dependence._utils import (
     DIRECT_MAX_FEATURES,
     as_samples,
-    check_n_match,
-    compute_dtype,
     safe_ratio,
     sq_block_fn,
 )
@@ -119,7 +119,7 @@ def _validate(
 ) -> tuple[Tensor, Tensor, str]:
     x2 = as_samples(x, "x")
     y2 = as_samples(y, "y")
-    check_n_match(x2, y2, "x", "y")
+    check_same_length(x2, y2, "x", "y")
     check_number(exponent, "exponent", low=0.0, high=2.0, low_inclusive=False, high_inclusive=False)
     check_choice(method, "method", ("auto", "naive", "fast"))
     n = x2.shape[0]
@@ -572,8 +572,6 @@ def distance_covariance(
     The V-statistic is non-negative in exact arithmetic; tiny negative rounding is clamped to 0
     (with a zero gradient there). Arguments as :func:`distance_covariance_sqr`.
     """
-    from inforeg.core.pairwise import safe_sqrt
-
     return safe_sqrt(distance_covariance_sqr(x, y, exponent, False, method, chunk_size))
 
 
@@ -623,8 +621,6 @@ def distance_correlation(
         >>> round(float(distance_correlation(a, b)), 6)
         0.52664
     """
-    from inforeg.core.pairwise import safe_sqrt
-
     return safe_sqrt(distance_correlation_sqr(x, y, exponent, False, method, chunk_size))
 
 

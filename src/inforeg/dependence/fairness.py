@@ -47,9 +47,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from inforeg.core.checks import check_choice, check_int, check_number, check_tensor
+from inforeg.core.checks import (
+    check_choice,
+    check_int,
+    check_number,
+    check_same_length,
+    check_tensor,
+)
+from inforeg.core.dtypes import compute_dtype
 from inforeg.core.pairwise import pairwise_reduce
-from inforeg.dependence._utils import compute_dtype
 from inforeg.dependence.distance_covariance import distance_covariance_sqr, distance_matrix_blocks
 
 __all__ = [
@@ -80,14 +86,19 @@ def joint_distance_covariance(
 
     Returns:
         0-d tensor (can be negative), in the dtype of ``xs[0]``.
+
+    Example (for two variables it is the unbiased dCov²):
+
+        >>> x = torch.tensor([0.0, 1.0, 2.0, 4.0, 7.0], dtype=torch.float64)
+        >>> print(f"{float(joint_distance_covariance([x, x ** 2])):.4f}")
+        13.2000
     """
     if isinstance(xs, Tensor) or len(xs) < 2:
         raise ValueError("xs: expected a sequence of at least 2 tensors")
     mats = [_as_2d(x, f"xs[{i}]") for i, x in enumerate(xs)]
     n = mats[0].shape[0]
     for i, m in enumerate(mats[1:], 1):
-        if m.shape[0] != n:
-            raise ValueError(f"xs[{i}]: expected {n} samples to match xs[0], got {m.shape[0]}")
+        check_same_length(mats[0], m, "xs[0]", f"xs[{i}]")
     if n < 4:
         raise ValueError(f"xs: the unbiased JdCov needs at least 4 samples, got {n}")
     c = check_number(c, "c", low=0.0)
@@ -138,11 +149,9 @@ def encode_attributes(
     cont = [a for a in attributes if a.is_floating_point()]
     dtype = compute_dtype(*cont) if cont else torch.float32
     cols = []
-    n = attributes[0].shape[0]
     for i, a in enumerate(attributes):
         check_tensor(a, f"attributes[{i}]", ndim=(1, 2))
-        if a.shape[0] != n:
-            raise ValueError(f"attributes[{i}]: expected {n} samples, got {a.shape[0]}")
+        check_same_length(attributes[0], a, "attributes[0]", f"attributes[{i}]")
         if a.is_floating_point():
             col = _as_2d(a, f"attributes[{i}]").to(dtype)
             if standardize:

@@ -46,12 +46,11 @@ import torch
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-from inforeg.core.checks import check_choice, check_int
+from inforeg.core.checks import check_choice, check_int, check_same_length
+from inforeg.core.dtypes import compute_dtype
 from inforeg.core.pairwise import BlockFn, centered_product_sum, default_chunk_size
 from inforeg.dependence._utils import (
     as_samples,
-    check_n_match,
-    compute_dtype,
     kernel_blocks,
     resolve_bandwidths,
     safe_ratio,
@@ -76,7 +75,7 @@ def _prepare(
 ) -> tuple[Tensor, Tensor, BlockFn, BlockFn, torch.dtype]:
     x2 = as_samples(x, "x")
     y2 = as_samples(y, "y")
-    check_n_match(x2, y2, "x", "y")
+    check_same_length(x2, y2, "x", "y")
     check_choice(kernel_x, "kernel_x", ("gaussian", "laplacian", "linear"))
     check_choice(kernel_y, "kernel_y", ("gaussian", "laplacian", "linear"))
     check_choice(estimator, "estimator", ("biased", "unbiased"))

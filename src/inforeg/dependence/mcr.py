@@ -39,7 +39,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from inforeg.core.checks import check_choice, check_int, check_number, check_tensor
+from inforeg.core.checks import (
+    check_choice,
+    check_int,
+    check_number,
+    check_same_length,
+    check_tensor,
+)
 from inforeg.core.dtypes import upcast
 
 __all__ = ["MCRRegularizer", "jensen_shannon_logits", "permutation_jsd"]
@@ -48,7 +54,18 @@ Head = Callable[[Tensor], Tensor]
 
 
 def jensen_shannon_logits(logits_p: Tensor, logits_q: Tensor) -> Tensor:
-    """Row-wise JSD (nats) between softmax(logits_p) and softmax(logits_q), averaged over rows."""
+    """Row-wise JSD (nats) between softmax(logits_p) and softmax(logits_q), averaged over rows.
+
+    Example (``p = (1/2, 1/2)``, ``q = (3/4, 1/4)``; far-apart one-hot rows give ``log 2``):
+
+        >>> p = torch.zeros(1, 2, dtype=torch.float64)
+        >>> q = torch.tensor([[math.log(3.0), 0.0]], dtype=torch.float64)
+        >>> print(f"{float(jensen_shannon_logits(p, q)):.4f}")
+        0.0338
+        >>> far = torch.tensor([[100.0, -100.0]], dtype=torch.float64)
+        >>> print(f"{float(jensen_shannon_logits(far, -far)):.4f}")
+        0.6931
+    """
     lp = F.log_softmax(upcast(logits_p), -1)
     lq = F.log_softmax(logits_q.to(lp.dtype), -1)
     lm = torch.logsumexp(torch.stack((lp, lq)), 0) - math.log(2.0)
@@ -82,8 +99,7 @@ def permutation_jsd(
     check_tensor(z_a, "z_a", ndim=2, floating=True)
     check_tensor(z_v, "z_v", ndim=2, floating=True)
     b = z_a.shape[0]
-    if z_v.shape[0] != b:
-        raise ValueError(f"z_v: expected {b} samples to match z_a, got {z_v.shape[0]}")
+    check_same_length(z_a, z_v, "z_a", "z_v")
     if perms is None:
         check_int(num_samples, "num_samples", low=1)
         perms = torch.stack(

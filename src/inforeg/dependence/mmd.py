@@ -44,11 +44,11 @@ import torch
 from torch import Tensor, nn
 
 from inforeg.core.checks import check_choice, check_int
-from inforeg.core.pairwise import pairwise_reduce
+from inforeg.core.dtypes import compute_dtype
+from inforeg.core.pairwise import pairwise_reduce, safe_sqrt
 from inforeg.dependence._utils import (
     Bandwidth,
     as_samples,
-    compute_dtype,
     kernel_blocks,
     resolve_bandwidths,
 )
@@ -88,14 +88,10 @@ def _validate(
 def _pair_kernel(a: Tensor, b: Tensor, kernel: str, bandwidths: Tensor | None) -> Tensor:
     d2 = (a - b).square().sum(1)
     if kernel == "energy":
-        from inforeg.core.pairwise import safe_sqrt
-
         return -safe_sqrt(d2)
     assert bandwidths is not None
     if kernel == "gaussian":
         return torch.exp(-d2.unsqueeze(1) / (2.0 * bandwidths * bandwidths)).sum(1)
-    from inforeg.core.pairwise import safe_sqrt
-
     return torch.exp(-safe_sqrt(d2).unsqueeze(1) / bandwidths).sum(1)
 
 

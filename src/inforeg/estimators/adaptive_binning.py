@@ -24,6 +24,7 @@ from inforeg.core.checks import (
     check_tensor,
 )
 from inforeg.core.pairwise import sqeuclidean
+from inforeg.estimators._common import plugin_entropy
 
 __all__ = [
     "InformationPlane",
@@ -64,17 +65,11 @@ def _digitise(t: Tensor, edges: Tensor) -> Tensor:
     )
 
 
-def _entropy_of_codes(codes: Tensor) -> Tensor:
-    _, counts = torch.unique(codes, return_counts=True)
-    p = counts.double() / codes.numel()
-    return -(p * p.log()).sum()
-
-
 def _conditional_entropy(codes: Tensor, cond: Tensor) -> Tensor:
     h = torch.zeros((), dtype=torch.float64)
     for c in torch.unique(cond):
         mask = cond == c
-        h = h + mask.double().mean() * _entropy_of_codes(codes[mask])
+        h = h + mask.double().mean() * plugin_entropy(codes[mask])
     return h
 
 
@@ -124,11 +119,18 @@ def adaptive_binning_mutual_information(
         ``(I(X;T), I(T;Y))`` as 0-d float64 tensors on the device of ``t`` (the binning itself
         runs on the host).
 
-    Example:
-        Two fixed bins over this call's range [0, 1], then over a run-wide range [0, 2]:
+    Example (one bin: edges 0, 1, 3 put the values 0 | 1, 2 | 3 in three bins, so
+    ``H(T) = 1.5`` bits and ``H(T|Y) = 1`` bit):
+
+        >>> t = torch.tensor([[0.0], [1.0], [2.0], [3.0]])
+        >>> y = torch.tensor([0, 0, 1, 1])
+        >>> i_xt, i_ty = adaptive_binning_mutual_information(t, y, n_bins=1, base=2)
+        >>> round(float(i_xt), 4), round(float(i_ty), 4)
+        (1.5, 0.5)
+
+    Two fixed bins over this call's range [0, 1], then over a run-wide range [0, 2]:
 
         >>> t = torch.tensor([[0.0], [0.4], [0.6], [1.0]])
-        >>> y = torch.tensor([0, 0, 1, 1])
         >>> [round(float(v), 4) for v in adaptive_binning_mutual_information(
         ...     t, y, n_bins=2, binning="fixed", base=2.0)]
         [1.5, 1.0]
@@ -156,7 +158,7 @@ def adaptive_binning_mutual_information(
         edges = torch.linspace(lo, hi, n_bins + 1, dtype=torch.float64)
     idx = _digitise(t, edges)
     _, codes = torch.unique(idx, dim=0, return_inverse=True)
-    h_t = _entropy_of_codes(codes)
+    h_t = plugin_entropy(codes)
     if x_ids is None:
         h_tx = torch.zeros((), dtype=torch.float64)
     else:

@@ -16,7 +16,7 @@ import random
 from typing import Literal
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from inforeg.core.checks import (
     check_choice,
@@ -27,8 +27,8 @@ from inforeg.core.checks import (
     check_tensor,
     get_checks,
 )
-from inforeg.core.distributed import all_gather_with_grad
 from inforeg.core.pairwise import kernel_block_fn, median_bandwidth
+from inforeg.core.state import Accumulator
 
 Method = Literal["exact", "lanczos", "randomized"]
 
@@ -295,6 +295,15 @@ def diffusion_spectral_entropy(
 
     Returns:
         0-d float64 tensor.
+
+    Example (well-separated points, ``K = I``: ``log2 N``; two points 1 apart with
+    ``sigma = 1``: eigenvalues 1 and ``(1 - g) / (1 + g)``, ``g = exp(-1/2)``):
+
+        >>> print(f"{float(diffusion_spectral_entropy(torch.eye(4), sigma=0.01)):.4f}")
+        2.0000
+        >>> z = torch.tensor([[0.0], [1.0]])
+        >>> print(f"{float(diffusion_spectral_entropy(z, sigma=1.0)):.4f}")
+        0.7153
     """
     return diffusion_spectral_entropy_with_bound(
         z, sigma, t, base, max_n, method, seed, rank=rank, chunk_size=chunk_size
@@ -437,16 +446,22 @@ def diffusion_spectral_mutual_information(
     return total
 
 
-class DiffusionSpectralEntropy(nn.Module):
+class DiffusionSpectralEntropy(Accumulator):
     """Accumulates representations over batches and computes DSE (and DSMI) for monitoring.
 
-    ``update(z, y=None)`` appends detached copies (state reduced across ranks by
-    concatenation: ``compute()`` gathers every rank's rows in rank order when torch.distributed
-    is initialised, one collective per state; memory grows with the number of rows kept, and
-    ``max_n`` bounds the cost of the eigen-solver, not the storage). ``compute()`` returns DSE;
-    ``compute_mutual_information()`` returns DSMI(Z; Y) when labels were given to every update.
-    ``reset()`` clears the states. Arguments as in :func:`diffusion_spectral_entropy`.
+    ``update(z, y=None)`` appends detached copies to two declared ``"cat"`` states
+    (:mod:`inforeg.core.state`): ``z`` (rows of representations) and ``y`` (their labels).
+    The spectrum is not a sum over batches, so the rows themselves are kept: memory grows with
+    the number of rows, and ``compute()`` gathers every rank's rows in rank order when
+    torch.distributed is initialised (one collective per state, plus one for the sizes), so each
+    rank then holds all of them; ``max_n`` bounds the cost of the eigen-solver, not the storage.
+    ``compute()`` returns DSE; ``compute_mutual_information()`` returns DSMI(Z; Y) when labels
+    were given to every update. ``reset()`` clears the states; ``state_dict()`` saves them.
+    Arguments as in :func:`diffusion_spectral_entropy`.
     """
+
+    z: list[Tensor]
+    y: list[Tensor]
 
     def __init__(
         self,
@@ -465,30 +480,25 @@ class DiffusionSpectralEntropy(nn.Module):
         check_choice(method, "method", ("exact", "lanczos", "randomized"))
         self.sigma, self.t, self.base, self.max_n = sigma, t, base, max_n
         self.method, self.seed, self.n_repetitions = method, seed, n_repetitions
-        self._z: list[Tensor] = []
-        self._y: list[Tensor] = []
+        self.add_state("z", "cat")
+        self.add_state("y", "cat")
 
     def update(self, z: Tensor, y: Tensor | None = None) -> None:
         check_tensor(z, "z", ndim=2, floating=True)
-        if self._z and z.shape[1] != self._z[0].shape[1]:
-            raise ValueError(f"z: expected {self._z[0].shape[1]} features, got {z.shape[1]}")
+        if self.z and z.shape[1] != self.z[0].shape[1]:
+            raise ValueError(f"z: expected {self.z[0].shape[1]} features, got {z.shape[1]}")
         if y is not None:
             check_same_length(z, y, "z", "y")
-            self._y.append(y.detach())
-        self._z.append(z.detach())
-
-    def reset(self) -> None:
-        self._z, self._y = [], []
+            self.y.append(y.detach())
+        self.z.append(z.detach())
 
     def _gathered(self) -> tuple[Tensor, Tensor | None]:
-        if not self._z:
-            raise ValueError("DiffusionSpectralEntropy: compute() called before any update()")
-        z = all_gather_with_grad(torch.cat(self._z))
+        z = self.synced("z")
         y = None
-        if self._y:
-            if len(self._y) != len(self._z):
+        if self.y:
+            if len(self.y) != len(self.z):
                 raise ValueError("y: labels were given to some update() calls but not all")
-            y = all_gather_with_grad(torch.cat(self._y))
+            y = self.synced("y")
         return z, y
 
     def compute(self) -> Tensor:

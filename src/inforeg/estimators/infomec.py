@@ -14,6 +14,7 @@ import torch
 from torch import Tensor
 
 from inforeg.core.checks import check_same_length, check_tensor
+from inforeg.estimators._common import plugin_entropy
 
 __all__ = ["InfoMEC", "infomec", "normalized_mutual_information_matrix"]
 
@@ -27,12 +28,6 @@ class InfoMEC(NamedTuple):
     infoc: float
     nmi: Tensor
     active: Tensor
-
-
-def _entropy_discrete(s: Tensor) -> Tensor:
-    _, counts = torch.unique(s, return_counts=True)
-    p = counts.double() / s.numel()
-    return -(p * p.log()).sum()
 
 
 def _mi_discrete(a: Tensor, b: Tensor) -> Tensor:
@@ -55,6 +50,13 @@ def normalized_mutual_information_matrix(
     Discrete latents: plug-in MI. Continuous latents: standardised z_j and the Ross (2014) k-NN
     estimator with ``n_neighbors`` = 10, clipped at 0, as ``mutual_info_classif`` (without its
     random jitter, so the result is deterministic).
+
+    Example (latents equal to two independent binary sources: NMI is the identity):
+
+        >>> s = torch.tensor([[0, 0], [0, 1], [1, 0], [1, 1]]).repeat(2, 1)
+        >>> nmi = normalized_mutual_information_matrix(s, s, discrete_latents=True)
+        >>> [[round(v, 4) for v in row] for row in nmi.tolist()]
+        [[1.0, 0.0], [0.0, 1.0]]
     """
     from inforeg.estimators.knn import ksg_mutual_information_classif
 
@@ -62,7 +64,7 @@ def normalized_mutual_information_matrix(
     out = torch.zeros(n_s, n_z, dtype=torch.float64)
     for i in range(n_s):
         s = factors[:, i]
-        h = _entropy_discrete(s)
+        h = plugin_entropy(s)
         for j in range(n_z):
             z = latents[:, j]
             if discrete_latents:

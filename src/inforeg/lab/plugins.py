@@ -30,10 +30,23 @@ def discover(package: str, attrs: Iterable[str], skip: Iterable[str] = ()) -> di
     return found
 
 
+def unknown_name(what: str, name: str, names: Iterable[str]) -> str:
+    """The message for a ``name`` not among ``names``: the closest names, then all of them.
+
+    The one "did you mean" of the lab (experiments, benchmarks, registry keys, the CLI).
+    """
+    names = sorted(names)
+    return f"no {what} named {name!r}{suggest(name, names)}; available: {', '.join(names)}"
+
+
+def suggest(name: str, candidates: Iterable[str]) -> str:
+    """``" (did you mean a, b?)"`` for the closest candidates, or ``""`` when none is close."""
+    close = difflib.get_close_matches(name, list(candidates), n=3)
+    return f" (did you mean {', '.join(close)}?)" if close else ""
+
+
 def lookup(found: dict[str, Any], name: str, what: str) -> Any:
-    """``found[name]``, or a KeyError naming the closest names."""
+    """``found[name]``, or a KeyError naming the closest names (:func:`unknown_name`)."""
     if name not in found:
-        close = difflib.get_close_matches(name, found, n=3)
-        hint = f" (did you mean {', '.join(close)}?)" if close else ""
-        raise KeyError(f"no {what} {name!r}{hint}; available: {', '.join(sorted(found))}")
+        raise KeyError(unknown_name(what, name, found))
     return found[name]

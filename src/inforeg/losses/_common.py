@@ -1,22 +1,48 @@
-"""Small helpers shared by the loss modules (not public API)."""
+"""Shannon entropy of categorical distributions, shared by the loss modules (not public API).
+
+``0 log 0 = 0`` is taken with ``torch.where`` on the probabilities, never as ``p * log p`` with
+``log 0 = -inf`` (0 * -inf = NaN, in the value or in the gradient): a zero probability, and in
+particular a ``-inf`` (masked) logit, contributes exactly 0 to the value and to the gradient.
+"""
 
 from __future__ import annotations
 
 import torch
 from torch import Tensor
 
-from inforeg.core.dtypes import compute_dtype, upcast
+__all__ = ["entropy_from_logits", "entropy_from_probs", "entropy_terms_from_logits"]
 
-__all__ = ["compute_dtype", "entropy_from_logits", "upcast"]
+
+def _neg_p_log_p(p: Tensor, log_p: Tensor) -> Tensor:
+    # where p == 0 the log is replaced by 0 *before* the product: both the value and the gradient
+    # of the zeroed term are 0 (d/dp gets 0, d/dlog_p gets p = 0).
+    return -p * torch.where(p > 0, log_p, torch.zeros_like(log_p))
+
+
+def entropy_terms_from_logits(logits: Tensor, dim: int = -1) -> Tensor:
+    r"""The terms :math:`-p_i \log p_i` of :math:`p = \mathrm{softmax}(\text{logits})` along ``dim``.
+
+    Same shape as ``logits``; 0 where :math:`p_i = 0` (a ``-inf`` logit, or underflow), in value
+    and gradient. A slice whose logits are all ``-inf`` has no distribution (NaN): callers mask
+    such slices out first.
+    """
+    log_p = torch.log_softmax(logits, dim=dim)
+    return _neg_p_log_p(log_p.exp(), log_p)
 
 
 def entropy_from_logits(logits: Tensor, dim: int = -1) -> Tensor:
-    r"""Shannon entropy (nats) of ``softmax(logits)`` along ``dim``: :math:`-\sum p \log p`.
+    r"""Shannon entropy (nats) of ``softmax(logits)`` along ``dim``: :math:`-\sum_i p_i \log p_i`.
 
-    Computed as ``-(p * log_softmax).sum`` with ``0 log 0 = 0``: finite in value and gradient for
-    logits of any magnitude, including ``-inf`` entries (masked positions).
+    Finite in value and gradient for logits of any magnitude, ``-inf`` entries (masked
+    positions) included, as long as one logit of the slice is finite.
     """
-    log_p = torch.log_softmax(logits, dim=dim)
-    p = log_p.exp()
-    safe = torch.where(p > 0, log_p, torch.zeros_like(log_p))
-    return -(p * safe).sum(dim=dim)
+    return entropy_terms_from_logits(logits, dim).sum(dim=dim)
+
+
+def entropy_from_probs(p: Tensor, dim: int = -1) -> Tensor:
+    r"""Shannon entropy (nats) :math:`-\sum_i p_i \log p_i` of probabilities along ``dim``.
+
+    Zero probabilities (causal or padding masks) contribute exactly 0, in value and gradient.
+    """
+    positive = p > 0
+    return _neg_p_log_p(p, torch.log(torch.where(positive, p, torch.ones_like(p)))).sum(dim=dim)

@@ -17,9 +17,10 @@ import torch
 from torch import Tensor, nn
 
 from inforeg.core.checks import check_choice, check_int, check_number, check_tensor
+from inforeg.core.dtypes import compute_dtype
 from inforeg.core.reduce import reduce
 from inforeg.core.types import Reduction
-from inforeg.losses._common import compute_dtype, entropy_from_logits
+from inforeg.losses._common import entropy_from_logits
 
 NoiseDistribution = Literal["normal", "uniform"]
 

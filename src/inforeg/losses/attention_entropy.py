@@ -13,9 +13,10 @@ import torch
 from torch import Tensor, nn
 
 from inforeg.core.checks import check_int, check_number, check_tensor
+from inforeg.core.dtypes import compute_dtype
 from inforeg.core.reduce import reduce
 from inforeg.core.types import Reduction
-from inforeg.losses._common import compute_dtype
+from inforeg.losses._common import entropy_from_logits
 
 
 def _masked_logits(attention_logits: Tensor, mask: Tensor | None) -> tuple[Tensor, Tensor | None]:
@@ -73,9 +74,7 @@ def attention_entropy(
     """
     check_tensor(attention_logits, "attention_logits", ndim=(1, 2), floating=True)
     z, any_valid = _masked_logits(attention_logits, mask)
-    log_a = torch.log_softmax(z, dim=-1)
-    a = log_a.exp()
-    h = -(a * torch.where(a > 0, log_a, torch.zeros_like(log_a))).sum(dim=-1)
+    h = entropy_from_logits(z, dim=-1)
     if any_valid is not None:
         h = h * any_valid.to(h.dtype)
     return reduce(h, reduction).to(attention_logits.dtype)

@@ -22,9 +22,9 @@ from inforeg.core.checks import (
     check_positive,
     check_tensor,
 )
+from inforeg.core.dtypes import compute_dtype
 from inforeg.core.reduce import reduce
 from inforeg.core.types import Reduction
-from inforeg.losses._common import compute_dtype
 
 CompSumKind = Literal["ce", "gce", "mae", "sum_exp"]
 _KINDS: tuple[str, ...] = ("ce", "gce", "mae", "sum_exp")
@@ -98,7 +98,7 @@ def comp_sum_loss(
     mathematical value does in floating point.
 
     Args:
-        logits: (B, K) scores, or (B, K, *) with the class axis at ``dim``.
+        logits: ``(B, K)`` scores, or ``(B, K, *)`` with the class axis at ``dim``.
         targets: integer labels of the logits' shape without the class axis.
         kind: ``"ce"`` (default), ``"gce"`` (uses ``q``), ``"mae"`` or ``"sum_exp"``.
         q: GCE exponent in (0, 1]; ``tau = 1 + q`` (default 0.7, Zhang & Sabuncu 2018).

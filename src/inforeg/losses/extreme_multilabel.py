@@ -14,9 +14,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from inforeg.core.checks import check_int, check_positive, check_same_shape, check_tensor
+from inforeg.core.dtypes import compute_dtype
 from inforeg.core.reduce import reduce
 from inforeg.core.types import Reduction
-from inforeg.losses._common import compute_dtype
 
 
 def _prepare(scores: Tensor, positive_mask: Tensor, temperature: float) -> tuple[Tensor, Tensor]:

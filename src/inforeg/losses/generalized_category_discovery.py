@@ -30,9 +30,10 @@ from inforeg.core.checks import (
     check_same_shape,
     check_tensor,
 )
+from inforeg.core.dtypes import compute_dtype
 from inforeg.core.reduce import reduce
 from inforeg.core.types import Reduction
-from inforeg.losses._common import compute_dtype
+from inforeg.losses._common import entropy_from_probs
 
 DKLForm = Literal["paper", "code"]
 
@@ -65,8 +66,7 @@ def mean_entropy_regularizer(logits: Tensor, temperature: float = 0.1, dim: int 
     t = check_positive(temperature, "temperature")
     z = logits.to(compute_dtype(logits)) / t
     p_bar = torch.softmax(z, dim=d).mean(dim=1 - d)
-    log_p_bar = torch.log(p_bar.clamp_min(torch.finfo(p_bar.dtype).tiny))
-    h = -(p_bar * log_p_bar).sum()
+    h = entropy_from_probs(p_bar)
     return (math.log(logits.shape[d]) - h).to(logits.dtype)
 
 

@@ -15,7 +15,8 @@ import torch
 from torch import Tensor, nn
 
 from inforeg.core.checks import check_choice, check_int, check_number, check_positive, check_tensor
-from inforeg.losses._common import compute_dtype
+from inforeg.core.dtypes import compute_dtype
+from inforeg.losses._common import entropy_from_probs
 
 EntropyReduction = Literal["paper_mean", "code_sum"]
 _REDUCTIONS: tuple[str, ...] = ("paper_mean", "code_sum")
@@ -27,10 +28,7 @@ def attention_row_entropy(attn_probs: Tensor) -> Tensor:
     Zero probabilities (causal or padding masks) contribute exactly 0, in value and gradient.
     The code adds 1e-9 inside the log instead; the difference is below 1e-8 per row.
     """
-    a = attn_probs.to(compute_dtype(attn_probs))
-    positive = a > 0
-    safe = torch.where(positive, a, torch.ones_like(a))
-    return -(torch.where(positive, a * torch.log(safe), torch.zeros_like(a))).sum(dim=-1)
+    return entropy_from_probs(attn_probs.to(compute_dtype(attn_probs)), dim=-1)
 
 
 def head_attention_entropy_penalty(

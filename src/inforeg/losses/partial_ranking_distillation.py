@@ -19,9 +19,9 @@ from inforeg.core.checks import (
     check_same_shape,
     check_tensor,
 )
+from inforeg.core.dtypes import compute_dtype
 from inforeg.core.reduce import reduce
 from inforeg.core.types import Reduction
-from inforeg.losses._common import compute_dtype
 
 
 def partial_ranking_distillation(

@@ -20,9 +20,10 @@ from inforeg.core.checks import (
     check_probabilities,
     check_tensor,
 )
+from inforeg.core.dtypes import compute_dtype
 from inforeg.core.reduce import reduce
 from inforeg.core.types import Reduction
-from inforeg.losses._common import compute_dtype
+from inforeg.losses._common import entropy_terms_from_logits
 
 Normalization = Literal["paper", "code"]
 _EPS = 1e-10
@@ -58,7 +59,7 @@ def entropy_minimization(
     means :math:`\nu = 1`. Computed from ``log_softmax`` (no epsilon, :math:`0 \log 0 = 0`).
 
     Args:
-        logits: (B, C) or (B, C, *spatial) scores, class axis ``dim``.
+        logits: (B, C) or ``(B, C, *spatial)`` scores, class axis ``dim``.
         dim: the class axis (default 1).
         weights: optional (C,) class weights :math:`\nu`.
         reduction: ``"mean"`` (default), ``"sum"`` or ``"none"`` (the logits' shape without ``dim``).
@@ -73,9 +74,7 @@ def entropy_minimization(
     check_tensor(logits, "logits", min_ndim=1, floating=True)
     d = check_dim(dim, logits)
     z = logits.to(compute_dtype(logits))
-    log_p = torch.log_softmax(z, dim=d)
-    p = log_p.exp()
-    terms = -p * torch.where(p > 0, log_p, torch.zeros_like(log_p))
+    terms = entropy_terms_from_logits(z, dim=d)
     w = _class_weights(weights, logits.shape[d], z)
     if w is not None:
         shape = [1] * z.dim()
@@ -95,7 +94,7 @@ def predicted_class_ratio(
     :math:`\hat\tau_{bc} = r_{bc} / (\sum_c r_{bc} + 10^{-10})`; this sharpens the proportions.
 
     For 2-D logits (B, C) (classification) the batch plays the role of the pixels of one image
-    and the result has shape (1, C); for (B, C, *spatial) it has shape (B, C).
+    and the result has shape (1, C); for ``(B, C, *spatial)`` it has shape (B, C).
     """
     check_tensor(logits, "logits", min_ndim=2, floating=True)
     check_choice(normalization, "normalization", ("paper", "code"))
@@ -130,7 +129,7 @@ def class_ratio_prior_kl(
     and keeps the loss finite for priors with zeros (an absent structure: prior (1, 0)).
 
     Args:
-        logits: (B, C) or (B, C, *spatial) scores (class axis ``dim``). For (B, C) the batch is
+        logits: (B, C) or ``(B, C, *spatial)`` scores (class axis ``dim``). For (B, C) the batch is
             treated as one image, so the proportions are batch averages.
         prior: (C,) or (B, C) class proportions (rows on the simplex).
         dim: the class axis.

@@ -35,9 +35,6 @@ class OTResult:
     converged: bool
 
 
-work_dtype = compute_dtype  # float32 for half inputs, else the promoted dtype
-
-
 def prepare_problem(
     a: Tensor | None, b: Tensor | None, cost: Tensor, normalize: bool
 ) -> tuple[Tensor, Tensor, Tensor, torch.dtype]:
@@ -74,7 +71,7 @@ def prepare_problem(
             f"{tuple(cost.shape[:-2])} do not broadcast"
         ) from exc
     in_dtype = torch.promote_types(torch.promote_types(a.dtype, b.dtype), cost.dtype)
-    dt = work_dtype(a, b, cost)
+    dt = compute_dtype(a, b, cost)
     a, b, cost = a.to(dt), b.to(dt), cost.to(dt)
     if normalize:
         if get_checks() == "full" and (bool((a < 0).any()) or bool((b < 0).any())):

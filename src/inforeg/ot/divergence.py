@@ -21,8 +21,8 @@ from inforeg.core.checks import (
     check_tensor,
     get_checks,
 )
+from inforeg.core.dtypes import compute_dtype
 from inforeg.core.pairwise import safe_sqrt, sqeuclidean
-from inforeg.ot._common import work_dtype
 
 __all__ = ["SinkhornDivergence", "epsilon_schedule", "sinkhorn_divergence"]
 
@@ -230,7 +230,7 @@ def sinkhorn_divergence(
     if tol is not None:
         tol = check_number(tol, "tol", low=0.0)
     in_dtype = torch.promote_types(x.dtype, y.dtype)
-    dt = work_dtype(x, y)
+    dt = compute_dtype(x, y)
     x, y = x.to(dt), y.to(dt)
     a_w = _weights(a, x, "a", dt)
     b_w = _weights(b, y, "b", dt)

@@ -21,9 +21,9 @@ from inforeg.core.checks import (
     check_tensor,
     get_checks,
 )
+from inforeg.core.dtypes import compute_dtype
 from inforeg.core.pairwise import sqeuclidean
 from inforeg.core.reduce import reduce
-from inforeg.ot._common import work_dtype
 
 __all__ = [
     "LogSinkhorn",
@@ -151,7 +151,7 @@ def _projected_wpp(
     p = check_number(p, "p", low=1.0)
     if get_checks() != "off" and x.shape[-1] != y.shape[-1]:
         raise ValueError(f"y: expected {x.shape[-1]} features to match x, got {y.shape[-1]}")
-    dt = work_dtype(x, y)
+    dt = compute_dtype(x, y)
     d = x.shape[-1]
     if projections is None:
         projections = random_projections(d, n_projections, seed, dtype=dt, device=x.device)
@@ -256,7 +256,7 @@ def log_sinkhorn_correspondence(
     sigma = check_positive(sigma, "sigma")
     n_iter = check_int(n_iter, "n_iter", low=0)
     in_dtype = torch.promote_types(feat_x.dtype, feat_y.dtype)
-    dt = work_dtype(feat_x, feat_y)
+    dt = compute_dtype(feat_x, feat_y)
     fx, fy = feat_x.to(dt), feat_y.to(dt)
     d = sqeuclidean(fx, fy) if fx.dim() == 2 else torch.vmap(sqeuclidean)(fx, fy)
     d = d / d.mean((-2, -1), keepdim=True)
@@ -349,7 +349,7 @@ class SlicedWassersteinLoss(torch.nn.Module):
             check_tensor(p_yx, "p_yx", ndim=3, floating=True)
             if get_checks() != "off" and p_yx.shape != (bsz, n2, n1):
                 raise ValueError(f"p_yx: expected shape {(bsz, n2, n1)}, got {tuple(p_yx.shape)}")
-        dt = work_dtype(x, y, p_xy)
+        dt = compute_dtype(x, y, p_xy)
         theta = torch.randn(
             bsz, self.n_projections, d, generator=generator, dtype=dt, device=x.device
         )

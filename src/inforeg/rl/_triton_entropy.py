@@ -24,102 +24,124 @@ Backward, one read and one write per element: :math:`\partial H/\partial z = -\t
 
 from __future__ import annotations
 
+import functools
 import os
+from typing import Any
 
 import torch
 from torch import Tensor
-
-try:  # optional: Triton comes with CUDA builds of PyTorch
-    import triton
-    import triton.language as tl
-except ImportError:  # pragma: no cover - CPU-only installs
-    triton = None  # type: ignore[assignment]
 
 __all__ = ["entropy_backward", "entropy_forward", "lse_forward", "selective_backward", "usable"]
 
 _DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
+# Triton is imported by _compiled() on the first CUDA call, never when this module loads
+# (DESIGN.md: optional packages are imported inside the function that needs them), so
+# `import inforeg.rl` does not pull it in. Until then the two kernels below are plain Python
+# functions; Triton compiles them from their source and resolves `tl` in this module's globals,
+# which _compiled() binds to `triton.language` first.
+tl: Any = None
+
 
 def usable(z: Tensor) -> bool:
     """True for a CUDA float32/16/bf16 tensor when Triton is importable and not disabled."""
     return (
-        triton is not None
-        and z.is_cuda
+        z.is_cuda
         and z.dtype in _DTYPES
         and os.environ.get("INFOREG_DISABLE_TRITON", "0") in ("", "0")
+        and _compiled() is not None
     )
 
 
+@functools.cache
+def _compiled() -> tuple[Any, Any] | None:
+    """``(forward kernel, backward kernel)`` wrapped by ``triton.jit``, or None without Triton."""
+    global tl
+    try:  # optional: Triton comes with CUDA builds of PyTorch
+        import triton
+        import triton.language
+    except ImportError:  # CPU-only installs
+        return None
+    tl = triton.language
+    return triton.jit(_fwd_kernel), triton.jit(_bwd_kernel)
+
+
 def _launch(vocab: int) -> tuple[int, int]:
-    block = max(16, min(4096, triton.next_power_of_2(vocab)))  # masked lanes beyond vocab
+    # the next power of two >= vocab (triton.next_power_of_2), within [16, 4096]; masked lanes
+    # beyond vocab
+    block = max(16, min(4096, 1 << max(vocab - 1, 0).bit_length()))
     return block, (8 if block >= 2048 else 4)
 
 
-if triton is not None:
-
-    @triton.jit
-    def _fwd_kernel(
-        z_ptr, stride, vocab, inv_t, ent_ptr, lse_ptr, WANT_ENT: tl.constexpr, BLOCK: tl.constexpr
-    ):
-        row = tl.program_id(0).to(tl.int64)
-        base = z_ptr + row * stride
-        m_vec = tl.full([BLOCK], -1.0e30, tl.float32)
-        s_vec = tl.zeros([BLOCK], tl.float32)
-        u_vec = tl.zeros([BLOCK], tl.float32)
-        for off in range(0, vocab, BLOCK):
-            cols = off + tl.arange(0, BLOCK)
-            x = tl.load(base + cols, mask=cols < vocab, other=float("-inf")).to(tl.float32)
-            y = x * inv_t
-            m_new = tl.maximum(m_vec, y)
-            alpha = tl.exp(m_vec - m_new)
-            e = tl.exp(y - m_new)
-            if WANT_ENT:
-                u_vec = alpha * (u_vec + s_vec * (m_vec - m_new)) + tl.where(
-                    e > 0, e * (y - m_new), 0.0
-                )
-            s_vec = alpha * s_vec + e
-            m_vec = m_new
-        m = tl.max(m_vec, 0)
-        beta = tl.exp(m_vec - m)
-        s = tl.sum(s_vec * beta, 0)
-        log_s = tl.log(s)
-        tl.store(lse_ptr + row, m + log_s)
+def _fwd_kernel(
+    z_ptr, stride, vocab, inv_t, ent_ptr, lse_ptr, WANT_ENT: tl.constexpr, BLOCK: tl.constexpr
+):
+    row = tl.program_id(0).to(tl.int64)
+    base = z_ptr + row * stride
+    m_vec = tl.full([BLOCK], -1.0e30, tl.float32)
+    s_vec = tl.zeros([BLOCK], tl.float32)
+    u_vec = tl.zeros([BLOCK], tl.float32)
+    for off in range(0, vocab, BLOCK):
+        cols = off + tl.arange(0, BLOCK)
+        x = tl.load(base + cols, mask=cols < vocab, other=float("-inf")).to(tl.float32)
+        y = x * inv_t
+        m_new = tl.maximum(m_vec, y)
+        alpha = tl.exp(m_vec - m_new)
+        e = tl.exp(y - m_new)
         if WANT_ENT:
-            u = tl.sum(beta * (u_vec + s_vec * (m_vec - m)), 0)
-            tl.store(ent_ptr + row, log_s - u / s)
+            u_vec = alpha * (u_vec + s_vec * (m_vec - m_new)) + tl.where(
+                e > 0, e * (y - m_new), 0.0
+            )
+        s_vec = alpha * s_vec + e
+        m_vec = m_new
+    m = tl.max(m_vec, 0)
+    beta = tl.exp(m_vec - m)
+    s = tl.sum(s_vec * beta, 0)
+    log_s = tl.log(s)
+    tl.store(lse_ptr + row, m + log_s)
+    if WANT_ENT:
+        u = tl.sum(beta * (u_vec + s_vec * (m_vec - m)), 0)
+        tl.store(ent_ptr + row, log_s - u / s)
 
-    @triton.jit
-    def _bwd_kernel(
-        z_ptr,
-        stride,
-        gz_ptr,
-        vocab,
-        inv_t,
-        lse_ptr,
-        ent_ptr,
-        g_ptr,
-        tok_ptr,
-        SELECTIVE: tl.constexpr,
-        BLOCK: tl.constexpr,
-    ):
-        row = tl.program_id(0).to(tl.int64)
-        base = z_ptr + row * stride
-        out = gz_ptr + row * vocab
-        lse = tl.load(lse_ptr + row)
-        g = tl.load(g_ptr + row) * inv_t
-        h = tl.load(ent_ptr + row)  # (lse again in the selective case: unused)
-        tok = tl.load(tok_ptr + row)  # (a logit in the entropy case: unused)
-        for off in range(0, vocab, BLOCK):
-            cols = off + tl.arange(0, BLOCK)
-            mask = cols < vocab
-            x = tl.load(base + cols, mask=mask, other=0.0).to(tl.float32)
-            lp = x * inv_t - lse
-            p = tl.exp(lp)
-            if SELECTIVE:
-                val = tl.where(cols == tok, g - g * p, -g * p)
-            else:
-                val = tl.where(p > 0, -g * p * (lp + h), 0.0)
-            tl.store(out + cols, val.to(gz_ptr.dtype.element_ty), mask=mask)
+
+def _bwd_kernel(
+    z_ptr,
+    stride,
+    gz_ptr,
+    vocab,
+    inv_t,
+    lse_ptr,
+    ent_ptr,
+    g_ptr,
+    tok_ptr,
+    SELECTIVE: tl.constexpr,
+    BLOCK: tl.constexpr,
+):
+    row = tl.program_id(0).to(tl.int64)
+    base = z_ptr + row * stride
+    out = gz_ptr + row * vocab
+    lse = tl.load(lse_ptr + row)
+    g = tl.load(g_ptr + row) * inv_t
+    h = tl.load(ent_ptr + row)  # (lse again in the selective case: unused)
+    tok = tl.load(tok_ptr + row)  # (a logit in the entropy case: unused)
+    for off in range(0, vocab, BLOCK):
+        cols = off + tl.arange(0, BLOCK)
+        mask = cols < vocab
+        x = tl.load(base + cols, mask=mask, other=0.0).to(tl.float32)
+        lp = x * inv_t - lse
+        p = tl.exp(lp)
+        if SELECTIVE:
+            val = tl.where(cols == tok, g - g * p, -g * p)
+        else:
+            val = tl.where(p > 0, -g * p * (lp + h), 0.0)
+        tl.store(out + cols, val.to(gz_ptr.dtype.element_ty), mask=mask)
+
+
+def _kernels() -> tuple[Any, Any]:
+    kernels = _compiled()
+    if kernels is None:  # only reached when usable() was not asked first
+        raise ImportError("the fused CUDA entropy kernels need Triton (it ships with CUDA torch)")
+    return kernels
 
 
 def _rows_ready(z: Tensor) -> Tensor:
@@ -132,7 +154,8 @@ def _forward(z: Tensor, inv_t: float, want_ent: bool) -> tuple[Tensor, Tensor]:
     lse = torch.empty(rows, dtype=torch.float32, device=z.device)
     ent = torch.empty(rows if want_ent else 1, dtype=torch.float32, device=z.device)
     block, warps = _launch(vocab)
-    _fwd_kernel[(rows,)](
+    fwd, _ = _kernels()
+    fwd[(rows,)](
         z, z.stride(0), vocab, inv_t, ent, lse, WANT_ENT=want_ent, BLOCK=block, num_warps=warps
     )
     return ent, lse
@@ -156,7 +179,8 @@ def _backward(
     gz = torch.empty(rows, vocab, dtype=z.dtype, device=z.device)
     g = grad.to(torch.float32).contiguous()
     block, warps = _launch(vocab)
-    _bwd_kernel[(rows,)](
+    _, bwd = _kernels()
+    bwd[(rows,)](
         z,
         z.stride(0),
         gz,

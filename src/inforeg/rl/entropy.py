@@ -28,29 +28,60 @@ before the softmax, ``p = softmax(z / T)``.
 from __future__ import annotations
 
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from torch import Tensor
 
 from inforeg.core.checks import check_int, check_positive, check_tensor
 from inforeg.core.dtypes import compute_dtype
-from inforeg.core.threads import intra_op_threads
+from inforeg.core.threads import run_in_parts
 from inforeg.rl import _cpu_entropy, _triton_entropy
 
-# both fused back ends have the same four functions: entropy_forward, entropy_backward,
-# lse_forward, selective_backward
-_FusedKernels = Any
+
+class FusedKernels(Protocol):
+    """A fused back end: one read of each row forward, one read and one write backward.
+
+    Implemented by the modules :mod:`inforeg.rl._triton_entropy` (CUDA) and
+    :mod:`inforeg.rl._cpu_entropy` (CPU, a C kernel); ``_BACKENDS`` below makes mypy check that
+    both modules satisfy this protocol. Results are float32 (forward) or the dtype of ``z``
+    (gradients); ``inv_t`` is 1 / temperature.
+    """
+
+    def usable(self, z: Tensor) -> bool:
+        """Whether this back end handles ``z`` (device, dtype, layout, availability)."""
+        ...
+
+    def entropy_forward(self, z: Tensor, inv_t: float) -> tuple[Tensor, Tensor]:
+        """``(H, lse)`` per row of ``z (R, V)``."""
+        ...
+
+    def lse_forward(self, z: Tensor, inv_t: float) -> Tensor:
+        """``logsumexp(z * inv_t)`` per row."""
+        ...
+
+    def entropy_backward(
+        self, z: Tensor, lse: Tensor, ent: Tensor, grad: Tensor, inv_t: float
+    ) -> Tensor:
+        """``grad * dH/dz``."""
+        ...
+
+    def selective_backward(
+        self, z: Tensor, tok: Tensor, lse: Tensor, grad: Tensor, inv_t: float
+    ) -> Tensor:
+        """``grad * d log p_tok / dz``."""
+        ...
 
 
-def _fused_kernels(z: Tensor) -> _FusedKernels | None:
+_BACKENDS: tuple[FusedKernels, ...] = (_triton_entropy, _cpu_entropy)  # tried in this order
+
+
+def _fused_kernels(z: Tensor) -> FusedKernels | None:
     """The fused back end for ``z`` (Triton on CUDA, the C kernel on CPU), or None for the
     chunked PyTorch path."""
-    if _triton_entropy.usable(z):
-        return _triton_entropy
-    if _cpu_entropy.usable(z):
-        return _cpu_entropy
+    for backend in _BACKENDS:
+        if backend.usable(z):
+            return backend
     return None
 
 
@@ -70,31 +101,11 @@ def default_entropy_chunk(vocab: int, device: torch.device | str | None = None) 
 def _run_rows(
     rows: int, chunk: int, device: torch.device, body: Callable[[int, int], None]
 ) -> None:
-    """Run ``body(lo, hi)`` over ``[0, rows)``.
+    """Run ``body(lo, hi)`` over ``[0, rows)``: on CPU, one part per intra-op thread when there
+    are enough chunks (:func:`inforeg.core.threads.run_in_parts`)."""
+    parts = min(torch.get_num_threads(), rows // max(chunk, 1)) if device.type == "cpu" else 1
+    run_in_parts(rows, parts, body)
 
-    On CPU with several intra-op threads, per-op threading on cache-sized chunks mostly adds
-    synchronisation, so the rows are split into one contiguous part per thread and each part is
-    processed by a Python worker thread (torch releases the GIL inside ops) with intra-op
-    threading set to 1 for the duration of the call (restored afterwards).
-    """
-    threads = torch.get_num_threads()
-    parts = min(threads, rows // max(chunk, 1)) if device.type == "cpu" else 1
-    if parts <= 1:
-        body(0, rows)
-        return
-    step = -(-rows // parts)
-    bounds = [(lo, min(lo + step, rows)) for lo in range(0, rows, step)]
-
-    def work(lo: int, hi: int) -> None:
-        with torch.no_grad():  # grad mode is thread-local; the bodies write into buffers
-            body(lo, hi)
-
-    with intra_op_threads(1), ThreadPoolExecutor(len(bounds)) as pool:
-        for fut in [pool.submit(work, lo, hi) for lo, hi in bounds]:
-            fut.result()
-
-
-_acc_dtype = compute_dtype
 
 # Fast-path window for selective_log_softmax: S = sum_v exp(z_v / T) with no shift is accepted
 # when _S_LOW <= S <= _S_HIGH. Then the row maximum m satisfies -23 - log V <= m <= log S <= 69,
@@ -178,7 +189,7 @@ class _TokenEntropy(torch.autograd.Function):
             ctx.save_for_backward(z, lse, out)
             return out
         rows, vocab = z.shape
-        acc = _acc_dtype(z)
+        acc = compute_dtype(z)
         # per-row reductions, written in place by the workers: max of z/T, S = sum e, D = sum e*y
         m = torch.empty(rows, dtype=acc, device=z.device)
         tot = torch.empty(rows, dtype=acc, device=z.device)
@@ -226,7 +237,7 @@ class _TokenEntropy(torch.autograd.Function):
         if ctx.fused is not None:
             return ctx.fused.entropy_backward(z, lse, ent, grad, inv_t), None, None
         rows, vocab = z.shape
-        acc = _acc_dtype(z)
+        acc = compute_dtype(z)
         gz = torch.empty_like(z)
         # dH/dz = -(1/T) p (log p + H) = p * (k log p + k H) with k = -g/T, log p = z/T - lse
         neg_lse = -lse
@@ -328,13 +339,13 @@ class _SelectiveLogSoftmax(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, z: Tensor, tok: Tensor, inv_t: float, chunk: int) -> Tensor:  # type: ignore[override]
         ctx.inv_t, ctx.chunk, ctx.fused = inv_t, chunk, _fused_kernels(z)
-        picked = z.gather(1, tok.unsqueeze(1)).view(-1).to(_acc_dtype(z)) * inv_t
+        picked = z.gather(1, tok.unsqueeze(1)).view(-1).to(compute_dtype(z)) * inv_t
         if ctx.fused is not None:  # one fused pass per row (Triton or C)
             lse = ctx.fused.lse_forward(z, inv_t)
             ctx.save_for_backward(z, tok, lse)
             return picked - lse
         rows, vocab = z.shape
-        acc = _acc_dtype(z)
+        acc = compute_dtype(z)
         tot = torch.empty(rows, dtype=acc, device=z.device)
         shift = torch.zeros(rows, dtype=acc, device=z.device)
         # the no-shift fast path needs a host-side range check: CPU only (off the CPU it would
@@ -373,7 +384,7 @@ class _SelectiveLogSoftmax(torch.autograd.Function):
         if ctx.fused is not None:
             return ctx.fused.selective_backward(z, tok, lse, grad, inv_t), None, None, None
         rows, vocab = z.shape
-        acc = _acc_dtype(z)
+        acc = compute_dtype(z)
         gz = torch.empty_like(z)
         # d logp_tok / dz = (onehot(tok) - p) / T, p = exp(z/T - lse)
         g = grad.to(acc) * inv_t

@@ -20,8 +20,9 @@ from inforeg.core.checks import (
     check_same_shape,
     check_tensor,
 )
+from inforeg.core.dtypes import compute_dtype
 from inforeg.core.reduce import AGGREGATION_MODES, masked_aggregate
-from inforeg.rl.entropy import _acc_dtype, default_entropy_chunk, selective_log_softmax
+from inforeg.rl.entropy import default_entropy_chunk, selective_log_softmax
 from inforeg.rl.grpo import clipped_surrogate
 
 __all__ = ["LowProbabilityRegularizer", "low_probability_loss", "min_p_proxy_logprobs"]
@@ -60,6 +61,13 @@ def min_p_proxy_logprobs(
 
     Returns:
         ``(...)`` proxy log-probs in float32 (or float64 for float64 logits).
+
+    Example (the case above; token 3 is filtered out):
+
+        >>> z = torch.tensor([[0.5, 0.3, 0.19, 0.01]] * 2, dtype=torch.float64).log()
+        >>> proxy = min_p_proxy_logprobs(z, torch.tensor([0, 3]), min_p=0.1)
+        >>> [round(v, 5) for v in proxy.exp().tolist()]
+        [0.50505, 0.0]
     """
     check_tensor(logits, "logits", min_ndim=1, floating=True)
     kappa = check_number(min_p, "min_p", low=0.0, high=1.0, low_inclusive=False)
@@ -78,7 +86,7 @@ def min_p_proxy_logprobs(
         if chunk_size is None
         else check_int(chunk_size, "chunk_size", low=1)
     )
-    acc = _acc_dtype(flat)
+    acc = compute_dtype(flat)
     out = torch.empty(flat.shape[0], dtype=acc, device=flat.device)
     log_k = math.log(kappa)
     for s in range(0, flat.shape[0], chunk):

@@ -16,13 +16,60 @@ from typing import Any
 
 import torch
 
+#: What :func:`measure` and :func:`measure_once` return: ``(seconds, peak extra bytes, value)``.
+Timing = tuple[float, int, Any]
+
+#: The row key naming the table a row belongs to (one table per comparison in the Markdown).
+TABLE = "table"
+
+RATIOS_NOTE = (
+    "speed-up = peer time / inforeg time and memory ratio = peer peak / inforeg peak: above 1, "
+    "inforeg is faster (uses less memory)."
+)
+
 
 @dataclass
 class BenchResult:
-    """Rows of a benchmark table (one dict per configuration) and free-text notes."""
+    """Rows of the benchmark's tables (one dict per configuration) and free-text notes.
+
+    A row's ``"table"`` entry (:data:`TABLE`) names its table: :func:`write` gives each table its
+    own heading and columns, so different comparisons never share one wide table.
+    """
 
     rows: list[dict[str, Any]]
     notes: str = ""
+
+
+def compare_row(
+    table: str,
+    case: str,
+    ours: Timing | None,
+    peer: Timing | None,
+    peer_name: str,
+    **cells: Any,
+) -> dict[str, Any]:
+    """One row of a comparison of inforeg against ``peer_name`` on the same inputs.
+
+    Columns, in this order: ``case``, the ``cells`` (sizes, then agreement: put the agreement
+    first among them), ``<peer> s``, ``inforeg s``, ``speed-up`` (peer s / inforeg s),
+    ``<peer> MB``, ``inforeg MB`` and ``memory ratio`` (peer peak / inforeg peak). A ``None``
+    timing (a side that was not run) leaves its columns and the ratios out; a memory growth of 0
+    (below the resolution of the measurement) leaves the memory ratio out.
+    """
+    row: dict[str, Any] = {TABLE: table, "case": case, **cells}
+    if peer is not None:
+        row[f"{peer_name} s"] = peer[0]
+    if ours is not None:
+        row["inforeg s"] = ours[0]
+    if peer is not None and ours is not None:
+        row["speed-up"] = peer[0] / ours[0]
+    if peer is not None:
+        row[f"{peer_name} MB"] = peer[1] / 2**20
+    if ours is not None:
+        row["inforeg MB"] = ours[1] / 2**20
+    if peer is not None and ours is not None and peer[1] > 0 and ours[1] > 0:
+        row["memory ratio"] = peer[1] / ours[1]
+    return row
 
 
 @dataclass(frozen=True)
@@ -93,6 +140,13 @@ def measure_once(fn: Callable[[], Any]) -> tuple[float, int, Any]:
     return seconds, peak, out
 
 
+def big_n(default: int = 100_000) -> int:
+    """Size of a large streamed run: ``default``, or ``INFOREG_BENCH_BIG_N`` when set (a loaded
+    shared machine may not finish the default size in the time available; rows record the n
+    used)."""
+    return int(os.environ.get("INFOREG_BENCH_BIG_N", str(default)))
+
+
 def available_bytes() -> int:
     """``MemAvailable`` from /proc/meminfo (0 if unknown): to skip sizes that cannot fit."""
     try:
@@ -125,7 +179,6 @@ def write(bench: Benchmark, result: BenchResult, out_dir: str | Path = "benchmar
     (out / f"{bench.name}.json").write_text(
         json.dumps({**meta, "rows": result.rows, "notes": result.notes}, indent=1), encoding="utf-8"
     )
-    cols = list(dict.fromkeys(k for row in result.rows for k in row))
     lines = [
         f"# bench {bench.name}: inforeg vs {bench.peer}",
         "",
@@ -135,13 +188,15 @@ def write(bench: Benchmark, result: BenchResult, out_dir: str | Path = "benchmar
         f"{meta['torch']} with {meta['threads']} threads; load average at the end "
         f"{load_1} (1 min), {load_5} (5 min): "
         "times are only comparable on a quiet machine. Times are the best of the repeats; "
-        "memory is the growth of peak resident memory during one call.",
-        "",
-        "| " + " | ".join(cols) + " |",
-        "|" + "---|" * len(cols),
+        f"memory is the growth of peak resident memory during one call. {RATIOS_NOTE}",
     ]
+    tables: dict[str, list[dict[str, Any]]] = {}
     for row in result.rows:
-        lines.append("| " + " | ".join(_cell(row.get(c, "")) for c in cols) + " |")
+        tables.setdefault(str(row.get(TABLE, "results")), []).append(row)
+    for title, rows in tables.items():
+        cols = [k for k in dict.fromkeys(k for row in rows for k in row) if k != TABLE]
+        lines += ["", f"## {title}", "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+        lines += ["| " + " | ".join(_cell(row.get(c, "")) for c in cols) + " |" for row in rows]
     if result.notes:
         lines += ["", result.notes]
     path = out / f"{bench.name}.md"

@@ -10,8 +10,18 @@ import torch
 
 from inforeg.core.threads import intra_op_threads
 from inforeg.dependence import distance_correlation_sqr, distance_covariance_sqr
-from inforeg.lab.bench.base import Benchmark, BenchResult, available_bytes, measure, measure_once
+from inforeg.lab.bench.base import (
+    Benchmark,
+    BenchResult,
+    Timing,
+    available_bytes,
+    compare_row,
+    measure,
+    measure_once,
+)
 
+NAIVE = "d = 16: naive O(n^2) statistics, float64"
+FAST = "1-D: O(n log n) algorithms, float64"
 CHUNK = 1024
 #: torch intra-op threads for the inforeg timings (the issue's target is "on 2 CPU cores").
 THREADS = 2
@@ -47,26 +57,20 @@ def _run(quick: bool) -> BenchResult:
         # dcor's naive path forms the (n, n, d) array of coordinate differences (n^2 d floats).
         need = n * n * (16 + 4) * 8
         if available_bytes() < need + (2 << 30):
-            t_us, m_us, us = _ours(timer, ours_fn)
-            tc_us, _, cus = _ours(timer, ours_cov)
+            ours_v = _ours(timer, ours_fn)
+            ours_c = _ours(timer, ours_cov)
             notes.append(
                 f"n={n}: dcor not run: its naive path allocates the (n, n, d) difference array "
                 f"({n * n * 16 * 8 / 2**30:.1f} GiB) and more than the free memory; inforeg alone "
                 "is timed (one call)."
             )
-            rows.append(
-                {
-                    "case": "dCor^2 (V), d=16",
-                    "n": n,
-                    "abs diff": "dcor n/a (memory)",
-                    "inforeg s": t_us,
-                    "inforeg MB": m_us / 2**20,
-                    "value": float(us),
-                }
-            )
-            rows.append(
-                {"case": "u-dCov^2 (U), d=16", "n": n, "inforeg s": tc_us, "value": float(cus)}
-            )
+            for case, got in (("dCor^2 (V), d=16", ours_v), ("u-dCov^2 (U), d=16", ours_c)):
+                rows.append(
+                    compare_row(
+                        NAIVE, case, got, None, "dcor", n=n, **{"abs diff": "dcor n/a (memory)"}
+                    )
+                    | {"value": float(got[2])}
+                )
             continue
 
         def ref_fn(x: np.ndarray = x, y: np.ndarray = y) -> float:
@@ -75,33 +79,14 @@ def _run(quick: bool) -> BenchResult:
         def ref_cov(x: np.ndarray = x, y: np.ndarray = y) -> float:
             return float(dcor.u_distance_covariance_sqr(x, y))
 
-        t_ref, m_ref, ref = timer(ref_fn)
-        t_us, m_us, us = _ours(timer, ours_fn)
-        tc_ref, _, cref = timer(ref_cov)
-        tc_us, _, cus = _ours(timer, ours_cov)
-        rows.append(
-            {
-                "case": "dCor^2 (V), d=16",
-                "n": n,
-                "abs diff": abs(float(us) - ref),
-                "dcor s": t_ref,
-                "inforeg s": t_us,
-                "speed-up": t_ref / t_us,
-                "dcor MB": m_ref / 2**20,
-                "inforeg MB": m_us / 2**20,
-                **_ratio(m_us, m_ref),
-            }
-        )
-        rows.append(
-            {
-                "case": "u-dCov^2 (U), d=16",
-                "n": n,
-                "abs diff": abs(float(cus) - cref),
-                "dcor s": tc_ref,
-                "inforeg s": tc_us,
-                "speed-up": tc_ref / tc_us,
-            }
-        )
+        for case, ref_f, ours_f in (
+            ("dCor^2 (V), d=16", ref_fn, ours_fn),
+            ("u-dCov^2 (U), d=16", ref_cov, ours_cov),
+        ):
+            peer = timer(ref_f)
+            ours = _ours(timer, ours_f)
+            diff = abs(float(ours[2]) - peer[2])
+            rows.append(compare_row(NAIVE, case, ours, peer, "dcor", n=n, **{"abs diff": diff}))
     for n in (10_000,) if quick else (10_000, 100_000):
         rng = np.random.default_rng(n)
         x = rng.standard_normal(n)
@@ -115,33 +100,13 @@ def _run(quick: bool) -> BenchResult:
             def ours1(xt: torch.Tensor = xt, yt: torch.Tensor = yt) -> torch.Tensor:
                 return distance_correlation_sqr(xt, yt, method="fast")
 
-            t_ref, m_ref, ref = measure(ref1)
-            t_us, m_us, us = _ours(measure, ours1)
+            peer = measure(ref1)
+            runs = [(f"1-D fast vs dcor {m}", _ours(measure, ours1))]
             if m == "avl":
-                t_one, _, one = _ours(measure, ours1, threads=1)
-                rows.append(
-                    {
-                        "case": "1-D fast (torch 1 thread) vs dcor avl",
-                        "n": n,
-                        "abs diff": abs(float(one) - ref),
-                        "dcor s": t_ref,
-                        "inforeg s": t_one,
-                        "speed-up": t_ref / t_one,
-                    }
-                )
-            rows.append(
-                {
-                    "case": f"1-D fast vs dcor {m}",
-                    "n": n,
-                    "abs diff": abs(float(us) - ref),
-                    "dcor s": t_ref,
-                    "inforeg s": t_us,
-                    "speed-up": t_ref / t_us,
-                    "dcor MB": m_ref / 2**20,
-                    "inforeg MB": m_us / 2**20,
-                    **_ratio(m_us, m_ref),
-                }
-            )
+                runs.insert(0, ("1-D fast (torch 1 thread) vs dcor avl", _ours(measure, ours1, 1)))
+            for case, ours in runs:
+                diff = abs(float(ours[2]) - peer[2])
+                rows.append(compare_row(FAST, case, ours, peer, "dcor", n=n, **{"abs diff": diff}))
     notes.insert(
         0,
         f"float64 throughout. Threads: inforeg's torch ran with {THREADS} intra-op threads (set "
@@ -171,10 +136,8 @@ BENCHMARK = Benchmark(
 
 
 def _ours(
-    timer: Callable[[Callable[[], Any]], tuple[float, int, Any]],
-    fn: Callable[[], Any],
-    threads: int = THREADS,
-) -> tuple[float, int, Any]:
+    timer: Callable[[Callable[[], Any]], Timing], fn: Callable[[], Any], threads: int = THREADS
+) -> Timing:
     """Time an inforeg call on ``threads`` torch threads. Running dcor's numba code resets
     torch's thread count (its OpenMP layer initialises), so set it again before every timing."""
     torch.set_num_threads(threads)
@@ -182,8 +145,3 @@ def _ours(
         return timer(fn)
     finally:
         torch.set_num_threads(THREADS)
-
-
-def _ratio(ours: int, ref: int) -> dict[str, float]:
-    """The memory-ratio cell, left empty when dcor's measured growth is 0 (below resolution)."""
-    return {"memory ratio": ours / ref} if ref > 0 else {}

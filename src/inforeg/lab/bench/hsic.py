@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import torch
 
 from inforeg.core.threads import intra_op_threads
 from inforeg.dependence import cka, hsic
-from inforeg.lab.bench.base import Benchmark, BenchResult, measure, measure_once
+from inforeg.lab.bench.base import (
+    Benchmark,
+    BenchResult,
+    big_n,
+    compare_row,
+    measure,
+    measure_once,
+)
 
 SIGMA = 4.0
 
@@ -35,26 +40,23 @@ def run(quick: bool) -> BenchResult:
                 xt, yt, bandwidth_x=SIGMA, bandwidth_y=SIGMA, estimator="unbiased", chunk_size=1024
             )
 
-        t_ref, m_ref, ref = measure(ref_fn)
+        peer = measure(ref_fn)
         # hyppo's numba code resets torch's thread count when it runs; beside numba's OpenMP pool
         # torch's 2 threads ran far slower, so time inforeg on one thread (like numba's kernels).
         with intra_op_threads(1):
-            t_us, m_us, us = measure(ours_fn)
+            ours = measure(ours_fn)
+        diff = abs(float(ours[2]) - peer[2])
         rows.append(
-            {
-                "case": "unbiased CKA vs hyppo Hsic(bias=False)",
-                "n": n,
-                "d": 16,
-                "abs diff": abs(float(us) - ref),
-                "hyppo s": t_ref,
-                "inforeg s": t_us,
-                "speed-up": t_ref / t_us,
-                "hyppo MB": m_ref / 2**20,
-                "inforeg MB": m_us / 2**20,
-                "memory ratio": m_us / max(m_ref, 1),
-            }
+            compare_row(
+                "unbiased CKA vs hyppo Hsic(bias=False), float64",
+                f"n={n}, d=16",
+                ours,
+                peer,
+                "hyppo",
+                **{"abs diff": diff},
+            )
         )
-    n = 20_000 if quick else _big_n()
+    n = 20_000 if quick else big_n()
     g = torch.Generator().manual_seed(0)
     xb = torch.randn(n, 64, generator=g)
     yb = torch.tanh(xb) + torch.randn(n, 64, generator=g)
@@ -62,16 +64,16 @@ def run(quick: bool) -> BenchResult:
     def big() -> torch.Tensor:
         return hsic(xb, yb, bandwidth_x=SIGMA, bandwidth_y=SIGMA, chunk_size=1024)
 
-    t_big, m_big, v_big = measure_once(big)
+    ours = measure_once(big)
     rows.append(
-        {
-            "case": "raw biased HSIC, float32, chunked",
-            "n": n,
-            "d": 64,
-            "abs diff": "n/a",
-            "inforeg s": t_big,
-            "inforeg MB": m_big / 2**20,
-        }
+        compare_row(
+            "raw biased HSIC, float32, chunked (no peer)",
+            f"n={n}, d=64",
+            ours,
+            None,
+            "",
+            value=float(ours[2]),
+        )
     )
     return BenchResult(
         rows,
@@ -90,9 +92,3 @@ BENCHMARK = Benchmark(
     description="Normalised HSIC (CKA) vs hyppo, and raw HSIC at n = 100 000, d = 64 chunked.",
     run=run,
 )
-
-
-def _big_n() -> int:
-    """Size of the large streamed run: 100 000, or INFOREG_BENCH_BIG_N when set (a loaded shared
-    machine could not finish 100 000 in the time available; the row records the n used)."""
-    return int(os.environ.get("INFOREG_BENCH_BIG_N", "100000"))

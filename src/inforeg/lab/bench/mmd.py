@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import torch
 
 from inforeg.dependence import mmd
-from inforeg.lab.bench.base import Benchmark, BenchResult, measure, measure_once
+from inforeg.lab.bench.base import (
+    Benchmark,
+    BenchResult,
+    big_n,
+    compare_row,
+    measure,
+    measure_once,
+)
 
 SIGMA = 4.0
 
@@ -33,23 +38,20 @@ def run(quick: bool) -> BenchResult:
         def ours_fn(x: torch.Tensor = x, y: torch.Tensor = y) -> torch.Tensor:
             return mmd(x, y, "gaussian", SIGMA, "biased", chunk_size=1024)
 
-        t_ref, m_ref, ref = measure(ref_fn)
-        t_us, m_us, us = measure(ours_fn)
+        peer = measure(ref_fn)
+        ours = measure(ours_fn)
+        rel = abs(float(ours[2]) - float(peer[2])) / abs(float(peer[2]))
         rows.append(
-            {
-                "n": n,
-                "d": 64,
-                "dtype": "float64",
-                "rel. diff": abs(float(us) - float(ref)) / abs(float(ref)),
-                "geomloss s": t_ref,
-                "inforeg s": t_us,
-                "time ratio inforeg/geomloss": t_us / t_ref,
-                "geomloss MB": m_ref / 2**20,
-                "inforeg MB": m_us / 2**20,
-                "memory ratio": m_us / max(m_ref, 1),
-            }
+            compare_row(
+                "biased MMD^2 vs geomloss (tensorized), float64",
+                f"n={n}, d=64",
+                ours,
+                peer,
+                "geomloss",
+                **{"rel. diff": rel},
+            )
         )
-    n = 20_000 if quick else _big_n()
+    n = 20_000 if quick else big_n()
     g = torch.Generator().manual_seed(0)
     x = torch.randn(n, 64, generator=g)
     y = torch.randn(n, 64, generator=g) + 0.05
@@ -57,17 +59,16 @@ def run(quick: bool) -> BenchResult:
     def big() -> torch.Tensor:
         return mmd(x, y, "gaussian", SIGMA, "unbiased", chunk_size=1024)
 
-    t_big, m_big, v_big = measure_once(big)
+    ours = measure_once(big)
     rows.append(
-        {
-            "n": n,
-            "d": 64,
-            "dtype": "float32",
-            "rel. diff": "n/a (geomloss tensorized needs 3 n^2 floats)",
-            "inforeg s": t_big,
-            "inforeg MB": m_big / 2**20,
-            "value": float(v_big),
-        }
+        compare_row(
+            "unbiased MMD^2, float32, chunked (no peer: geomloss tensorized needs 3 n^2 floats)",
+            f"n={n}, d=64",
+            ours,
+            None,
+            "",
+            value=float(ours[2]),
+        )
     )
     return BenchResult(
         rows,
@@ -86,9 +87,3 @@ BENCHMARK = Benchmark(
     "d = 64 chunked.",
     run=run,
 )
-
-
-def _big_n() -> int:
-    """Size of the large streamed run: 100 000, or INFOREG_BENCH_BIG_N when set (a loaded shared
-    machine could not finish 100 000 in the time available; the row records the n used)."""
-    return int(os.environ.get("INFOREG_BENCH_BIG_N", "100000"))

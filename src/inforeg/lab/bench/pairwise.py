@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from inforeg.core.pairwise import pairwise_sum, sqeuclidean
-from inforeg.lab.bench.base import Benchmark, BenchResult, measure
+from inforeg.lab.bench.base import Benchmark, BenchResult, compare_row, measure
 
 
 def run(quick: bool) -> BenchResult:
@@ -30,24 +30,20 @@ def run(quick: bool) -> BenchResult:
         def chunked_sum(xt: torch.Tensor = xt) -> torch.Tensor:
             return pairwise_sum(xt, kind="gaussian", bandwidth=1.0, chunk_size=256)
 
-        t_ref, m_ref, ref = measure(scipy_sum)
-        t_dense, m_dense, dense = measure(dense_sum)
-        t_chunk, m_chunk, chunk = measure(chunked_sum)
-        rows.append(
-            {
-                "n": n,
-                "d": 16,
-                "rel. diff dense": abs(float(dense) - float(ref)) / abs(float(ref)),
-                "rel. diff chunked": abs(float(chunk) - float(ref)) / abs(float(ref)),
-                "scipy s": t_ref,
-                "dense s": t_dense,
-                "chunked s": t_chunk,
-                "time ratio chunked/scipy": t_chunk / t_ref,
-                "scipy MB": m_ref / 2**20,
-                "chunked MB": m_chunk / 2**20,
-                "memory ratio chunked/scipy": m_chunk / max(m_ref, 1),
-            }
-        )
+        peer = measure(scipy_sum)
+        for case, fn in (("dense", dense_sum), ("chunked (256 rows)", chunked_sum)):
+            ours = measure(fn)
+            rel = abs(float(ours[2]) - peer[2]) / abs(peer[2])
+            rows.append(
+                compare_row(
+                    "Gaussian kernel sum vs scipy cdist, d = 16, float64",
+                    f"n={n}, {case}",
+                    ours,
+                    peer,
+                    "scipy",
+                    **{"rel. diff": rel},
+                )
+            )
     return BenchResult(
         rows,
         "Gaussian kernel sum sum_ij exp(-||x_i - x_j||^2 / 2) in float64; chunk_size 256 rows.",

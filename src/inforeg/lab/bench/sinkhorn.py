@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from inforeg.lab.bench.base import Benchmark, BenchResult, measure
+from inforeg.lab.bench.base import Benchmark, BenchResult, compare_row, measure
 from inforeg.ot import sinkhorn, sinkhorn_divergence
 
 
@@ -55,25 +55,35 @@ def run(quick: bool) -> BenchResult:
             t_32, m_32, r32 = measure(partial(ours, 1e-6, ct32, at32), repeat=repeat)
             plan64 = r64.plan.numpy()
             plan32 = r32.plan.double().numpy()
+            size = f"n={n}, d={d}"
             rows.append(
-                {
-                    "problem": f"sinkhorn n={n} d={d}",
-                    "max |plan diff| f64": float(np.abs(plan64 - p_pot).max()),
-                    "max plan": float(p_pot.max()),
-                    "marg. err POT 1e-9": _marginal_err(p_pot, a, a),
-                    "marg. err ours f64 1e-9": _marginal_err(plan64, a, a),
-                    "POT s (1e-9)": t_pot,
-                    "ours f64 s (1e-9)": t_64,
-                    "ratio f64/POT": t_64 / t_pot,
-                    "marg. err POT 1e-6": _marginal_err(p_pot6, a, a),
-                    "marg. err ours f32 1e-6": _marginal_err(plan32, a, a),
-                    "max |plan diff| f32": float(np.abs(plan32 - p_pot).max()),
-                    "POT s (1e-6)": t_pot6,
-                    "ours f32 s (1e-6)": t_32,
-                    "ratio f32/POT(1e-6)": t_32 / t_pot6,
-                    "POT MB": m_pot / 2**20,
-                    "ours f64 MB": m_64 / 2**20,
-                }
+                compare_row(
+                    "sinkhorn vs POT (sinkhorn_log), float64, tol 1e-9",
+                    size,
+                    (t_64, m_64, None),
+                    (t_pot, m_pot, None),
+                    "POT",
+                    **{
+                        "max |plan diff|": float(np.abs(plan64 - p_pot).max()),
+                        "max plan": float(p_pot.max()),
+                        "marg. err POT": _marginal_err(p_pot, a, a),
+                        "marg. err ours": _marginal_err(plan64, a, a),
+                    },
+                )
+            )
+            rows.append(
+                compare_row(
+                    "sinkhorn, ours float32 vs POT float64, tol 1e-6",
+                    size,
+                    (t_32, m_32, None),
+                    (t_pot6, 0, None),
+                    "POT",
+                    **{
+                        "max |plan diff| vs POT 1e-9": float(np.abs(plan32 - p_pot).max()),
+                        "marg. err POT": _marginal_err(p_pot6, a, a),
+                        "marg. err ours": _marginal_err(plan32, a, a),
+                    },
+                )
             )
             # Sinkhorn divergence with geomloss's defaults (blur 0.05, scaling 0.5, debias).
             xt, yt = torch.from_numpy(x).float(), torch.from_numpy(y).float()
@@ -100,18 +110,19 @@ def run(quick: bool) -> BenchResult:
             t_gl, m_gl, (v_gl, g_gl) = measure(gl, repeat=repeat)
             t_sd, m_sd, (v_sd, g_sd) = measure(sd, repeat=repeat)
             rows.append(
-                {
-                    "problem": f"divergence n={n} d={d} (f32, fwd+bwd)",
-                    "geomloss value": v_gl,
-                    "ours value": v_sd,
-                    "rel. diff": abs(v_sd - v_gl) / abs(v_gl),
-                    "grad rel. diff": float((g_sd - g_gl).norm() / g_gl.norm()),
-                    "geomloss s": t_gl,
-                    "ours s": t_sd,
-                    "ratio ours/geomloss": t_sd / t_gl,
-                    "geomloss MB": m_gl / 2**20,
-                    "ours MB": m_sd / 2**20,
-                }
+                compare_row(
+                    "Sinkhorn divergence vs geomloss, float32, forward + backward",
+                    size,
+                    (t_sd, m_sd, None),
+                    (t_gl, m_gl, None),
+                    "geomloss",
+                    **{
+                        "rel. diff": abs(v_sd - v_gl) / abs(v_gl),
+                        "grad rel. diff": float((g_sd - g_gl).norm() / g_gl.norm()),
+                        "geomloss value": v_gl,
+                        "ours value": v_sd,
+                    },
+                )
             )
     notes = (
         "Sinkhorn rows: cost = squared Euclidean, uniform marginals, reg = epsilon = 0.05 max C, "

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from inforeg.lab.bench.base import Benchmark, BenchResult, measure
+from inforeg.lab.bench.base import Benchmark, BenchResult, compare_row, measure
 from inforeg.ot import max_sliced_wasserstein, random_projections, sliced_wasserstein
 
 
@@ -37,29 +37,18 @@ def run(quick: bool) -> BenchResult:
         bt = None if b is None else torch.from_numpy(b)
         pot = partial(ot.sliced_wasserstein_distance, x, y, a, b, p=2, projections=proj)
         ours = partial(sliced_wasserstein, xt, yt, at, bt, p=2, projections=pt)
-        t_pot, m_pot, v_pot = measure(pot)
-        t_ours, m_ours, v_ours = measure(ours)
         pot_max = partial(ot.max_sliced_wasserstein_distance, x, y, a, b, p=2, projections=proj)
         ours_max = partial(max_sliced_wasserstein, xt, yt, at, bt, p=2, projections=pt)
-        t_pmax, _, v_pmax = measure(pot_max)
-        t_omax, _, v_omax = measure(ours_max)
-        rows.append(
-            {
-                "n": n,
-                "d": d,
-                "L": n_proj,
-                "weights": "random" if weighted else "uniform",
-                "POT SW": float(v_pot),
-                "rel. diff SW": abs(float(v_ours) - float(v_pot)) / float(v_pot),
-                "POT s": t_pot,
-                "ours s": t_ours,
-                "time ratio ours/POT": t_ours / t_pot,
-                "rel. diff max-SW": abs(float(v_omax) - float(v_pmax)) / float(v_pmax),
-                "time ratio max-SW ours/POT": t_omax / t_pmax,
-                "POT MB": m_pot / 2**20,
-                "ours MB": m_ours / 2**20,
-            }
-        )
+        sizes = f"n={n}, d={d}, L={n_proj}, {'random' if weighted else 'uniform'} weights"
+        for table, pot_fn, ours_fn in (
+            ("sliced Wasserstein vs POT, float64", pot, ours),
+            ("max-sliced Wasserstein vs POT, float64", pot_max, ours_max),
+        ):
+            peer = measure(pot_fn)
+            got = measure(ours_fn)
+            rel = abs(float(got[2]) - float(peer[2])) / float(peer[2])
+            cells = {"rel. diff": rel, "POT value": float(peer[2])}
+            rows.append(compare_row(table, sizes, got, peer, "POT", **cells))
     notes = (
         "float64, p = 2, the same (d, L) projection matrix passed to both. Uniform weights take "
         "inforeg's equal-size sort path; random weights take the merged-quantile path (the "

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from inforeg.lab.bench.base import Benchmark, BenchResult, measure
+from inforeg.lab.bench.base import Benchmark, BenchResult, compare_row, measure
 from inforeg.losses import soft_top_k
 
 
@@ -40,24 +40,23 @@ def run(quick: bool) -> BenchResult:
         def inforeg_probs_64(st: torch.Tensor = st) -> torch.Tensor:
             return soft_top_k(st, k, alpha=alpha, iters=64)
 
-        t_ref, m_ref, ref = measure(scipy_probs)
-        t_32, m_32, p32 = measure(inforeg_probs)
-        t_64, _, p64 = measure(inforeg_probs_64)
-        rows.append(
-            {
-                "rows B": b,
-                "labels L": n,
-                "max abs diff p vs scipy (32 iters)": float(np.abs(p32.numpy() - ref).max()),
-                "max abs diff p vs scipy (64 iters)": float(np.abs(p64.numpy() - ref).max()),
-                "max abs(sum p - k) (32 iters)": float((p32.sum(1) - k).abs().max()),
-                "scipy s": t_ref,
-                "inforeg 32 iters s": t_32,
-                "inforeg 64 iters s": t_64,
-                "time ratio inforeg32/scipy": t_32 / t_ref,
-                "scipy MB": m_ref / 2**20,
-                "inforeg MB": m_32 / 2**20,
+        peer = measure(scipy_probs)
+        for iters, fn in ((32, inforeg_probs), (64, inforeg_probs_64)):
+            ours = measure(fn)
+            cells = {
+                "max abs diff p vs scipy": float(np.abs(ours[2].numpy() - peer[2]).max()),
+                "max abs(sum p - k)": float((ours[2].sum(1) - k).abs().max()),
             }
-        )
+            rows.append(
+                compare_row(
+                    "soft top-k probabilities vs scipy brentq per row, float64",
+                    f"B={b}, L={n}, {iters} iterations",
+                    ours,
+                    peer,
+                    "scipy",
+                    **cells,
+                )
+            )
     return BenchResult(
         rows,
         "Soft top-k p = sigmoid(alpha (s + t)) with sum_j p_j = k (k = 5, alpha = 2), float64, "

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from inforeg.lab.bench.base import Benchmark, BenchResult, measure
+from inforeg.lab.bench.base import Benchmark, BenchResult, compare_row, measure
 from inforeg.ot import sparse_ot
 from inforeg.ot._smooth_core import _objective
 
@@ -65,32 +65,30 @@ def run(quick: bool) -> BenchResult:
             )  # fmt: skip
         obj_ours = semi_dual_objective(r.f, at, at, ct, gamma, k)
         obj_tight = semi_dual_objective(torch.from_numpy(log_tight["alpha"]), at, at, ct, gamma, k)
-        rows.append(
-            {
-                "n": n,
-                "k": k,
-                "gamma": gamma,
-                "max |plan diff|": float(np.abs(plan - p_pot).max()),
-                "max |plan diff| vs POT 1e-15": float(np.abs(plan - p_tight).max()),
-                "semi-dual obj ours - POT 1e-15": obj_ours - obj_tight,
+        table = f"sparse OT (semi-dual, sparsity-constrained, gamma={gamma}) vs POT, float64"
+        peer = (t_pot, m_pot, p_pot)
+        pot_marg = "{:.2e} / {:.2e}".format(*_marg(p_pot, a, a))
+        for method, got in (("Newton", r), ("L-BFGS", r_lbfgs)):
+            timing = (t_ours, m_ours, got) if method == "Newton" else (t_lbfgs, 0, got)
+            mine = got.plan.numpy()
+            cells = {
+                "max |plan diff|": float(np.abs(mine - p_pot).max()),
+                "max |plan diff| vs POT 1e-15": float(np.abs(mine - p_tight).max()),
+                "semi-dual obj ours - POT 1e-15": (
+                    obj_ours
+                    if method == "Newton"
+                    else semi_dual_objective(got.f, at, at, ct, gamma, k)
+                )
+                - obj_tight,
                 "row marg. err POT 1e-15": f"{_marg(p_tight, a, a)[0]:.2e}",
                 "max plan": float(p_pot.max()),
-                "row/col marg. err POT": "{:.2e} / {:.2e}".format(*_marg(p_pot, a, a)),
-                "row/col marg. err ours": "{:.2e} / {:.2e}".format(*_marg(plan, a, a)),
-                "row/col marg. err ours L-BFGS": "{:.2e} / {:.2e}".format(
-                    *_marg(r_lbfgs.plan.numpy(), a, a)
-                ),
-                "max nnz/col ours": int((plan > 0).sum(0).max()),
-                "POT s": t_pot,
-                "ours s": t_ours,
-                "ours L-BFGS s": t_lbfgs,
-                "time ratio ours/POT": t_ours / t_pot,
-                "ours iters": r.n_iter,
-                "ours converged": r.converged,
-                "POT MB": m_pot / 2**20,
-                "ours MB": m_ours / 2**20,
+                "row/col marg. err POT": pot_marg,
+                "row/col marg. err ours": "{:.2e} / {:.2e}".format(*_marg(mine, a, a)),
+                "max nnz/col ours": int((mine > 0).sum(0).max()),
+                "ours iters": got.n_iter,
+                "ours converged": got.converged,
             }
-        )
+            rows.append(compare_row(table, f"n={n}, k={k}, {method}", timing, peer, "POT", **cells))
     if not quick:
         n, k = 5000, 10
         rng = np.random.default_rng(0)
@@ -105,20 +103,16 @@ def run(quick: bool) -> BenchResult:
         r = sparse_ot(at, at, ct, k, gamma)
         t_big = time.perf_counter() - t0
         plan = r.plan.numpy()
-        rows.append(
-            {
-                "n": n,
-                "k": k,
-                "gamma": gamma,
-                "row/col marg. err ours": "{:.2e} / {:.2e}".format(
-                    *_marg(plan, at.numpy(), at.numpy())
-                ),
-                "max nnz/col ours": int((plan > 0).sum(0).max()),
-                "ours s": t_big,
-                "ours iters": r.n_iter,
-                "ours converged": r.converged,
-            }
-        )
+        cells = {
+            "row/col marg. err ours": "{:.2e} / {:.2e}".format(
+                *_marg(plan, at.numpy(), at.numpy())
+            ),
+            "max nnz/col ours": int((plan > 0).sum(0).max()),
+            "ours iters": r.n_iter,
+            "ours converged": r.converged,
+        }
+        table = f"sparse OT at n={n} (no peer: POT's dense L-BFGS-B is not run at this size)"
+        rows.append(compare_row(table, f"n={n}, k={k}", (t_big, 0, r), None, "", **cells))
     notes = (
         "Semi-dual, squared Euclidean cost divided by its maximum, uniform marginals, "
         f"gamma = {gamma}, POT defaults (L-BFGS-B, stopThr 1e-9, 500 iterations) vs inforeg "

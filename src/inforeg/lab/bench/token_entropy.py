@@ -8,63 +8,19 @@ from typing import Any
 
 import torch
 
-from inforeg.lab.bench.base import Benchmark, BenchResult, measure
+from inforeg.lab.bench.base import Benchmark, BenchResult, Timing, compare_row, measure
+from inforeg.lab.bench.references import (
+    naive_entropy,
+    naive_logp,
+    trl_entropy,
+    trl_logp,
+    trl_logp_seq,
+    verl_entropy,
+)
 from inforeg.rl import selective_log_softmax, token_entropy
 
 VOCAB = 151936  # Qwen2/2.5/3 vocabulary
 REF_ROWS = 128  # rows checked against a float64 reference
-
-
-def _naive_entropy(x: torch.Tensor) -> torch.Tensor:
-    return -(torch.softmax(x, -1) * torch.log_softmax(x, -1)).sum(-1)
-
-
-def _trl_entropy(x: torch.Tensor, chunk: int = 128) -> torch.Tensor:
-    """TRL-style: 128-row chunks, log_softmax in the input dtype, -sum(exp(lp) * lp)."""
-    out = []
-    for s in range(0, x.shape[0], chunk):
-        lp = torch.log_softmax(x[s : s + chunk], -1)
-        out.append(-(torch.exp(lp) * lp).sum(-1))
-    return torch.cat(out)
-
-
-def _verl_entropy(x: torch.Tensor, chunk: int = 2048) -> torch.Tensor:
-    """verl-style: 2048-row chunks upcast to float32, H = logsumexp(z) - sum(softmax(z) * z)."""
-    out = []
-    for s in range(0, x.shape[0], chunk):
-        z = x[s : s + chunk].float()
-        out.append(torch.logsumexp(z, -1) - (torch.softmax(z, -1) * z).sum(-1))
-    return torch.cat(out).to(x.dtype)
-
-
-def _naive_logp(x: torch.Tensor, tok: torch.Tensor) -> torch.Tensor:
-    return torch.log_softmax(x, -1).gather(1, tok[:, None]).squeeze(1)
-
-
-def _trl_logp(x: torch.Tensor, tok: torch.Tensor) -> torch.Tensor:
-    """TRL-style: per-row logsumexp loop (float32/64) or per-row log_softmax loop (half types)."""
-    if x.dtype in (torch.float32, torch.float64):
-        picked = x.gather(1, tok[:, None]).squeeze(1)
-        lse = torch.stack([torch.logsumexp(row, -1) for row in x])
-        return picked - lse
-    rows = [torch.log_softmax(row, -1)[t] for row, t in zip(x, tok)]
-    return torch.stack(rows)
-
-
-def _trl_logp_seq(x: torch.Tensor, tok: torch.Tensor, seqs: int = 8) -> torch.Tensor:
-    """TRL's selective_log_softmax on the trainer's (B, T, V) layout: its loop runs over B."""
-    return _trl_logp_3d(x.view(seqs, -1, x.shape[-1]), tok.view(seqs, -1)).reshape(-1)
-
-
-def _trl_logp_3d(x: torch.Tensor, tok: torch.Tensor) -> torch.Tensor:
-    if x.dtype in (torch.float32, torch.float64):
-        picked = x.gather(-1, tok.unsqueeze(-1)).squeeze(-1)
-        lse = torch.stack([torch.logsumexp(lg, -1) for lg in x])
-        return picked - lse
-    rows = [
-        torch.log_softmax(lg, -1).gather(-1, t.unsqueeze(-1)).squeeze(-1) for lg, t in zip(x, tok)
-    ]
-    return torch.stack(rows)
 
 
 def _rel(a: torch.Tensor, ref: torch.Tensor) -> float:
@@ -106,16 +62,16 @@ def _pytorch_path(fn: Impl) -> Impl:
 ENTROPY_IMPLS: tuple[tuple[str, Impl], ...] = (
     ("inforeg", lambda x, t: token_entropy(x)),
     ("inforeg, PyTorch path", _pytorch_path(lambda x, t: token_entropy(x))),
-    ("naive", lambda x, t: _naive_entropy(x)),
-    ("TRL-style (128 rows)", lambda x, t: _trl_entropy(x)),
-    ("verl-style (2048 rows, fp32)", lambda x, t: _verl_entropy(x)),
+    ("naive", lambda x, t: naive_entropy(x)),
+    ("TRL-style (128 rows)", lambda x, t: trl_entropy(x)),
+    ("verl-style (2048 rows, fp32)", lambda x, t: verl_entropy(x)),
 )
 LOGP_IMPLS: tuple[tuple[str, Impl], ...] = (
     ("inforeg", lambda x, t: selective_log_softmax(x, t)),
     ("inforeg, PyTorch path", _pytorch_path(selective_log_softmax)),
-    ("naive", _naive_logp),
-    ("TRL-style (per row)", _trl_logp),
-    ("TRL-style (8 sequences x T rows)", _trl_logp_seq),
+    ("naive", naive_logp),
+    ("TRL-style (per row)", trl_logp),
+    ("TRL-style (8 sequences x T rows)", trl_logp_seq),
 )
 
 
@@ -127,39 +83,36 @@ def _rows(
     repeat: int,
     ref: torch.Tensor | None,
 ) -> list[dict[str, Any]]:
-    """One row per implementation: the forward values, checked against the float64 ``ref`` of the
-    first rows, or (``ref=None``) forward + backward, the gradient compared with inforeg's."""
+    """One table per (op, dtype): a row per implementation, the first (inforeg) the one the others
+    are compared with. Forward: values checked against the float64 ``ref`` of the first rows;
+    ``ref=None``: forward + backward, the gradient compared with inforeg's."""
     rows: list[dict[str, Any]] = []
     logits_mb = x.numel() * x.element_size() / 2**20
-    first: torch.Tensor | None = None
-    t_first = 0.0
+    table = f"{op}, {str(x.dtype).replace('torch.', '')}, logits ({x.shape[0]}, {x.shape[1]})"
+    ours: Timing | None = None  # inforeg's (seconds, bytes, float64 output)
     for name, fn in impls:
         call = (
             _fwd_bwd(lambda z, fn=fn: fn(z, tok), x)  # type: ignore[misc]
             if ref is None
             else lambda fn=fn: fn(x, tok)  # type: ignore[misc]
         )
-        t, mem, out = measure(call, repeat=repeat)
-        if first is None:
-            first, t_first = out.double(), t
-        row: dict[str, Any] = {
-            "op": op,
-            "dtype": str(x.dtype).replace("torch.", ""),
-            "shape": f"({x.shape[0]}, {x.shape[1]})",
-            "impl": name,
-        }
-        if ref is None:
-            row["max abs. grad diff vs inforeg"] = float((out.double() - first).abs().max())
+        seconds, mem, out = measure(call, repeat=repeat)
+        out = out.double()
+        peer: Timing | None = None
+        if ours is None:
+            ours = (seconds, mem, out)
         else:
-            row["max rel. err vs fp64"] = _rel(out[:REF_ROWS], ref)
-            row["max rel. diff vs inforeg"] = _rel(out, first)
-        row["s"] = t
-        row["s / inforeg s"] = t / t_first
-        row["extra peak MB"] = mem / 2**20
-        row["extra mem / logits"] = mem / 2**20 / logits_mb
+            peer = (seconds, mem, out)
+        cells: dict[str, Any] = {}
+        if ref is None:
+            cells["max abs. grad diff vs inforeg"] = float((out - ours[2]).abs().max())
+        else:
+            cells["max rel. err vs fp64"] = _rel(out[:REF_ROWS], ref)
+            cells["max rel. diff vs inforeg"] = _rel(out, ours[2])
+        cells["extra mem / logits"] = mem / 2**20 / logits_mb
         if ref is None:  # the gradient itself has the size of the logits
-            row["extra mem beyond grad / logits"] = (mem / 2**20 - logits_mb) / logits_mb
-        rows.append(row)
+            cells["extra mem beyond grad / logits"] = (mem / 2**20 - logits_mb) / logits_mb
+        rows.append(compare_row(table, name, ours, peer, "peer", **cells))
         del out
     return rows
 
@@ -183,8 +136,8 @@ def run(quick: bool) -> BenchResult:
         x = (torch.randn(rows_fwd, VOCAB, generator=gen) * 2.0).to(dtype)
         tok = torch.randint(0, VOCAB, (rows_fwd,), generator=gen)
         x64 = x[:REF_ROWS].double()
-        ref_h = _naive_entropy(x64)
-        ref_lp = _naive_logp(x64, tok[:REF_ROWS])
+        ref_h = naive_entropy(x64)
+        ref_lp = naive_logp(x64, tok[:REF_ROWS])
         del x64
         out += _rows("entropy fwd", ENTROPY_IMPLS, x, tok, repeat, ref_h)
         out += _rows("selective log-softmax fwd", LOGP_IMPLS, x, tok, repeat, ref_lp)
@@ -208,8 +161,9 @@ def run(quick: bool) -> BenchResult:
         "softmax in L1-sized blocks, a vectorised polynomial 2^x, the next block prefetched) and, "
         "in backward, reads the logits once and writes the gradient once. 'inforeg, PyTorch path' "
         "is the chunked eager path (INFOREG_DISABLE_CPU_KERNEL=1), used for float16/float64 and "
-        "where no C compiler exists. 's / inforeg s' is each row's time over inforeg's (above 1: "
-        "inforeg is faster). Bounds on these 2 cores (AVX-512): one read of the 2.5 GB float32 "
+        "where no C compiler exists. In each table the first row is inforeg; every other row is a "
+        "peer, with speed-up = its time / inforeg's (above 1: inforeg is faster); 'extra mem / "
+        "logits' is that row's own memory growth over the size of the logits. Bounds on these 2 cores (AVX-512): one read of the 2.5 GB float32 "
         "logits from memory takes about 0.09 s (27 GB/s); the kernel's arithmetic, measured on "
         "one thread with the row in cache, costs about 0.19 ns per element for the log-sum-exp "
         "and 0.21 ns for the entropy (0.06-0.07 s for the 622M elements on 2 cores), so float32 "
