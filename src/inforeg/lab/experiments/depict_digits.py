@@ -264,4 +264,5 @@ EXPERIMENT = Experiment(
     protocol=2,
     seeds=10,
     quick_seeds=2,
+    requires=("sklearn", "scipy"),  # digits, k-means and NMI; Hungarian matching
 )

@@ -243,4 +243,5 @@ EXPERIMENT = Experiment(
     protocol=2,
     seeds=10,
     quick_seeds=2,
+    requires=("sklearn", "scipy"),  # the digits data; Hungarian matching
 )

@@ -194,4 +194,5 @@ EXPERIMENT = Experiment(
     protocol=2,
     seeds=10,
     quick_seeds=2,
+    requires=("sklearn",),  # the digits data
 )
