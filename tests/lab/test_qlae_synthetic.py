@@ -62,3 +62,16 @@ def test_qlae_codes_keep_indices_of_latents_that_vary():
     codes, codes_fit, active = _codes("QLAE", idx, idx)
     assert active.tolist() == [True, False, True]
     assert torch.equal(codes, idx[:, [0, 2]]) and torch.equal(codes_fit, codes)
+
+
+def test_collapsed_codes_score_zero_instead_of_failing():
+    from inforeg.estimators import infomec
+
+    idx = torch.full((50, 4), 3)
+    codes, codes_fit, active = _codes("QLAE", idx, idx)
+    assert active.all() and codes.shape == (50, 4)
+    s = torch.randint(0, 3, (50, 2), generator=torch.Generator().manual_seed(0))
+    res = infomec(codes, s, discrete_latents=True, infoe_fit=(codes_fit, s))
+    assert (res.infom, res.infoe, res.infoc) == (0.0, 0.0, 0.0)
+    z = torch.zeros(50, 4)
+    assert _codes("AE", z, z)[2].all()
