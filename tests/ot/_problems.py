@@ -17,14 +17,19 @@ from tests._helpers import assert_close
 D64 = torch.float64
 
 
+def _cloud_cost(n: int, m: int, g: torch.Generator, batch: tuple[int, ...]) -> torch.Tensor:
+    """Squared distances between two 2-D Gaussian clouds (the second shifted by 0.5)."""
+    x = torch.randn(*batch, n, 2, generator=g, dtype=D64)
+    y = torch.randn(*batch, m, 2, generator=g, dtype=D64) + 0.5
+    return torch.cdist(x, y) ** 2
+
+
 def random_problem(
     n: int = 7, m: int = 5, seed: int = 0, batch: tuple[int, ...] = ()
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Random positive weights and the squared-distance cost of two 2-D Gaussian clouds."""
     g = torch.Generator().manual_seed(seed)
-    x = torch.randn(*batch, n, 2, generator=g, dtype=D64)
-    y = torch.randn(*batch, m, 2, generator=g, dtype=D64) + 0.5
-    c = torch.cdist(x, y) ** 2
+    c = _cloud_cost(n, m, g, batch)
     a = torch.rand(*batch, n, generator=g, dtype=D64) + 0.1
     b = torch.rand(*batch, m, generator=g, dtype=D64) + 0.1
     return a / a.sum(-1, keepdim=True), b / b.sum(-1, keepdim=True), c
@@ -34,14 +39,10 @@ def uniform_problem(
     n: int = 12, m: int = 10, seed: int = 0, batch: tuple[int, ...] = ()
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Uniform weights and the squared-distance cost of two 2-D clouds, divided by its maximum."""
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn(*batch, n, 2, generator=g, dtype=D64)
-    y = torch.randn(*batch, m, 2, generator=g, dtype=D64) + 0.5
-    c = torch.cdist(x, y) ** 2
-    c = c / c.amax((-2, -1), keepdim=True)
+    c = _cloud_cost(n, m, torch.Generator().manual_seed(seed), batch)
     a = torch.full((*batch, n), 1.0 / n, dtype=D64)
     b = torch.full((*batch, m), 1.0 / m, dtype=D64)
-    return a, b, c
+    return a, b, c / c.amax((-2, -1), keepdim=True)
 
 
 def permutation_problem(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
