@@ -127,16 +127,22 @@ class LoopResult:
     converged: bool
 
 
+def _h(log_w: Tensor, pot: Tensor, eps: float) -> Tensor:
+    """The softmin's argument ``log w + pot / eps``, in one fused operation (the loop's hot path
+    on small problems is the number of tensor operations per update, not their size)."""
+    return torch.add(log_w, pot, alpha=1.0 / eps)
+
+
 def _c_transforms(
     softmin: Softmin, eps: float, log_a: Tensor, log_b: Tensor, pots: Potentials
 ) -> Potentials:
     """Every potential's c-transform from the current values (one Jacobi step)."""
     f, g, f_aa, g_bb = pots
     return Potentials(
-        softmin(eps, "xy", log_b + g / eps),
-        softmin(eps, "yx", log_a + f / eps),
-        None if f_aa is None else softmin(eps, "xx", log_a + f_aa / eps),
-        None if g_bb is None else softmin(eps, "yy", log_b + g_bb / eps),
+        softmin(eps, "xy", _h(log_b, g, eps)),
+        softmin(eps, "yx", _h(log_a, f, eps)),
+        None if f_aa is None else softmin(eps, "xx", _h(log_a, f_aa, eps)),
+        None if g_bb is None else softmin(eps, "yy", _h(log_b, g_bb, eps)),
     )
 
 
@@ -157,8 +163,8 @@ def _alternating_update(
     softmin: Softmin, eps: float, log_a: Tensor, log_b: Tensor, pots: Potentials
 ) -> Potentials:
     """POT's ``sinkhorn_log`` order: ``f`` from ``g``, then ``g`` from the new ``f``."""
-    f = softmin(eps, "xy", log_b + pots.g / eps)
-    return Potentials(f, softmin(eps, "yx", log_a + f / eps))
+    f = softmin(eps, "xy", _h(log_b, pots.g, eps))
+    return Potentials(f, softmin(eps, "yx", _h(log_a, f, eps)))
 
 
 def _max_move(old: Potentials, new: Potentials) -> Tensor:
@@ -265,7 +271,7 @@ def sinkhorn_loop(
             pots = new
             n_iter += 1
         else:
-            f_new = softmin(eps, "xy", log_b + pots.g / eps)
+            f_new = softmin(eps, "xy", _h(log_b, pots.g, eps))
             # Row marginal of the current plan: a_i exp((f_i - f_new_i) / eps).
             err = (a * torch.expm1((pots.f - f_new) / eps)).abs().sum(-1).amax() if check else None
         if err is not None:
@@ -275,6 +281,6 @@ def sinkhorn_loop(
                 return LoopResult(pots, n_iter, True)
             use_block = block is not None and err_val <= block_below
         if not symmetric:
-            pots = Potentials(f_new, softmin(eps, "yx", log_a + f_new / eps))
+            pots = Potentials(f_new, softmin(eps, "yx", _h(log_a, f_new, eps)))
             n_iter += 1
     return LoopResult(pots, n_iter, False)
