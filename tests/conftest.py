@@ -50,12 +50,23 @@ def _dtypes(option: str) -> list[str]:
     return names
 
 
+def _parametrized_by_test(metafunc: pytest.Metafunc, name: str) -> bool:
+    """Whether the test parametrises ``name`` itself (then its own values win)."""
+    for mark in metafunc.definition.iter_markers("parametrize"):
+        names = mark.args[0] if mark.args else mark.kwargs.get("argnames", ())
+        if isinstance(names, str):
+            names = [n.strip() for n in names.split(",")]
+        if name in names:
+            return True
+    return False
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    if "device" in metafunc.fixturenames:
+    if "device" in metafunc.fixturenames and not _parametrized_by_test(metafunc, "device"):
         metafunc.parametrize(
             "device", _devices(metafunc.config.getoption("--device")), indirect=True
         )
-    if "dtype" in metafunc.fixturenames:
+    if "dtype" in metafunc.fixturenames and not _parametrized_by_test(metafunc, "dtype"):
         metafunc.parametrize("dtype", _dtypes(metafunc.config.getoption("--dtype")), indirect=True)
 
 

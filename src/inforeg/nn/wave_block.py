@@ -39,7 +39,9 @@ def _check_hyper(ratio: float, factor: float) -> tuple[float, float]:
 
 def _check_generator(generator: object) -> None:
     if generator is not None and not isinstance(generator, torch.Generator):
-        raise TypeError(f"generator: expected a torch.Generator or None, got {type(generator).__name__}")
+        raise TypeError(
+            f"generator: expected a torch.Generator or None, got {type(generator).__name__}"
+        )
 
 
 def wave_block(

@@ -211,13 +211,12 @@ def apply_weight_compander(
     layers = [
         m
         for m in model.modules()
-        if isinstance(m, layer_types)
-        and isinstance(getattr(m, "weight", None), Tensor)
-        and not parametrize.is_parametrized(m, "weight")
+        if isinstance(m, layer_types) and isinstance(getattr(m, "weight", None), Tensor)
     ]
     if not layers:
         names = ", ".join(t.__name__ for t in layer_types)
         raise ValueError(f"model: expected at least one layer of type {names} with a weight")
     for layer in layers:
-        parametrize.register_parametrization(layer, "weight", WeightCompander(**kwargs))  # type: ignore[arg-type]
+        if not parametrize.is_parametrized(layer, "weight"):
+            parametrize.register_parametrization(layer, "weight", WeightCompander(**kwargs))  # type: ignore[arg-type]
     return model
