@@ -12,12 +12,14 @@ import inforeg
 
 # The lab wing runs experiments and benchmarks on import paths; its docstrings are not examples.
 SKIP_PREFIXES = ("inforeg.lab.",)
+# ... except the lab's statistics, whose examples are exact values.
+INCLUDE = ("inforeg.lab.experiments.protocol",)
 
 
 def _modules() -> list[str]:
     names = []
     for info in pkgutil.walk_packages(inforeg.__path__, prefix="inforeg."):
-        if not info.name.startswith(SKIP_PREFIXES):
+        if not info.name.startswith(SKIP_PREFIXES) or info.name in INCLUDE:
             names.append(info.name)
     return sorted(names)
 

@@ -54,7 +54,7 @@ def test_run_writes_report_results_and_plots(tmp_path, capsys):
     report = (run_dir / "report.md").read_text()
     assert "±" in report and "PS-KD" in report and "CE" in report
     results = json.loads((run_dir / "results.json").read_text())
-    assert results["seeds"] == 2 and len(results["claims"]) == 3
+    assert results["seeds"] == [0, 1] and len(results["claims"]) == 3
     assert len(results["summary"]["PS-KD"]["test NLL"]["values"]) == 2
     assert (run_dir / "metrics.png").stat().st_size > 1000
     assert "report at" in capsys.readouterr().out

@@ -46,8 +46,46 @@ def test_record_is_complete_and_honest(rec):
         assert rec.experiment, f"{rec.key}: reproduced needs an experiment"
         result = ROOT / "results" / f"{rec.experiment}.json"
         assert result.is_file(), f"{rec.key}: no recorded result {result.name}"
-        payload = json.loads(result.read_text())
-        assert payload["all_claims_held"] and not payload["quick"], rec.key
+        problems = reproduction_problems(json.loads(result.read_text()))
+        assert not problems, f"{rec.key}: {problems}"
+
+
+def reproduction_problems(payload: dict) -> list[str]:
+    """Why a recorded result cannot back the status ``reproduced`` (protocol 2, §5)."""
+    problems = []
+    if payload.get("protocol") != 2:
+        problems.append("not recorded under protocol 2")
+    if payload.get("quick", True):
+        problems.append("a quick run")
+    if len(payload.get("seeds", [])) < 10:
+        problems.append("fewer than 10 seeds")
+    held = [
+        c for c in payload.get("claims", []) if c.get("kind") == "paper" and c["verdict"] == "held"
+    ]
+    if not held:
+        problems.append("no paper claim held")
+    return problems
+
+
+def _payload(**changes):
+    claim = {"kind": "paper", "verdict": "held"}
+    payload = {"protocol": 2, "quick": False, "seeds": list(range(10)), "claims": [claim]}
+    payload.update(changes)
+    return payload
+
+
+def test_reproduced_needs_a_held_paper_claim_under_protocol_2():
+    assert reproduction_problems(_payload()) == []
+    sanity_only = [
+        {"kind": "sanity", "verdict": "held"},
+        {"kind": "paper", "verdict": "inconclusive"},
+    ]
+    assert reproduction_problems(_payload(claims=sanity_only)) == ["no paper claim held"]
+    assert "not recorded under protocol 2" in reproduction_problems(_payload(protocol=1))
+    assert "fewer than 10 seeds" in reproduction_problems(_payload(seeds=[0, 1]))
+    assert "a quick run" in reproduction_problems(_payload(quick=True))
+    not_testable = [{"kind": "paper", "verdict": "not testable here"}]
+    assert reproduction_problems(_payload(claims=not_testable)) == ["no paper claim held"]
 
 
 def test_experiments_name_registered_techniques():

@@ -7,10 +7,10 @@ adding one module. Modules must not import heavy optional packages at import tim
 
 from __future__ import annotations
 
-from inforeg.lab.experiments.base import Claim, Experiment, SeedResult
+from inforeg.lab.experiments.base import Claim, Experiment, RegimeCheck, SeedResult
 from inforeg.lab.plugins import discover, lookup
 
-_INFRASTRUCTURE = ("base", "runner", "training", "metrics", "grpo_toy")
+_INFRASTRUCTURE = ("base", "runner", "report", "protocol", "training", "metrics", "grpo_toy")
 
 
 def registry() -> dict[str, Experiment]:
@@ -24,4 +24,4 @@ def get(name: str) -> Experiment:
     return exp
 
 
-__all__ = ["Claim", "Experiment", "SeedResult", "get", "registry"]
+__all__ = ["Claim", "Experiment", "RegimeCheck", "SeedResult", "get", "registry"]

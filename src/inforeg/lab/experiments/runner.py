@@ -1,11 +1,16 @@
-"""Run an experiment over seeds and write ``results.json``, ``report.md`` and PNG plots."""
+"""Run an experiment over paired seeds and write ``results.json``, ``report.md`` and PNG plots.
+
+The statistics follow protocol 2 (``shared/REPRODUCTION.md`` §4-5): per-seed values of every arm,
+paired differences, their mean and 95% Student-t interval, regime checks, and one of four
+verdicts per claim. The Markdown and plots are built by :mod:`inforeg.lab.experiments.report`.
+"""
 
 from __future__ import annotations
 
 import json
-import math
 import platform
 import shutil
+import subprocess
 import time
 from collections.abc import Sequence
 from datetime import datetime, timezone
@@ -15,140 +20,164 @@ from typing import Any
 import torch
 
 from inforeg.core.threads import intra_op_threads
-from inforeg.lab.experiments.base import Claim, Experiment, SeedResult
-
-
-def _mean_std(values: Sequence[float]) -> tuple[float, float]:
-    n = len(values)
-    mean = sum(values) / n
-    var = sum((v - mean) ** 2 for v in values) / (n - 1) if n > 1 else 0.0
-    return mean, math.sqrt(var)
+from inforeg.lab.experiments.base import Claim, Experiment, RegimeCheck, SeedResult
+from inforeg.lab.experiments.protocol import (
+    describe,
+    grid_size,
+    mean_std,
+    paired_interval,
+    verdict,
+)
 
 
 def summarise(results: Sequence[SeedResult]) -> dict[str, dict[str, dict[str, Any]]]:
-    """``summary[method][metric] = {"mean", "std", "values"}`` (std over seeds, ddof=1)."""
+    """``summary[arm][metric] = {"mean", "std", "values"}`` (std over seeds, ddof=1)."""
     summary: dict[str, dict[str, dict[str, Any]]] = {}
-    for method, metrics in results[0].metrics.items():
-        summary[method] = {}
+    for arm, metrics in results[0].metrics.items():
+        summary[arm] = {}
         for metric in metrics:
-            values = [r.metrics[method][metric] for r in results]
-            mean, std = _mean_std(values)
-            summary[method][metric] = {"mean": mean, "std": std, "values": values}
+            values = [float(r.metrics[arm][metric]) for r in results]
+            mean, std = mean_std(values)
+            summary[arm][metric] = {"mean": mean, "std": std, "values": values}
     return summary
 
 
-def judge(claim: Claim, results: Sequence[SeedResult]) -> dict[str, Any]:
-    """Did the claim's direction hold on average, and in how many seeds?"""
-    sign = 1.0 if claim.higher_is_better else -1.0
-    diffs = [
-        sign * (r.metrics[claim.method][claim.metric] - r.metrics[claim.baseline][claim.metric])
-        for r in results
-    ]
-    mean, std = _mean_std(diffs)
-    wins = sum(d > 0 for d in diffs)
-    held = mean > 0
-    se = std / math.sqrt(len(diffs)) if len(diffs) > 1 else float("nan")
-    if not held:
-        verdict = "did not hold"
-    elif wins == len(diffs) and (math.isnan(se) or mean > 2 * se):
-        verdict = "held"
-    else:
-        verdict = "held on average, not consistently"
+def check_regime(check: RegimeCheck, results: Sequence[SeedResult]) -> dict[str, Any]:
+    """The check's per-seed values, their mean, the threshold and whether it passed."""
+    per_seed = [float(r.regime[check.measure]) for r in results]
+    value, _ = mean_std(per_seed)
     return {
-        "text": claim.text,
-        "metric": claim.metric,
-        "method": claim.method,
-        "baseline": claim.baseline,
-        "higher_is_better": claim.higher_is_better,
-        "improvement_mean": mean,
-        "improvement_std": std,
-        "seeds_improved": wins,
-        "seeds": len(diffs),
-        "held": held,
-        "verdict": verdict,
+        "name": check.name,
+        "measure": check.measure,
+        "description": check.description,
+        "value": value,
+        "threshold": check.threshold,
+        "direction": "above" if check.above else "below",
+        "passed": check.passed(value),
+        "per_seed": per_seed,
     }
 
 
-def _fmt(stats: dict[str, Any]) -> str:
-    return f"{stats['mean']:.4f} ± {stats['std']:.4f}"
+def judge(
+    claim: Claim, results: Sequence[SeedResult], regime: Sequence[dict[str, Any]] = ()
+) -> dict[str, Any]:
+    """Paired per-seed comparison of ``claim.method`` against ``claim.baseline``.
+
+    ``mean_diff`` and ``ci95`` are of method − baseline (raw units); the verdict reads the
+    interval in the paper's direction. A failed regime check the claim names makes it
+    ``not testable here``.
+    """
+    method = [float(r.metrics[claim.method][claim.metric]) for r in results]
+    base = [float(r.metrics[claim.baseline][claim.metric]) for r in results]
+    diffs = [m - b for m, b in zip(method, base, strict=True)]
+    mean, lo, hi = paired_interval(diffs)
+    sign = 1.0 if claim.higher_is_better else -1.0
+    imp_lo, imp_hi = sorted((sign * lo, sign * hi))
+    wins = sum(sign * d > 0 for d in diffs)
+    needed = [c for c in regime if c["name"] in claim.regime]
+    regime_ok = all(c["passed"] for c in needed)
+    v = verdict(imp_lo, imp_hi, regime_ok)
+    _, std = mean_std(diffs)
+    return {
+        "text": claim.text,
+        "kind": claim.kind,
+        "paper": claim.paper,
+        "metric": claim.metric,
+        "method": claim.method,
+        "baseline": claim.baseline,
+        "direction": "higher" if claim.higher_is_better else "lower",
+        "per_seed": {claim.method: method, claim.baseline: base, "diff": diffs},
+        "mean_diff": mean,
+        "ci95": [lo, hi],
+        "improvement": sign * mean,
+        "effect_size": (sign * mean / std) if std > 0 else None,
+        "wins": wins,
+        "seeds": len(diffs),
+        "regime": list(claim.regime),
+        "regime_passed": regime_ok,
+        "verdict": v,
+        "wording": describe(sign * mean, imp_lo, imp_hi, wins, len(diffs), v),
+    }
 
 
-def _report(exp: Experiment, payload: dict[str, Any], plots: list[str]) -> str:
-    summary = payload["summary"]
-    methods = list(summary)
-    metrics = list(summary[methods[0]])
-    lines = [
-        f"# {exp.name}",
-        "",
-        f"Technique: `{exp.technique}`. {exp.summary}",
-        "",
-        "## Set-up",
-        "",
-        exp.setup,
-        "",
-        f"Seeds: {payload['seeds']} ({'quick' if payload['quick'] else 'full'} run), "
-        f"{payload['duration_s']:.1f} s, torch {payload['torch']}.",
-        "",
-        "## Measured (mean ± std over seeds)",
-        "",
-        "| method | " + " | ".join(metrics) + " |",
-        "|---|" + "---|" * len(metrics),
-    ]
-    for m in methods:
-        lines.append(f"| {m} | " + " | ".join(_fmt(summary[m][k]) for k in metrics) + " |")
-    lines += ["", "## The paper's claims", ""]
-    for c in payload["claims"]:
-        lines.append(
-            f"- {c['text']}: **{c['verdict']}** (improvement {c['improvement_mean']:+.4f} ± "
-            f"{c['improvement_std']:.4f} on {c['metric']}, better in {c['seeds_improved']}/"
-            f"{c['seeds']} seeds)"
-        )
-    if plots:
-        lines += ["", "## Plots", ""] + [f"![{p}]({p})" for p in plots]
-    return "\n".join(lines) + "\n"
+def tuning_record(exp: Experiment, results: Sequence[SeedResult]) -> dict[str, Any]:
+    """Per arm: the grid searched, its size and the point chosen in each seed."""
+    arms = list(dict.fromkeys([*exp.tuning, *(a for r in results for a in r.tuning)]))
+    return {
+        arm: {
+            "grid": {k: list(v) for k, v in exp.tuning.get(arm, {}).items()},
+            "grid_size": grid_size(exp.tuning.get(arm, {})),
+            "chosen": [r.tuning.get(arm) for r in results],
+        }
+        for arm in arms
+    }
 
 
-def _plots(exp: Experiment, results: Sequence[SeedResult], out: Path, summary: dict) -> list[str]:
+def code_commit() -> str:
+    """The git commit of the code that ran (``+dirty`` with local changes), or ``unknown``."""
+    here = Path(__file__).resolve().parent
     try:
-        import matplotlib
+        head = subprocess.run(
+            ["git", "-C", str(here), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return head + ("+dirty" if dirty else "")
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError("plots need matplotlib: pip install 'inforeg[plot]'") from exc
-    names: list[str] = []
-    methods = list(summary)
-    metrics = list(summary[methods[0]])
-    fig, axes = plt.subplots(1, len(metrics), figsize=(3.2 * len(metrics), 3.2), squeeze=False)
-    for ax, metric in zip(axes[0], metrics):
-        means = [summary[m][metric]["mean"] for m in methods]
-        stds = [summary[m][metric]["std"] for m in methods]
-        ax.bar(range(len(methods)), means, yerr=stds, capsize=4, color="tab:blue", alpha=0.8)
-        ax.set_xticks(range(len(methods)))
-        ax.set_xticklabels(methods, rotation=30, ha="right", fontsize=8)
-        ax.set_title(metric, fontsize=9)
-    fig.suptitle(f"{exp.name}: mean ± std over {len(results)} seeds", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(out / "metrics.png", dpi=110)
-    plt.close(fig)
-    names.append("metrics.png")
-    for curve in results[0].curves:
-        fig, ax = plt.subplots(figsize=(5, 3.4))
-        for method in results[0].curves[curve]:
-            runs = torch.tensor([r.curves[curve][method] for r in results], dtype=torch.float64)
-            mean = runs.mean(0)
-            std = runs.std(0) if runs.shape[0] > 1 else torch.zeros_like(mean)
-            xs = range(1, mean.shape[0] + 1)
-            ax.plot(xs, mean.numpy(), label=method)
-            ax.fill_between(xs, (mean - std).numpy(), (mean + std).numpy(), alpha=0.2)
-        ax.set_title(curve)
-        ax.legend(fontsize=8)
-        fig.tight_layout()
-        fname = f"curve_{curve.replace(' ', '_').replace('/', '_')}.png"
-        fig.savefig(out / fname, dpi=110)
-        plt.close(fig)
-        names.append(fname)
-    return names
+
+def build_payload(
+    exp: Experiment,
+    results: Sequence[SeedResult],
+    seeds: Sequence[int],
+    quick: bool,
+    wall_s: float,
+    cpu_s: float,
+) -> dict[str, Any]:
+    """The ``results.json`` content (protocol 2's §5 fields and the per-arm summary)."""
+    regime = [check_regime(c, results) for c in exp.regime_checks]
+    claims = [judge(c, results, regime) for c in exp.claims]
+    splits = dict(exp.splits) or dict(results[0].splits)
+    return {
+        "experiment": exp.name,
+        "technique": exp.technique,
+        "protocol": exp.protocol,
+        "commit": code_commit(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "quick": quick,
+        "wall_time_s": wall_s,
+        "cpu_time_s": cpu_s,
+        "seeds": list(seeds),
+        "splits": splits,
+        "selection": exp.selection,
+        "tuning": tuning_record(exp, results),
+        "regime_checks": regime,
+        "claims": claims,
+        "summary": summarise(results),
+        "curves": [r.curves for r in results],
+    }
+
+
+def _require_plotting() -> None:
+    """Fail before any work when the plotting extra is missing."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError as exc:
+        raise ImportError(
+            "experiment reports need matplotlib: pip install 'inforeg[plot]'"
+        ) from exc
 
 
 def run_experiment(
@@ -159,44 +188,35 @@ def run_experiment(
     record_dir: str | Path | None = None,
     progress: bool = True,
 ) -> Path:
-    """Run ``exp`` for ``seeds`` seeds (0..seeds-1) and write its outputs; return the run folder.
+    """Run ``exp`` for seeds ``0 .. seeds-1`` and write its outputs; return the run folder.
 
-    With ``record_dir`` set, a copy of ``results.json`` is also written to
-    ``record_dir/<name>.json`` (the repository's ``results/`` keeps the last recorded result).
+    The folder ``out_root/<name>/<UTC stamp>/`` is created only once every seed has finished, so
+    a failed run leaves nothing behind. With ``record_dir`` set, ``results.json`` is also copied to
+    ``record_dir/<name>.json`` (the repository's ``results/`` keeps the last recorded full run).
     """
+    from inforeg.lab.experiments.report import write_report
+
     n_seeds = seeds if seeds is not None else (exp.quick_seeds if quick else exp.seeds)
     if n_seeds < 1:
         raise ValueError(f"seeds: expected at least 1, got {n_seeds}")
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-%f")
-    out = Path(out_root) / exp.name / stamp
-    out.mkdir(parents=True, exist_ok=False)
-    start = time.perf_counter()
+    _require_plotting()
+    seed_list = list(range(n_seeds))
+    wall0, cpu0 = time.perf_counter(), time.process_time()
     results: list[SeedResult] = []
     bar = _progress(progress)
     with intra_op_threads(exp.threads), bar as p:
         task = p.add_task(exp.name, total=n_seeds)
-        for seed in range(n_seeds):
+        for seed in seed_list:
             results.append(exp.run_seed(seed, quick))
             p.advance(task)
-    duration = time.perf_counter() - start
-    summary = summarise(results)
-    payload: dict[str, Any] = {
-        "experiment": exp.name,
-        "technique": exp.technique,
-        "seeds": n_seeds,
-        "quick": quick,
-        "duration_s": duration,
-        "created": stamp,
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "summary": summary,
-        "claims": [judge(c, results) for c in exp.claims],
-        "curves": [r.curves for r in results],
-    }
-    payload["all_claims_held"] = all(c["held"] for c in payload["claims"])
+    payload = build_payload(
+        exp, results, seed_list, quick, time.perf_counter() - wall0, time.process_time() - cpu0
+    )
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-%f")
+    out = Path(out_root) / exp.name / stamp
+    out.mkdir(parents=True, exist_ok=False)
     (out / "results.json").write_text(json.dumps(payload, indent=1), encoding="utf-8")
-    plots = _plots(exp, results, out, summary)
-    (out / "report.md").write_text(_report(exp, payload, plots), encoding="utf-8")
+    write_report(exp, payload, out)
     if record_dir is not None:
         rec = Path(record_dir)
         rec.mkdir(parents=True, exist_ok=True)

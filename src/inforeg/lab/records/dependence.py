@@ -180,7 +180,7 @@ RECORDS = [
             _D + "cauchy_schwarz_divergence",
         ),
         experiment="csib-diabetes",
-        status="reproduced",
+        status="verified",
         reference_tests=("tests/dependence/test_cauchy_schwarz.py",),
         notes=(
             "The official code's conditional-CS denominator is sum_i K_ji^2, the paper's "
