@@ -36,6 +36,7 @@ RECORDS = [
         spec="remaining.md §2",
         arxiv="2405.12954",
         api=("inforeg.nn.crrelu", "inforeg.nn.CRReLU"),
+        experiment="crrelu-digits",
         status="verified",
         reference_tests=("tests/nn/test_crrelu.py",),
         notes=(
@@ -55,6 +56,7 @@ RECORDS = [
         arxiv="2207.11844",
         code="pkuxmq/Invertible-Image-Rescaling",
         api=("inforeg.nn.gaussian_latent_loss", "inforeg.nn.DualLatentPrior"),
+        experiment="dlv-rescaling-digits",
         status="implemented",
         notes=(
             "No DLV-IRN code; code field is the IRN base, whose latent loss (sum z^2 / B) is "
@@ -111,6 +113,7 @@ RECORDS = [
             "inforeg.nn.CBAM",
             "inforeg.nn.NonLocalBlock2d",
         ),
+        experiment="waveblock-mutual-digits",
         status="verified",
         reference_tests=("tests/nn/test_wave_block.py", "tests/nn/test_feature_attention.py"),
         notes=(
@@ -134,6 +137,7 @@ RECORDS = [
             "inforeg.nn.WeightCompander",
             "inforeg.nn.apply_weight_compander",
         ),
+        experiment="compander-digits",
         status="implemented",
         notes=(
             "Venue unverified; no code released. The compander function is UNVERIFIED: inforeg's "
