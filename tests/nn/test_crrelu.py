@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import math
 
 import pytest
@@ -124,3 +125,10 @@ def test_bad_input():
         with pytest.raises(ValueError, match="x"):
             crrelu(torch.tensor([1.0, float("nan")]))
     crrelu(torch.tensor([1.0, float("nan")]))  # default mode: no sync, no check
+
+
+def test_signatures_are_the_spec_contract():
+    params = inspect.signature(crrelu).parameters
+    assert list(params) == ["x", "eps"] and params["eps"].default == 0.01
+    module = inspect.signature(CRReLU).parameters
+    assert [(k, p.default) for k, p in module.items()] == [("eps", 0.01), ("learnable", True)]

@@ -3,6 +3,8 @@ computes them (pooling layers, the (N x N) affinity matrix), their constants, an
 
 from __future__ import annotations
 
+import inspect
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -129,3 +131,30 @@ def test_bad_input():
     with inforeg.core.checks.checks("full"):
         with pytest.raises(ValueError, match="x"):
             CBAM(16)(torch.full((2, 16, 3, 3), float("nan")))
+
+
+def test_no_nan_from_large_finite_input():
+    torch.manual_seed(3)
+    x = torch.tensor([-1e4, 1e4, 0.5, -3.0]).repeat(2, 16, 4, 1)
+    for low, scale in ((torch.bfloat16, 1.0), (torch.float16, 1e-3)):  # fp16: +-10 (max 65504)
+        cbam = CBAM(16).to(low)
+        nl = NonLocalBlock2d(16).to(low)
+        with torch.no_grad():
+            nl.out_bn.weight.fill_(1.0)
+        for module in (cbam, nl):
+            out = module((x * scale).to(low))
+            assert out.dtype == low and torch.isfinite(out).all(), (low, type(module).__name__)
+
+
+def test_signatures_are_the_spec_contract():
+    cbam = inspect.signature(CBAM).parameters
+    assert [(k, p.default) for k, p in cbam.items()] == [
+        ("channels", inspect.Parameter.empty),
+        ("reduction", 16),
+        ("spatial_kernel", 7),
+    ]
+    nl = inspect.signature(NonLocalBlock2d).parameters
+    assert [(k, p.default) for k, p in nl.items()] == [
+        ("channels", inspect.Parameter.empty),
+        ("inter_channels", None),
+    ]

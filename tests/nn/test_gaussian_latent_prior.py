@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import math
 
 import pytest
@@ -106,3 +107,13 @@ def test_bad_input():
     with inforeg.core.checks.checks("full"):
         with pytest.raises(ValueError, match="z_down"):
             DualLatentPrior()(torch.ones(2, 2), torch.tensor([[1.0, float("inf")]]))
+
+
+def test_signatures_are_the_spec_contract():
+    params = inspect.signature(gaussian_latent_loss).parameters
+    assert list(params) == ["z", "reduction", "convention"]
+    assert (params["reduction"].default, params["convention"].default) == ("mean", "irn")
+    prior = inspect.signature(DualLatentPrior).parameters
+    assert list(prior)[:3] == ["up_weight", "down_weight", "convention"]
+    assert [prior[k].default for k in list(prior)[:3]] == [1.0, 1.0, "irn"]
+    assert list(inspect.signature(DualLatentPrior.forward).parameters) == ["self", "z_up", "z_down"]

@@ -3,6 +3,8 @@ gradients, dtypes and bad input (spec remaining.md §1 (6))."""
 
 from __future__ import annotations
 
+import inspect
+
 import pytest
 import torch
 
@@ -160,3 +162,23 @@ def test_bad_input():
             wave_block(bad)
         with pytest.raises(ValueError, match="x"):
             WaveBlock().eval()(bad)
+
+
+def test_signatures_are_the_spec_contract():
+    params = inspect.signature(wave_block).parameters
+    assert list(params) == ["x", "ratio", "factor", "start", "generator"]
+    assert [params[k].default for k in ("ratio", "factor", "start", "generator")] == [
+        0.3,
+        1.5,
+        None,
+        None,
+    ]
+    block = inspect.signature(WaveBlock).parameters
+    assert (block["ratio"].default, block["factor"].default) == (0.3, 1.5)
+    awb = inspect.signature(AttentiveWaveBlock).parameters
+    assert list(awb)[:4] == ["channels", "attention", "ratio", "factor"]
+    assert (awb["attention"].default, awb["ratio"].default, awb["factor"].default) == (
+        "cbam",
+        0.3,
+        1.5,
+    )

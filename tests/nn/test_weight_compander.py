@@ -3,6 +3,7 @@ parametrisation on real layers, dtypes and bad input (spec remaining.md §7 (6))
 
 from __future__ import annotations
 
+import inspect
 import math
 
 import pytest
@@ -178,3 +179,18 @@ def test_bad_input():
             compand(torch.tensor([float("nan")]))
         with pytest.raises(ValueError, match="mu"):
             compand(torch.ones(2), mu=torch.tensor(-1.0))
+
+
+def test_signatures_are_the_spec_contract():
+    params = inspect.signature(compand).parameters
+    assert list(params) == ["v", "scale", "mu"]
+    assert (params["scale"].default, params["mu"].default) == (1.0, 10.0)
+    module = inspect.signature(WeightCompander).parameters
+    assert [(k, p.default) for k, p in module.items()] == [
+        ("scale", 1.0),
+        ("mu", 10.0),
+        ("learnable", True),
+    ]
+    apply = inspect.signature(apply_weight_compander).parameters
+    assert list(apply)[:2] == ["model", "layer_types"]
+    assert apply["layer_types"].default == (nn.Linear, nn.Conv2d)

@@ -17,6 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from inforeg.core.checks import check_int, check_tensor
+from inforeg.core.dtypes import compute_dtype
 
 __all__ = ["CBAM", "NonLocalBlock2d"]
 
@@ -99,7 +100,9 @@ class NonLocalBlock2d(nn.Module):
     block is exactly the identity at initialisation. Without a softmax the product is
     associative, so it is computed as :math:`\theta^\top(\phi\, g)/N`: O(B N C'^2) time and
     O(B N C') memory instead of the (N x N) affinity matrix of the authors' code (same value up
-    to rounding).
+    to rounding). For half-precision input the two products are accumulated in float32; the
+    result is cubic in the activations, so float16 (max 65504) overflows for activations of
+    order 1e2 and more, bfloat16 does not.
 
     Args:
         channels: C, the input's channel count.
@@ -130,9 +133,10 @@ class NonLocalBlock2d(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         _check_feature_map(x, self.channels)
         b, _, h, w = x.shape
-        theta = self.theta(x).flatten(2).transpose(1, 2)  # (B, N, C')
-        phi = self.phi(x).flatten(2)  # (B, C', N)
-        g = self.g(x).flatten(2).transpose(1, 2)  # (B, N, C')
+        dtype = compute_dtype(x)  # the sums over positions run in float32 for half input
+        theta = self.theta(x).flatten(2).transpose(1, 2).to(dtype)  # (B, N, C')
+        phi = self.phi(x).flatten(2).to(dtype)  # (B, C', N)
+        g = self.g(x).flatten(2).transpose(1, 2).to(dtype)  # (B, N, C')
         y = torch.bmm(theta, torch.bmm(phi, g) / (h * w))  # (B, N, C'), never (B, N, N)
-        y = y.transpose(1, 2).reshape(b, self.inter_channels, h, w)
+        y = y.transpose(1, 2).reshape(b, self.inter_channels, h, w).to(x.dtype)
         return x + self.out_bn(self.out_conv(y))

@@ -20,7 +20,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
-from inforeg.core.checks import check_number, check_positive, check_tensor, get_checks
+from inforeg.core.checks import (
+    check_broadcastable,
+    check_finite_number,
+    check_positive,
+    check_tensor,
+    get_checks,
+)
 from inforeg.core.dtypes import compute_dtype
 
 __all__ = ["WeightCompander", "apply_weight_compander", "compand"]
@@ -31,22 +37,9 @@ __all__ = ["WeightCompander", "apply_weight_compander", "compand"]
 _LINEAR_BELOW = 1e-12
 
 
-def _finite(value: object, name: str) -> float:
-    v = check_number(value, name)
-    if math.isinf(v):
-        raise ValueError(f"{name}: expected a finite number, got {value}")
-    return v
-
-
 def _tensor_param(p: Tensor, name: str, v: Tensor) -> None:
     check_tensor(p, name, floating=True)
-    try:
-        torch.broadcast_shapes(p.shape, v.shape)
-    except RuntimeError:
-        raise ValueError(
-            f"{name}: expected a tensor broadcastable to v {tuple(v.shape)}, "
-            f"got shape {tuple(p.shape)}"
-        ) from None
+    check_broadcastable(p, name, v, "v")
 
 
 def compand(v: Tensor, scale: float | Tensor = 1.0, mu: float | Tensor = 10.0) -> Tensor:
@@ -86,7 +79,7 @@ def compand(v: Tensor, scale: float | Tensor = 1.0, mu: float | Tensor = 10.0) -
         _tensor_param(scale, "scale", v)
         tensors.append(scale)
     else:
-        scale = _finite(scale, "scale")
+        scale = check_finite_number(scale, "scale")
     if isinstance(mu, Tensor):
         _tensor_param(mu, "mu", v)
         if get_checks() == "full" and bool((mu <= 0).any()):
@@ -155,7 +148,7 @@ class WeightCompander(nn.Module):
 
     def __init__(self, scale: float = 1.0, mu: float = 10.0, learnable: bool = True) -> None:
         super().__init__()
-        s = _finite(scale, "scale")
+        s = check_finite_number(scale, "scale")
         if s == 0.0:
             raise ValueError("scale: expected a non-zero number (the compander must be invertible)")
         m = check_positive(mu, "mu")
