@@ -51,9 +51,9 @@ def _dtypes(option: str) -> list[str]:
 
 
 def _parametrized_by_test(metafunc: pytest.Metafunc, name: str) -> bool:
-    """Whether the test parametrises ``name`` itself (then its own values win)."""
-    for mark in metafunc.definition.iter_markers("parametrize"):
-        names = mark.args[0] if mark.args else mark.kwargs.get("argnames", ())
+    """True when the test parametrizes ``name`` itself (its own list wins over the option)."""
+    for marker in metafunc.definition.iter_markers("parametrize"):
+        names = marker.args[0] if marker.args else marker.kwargs.get("argnames", ())
         if isinstance(names, str):
             names = [n.strip() for n in names.split(",")]
         if name in names:
@@ -62,12 +62,10 @@ def _parametrized_by_test(metafunc: pytest.Metafunc, name: str) -> bool:
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    if "device" in metafunc.fixturenames and not _parametrized_by_test(metafunc, "device"):
-        metafunc.parametrize(
-            "device", _devices(metafunc.config.getoption("--device")), indirect=True
-        )
-    if "dtype" in metafunc.fixturenames and not _parametrized_by_test(metafunc, "dtype"):
-        metafunc.parametrize("dtype", _dtypes(metafunc.config.getoption("--dtype")), indirect=True)
+    options = {"device": ("--device", _devices), "dtype": ("--dtype", _dtypes)}
+    for name, (option, parse) in options.items():
+        if name in metafunc.fixturenames and not _parametrized_by_test(metafunc, name):
+            metafunc.parametrize(name, parse(metafunc.config.getoption(option)), indirect=True)
 
 
 @pytest.fixture

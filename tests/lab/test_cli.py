@@ -14,7 +14,9 @@ def _one_line_error(capsys, argv, fragment):
 
 
 def test_bad_arguments_exit_2_with_one_line(capsys):
-    _one_line_error(capsys, ["run", "no-such-thing"], "no experiment named 'no-such-thing'")
+    _one_line_error(
+        capsys, ["run", "no-such-thing"], "no experiment or technique named 'no-such-thing'"
+    )
     _one_line_error(capsys, ["run", "pskd-digits", "--seeds", "-1"], "positive integer")
     _one_line_error(capsys, ["run", "pskd-digits", "--seeds", "two"], "positive integer")
     _one_line_error(capsys, ["run"], "NAME or --all")
@@ -79,3 +81,63 @@ def test_import_inforeg_keeps_optional_packages_out():
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_version_and_python_dash_m(capsys):
+    import inforeg
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "inforeg", "--version"], capture_output=True, text=True, check=False
+    )
+    assert proc.returncode == 0 and proc.stdout.strip() == f"inforeg {inforeg.__version__}"
+
+
+def test_run_accepts_a_technique_key(capsys):
+    from inforeg.lab.cli import resolve_experiment
+
+    assert resolve_experiment("pskd", ["pskd-digits", "dse-digits"]) == "pskd-digits"
+    assert resolve_experiment("dse-digits", ["pskd-digits", "dse-digits"]) == "dse-digits"
+    _one_line_error(capsys, ["run", "pskdd"], "did you mean pskd")
+
+
+def test_show_prints_record_api_and_verdicts(capsys):
+    assert main(["show", "pskd"]) == 0
+    out = capsys.readouterr().out
+    assert (
+        "Self-Knowledge Distillation" in out and "inforeg.losses.ProgressiveSelfDistillation" in out
+    )
+    assert "arxiv.org/abs/2006.12000" in out and "latest verdicts" in out
+    _one_line_error(capsys, ["show", "nope-nope"], "no technique named 'nope-nope'")
+
+
+def test_missing_matplotlib_fails_fast_with_the_install_line(capsys, monkeypatch, tmp_path):
+    import importlib.util
+    import time
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "matplotlib" else real(name, *a),
+    )
+    start = time.perf_counter()
+    _one_line_error(
+        capsys, ["run", "pskd", "--quick", "--out", str(tmp_path)], "pip install 'inforeg[plot]'"
+    )
+    assert time.perf_counter() - start < 1.0
+    assert not any(tmp_path.iterdir())  # no empty run folder
+
+
+def test_demo_index_lists_every_run(tmp_path):
+    from inforeg.lab.experiments.runner import run_experiment
+    from inforeg.lab.summary import write_index
+    from tests.lab.test_experiment_runner import _fake
+
+    runs = [run_experiment(_fake(), seeds=2, out_root=tmp_path, progress=False) for _ in range(2)]
+    index = write_index(runs, tmp_path)
+    md, page = index.read_text(), index.with_suffix(".html").read_text()
+    assert md.count("| fake | pskd |") == 2 and "paired_differences.png" in md
+    assert page.count("<tr><td>fake</td>") == 2 and "report.md" in page
+    for run in runs:
+        rel = run.relative_to(tmp_path).as_posix()
+        assert f"../{rel}/report.md" in md

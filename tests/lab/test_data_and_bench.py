@@ -16,6 +16,20 @@ def test_digits_split_is_fixed_stratified_and_standardised():
     assert counts.min() >= 52 and counts.max() <= 56  # stratified
     assert a.x_train.mean(0).abs().max() < 1e-4
     assert a.x_test.abs().max() < 100  # constant training pixels are not blown up
+    assert a.sizes == {"train": 1257, "validation": 0, "test": 540}
+
+
+def test_digits_three_way_split_keeps_the_test_split():
+    plain, three = load_digits_split(), load_digits_split(val_size=0.2)
+    assert three.sizes["test"] == 540 and three.sizes["validation"] == 360
+    assert three.sizes["train"] + three.sizes["validation"] == 1257
+    # the same test images (standardised with different training statistics)
+    assert torch.equal(plain.y_test, three.y_test)
+    counts = torch.bincount(three.y_val, minlength=10)
+    assert counts.min() >= 34 and counts.max() <= 38  # stratified (360 / 10 per class)
+    assert three.x_train.mean(0).abs().max() < 1e-4
+    with pytest.raises(ValueError, match="test_size \\+ val_size"):
+        load_digits_split(test_size=0.5, val_size=0.5)
 
 
 def test_label_noise_rate_and_never_same_class():

@@ -35,15 +35,23 @@ def _positive_int(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from inforeg import __version__
+
     p = _Parser(prog="inforeg", description=__doc__)
+    p.add_argument("--version", action="version", version=f"inforeg {__version__}")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     ls = sub.add_parser("list", help="list the techniques in the registry")
     ls.add_argument("--family", choices=FAMILIES, help="only this family")
     ls.add_argument("--markdown", action="store_true", help="print the README's Markdown table")
 
+    show = sub.add_parser("show", help="a technique's record, API, paper and latest verdicts")
+    show.add_argument("key", help="technique key (see `inforeg list`) or experiment name")
+
     run = sub.add_parser("run", help="run an experiment (or --all)")
-    run.add_argument("name", nargs="?", help="experiment name (see `inforeg run --list`)")
+    run.add_argument(
+        "name", nargs="?", help="experiment name or technique key (see `inforeg run --list`)"
+    )
     run.add_argument("--all", action="store_true", help="run every experiment")
     run.add_argument("--list", action="store_true", help="list the experiments and exit")
     run.add_argument("--seeds", type=_positive_int, help="number of seeds (default: experiment's)")
@@ -58,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="benchmark against a peer library")
     bench.add_argument("name", help="benchmark name")
     bench.add_argument("--quick", action="store_true", help="smaller sizes")
-    bench.add_argument("--out", default="benchmarks", help="output folder (default: benchmarks)")
+    bench.add_argument("--out", default="runs/bench", help="output folder (default: runs/bench)")
     return p
 
 
@@ -95,38 +103,70 @@ def _run_one(name: str, seeds: int | None, quick: bool, out: str, record: bool) 
     return path
 
 
+def resolve_experiment(name: str, experiments: Sequence[str]) -> str:
+    """The experiment called ``name``, or the one of the technique whose key is ``name``."""
+    from inforeg.lab.plugins import suggest
+    from inforeg.lab.registry import records
+
+    if name in experiments:
+        return name
+    by_key = {r.key: r.experiment for r in records() if r.experiment}
+    if name in by_key and by_key[name] in experiments:
+        return by_key[name]
+    hint = suggest(name, [*experiments, *by_key]) or "; see `inforeg run --list`"
+    raise UsageError(f"run: no experiment or technique named {name!r}{hint}")
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
+    _check_report_extra()
     from inforeg.lab.experiments import registry
 
     exps = registry()
     if args.list:
         for name, exp in sorted(exps.items()):
-            print(f"{name:30s} {exp.technique}")
+            print(f"{name:32s} {exp.technique}")
         return 0
     if args.all == bool(args.name):
-        raise UsageError("run: give one experiment NAME or --all")
-    if args.name and args.name not in exps:
-        import difflib
-
-        close = difflib.get_close_matches(args.name, exps, n=3)
-        hint = f"; did you mean {', '.join(close)}?" if close else "; see `inforeg run --list`"
-        raise UsageError(f"run: no experiment named {args.name!r}{hint}")
-    names = sorted(exps) if args.all else [args.name]
+        raise UsageError("run: give one experiment NAME or --all (NAME may be a technique key)")
+    names = sorted(exps) if args.all else [resolve_experiment(args.name, list(exps))]
     for name in names:
         _run_one(name, args.seeds, args.quick, args.out, args.record)
     return 0
 
 
+def _check_report_extra() -> None:
+    """Reports need matplotlib: say so before importing torch or running anything."""
+    import importlib.util
+
+    if importlib.util.find_spec("matplotlib") is None:
+        raise ImportError("experiment reports need matplotlib: pip install 'inforeg[plot]'")
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
+    _check_report_extra()
     from inforeg.lab.experiments import registry
+    from inforeg.lab.summary import write_index
 
     start = time.perf_counter()
-    reports = []
-    for name in sorted(registry()):
-        reports.append(_run_one(name, None, True, "runs", False) / "report.md")
-    print(f"demo: {len(reports)} experiments in {time.perf_counter() - start:.0f} s; reports:")
-    for r in reports:
-        print(f"  {r}")
+    runs = [_run_one(name, None, True, "runs", False) for name in sorted(registry())]
+    index = write_index(runs, Path("runs"))
+    print(f"demo: {len(runs)} experiments in {time.perf_counter() - start:.0f} s")
+    print(f"summary: {index} (and {index.with_suffix('.html')})")
+    return 0
+
+
+def _cmd_show(args: argparse.Namespace) -> int:
+    from inforeg.lab.registry import records
+    from inforeg.lab.summary import describe_record
+
+    recs = records()
+    chosen = [r for r in recs if r.key == args.key] or [r for r in recs if r.experiment == args.key]
+    if not chosen:
+        from inforeg.lab.plugins import suggest
+
+        hint = suggest(args.key, [r.key for r in recs]) or "; see `inforeg list`"
+        raise UsageError(f"show: no technique named {args.key!r}{hint}")
+    print(describe_record(chosen[0]))
     return 0
 
 
@@ -149,7 +189,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``inforeg`` command; returns the exit code."""
     try:
         args = build_parser().parse_args(argv)
-        handler = {"list": _cmd_list, "run": _cmd_run, "demo": _cmd_demo, "bench": _cmd_bench}
+        handler = {
+            "list": _cmd_list,
+            "show": _cmd_show,
+            "run": _cmd_run,
+            "demo": _cmd_demo,
+            "bench": _cmd_bench,
+        }
         return handler[args.command](args)
     except UsageError as exc:
         print(f"inforeg: error: {exc}", file=sys.stderr)

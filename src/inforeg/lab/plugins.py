@@ -30,10 +30,15 @@ def discover(package: str, attrs: Iterable[str], skip: Iterable[str] = ()) -> di
     return found
 
 
+def suggest(name: str, candidates: Iterable[str]) -> str:
+    """``"; did you mean a, b?"`` for the closest candidates, or ``""`` when none is close."""
+    close = difflib.get_close_matches(name, list(candidates), n=3)
+    return f"; did you mean {', '.join(close)}?" if close else ""
+
+
 def lookup(found: dict[str, Any], name: str, what: str) -> Any:
     """``found[name]``, or a KeyError naming the closest names."""
     if name not in found:
-        close = difflib.get_close_matches(name, found, n=3)
-        hint = f" (did you mean {', '.join(close)}?)" if close else ""
+        hint = suggest(name, found)
         raise KeyError(f"no {what} {name!r}{hint}; available: {', '.join(sorted(found))}")
     return found[name]

@@ -61,6 +61,16 @@ class Record:
     extra_families: tuple[str, ...] = field(default=())
 
     @property
+    def short_api(self) -> list[str]:
+        """The public names without their module path."""
+        return [name.rpartition(".")[2] for name in self.api]
+
+    @property
+    def family_module(self) -> str:
+        """Where the names live, e.g. ``inforeg.losses`` (the module of the first API name)."""
+        return self.api[0].rpartition(".")[0] if self.api else f"inforeg.{self.family}"
+
+    @property
     def link(self) -> str:
         """arXiv abstract URL when there is an arXiv id, else the URL."""
         return f"https://arxiv.org/abs/{self.arxiv}" if self.arxiv else self.url
@@ -107,23 +117,21 @@ def records(family: str | None = None) -> list[Record]:
 
 def get(key: str) -> Record:
     """The record of ``key``; KeyError names the closest keys."""
-    regs = {r.key: r for r in records()}
-    if key not in regs:
-        import difflib
+    from inforeg.lab.plugins import lookup
 
-        close = difflib.get_close_matches(key, regs, n=3)
-        hint = f" (did you mean {', '.join(close)}?)" if close else ""
-        raise KeyError(f"no technique {key!r} in the registry{hint}")
-    return regs[key]
+    record: Record = lookup({r.key: r for r in records()}, key, "technique")
+    return record
 
 
 def markdown_table(family: str | None = None) -> str:
     """The registry as a Markdown table (the README's table of techniques)."""
     lines = [
-        "| key | paper | year | family | status |",
-        "|---|---|---|---|---|",
+        "| key | paper | year | family | Python names | status |",
+        "|---|---|---|---|---|---|",
     ]
     for r in records(family):
         paper = f"[{r.title}]({r.link})" if r.link else r.title
-        lines.append(f"| `{r.key}` | {paper} | {r.year} | {r.family} | {r.status} |")
+        short = ", ".join(f"`{n}`" for n in r.short_api)
+        names = f"`{r.family_module}`: {short}" if short else "–"
+        lines.append(f"| `{r.key}` | {paper} | {r.year} | {r.family} | {names} | {r.status} |")
     return "\n".join(lines) + "\n"

@@ -10,7 +10,16 @@ from __future__ import annotations
 from inforeg.lab.experiments.base import Claim, Experiment, RegimeCheck, SeedResult
 from inforeg.lab.plugins import discover, lookup
 
-_INFRASTRUCTURE = ("base", "runner", "report", "protocol", "training", "metrics", "grpo_toy")
+_INFRASTRUCTURE = (
+    "base",
+    "runner",
+    "report",
+    "protocol",
+    "progress",
+    "training",
+    "metrics",
+    "grpo_toy",
+)
 
 
 def registry() -> dict[str, Experiment]:

@@ -1,5 +1,10 @@
 """What an experiment is: arms run per seed, the paper's claims, and protocol 2's bookkeeping.
 
+``run_seed`` may report progress within a seed with
+:func:`inforeg.lab.experiments.progress.step` (``train_classifier`` reports its epochs itself), and
+an experiment that needs an optional package declares it in ``requires`` (e.g. ``("sklearn",)``
+for the digits data) so that a missing extra is reported before any work.
+
 An experiment under protocol 2 (``shared/REPRODUCTION.md``) declares:
 
 - ``claims``: each a :class:`Claim` of kind ``"paper"`` (the paper's own headline direction, in
@@ -154,6 +159,9 @@ class Experiment:
     tuning: Mapping[str, Mapping[str, Sequence[Any]]] = field(default_factory=dict)
     splits: Mapping[str, int] = field(default_factory=dict)
     selection: str = ""
+    # Optional packages the run needs beyond torch (module names, e.g. "sklearn"): the runner
+    # checks them before any work and names the pip extra that installs them.
+    requires: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.protocol not in (1, 2):

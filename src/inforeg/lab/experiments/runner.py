@@ -21,6 +21,7 @@ import torch
 
 from inforeg.core.threads import intra_op_threads
 from inforeg.lab.experiments.base import Claim, Experiment, RegimeCheck, SeedResult
+from inforeg.lab.experiments.progress import listening
 from inforeg.lab.experiments.protocol import (
     describe,
     grid_size,
@@ -170,14 +171,36 @@ def build_payload(
     }
 
 
-def _require_plotting() -> None:
-    """Fail before any work when the plotting extra is missing."""
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError as exc:
+# Optional module -> the extra of inforeg that installs it.
+EXTRAS = {
+    "matplotlib": "plot",
+    "rich": "cli",
+    "sklearn": "examples",
+    "scipy": "ref",
+    "ot": "ref",
+    "geomloss": "ref",
+    "dcor": "ref",
+    "hyppo": "ref",
+}
+
+
+def missing_requirements(exp: Experiment) -> list[str]:
+    """Optional modules ``exp`` needs (its ``requires`` and matplotlib for the report) that are not
+    installed, without importing them."""
+    import importlib.util
+
+    needed = ("matplotlib", *exp.requires)
+    return [m for m in dict.fromkeys(needed) if importlib.util.find_spec(m) is None]
+
+
+def require(exp: Experiment) -> None:
+    """Raise ImportError with the exact ``pip install`` line when a requirement is missing."""
+    missing = missing_requirements(exp)
+    if missing:
+        extras = sorted({EXTRAS.get(m, "all") for m in missing})
         raise ImportError(
-            "experiment reports need matplotlib: pip install 'inforeg[plot]'"
-        ) from exc
+            f"{exp.name} needs {', '.join(missing)}: pip install 'inforeg[{','.join(extras)}]'"
+        )
 
 
 def run_experiment(
@@ -199,16 +222,23 @@ def run_experiment(
     n_seeds = seeds if seeds is not None else (exp.quick_seeds if quick else exp.seeds)
     if n_seeds < 1:
         raise ValueError(f"seeds: expected at least 1, got {n_seeds}")
-    _require_plotting()
+    require(exp)
     seed_list = list(range(n_seeds))
     wall0, cpu0 = time.perf_counter(), time.process_time()
     results: list[SeedResult] = []
     bar = _progress(progress)
     with intra_op_threads(exp.threads), bar as p:
         task = p.add_task(exp.name, total=n_seeds)
-        for seed in seed_list:
-            results.append(exp.run_seed(seed, quick))
-            p.advance(task)
+        inner = p.add_task("  within seed", total=None)
+
+        def within(done: int, total: int, what: str) -> None:
+            p.update(inner, completed=done, total=total, description=f"  {what}")
+
+        with listening(within):
+            for seed in seed_list:
+                p.update(inner, completed=0, total=None, description=f"  seed {seed}")
+                results.append(exp.run_seed(seed, quick))
+                p.advance(task)
     payload = build_payload(
         exp, results, seed_list, quick, time.perf_counter() - wall0, time.process_time() - cpu0
     )
@@ -225,11 +255,11 @@ def run_experiment(
 
 
 class _PlainProgress:
-    """Fallback when rich is missing or progress is off: one line per step when verbose."""
+    """Fallback when rich is missing or progress is off: one line per seed when verbose."""
 
     def __init__(self, verbose: bool) -> None:
         self.verbose = verbose
-        self.totals: dict[int, tuple[str, int, int]] = {}
+        self.totals: dict[int, tuple[str, int, int | None]] = {}
 
     def __enter__(self) -> _PlainProgress:
         return self
@@ -237,9 +267,12 @@ class _PlainProgress:
     def __exit__(self, *exc: object) -> None:
         return None
 
-    def add_task(self, name: str, total: int) -> int:
+    def add_task(self, name: str, total: int | None) -> int:
         self.totals[len(self.totals)] = (name, 0, total)
         return len(self.totals) - 1
+
+    def update(self, task: int, **_: Any) -> None:
+        return None
 
     def advance(self, task: int) -> None:
         name, done, total = self.totals[task]
@@ -252,12 +285,18 @@ def _progress(enabled: bool) -> Any:
     if not enabled:
         return _PlainProgress(False)
     try:
-        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+        )
     except ImportError:
         return _PlainProgress(True)
     return Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
-        TextColumn("{task.completed}/{task.total} seeds"),
+        MofNCompleteColumn(),
         TimeElapsedColumn(),
     )

@@ -7,6 +7,8 @@ from collections.abc import Callable, Iterator
 import torch
 from torch import Tensor, nn
 
+from inforeg.lab.experiments.progress import step
+
 LossFn = Callable[[Tensor, Tensor, Tensor, int], Tensor]  # (logits, y, indices, epoch) -> loss
 
 
@@ -69,5 +71,6 @@ def train_classifier(
         sched.step()
         if on_epoch_end is not None:
             on_epoch_end(epoch)
+        step(epoch + 1, epochs, "epoch")
     model.eval()
     return model
