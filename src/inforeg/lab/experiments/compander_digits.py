@@ -167,4 +167,5 @@ EXPERIMENT = Experiment(
     protocol=2,
     seeds=10,
     quick_seeds=1,
+    requires=("sklearn",),
 )

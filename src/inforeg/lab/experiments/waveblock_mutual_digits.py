@@ -307,4 +307,5 @@ EXPERIMENT = Experiment(
     protocol=2,
     seeds=10,
     quick_seeds=1,
+    requires=("sklearn",),
 )
