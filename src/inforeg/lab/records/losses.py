@@ -125,9 +125,9 @@ RECORDS = [
             "spelled 'Yunxuan Sun' in arXiv metadata, 'Yuxuan Sun' in v3 PDF; author order differs "
             "between v1 and later versions. Entropy from pre-softmax scores (softmax * log_softmax, "
             "as in code), with padding masks for batched bags (the code uses one bag per batch). "
-            "The later version's cosine annealing of lambda is not implemented. aem-mil-digits: "
-            "attention entropy rose in 5/5 seeds (0.81 -> 1.98 nats); test AUC 0.971 vs 0.969, "
-            "better on average but only in 3/5 seeds (within noise)."
+            "The later version's cosine annealing of lambda is not implemented. aem-mil-digits "
+            "(protocol 2, 10 seeds): bag AUC and localisation AUC inconclusive "
+            "(results/aem-mil-digits.json)."
         ),
     ),
     Record(
@@ -259,10 +259,9 @@ RECORDS = [
             "brute-force ListMLE, the K=2 logistic closed form, the equal-score value and teacher "
             "monotone invariance, but the exact form (hard-negative mining by student score, "
             "ListMLE normalisation 1/(K-1), shared ITC temperature) and the values of K and beta "
-            "could not be checked against the paper text with the available tools, so the status "
-            "stays 'implemented'. cprd-synthetic (synthetic clustered latents, noisy latent-cosine "
-            "teacher): ITC+CPRD R@1 0.708 vs ITC 0.539 and ITC+logit KD 0.608, 5/5 seeds "
-            "(results/cprd-synthetic.json)."
+            "could not be checked against the paper text with the available tools. "
+            "cprd-synthetic (protocol 2, 10 seeds): CPRD beat logit KD (held) but not ITC alone "
+            "(inconclusive), so the status stays 'implemented' (results/cprd-synthetic.json)."
         ),
     ),
     Record(
