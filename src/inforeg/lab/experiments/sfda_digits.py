@@ -233,10 +233,11 @@ def run_seed(seed: int, quick: bool) -> SeedResult:
 
 _PAPER = (
     "Bateson et al., Source-Free Domain Adaptation for Image Segmentation (MedIA 2022, arXiv "
-    "2108.03152): adaptation by entropy minimisation guided by KL(predicted class ratio || an "
-    "anatomical class-ratio prior) comes close to source-aware adaptation without source data; "
-    "entropy alone collapses to the majority class (spec losses.md §2 summary; Dice on prostate "
-    "MRI, heart MR->CT and IVD, exact numbers not verified here)"
+    "2108.03152), abstract: 'minimizing a label-free entropy loss defined over target-domain "
+    "data, which we further guide with a domain-invariant prior ... a class-ratio prior is "
+    "estimated from anatomical knowledge and integrated in the form of a Kullback-Leibler (KL) "
+    "divergence'; the prior-aware entropy minimisation 'yields comparable results to several "
+    "state-of-the-art adaptation techniques' (Dice on spine, prostate and cardiac segmentation)"
 )
 _SHIFT, _DRIFT, _IMBALANCED = "shift costs accuracy", "entropy alone drifts", "target imbalanced"
 
