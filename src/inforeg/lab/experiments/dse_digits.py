@@ -167,7 +167,15 @@ EXPERIMENT = Experiment(
         "constant) and its shuffled arm never memorised (train accuracy 0.33); here the rise "
         "is the 'true labels vs untrained' claim, the comparison with memorisation is one "
         "claim, and the shuffled arm must reach >= 0.95 of its own labels. The kNN probe's "
-        "sanity claim gives the effect size a simple probe reaches on the same comparison."
+        "sanity claim gives the effect size a simple probe reaches on the same comparison. "
+        "Recorded (10 seeds): DSMI rises 0.56 -> 1.45 bits with true labels and stays at 0.52 "
+        "after memorisation (shuffled minus untrained -0.036 [-0.098, +0.026]: stagnant, as the "
+        "paper says); standardised effect of true vs shuffled 11.8 for DSMI against 3.8 for the "
+        "5-NN probe (0.971 vs 0.893; the untrained net's probe is already 0.909). DSE did NOT "
+        "rise: 3.58 -> 2.52 bits in 10/10 seeds. A likely reason: with sigma = the median "
+        "distance, a representation that concentrates into 10 class clusters has fewer large "
+        "diffusion eigenvalues; the paper's rise is with a fixed sigma on larger networks, "
+        "which is not tested here."
     ),
     claims=(
         Claim(

@@ -20,7 +20,7 @@ RECORDS = [
             "inforeg.estimators.DiffusionSpectralEntropy",
         ),
         experiment="dse-digits",
-        status="verified",
+        status="reproduced",
         reference_tests=("tests/estimators/test_diffusion_spectral.py",),
         notes=(
             "Earlier version at ICML 2023 TAG-ML workshop ('...Using Data Diffusion Spectra'); "
