@@ -263,7 +263,11 @@ EXPERIMENT = Experiment(
         "or 1 - 0.3 (random signs per seed) and renormalises; the uniform prior makes the loss "
         "the classical information-maximisation loss (the protocol-1 experiment tested only "
         "that case, on a balanced target). Metrics on the target test split: accuracy and the "
-        "L1 distance between the predicted (argmax) class ratio and the true one."
+        "L1 distance between the predicted (argmax) class ratio and the true one. Recorded (10 "
+        "seeds): source 0.408, entropy alone 0.407 (its selection stops it at epoch 0-2: "
+        "left alone it collapses, +0.52 class-ratio L1), true prior 0.662, uniform 0.585, "
+        "misspecified 0.630 (vs uniform +0.044 [-0.004, +0.092]; vs true -0.032 [-0.069, "
+        "+0.005]): a +-30% prior keeps most of the oracle's gain, not all of it."
     ),
     claims=(
         Claim(
