@@ -226,7 +226,7 @@ RECORDS = [
             "inforeg.losses.SourceFreeAdaptationLoss",
         ),
         experiment="sfda-digits",
-        status="verified",
+        status="reproduced",
         reference_tests=("tests/losses/test_source_free_adaptation.py",),
         notes=(
             "Journal extension of the MICCAI 2020 source-relaxed paper; MedIA venue taken from "
@@ -235,7 +235,7 @@ RECORDS = [
             "per-pixel max-normalised, sharper). For (B, C) classification logits the batch plays "
             "the role of an image's pixels. Checked against the spec's worked 2x2 example and "
             "float64 brute force. sfda-digits is a classification stand-in for the paper's "
-            "segmentation setting (uniform class prior instead of an anatomical size prior)."
+            "segmentation setting, with an oracle class-ratio prior (the paper's is anatomical)."
         ),
     ),
     Record(
