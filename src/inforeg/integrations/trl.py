@@ -30,6 +30,7 @@ from inforeg.rl import (
     LowProbabilityRegularizer,
     SelectiveEntropyRegularizer,
     clipped_surrogate,
+    selective_log_softmax,
 )
 
 try:
@@ -75,6 +76,12 @@ def _backbone_and_head(model: Any) -> tuple[nn.Module, nn.Module]:
     if hasattr(model, "get_base_model"):  # PEFT: TRL patches the base model
         model = model.get_base_model()
     return model.base_model, model.get_output_embeddings()
+
+
+def _loss_mask(batch: dict[str, Any]) -> Tensor:
+    """TRL's loss mask: the completion mask, times the tool mask when there is one."""
+    mask = batch["completion_mask"]
+    return mask * batch["tool_mask"] if "tool_mask" in batch else mask
 
 
 class InforegGRPOTrainer(GRPOTrainer):
@@ -196,6 +203,11 @@ class InforegGRPOTrainer(GRPOTrainer):
 
     def _completion_logits(self, model: nn.Module, hidden: list[Tensor], n: int) -> Tensor:
         """Raw logits ``(B, n, V)`` that predict the ``n`` completion tokens."""
+        if not hidden:
+            raise RuntimeError(
+                "InforegGRPOTrainer: TRL's forward did not run the model's backbone "
+                "(model.base_model); the control cannot see the hidden states"
+            )
         _, head = _backbone_and_head(self.accelerator.unwrap_model(model))
         h = torch.cat([x[:, -(n + 1) : -1] for x in hidden], dim=0)
         with self.accelerator.autocast():  # the precision of TRL's own head (bf16 by default)
@@ -211,9 +223,7 @@ class InforegGRPOTrainer(GRPOTrainer):
         with self._captured_hidden_states(model) as hidden:
             loss = super()._compute_loss(model, inputs)
         completion_ids = inputs["completion_ids"]
-        mask = inputs["completion_mask"]
-        if "tool_mask" in inputs:
-            mask = mask * inputs["tool_mask"]
+        mask = _loss_mask(inputs)
         logits = self._completion_logits(model, hidden, completion_ids.shape[1])
         term, stats = self._control_term(control, logits, completion_ids, mask, inputs)
         mode = "train" if self._training() else "eval"
@@ -243,8 +253,6 @@ class InforegGRPOTrainer(GRPOTrainer):
         mask: Tensor,
         inputs: dict[str, Any],
     ) -> tuple[Tensor, dict[str, Tensor]]:
-        from inforeg.rl import selective_log_softmax
-
         logp = selective_log_softmax(logits, tokens, control.temperature)
         old = inputs.get("old_per_token_logps")
         old = logp.detach() if old is None else old
@@ -275,9 +283,6 @@ class InforegGRPOTrainer(GRPOTrainer):
         """EPO's history update: the exact entropies of the rollout just generated."""
         ids = torch.cat([batch["prompt_ids"], batch["completion_ids"]], dim=1)
         attention = torch.cat([batch["prompt_mask"], batch["completion_mask"]], dim=1)
-        mask = batch["completion_mask"]
-        if "tool_mask" in batch:
-            mask = mask * batch["tool_mask"]
         with torch.no_grad():
             _, entropies, _ = self._get_per_token_logps_and_entropies(
                 self.model,
@@ -287,4 +292,4 @@ class InforegGRPOTrainer(GRPOTrainer):
                 batch_size=self.args.per_device_train_batch_size,
                 compute_entropy=True,
             )
-        control.history.update(entropies, mask)
+        control.history.update(entropies, _loss_mask(batch))
