@@ -199,6 +199,31 @@ def test_zero_coefficient_gives_trls_gradient(model_dir, dataset, tmp_path, ga, 
     assert math.isfinite(last(logs, "inforeg/siren_anchor"))
 
 
+OPTIONS = {
+    # the second step reuses the batch with TRL's old log-probs
+    "iterations": {
+        "num_iterations": 2,
+        "gradient_accumulation_steps": 2,
+        "steps_per_generation": 4,
+    },
+    # TRL's high-entropy token mask and per-sequence loss
+    "entropy-mask": {"top_entropy_quantile": 0.5, "loss_type": "grpo", "entropy_coef": 0.1},
+    "dr_grpo": {"loss_type": "dr_grpo", "gradient_accumulation_steps": 2},
+}
+
+
+@pytest.mark.parametrize("option", sorted(OPTIONS))
+def test_zero_coefficient_keeps_trls_options(model_dir, dataset, tmp_path, option):
+    config = OPTIONS[option]
+    theirs, _, _ = run(model_dir, dataset, tmp_path / "trl", steps=3, **config)
+    siren = SelectiveEntropyRegularizer(coef=0.0, temperature=TEMPERATURE)
+    ours, _, _ = run(
+        model_dir, dataset, tmp_path / "ours", InforegGRPOTrainer, steps=3, control=siren, **config
+    )
+    for step in range(3):
+        torch.testing.assert_close(ours[step], theirs[step], rtol=1e-5, atol=1e-7)
+
+
 def test_old_docs_recipe_doubles_the_gradient_at_accumulation_2(model_dir, dataset, tmp_path):
     """The check above fails on the recipe the docs gave: TRL marks its loss as already scaled
     for accumulation, so overriding compute_loss leaves the gradient G times too large."""
