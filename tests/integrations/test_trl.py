@@ -28,6 +28,7 @@ from trl import GRPOConfig, GRPOTrainer  # noqa: E402
 
 from inforeg.integrations.trl import InforegGRPOTrainer, control_name  # noqa: E402
 from inforeg.rl import (  # noqa: E402
+    ArbitraryEntropyController,
     EntropyBonus,
     EntropySmoothingRegularizer,
     LowProbabilityRegularizer,
@@ -110,7 +111,7 @@ class GradientTap(TrainerCallback):
         self.grads.append(torch.cat(flat).detach().clone())
 
 
-def run(model_dir, dataset, tmp_path, cls=GRPOTrainer, steps=1, control=None, **config):
+def run(model_dir, dataset, tmp_path, cls=GRPOTrainer, steps=1, control=None, aepo=None, **config):
     """Train ``steps`` optimizer steps; return (gradients per step, log history, trainer)."""
     settings = {
         "output_dir": str(tmp_path / "out"),
@@ -132,6 +133,8 @@ def run(model_dir, dataset, tmp_path, cls=GRPOTrainer, steps=1, control=None, **
     settings.update(config)
     tap = GradientTap()
     kwargs = {} if control is None else {"entropy_control": control}
+    if aepo is not None:
+        kwargs["aepo"] = aepo
     trainer = cls(
         model=model_dir,
         reward_funcs=share_of_a,
@@ -350,3 +353,40 @@ def test_bad_controls_are_refused(model_dir, dataset, tmp_path):
                 model=model_dir, reward_funcs=share_of_a, args=args, train_dataset=dataset,
                 entropy_control=control,
             )  # fmt: skip
+    aepo_cases = [
+        (EntropyBonus(temperature=TEMPERATURE), TypeError, "ArbitraryEntropyController"),
+        (ArbitraryEntropyController(), ValueError, "aepo: temperature=1.0 differs"),
+    ]
+    for aepo, error, message in aepo_cases:
+        with pytest.raises(error, match=message):
+            InforegGRPOTrainer(
+                model=model_dir, reward_funcs=share_of_a, args=args, train_dataset=dataset,
+                aepo=aepo,
+            )  # fmt: skip
+
+
+@pytest.mark.parametrize(("target", "direction"), [(10.0, 1.0), (0.0, -1.0)])
+def test_aepo_steers_the_entropy_through_the_sampling_temperature(
+    model_dir, dataset, tmp_path, baseline_entropy, target, direction
+):
+    """Below its target the controller samples at t_high (here 2.0), above it at t_low (0.5),
+    and trains on the positive tempered samples: the entropy follows."""
+    aepo = ArbitraryEntropyController(
+        target_entropy=target, t_high=2.0, t_low=0.5, threshold=0.0, resample_fraction=1.0,
+        temperature=TEMPERATURE,
+    )  # fmt: skip
+    _, logs, trainer = run(
+        model_dir, dataset, tmp_path, InforegGRPOTrainer, steps=STEPS, per_device_train_batch_size=8,
+        aepo=aepo,
+    )  # fmt: skip
+    temps = [e["inforeg/aepo_temperature"] for e in logs if "entropy" in e]
+    assert temps == [2.0] * STEPS if direction > 0 else temps[1:] == [0.5] * (STEPS - 1)
+    assert sum(e["inforeg/aepo_samples"] for e in logs if "entropy" in e) > 0
+    # TRL's own metrics still describe the main batch (8 completions per step)
+    assert all(e["completions/mean_length"] <= 6 for e in logs if "entropy" in e)
+    _, base_logs, _ = run(
+        model_dir, dataset, tmp_path / "b", steps=STEPS, per_device_train_batch_size=8
+    )
+    change = entropy_after(logs) - entropy_after(base_logs)
+    assert direction * change > 0.02, change
+    assert float(trainer.aepo.entropy) > 0

@@ -17,6 +17,7 @@ The metric prefix of each control (metrics are logged as ``inforeg/<prefix>_<sta
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, cast
@@ -25,6 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from inforeg.rl import (
+    ArbitraryEntropyController,
     EntropyBonus,
     EntropySmoothingRegularizer,
     LowProbabilityRegularizer,
@@ -57,6 +59,17 @@ _LOGIT_TRANSFORMS = (
     "lm_head_multiplier",
     "logits_scaling",
 )
+# Fields of TRL's generation batch that AEPO's row replacement knows how to pad and copy.
+_PROMPT_FIELDS = ("prompt_ids", "prompt_mask")
+_TOKEN_FIELDS = (
+    "completion_ids",
+    "completion_mask",
+    "old_per_token_logps",
+    "ref_per_token_logps",
+    "sampling_per_token_logps",
+    "importance_sampling_ratio",
+    "tool_mask",
+)
 # TRL loss types whose per-token loss is the clipped surrogate that Lp-Reg partly replaces.
 _CLIPPED_LOSSES = ("grpo", "bnpo", "dr_grpo", "dapo")
 
@@ -82,6 +95,45 @@ def _loss_mask(batch: dict[str, Any]) -> Tensor:
     """TRL's loss mask: the completion mask, times the tool mask when there is one."""
     mask = batch["completion_mask"]
     return mask * batch["tool_mask"] if "tool_mask" in batch else mask
+
+
+def _pad_columns(t: Tensor, width: int, value: float, left: bool) -> Tensor:
+    """Pad ``(N, T)`` to ``(N, width)`` on the left or the right."""
+    if t.shape[1] >= width:
+        return t
+    pad = t.new_full((t.shape[0], width - t.shape[1]), value)
+    return torch.cat([pad, t] if left else [t, pad], dim=1)
+
+
+def _replace_rows(
+    batch: dict[str, Any], new: dict[str, Any], rows: Tensor, pad_id: int
+) -> dict[str, Any]:
+    """``batch`` with its first ``len(rows)`` samples replaced by ``new[rows]``, advantage +1.
+
+    Prompts stay left-padded and completions right-padded, to the wider of the two batches."""
+    unknown = sorted(
+        k
+        for k in batch
+        if k not in (*_PROMPT_FIELDS, *_TOKEN_FIELDS, "advantages", "num_items_in_batch")
+    )
+    if unknown:
+        raise ValueError(f"aepo: batch fields {unknown} (multimodal inputs) are not supported")
+    out = dict(batch)
+    m = rows.numel()
+    for key in (*_PROMPT_FIELDS, *_TOKEN_FIELDS):
+        if batch.get(key) is None:
+            continue
+        left = key in _PROMPT_FIELDS
+        value = (
+            pad_id if key.endswith("_ids") else (1.0 if key == "importance_sampling_ratio" else 0)
+        )
+        width = max(batch[key].shape[1], new[key].shape[1])
+        merged = _pad_columns(batch[key], width, value, left).clone()
+        merged[:m] = _pad_columns(new[key][rows], width, value, left)
+        out[key] = merged
+    out["advantages"] = batch["advantages"].clone()
+    out["advantages"][:m] = 1.0
+    return out
 
 
 class InforegGRPOTrainer(GRPOTrainer):
@@ -128,22 +180,46 @@ class InforegGRPOTrainer(GRPOTrainer):
     per micro-batch, like TRL's own metrics. The control lives on the trainer (its buffers,
     SIREN's anchor or EPO's history, are not part of the model's checkpoint).
 
+    ``aepo=`` adds AEPO's rollout change (:class:`~inforeg.rl.ArbitraryEntropyController`, code
+    semantics of the authors' verl fork). After TRL generates and scores a generation batch, the
+    first ``resample_fraction`` of its prompts are generated and scored again at the
+    controller's temperature (:math:`T_\text{high}` while its entropy estimate is at most the
+    target, :math:`T_\text{low}` above it). The positive samples of non-saturated groups (TRL's
+    advantage above ``threshold``, at most ``max_samples``, halved above the target) take the
+    place of the first responses of the batch, with advantage +1. The controller's estimate is
+    then set to the sampled-token entropy of the batch about to be trained on (one extra no-grad
+    forward). TRL's metrics keep describing the main batch; the controller logs
+    ``inforeg/aepo_temperature``, ``inforeg/aepo_samples`` and ``inforeg/aepo_entropy``. Text
+    models and generation without vLLM only; the samples are scored at TRL's temperature, so
+    the controller's ``temperature`` must equal it.
+
     Args:
         *args: TRL's ``GRPOTrainer`` arguments (``model``, ``reward_funcs``, ``args``, ...).
-        entropy_control: an inforeg control (see above) or ``None`` (then this is TRL's trainer
+        entropy_control: an inforeg control (see above) or ``None`` (then TRL's loss is
             unchanged).
+        aepo: AEPO's controller, or ``None`` (TRL's rollout unchanged).
         **kwargs: TRL's ``GRPOTrainer`` keyword arguments.
 
     Raises:
-        TypeError: ``entropy_control`` is not one of the controls above.
-        ValueError: the control's ``temperature`` differs from TRL's, the model rescales its
-            logits, or Lp-Reg's settings do not match TRL's loss.
+        TypeError: ``entropy_control`` is not one of the controls above, or ``aepo`` is not an
+            ``ArbitraryEntropyController``.
+        ValueError: a control's ``temperature`` differs from TRL's, the model rescales its
+            logits, Lp-Reg's settings do not match TRL's loss, or ``aepo`` is used with vLLM.
     """
 
-    def __init__(self, *args: Any, entropy_control: nn.Module | None = None, **kwargs: Any):
+    def __init__(
+        self,
+        *args: Any,
+        entropy_control: nn.Module | None = None,
+        aepo: ArbitraryEntropyController | None = None,
+        **kwargs: Any,
+    ):
         super().__init__(*args, **kwargs)
         self.entropy_control = entropy_control
+        self.aepo = aepo
         self._control_prefix = None if entropy_control is None else control_name(entropy_control)
+        if aepo is not None:
+            self._check_aepo(aepo)
         if entropy_control is None:
             return
         temperature = float(cast(Any, entropy_control).temperature)
@@ -164,6 +240,18 @@ class InforegGRPOTrainer(GRPOTrainer):
         if isinstance(entropy_control, LowProbabilityRegularizer):
             self._check_lp_reg(entropy_control)
         entropy_control.to(self.accelerator.device)
+
+    def _check_aepo(self, aepo: ArbitraryEntropyController) -> None:
+        if not isinstance(aepo, ArbitraryEntropyController):
+            raise TypeError(f"aepo: expected an ArbitraryEntropyController, got {type(aepo)!r}")
+        if self.use_vllm:
+            raise ValueError("aepo: generation with vLLM is not supported")
+        if aepo.temperature != self.temperature:
+            raise ValueError(
+                f"aepo: temperature={aepo.temperature} differs from TRL's temperature="
+                f"{self.temperature}; TRL scores the samples at its own temperature"
+            )
+        aepo.to(self.accelerator.device)
 
     def _check_lp_reg(self, control: LowProbabilityRegularizer) -> None:
         if self.loss_type not in _CLIPPED_LOSSES:
@@ -272,6 +360,8 @@ class InforegGRPOTrainer(GRPOTrainer):
 
     def _generate_and_score_completions(self, inputs: Any) -> dict[str, Any]:
         output = super()._generate_and_score_completions(inputs)
+        if self.aepo is not None and self._training():
+            output = self._aepo_rollout(inputs, output)
         control = self.entropy_control
         if isinstance(control, EntropySmoothingRegularizer) and self._training():
             self._record_rollout_entropy(control, output)
@@ -293,3 +383,66 @@ class InforegGRPOTrainer(GRPOTrainer):
                 compute_entropy=True,
             )
         control.history.update(entropies, _loss_mask(batch))
+
+    def _aepo_rollout(self, inputs: list[dict[str, Any]], batch: dict[str, Any]) -> dict[str, Any]:
+        """AEPO's rollout change (code semantics of the authors' verl fork).
+
+        Re-sample the first ``resample_fraction`` of the prompts at the controller's temperature,
+        keep the positive samples of non-saturated groups (TRL's advantage above ``threshold``,
+        capped at ``max_samples``, halved above the target entropy), put them in place of the
+        first responses of the batch with advantage +1, then set the controller's entropy to
+        the sampled-token estimate of the batch that is about to be trained on.
+        """
+        aepo = cast(ArbitraryEntropyController, self.aepo)
+        g = int(cast(int, self.num_generations))
+        n_prompts = len(inputs) // g
+        k = max(1, int(aepo.resample_fraction * n_prompts))
+        temperature = aepo.sampling_temperature()
+        extra = self._generate_at(inputs[: k * g], temperature)
+        rows, _ = aepo.select(extra["advantages"], g)
+        rows = rows[: batch["advantages"].shape[0]]
+        batch = _replace_rows(batch, extra, rows, int(self._tokenizer.pad_token_id))
+        mask = _loss_mask(batch)
+        batch["num_items_in_batch"] = self.accelerator.gather(mask.sum()).sum()
+        logp = self._rollout_logps(batch)
+        aepo.update(logp, mask)
+        mode = "train"
+        for name, value in (
+            ("temperature", temperature),
+            ("samples", float(rows.numel())),
+            ("entropy", float(aepo.entropy)),
+        ):
+            self._metrics[mode][f"inforeg/aepo_{name}"].append(value)
+        return batch
+
+    def _generate_at(self, inputs: list[dict[str, Any]], temperature: float) -> dict[str, Any]:
+        """TRL's generation and scoring at another sampling temperature; TRL's metrics and
+        completion logs keep describing the main batch only."""
+        mode = "train"
+        lengths = {k: len(v) for k, v in self._metrics[mode].items()}
+        logs = copy.deepcopy(self._logs)
+        config, kwargs = self.generation_config, self.generation_kwargs
+        self.generation_config = copy.deepcopy(config)
+        self.generation_config.temperature = temperature
+        self.generation_kwargs = {**kwargs, "temperature": temperature}
+        try:
+            extra = super()._generate_and_score_completions(inputs)
+        finally:
+            self.generation_config, self.generation_kwargs = config, kwargs
+            for key in list(self._metrics[mode]):
+                del self._metrics[mode][key][lengths.get(key, 0) :]
+            self._logs = logs
+        return extra
+
+    def _rollout_logps(self, batch: dict[str, Any]) -> Tensor:
+        ids = torch.cat([batch["prompt_ids"], batch["completion_ids"]], dim=1)
+        attention = torch.cat([batch["prompt_mask"], batch["completion_mask"]], dim=1)
+        with torch.no_grad():
+            logps, _, _ = self._get_per_token_logps_and_entropies(
+                self.model,
+                ids,
+                attention,
+                batch["completion_ids"].shape[1],
+                batch_size=self.args.per_device_train_batch_size,
+            )
+        return logps
