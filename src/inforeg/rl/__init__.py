@@ -1,6 +1,7 @@
 """Policy-entropy control for RL fine-tuning (GRPO family), as standalone tensor losses.
 
 - :mod:`~inforeg.rl.entropy`: exact chunked token entropy and selective log-softmax.
+- :mod:`~inforeg.rl.fused_linear`: the same from the LM head's input, without the logits.
 - :mod:`~inforeg.rl.grpo`: GRPO advantages, clipped surrogate, k3 KL, aggregation.
 - :mod:`~inforeg.rl.bonus`: the plain entropy bonus (the baseline of the controls below).
 - :mod:`~inforeg.rl.siren`: SIREN (selective, self-anchored entropy).
@@ -27,6 +28,7 @@ from inforeg.rl.epo import (
     entropy_band_penalty,
     phase_weight_schedule,
 )
+from inforeg.rl.fused_linear import default_lm_head_chunk, fused_linear_logprobs_entropy
 from inforeg.rl.grpo import aggregate, clipped_surrogate, grpo_advantages, kl_k3
 from inforeg.rl.lp_reg import LowProbabilityRegularizer, low_probability_loss, min_p_proxy_logprobs
 from inforeg.rl.siren import (
@@ -48,7 +50,9 @@ __all__ = [
     "anchored_penalty",
     "build_reinforce_batch",
     "clipped_surrogate",
+    "default_lm_head_chunk",
     "entropy_band_penalty",
+    "fused_linear_logprobs_entropy",
     "grpo_advantages",
     "kl_k3",
     "low_probability_loss",
