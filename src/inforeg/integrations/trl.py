@@ -1,9 +1,10 @@
-"""TRL's ``GRPOTrainer`` with an inforeg entropy control added to its loss.
+"""TRL's ``GRPOTrainer`` with an inforeg entropy control added to its loss (and AEPO's rollout).
 
 :class:`InforegGRPOTrainer` is TRL's own trainer: TRL computes its loss as usual (every
 ``loss_type``, ``beta``, ``entropy_coef``/``entropy_target``, ``top_entropy_quantile``, masks,
 importance sampling, metrics), and the trainer adds one inforeg control on top, scaled for
-gradient accumulation exactly as TRL scales its own entropy bonus. Tested with the TRL and
+gradient accumulation exactly as TRL scales its own entropy bonus; ``aepo=`` adds AEPO's
+tempered re-sampling to TRL's rollout. Tested with the TRL and
 transformers versions of the ``trl`` extra (``pip install 'inforeg[trl]'``); the TRL methods it
 wraps (``_compute_loss``, ``_generate_and_score_completions``,
 ``_get_per_token_logps_and_entropies``) are internal to TRL and change between its releases.
