@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import gc
 import math
+import os
 
 import pytest
 import torch
 
+# Everything is built locally; make sure nothing is looked up on the Hugging Face hub.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
 pytest.importorskip("trl", reason="TRL is not installed: pip install 'inforeg[trl]'")
 
 from datasets import Dataset  # noqa: E402
