@@ -215,6 +215,8 @@ OPTIONS = {
     # TRL's high-entropy token mask and per-sequence loss
     "entropy-mask": {"top_entropy_quantile": 0.5, "loss_type": "grpo", "entropy_coef": 0.1},
     "dr_grpo": {"loss_type": "dr_grpo", "gradient_accumulation_steps": 2},
+    # the backbone's layers are re-run in the backward pass
+    "checkpointing": {"gradient_checkpointing": True, "entropy_coef": 0.1},
 }
 
 
@@ -242,10 +244,18 @@ def test_old_docs_recipe_doubles_the_gradient_at_accumulation_2(model_dir, datas
         assert_same_gradients_as_trl(OldDocsRecipe, model_dir, dataset, tmp_path / "x", 2, 0.0)
 
 
-@pytest.mark.parametrize("ga", [1, 2])
-def test_entropy_bonus_equals_trls_entropy_coef(model_dir, dataset, tmp_path, ga):
-    """TRL's own entropy_coef still acts under the trainer, and inforeg's bonus equals it."""
-    config = {"gradient_accumulation_steps": ga}  # TRL's default loss_type (dapo)
+@pytest.mark.parametrize(
+    "config",
+    [
+        {"gradient_accumulation_steps": 1},
+        {"gradient_accumulation_steps": 2},
+        {"gradient_accumulation_steps": 2, "gradient_checkpointing": True},
+    ],
+    ids=["ga1", "ga2", "ga2-checkpointing"],
+)
+def test_entropy_bonus_equals_trls_entropy_coef(model_dir, dataset, tmp_path, config):
+    """TRL's own entropy_coef still acts under the trainer, and inforeg's bonus equals it
+    (TRL's default loss_type, dapo)."""
     trl_bonus, _, _ = run(model_dir, dataset, tmp_path / "a", entropy_coef=0.5, **config)
     plain, _, _ = run(model_dir, dataset, tmp_path / "b", **config)
     zero = EntropyBonus(coef=0.0, temperature=TEMPERATURE)
