@@ -33,7 +33,7 @@ pytest: $(STAMP)
 
 # The documentation site; warnings are errors (maths renders offline with a bundled MathJax).
 docs: $(STAMP)
-	$(BIN)/sphinx-build -W --keep-going -q -b html docs docs/_build/html
+	$(BIN)/sphinx-build -E -W --keep-going -q -b html docs docs/_build/html
 
 test: lint typecheck docs pytest
 

@@ -7,10 +7,10 @@ OUT="${OUT:-/tmp/gpu-out}"
 mkdir -p "$OUT"
 nvidia-smi -L
 python3 -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name())"
-python3 -m pytest tests/test_devices.py -q -rs -p no:cacheprovider 2>&1 | tee "$OUT/pytest.log" | grep -E "^(FAILED|ERROR)|passed|failed"
+python3 -m pytest tests/test_devices.py --device cuda -q -rs -p no:cacheprovider 2>&1 | tee "$OUT/pytest.log" | grep -E "^(FAILED|ERROR)|passed|failed"
 rc=${PIPESTATUS[0]}
 # the chunked PyTorch path on CUDA too (the default there is the fused Triton kernel)
-INFOREG_DISABLE_TRITON=1 python3 -m pytest tests/test_devices.py -q -p no:cacheprovider \
+INFOREG_DISABLE_TRITON=1 python3 -m pytest tests/test_devices.py --device cuda -q -p no:cacheprovider \
   -k "entropy or selective or Regularizer or top_p or min_p" 2>&1 | tee "$OUT/pytest_no_triton.log" \
   | grep -E "^(FAILED|ERROR)|passed|failed"
 rc=$(( rc | PIPESTATUS[0] ))

@@ -3,6 +3,7 @@
 - :func:`tolerance` / :func:`assert_close`: comparisons whose tolerance follows the dtype.
 - :func:`gradcheck64`: ``torch.autograd.gradcheck`` in float64 on every floating input.
 - :func:`module_matches_function`: a Module gives its function's value for the same settings.
+- :func:`device_given`: whether ``--device`` was given (a test may then run on the CPU too).
 """
 
 from __future__ import annotations
@@ -58,15 +59,21 @@ def assert_close(
     )
 
 
+def device_given(config: Any) -> bool:
+    """Whether ``--device`` was given on the command line (``tests/conftest.py``; default cpu)."""
+    return config.getoption("--device") is not None
+
+
 def gradcheck64(fn: Callable[..., Any], *inputs: Any, **kwargs: Any) -> None:
     """Assert ``torch.autograd.gradcheck(fn, inputs)`` holds in float64.
 
-    Floating tensors among ``inputs`` are cast to float64 and get ``requires_grad``; other
-    arguments pass through unchanged. Keyword arguments go to ``gradcheck`` (``atol``,
+    Floating tensors among ``inputs`` are copied to float64 and get ``requires_grad``; other
+    arguments pass through unchanged. The copy matters: gradcheck perturbs its inputs in place, so
+    an input sharing storage with a tensor that ``fn`` closes over would move both. Keyword arguments go to ``gradcheck`` (``atol``,
     ``nondet_tol``, ...). ``fn`` may return a tensor or a tuple of tensors.
     """
     prepared = tuple(
-        x.detach().to(torch.float64).requires_grad_(True)
+        x.detach().to(torch.float64, copy=True).requires_grad_(True)
         if isinstance(x, torch.Tensor) and x.is_floating_point()
         else x
         for x in inputs

@@ -5,9 +5,11 @@ written once with those fixtures covers CPU and CUDA, float64 to bfloat16::
 
     pytest --device all --dtype float32,float64,bfloat16
 
-Defaults: ``--device cpu`` and ``--dtype float32,float64``. ``--device all`` means every device
-available here (CPU, and CUDA when present). A requested device that is not available is skipped,
-not failed, so the same command runs on CPU-only CI.
+Defaults: ``cpu`` and ``--dtype float32,float64`` (``tests._helpers.device_given`` tells a test
+whether ``--device`` was given). ``--device all`` means every device available here (CPU, and
+CUDA when present). A requested device that is not available is skipped, not failed, so the same
+command runs on CPU-only CI. A test that parametrizes ``device`` or ``dtype`` itself
+(``@pytest.mark.parametrize("dtype", [...])``) keeps its own list.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ DTYPES = {
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
         "--device",
-        default="cpu",
+        default=None,
         help="comma-separated devices for the `device` fixture (cpu, cuda, all); default cpu",
     )
     parser.addoption(
@@ -36,7 +38,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
-def _devices(option: str) -> list[str]:
+def _devices(option: str | None) -> list[str]:
+    if option is None:
+        return ["cpu"]
     if option == "all":
         return ["cpu", "cuda"]
     return [d.strip() for d in option.split(",") if d.strip()]

@@ -1,15 +1,15 @@
 """Device parity: every public hot-path function gives the same value and gradient on an
 accelerator as on the CPU, and the training-loop functions run without a host synchronisation.
 
-The device comes from ``INFOREG_TEST_DEVICE`` (default ``cuda``); the module is skipped when that
-device is not available, so CPU-only CI skips it. ``INFOREG_TEST_DEVICE=cpu`` runs the harness on
-the CPU (useful to check the cases themselves).
+The device comes from the ``device`` fixture (``pytest --device cuda``, or ``--device all``); an
+unavailable device is skipped. On the default device (the CPU) the module skips, since comparing
+the CPU with itself costs minutes on CI; ``pytest --device cpu tests/test_devices.py`` runs the
+harness on the CPU (float32 against float64: useful to check the cases themselves).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import os
 import traceback
 import warnings
 from collections.abc import Callable, Iterator
@@ -18,27 +18,25 @@ from typing import Any
 import pytest
 import torch
 
+from inforeg import data as idata
 from inforeg import dependence as dep
+from inforeg import diffusion as idiff
 from inforeg import estimators as est
 from inforeg import losses as los
 from inforeg import nn as inn
 from inforeg import optim as iopt
-from inforeg import ot, rl
-
-DEVICE = os.environ.get("INFOREG_TEST_DEVICE", "cuda")
-
-
-def _device_available(name: str) -> bool:
-    if name == "cpu":
-        return True
-    if name.startswith("cuda"):
-        return torch.cuda.is_available()
-    return False
+from inforeg import ot, quant, rl
+from inforeg import robust as irob
+from tests._helpers import device_given
 
 
-pytestmark = pytest.mark.skipif(
-    not _device_available(DEVICE), reason=f"device {DEVICE!r} not available"
-)
+@pytest.fixture
+def accel(device: torch.device, request: pytest.FixtureRequest) -> str:
+    """The device under test; the CPU only when ``--device`` names it on the command line."""
+    if device.type == "cpu" and not device_given(request.config):
+        pytest.skip("compares a device with the CPU: run with --device cuda (or all)")
+    return str(device)
+
 
 Inputs = dict[str, Any]
 Case = Callable[[Inputs], Any]
@@ -122,8 +120,32 @@ def _make_inputs(dtype: torch.dtype) -> Inputs:
         "siren": rl.SelectiveEntropyRegularizer(top_k=20),
         "epo": rl.EntropySmoothingRegularizer(),
         "lp_reg": rl.LowProbabilityRegularizer(),
+        "comp_nll": iopt.CompositionalNLL(beta=0.3),
         "y_lab": torch.randint(0, 3, (60,), generator=g),
+        # robust / diffusion
+        "img": randn(2, 3, 4, 6),
+        "img_noise": randn(2, 3, 4, 6),
+        "drs_mask": irob.dual_smoothing_masks(4, 6)[0],
+        "diff_x": randn(3, 2, 2, 2, scale=5.0),
+        "gmm": idiff.gmm_denoiser(randn(4, 2, 2, 2), std=0.3),
+        # nn: learned proximal network, latent-query alignment, noise-mask policy
+        "lpn": _seeded(lambda: inn.LearnedProximalNet(3, hidden=8, layers=2, alpha=0.1), dtype),
+        "lqa": _seeded(lambda: inn.LatentQueryAlignmentLoss(8, num_queries=3, num_heads=2), dtype),
+        "lqa_h": randn(4, 7, 8),
+        "lqa_g": randn(4, 5, 8),
+        "mask_policy": _seeded(lambda: inn.BetaNoiseMaskPolicy(None, 6, grid=2), dtype),
+        "cells": rand(n, 4) * 0.98 + 0.01,
+        "log_alpha": randn(n, 4),
+        "log_beta": randn(n, 4),
+        "ce": rand(n) * 2.0,
     }
+
+
+def _seeded(make: Callable[[], torch.nn.Module], dtype: torch.dtype) -> torch.nn.Module:
+    """A module built under a fixed seed (same weights for every dtype/device), cast to dtype."""
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        return make().to(dtype)
 
 
 def _sample_weights(x: torch.Tensor) -> torch.Tensor:
@@ -384,9 +406,111 @@ CASES: dict[str, tuple[Case, tuple[str, ...], bool]] = {
         ("z",),
         True,
     ),
+    "LearnedProximalNet": (lambda i: i["lpn"](i["x"]), ("x",), True),
+    "proximal_matching_loss": (
+        lambda i: inn.proximal_matching_loss(i["x"], i["z"][:, :3], 0.7),
+        ("x",),
+        True,
+    ),
+    "LatentQueryAlignmentLoss": (
+        lambda i: i["lqa"](i["lqa_h"], i["lqa_g"], mask_pred=i["rl_mask"]),
+        ("lqa_h",),
+        True,
+    ),
+    "BetaNoiseMaskPolicy": (lambda i: i["mask_policy"](i["z"]), ("z",), True),
+    "beta_mask_log_prob": (
+        lambda i: inn.beta_mask_log_prob(i["cells"], i["log_alpha"], i["log_beta"]),
+        ("log_alpha", "log_beta"),
+        True,
+    ),
+    "reinforce_mask_loss": (
+        lambda i: inn.reinforce_mask_loss(i["log_alpha"], i["ce"]),
+        ("log_alpha",),
+        True,
+    ),
+    "reinforce_mask_loss_code": (
+        lambda i: inn.reinforce_mask_loss(i["log_alpha"], i["ce"], mode="code"),
+        ("log_alpha", "ce"),
+        True,
+    ),
+    "noise_mask_from_cells": (
+        lambda i: inn.noise_mask_from_cells(i["cells"], 8, blur_kernel=3, blur_sigma=1.0),
+        ("cells",),
+        True,
+    ),
     "scad_penalty": (lambda i: iopt.scad_penalty(i["theta"], 0.5), ("theta",), True),
     "mcp_prox": (lambda i: iopt.mcp_prox(i["theta"], 0.5), (), True),
+    "compositional_nll": (
+        lambda i: iopt.compositional_nll(i["u1"], i["v1"], -0.5 * i["v1"].detach() ** 2, beta=1.0),
+        ("u1", "v1"),
+        True,
+    ),
+    "CompositionalNLL": (
+        lambda i: [
+            i["comp_nll"](i["u1"], i["v1"] + s, -0.5 * i["v1"].detach() ** 2) for s in (0, 1)
+        ],
+        ("u1", "v1"),
+        True,
+    ),
+    # quant (the quantiser is piecewise constant: value parity only)
+    "fake_quantize_asymmetric": (
+        lambda i: quant.fake_quantize_asymmetric(i["z"], -1.5, i["z"].amax(0), 4),
+        (),
+        True,
+    ),
+    "quantized_activation_entropy": (
+        lambda i: quant.quantized_activation_entropy(i["t_act"][None]),
+        ("t_act",),
+        True,
+    ),
+    "dependency_entropy": (
+        lambda i: quant.dependency_entropy(i["x"][None], i["z"][None, :, :3]),
+        ("x", "z"),
+        True,
+    ),
+    # robust / diffusion / data
+    "dual_subimage": (
+        lambda i: irob.dual_subimage(i["img"], i["drs_mask"], 0.3, noise=i["img_noise"]),
+        ("img",),
+        True,
+    ),
+    "certify_constant_base": (
+        lambda i: _certify_constant(i["img"][0]),
+        (),
+        False,  # certification reads the vote counts on the host
+    ),
+    "dpm_solver_pp_2m": (
+        lambda i: idiff.dpm_solver_pp_2m(i["gmm"], i["diff_x"], idiff.logsnr_sigmas(5, 0.01, 5.0)),
+        ("diff_x",),
+        True,
+    ),
+    "evodiff_sample": (
+        lambda i: idiff.evodiff_sample(i["gmm"], i["diff_x"], idiff.logsnr_sigmas(6, 0.01, 5.0)),
+        ("diff_x",),
+        True,
+    ),
+    "evodiff_sample_22_steps_second_order": (
+        lambda i: idiff.evodiff_sample(
+            i["gmm"], i["diff_x"], idiff.logsnr_sigmas(22, 0.01, 5.0), final_step="second_order"
+        ),
+        ("diff_x",),
+        True,
+    ),
+    "static_entropy": (lambda i: idata.static_entropy(i["z"], bins=5), (), True),
 }
+
+
+def _certify_constant(x: torch.Tensor) -> torch.Tensor:
+    """DRS and Cohen certificates of a constant base classifier (exact, noise-independent)."""
+
+    def base(batch: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.one_hot(
+            torch.full((batch.shape[0],), 2, device=batch.device), 4
+        ).to(batch.dtype)
+
+    drs = irob.DualRandomizedSmoothing(base, base, 4, 0.25).certify(x, 10, 100, 1e-3, 64)
+    cohen = irob.RandomizedSmoothing(base, 4, 0.25).certify(x, 10, 100, 1e-3, 64)
+    return torch.tensor([*drs, *cohen], dtype=x.dtype, device=x.device)
 
 
 # solvers / estimators whose float32 result is only as accurate as their stopping rule
@@ -417,10 +541,10 @@ def _to(inputs: Inputs, device: str) -> Inputs:
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
 @pytest.mark.parametrize("name", sorted(CASES))
-def test_device_matches_cpu(name: str, dtype: torch.dtype) -> None:
+def test_device_matches_cpu(name: str, dtype: torch.dtype, accel: str) -> None:
     case, grad_names, _ = CASES[name]
     ref_out, ref_grad = _run(case, _make_inputs(torch.float64), grad_names)
-    out, grad = _run(case, _to(_make_inputs(dtype), DEVICE), grad_names)
+    out, grad = _run(case, _to(_make_inputs(dtype), accel), grad_names)
     assert len(out) == len(ref_out) and len(grad) == len(ref_grad)
     rtol, atol = (1e-9, 1e-10) if dtype == torch.float64 else (2e-4, 2e-5)
     if name in ITERATIVE and dtype != torch.float64:
@@ -430,19 +554,28 @@ def test_device_matches_cpu(name: str, dtype: torch.dtype) -> None:
     if grad_names:  # a differentiable term keeps the input's precision
         assert out[0].dtype == dtype
     for got, ref in zip(out + grad, ref_out + ref_grad):
-        assert got.device.type == torch.device(DEVICE).type
+        assert got.device.type == torch.device(accel).type
         assert not torch.isnan(got).any()
         torch.testing.assert_close(got.cpu().double(), ref.double(), rtol=rtol, atol=atol)
 
 
 @pytest.mark.parametrize(
-    "name", ["token_entropy", "selective_log_softmax", "mmd_chunked", "hsic", "sinkhorn"]
+    "name",
+    [
+        "token_entropy",
+        "selective_log_softmax",
+        "mmd_chunked",
+        "hsic",
+        "sinkhorn",
+        "proximal_matching_loss",
+        "reinforce_mask_loss_code",
+    ],
 )
-def test_device_bfloat16(name: str) -> None:
+def test_device_bfloat16(name: str, accel: str) -> None:
     """bfloat16 on the device: finite, float32-accurate accumulation (close to float64)."""
     case, grad_names, _ = CASES[name]
     ref_out, _ = _run(case, _make_inputs(torch.float64), ())
-    out, grad = _run(case, _to(_make_inputs(torch.bfloat16), DEVICE), grad_names)
+    out, grad = _run(case, _to(_make_inputs(torch.bfloat16), accel), grad_names)
     for got, ref in zip(out, ref_out):
         assert torch.isfinite(got.float()).all()
         torch.testing.assert_close(got.cpu().double(), ref.double(), rtol=5e-2, atol=5e-2)
@@ -473,13 +606,14 @@ def _sync_site(case: Case, inputs: Inputs, grad_names: tuple[str, ...]) -> str:
     return "not raised in error mode"
 
 
-@pytest.mark.skipif(not DEVICE.startswith("cuda"), reason="host-sync detection needs CUDA")
 @pytest.mark.parametrize("name", SYNC_FREE)
-def test_no_host_sync(name: str) -> None:
+def test_no_host_sync(name: str, accel: str) -> None:
     """Forward and backward of a training-loop term never wait for the device (no ``.item()``,
     no data-dependent shapes, no host-device copies)."""
+    if not accel.startswith("cuda"):
+        pytest.skip("host-sync detection needs CUDA")
     case, grad_names, _ = CASES[name]
-    inputs = _to(_make_inputs(torch.float32), DEVICE)
+    inputs = _to(_make_inputs(torch.float32), accel)
     _run(case, dict(inputs), grad_names)  # warm-up: lazy CUDA init, kernel caches
     torch.cuda.synchronize()
     with warnings.catch_warnings(record=True) as caught:
@@ -495,14 +629,15 @@ def test_no_host_sync(name: str) -> None:
         pytest.fail(f"{name}: {len(syncs)} host synchronisation(s), first at {site}")
 
 
-@pytest.mark.skipif(not DEVICE.startswith("cuda"), reason="the fused kernels are CUDA-only")
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["f32", "bf16"])
 def test_fused_entropy_kernels_match_float64(
-    dtype: torch.dtype, monkeypatch: pytest.MonkeyPatch
+    dtype: torch.dtype, accel: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The Triton path (default on CUDA) and the chunked PyTorch path (INFOREG_DISABLE_TRITON=1)
     both equal a float64 reference on a 151,936-token vocabulary, including a peaked row, -inf
     logits and a temperature; gradients too (zero on -inf logits)."""
+    if not accel.startswith("cuda"):
+        pytest.skip("the fused kernels are CUDA-only")
     g = torch.Generator().manual_seed(5)
     z = torch.randn(24, 151_936, generator=g, dtype=torch.float64) * 2
     z[0, 7] += 60.0  # entropy ~1e-20: relative accuracy of the small term
@@ -518,9 +653,9 @@ def test_fused_entropy_kernels_match_float64(
     (ref_gl,) = torch.autograd.grad(ref_lp.sum(), ref_z)
     for disable in ("0", "1"):
         monkeypatch.setenv("INFOREG_DISABLE_TRITON", disable)
-        x = z.to(dtype).to(DEVICE).requires_grad_(True)
+        x = z.to(dtype).to(accel).requires_grad_(True)
         h = rl.token_entropy(x, temperature=0.8)
-        lp = rl.selective_log_softmax(x, tok.to(DEVICE), temperature=0.8)
+        lp = rl.selective_log_softmax(x, tok.to(accel), temperature=0.8)
         (gh,) = torch.autograd.grad(h.float().sum(), x)
         (gl,) = torch.autograd.grad(lp.float().sum(), x)
         out_tol = 1e-5 if dtype == torch.float32 else 8e-3  # bf16 outputs are rounded

@@ -34,6 +34,13 @@ def test_gradcheck64_catches_a_wrong_gradient():
         gradcheck64(Wrong.apply, torch.randn(3))
 
 
+def test_gradcheck64_copies_inputs_that_fn_also_closes_over():
+    # gradcheck perturbs its inputs in place: were the float64 input `x` itself, `t - (x + 0.5)`
+    # would not move and the numerical Jacobian would be 0, failing a correct gradient.
+    x = torch.randn(4, dtype=torch.float64)
+    gradcheck64(lambda t: (t - (x + 0.5)).exp() * t, x)
+
+
 def test_module_matches_function_detects_a_drift():
     class Scale(torch.nn.Module):
         def __init__(self, factor: float = 2.0):

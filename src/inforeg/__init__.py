@@ -4,6 +4,12 @@ and optimal-transport losses for PyTorch.
 The library is the technique families (imported on first use) plus ``core`` (shared validation,
 reductions, pairwise kernels, distributed gather). ``inforeg.lab`` is the workbench that checks it
 (CLI, method registry, experiments, benchmarks); no library module imports it.
+
+Example (the entropy of uniform logits over 4 tokens is ``log 4``):
+
+    >>> import torch, inforeg
+    >>> print(f"{float(inforeg.rl.token_entropy(torch.zeros(4))):.4f}")
+    1.3863
 """
 
 from __future__ import annotations
@@ -24,6 +30,10 @@ FAMILIES: tuple[str, ...] = (
     "rl",
     "nn",
     "optim",
+    "robust",
+    "diffusion",
+    "quant",
+    "data",
 )
 
 __all__ = ["FAMILIES", "__version__", "get_checks", "set_checks"]

@@ -50,6 +50,13 @@ def test_numbers_and_ranges():
             C.check_positive(bad, "epsilon")
     with pytest.raises(ValueError, match=r"alpha: expected a value in \[0.0, 1.0\], got 1.5"):
         C.check_probability(1.5, "alpha")
+    # open ends print as inf, and each bracket says whether its end is included
+    with pytest.raises(ValueError, match=r"epsilon: expected a value in \(0.0, inf\), got 0"):
+        C.check_positive(0, "epsilon")
+    with pytest.raises(ValueError, match=r"t: expected a value in \(-inf, 1.0\), got 1.0"):
+        C.check_number(1.0, "t", high=1.0, high_inclusive=False)
+    with pytest.raises(ValueError, match=r"q: expected a value in \(0.0, 2.0\], got 3"):
+        C.check_number(3, "q", low=0.0, high=2.0, low_inclusive=False)
     with pytest.raises(ValueError, match="alpha: expected a number, got NaN"):
         C.check_probability(float("nan"), "alpha")
     with pytest.raises(TypeError, match="alpha: expected a real number, got str"):

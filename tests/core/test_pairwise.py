@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from inforeg.core import pairwise as P
+from tests._helpers import gradcheck64
 
 torch.set_default_dtype(torch.float32)
 
@@ -72,15 +73,12 @@ def test_chunked_gradient_equals_dense_gradient():
 
 
 def test_gradcheck_chunked_kernel_sum():
-    x = _points(9, 2).requires_grad_()
-    y = _points(6, 2, seed=5).requires_grad_()
-    assert torch.autograd.gradcheck(
-        lambda a, b: P.pairwise_sum(a, b, kind="laplacian", reduction="rows", chunk_size=4), (x, y)
+    gradcheck64(
+        lambda a, b: P.pairwise_sum(a, b, kind="laplacian", reduction="rows", chunk_size=4),
+        _points(9, 2),
+        _points(6, 2, seed=5),
     )
-    assert torch.autograd.gradcheck(
-        lambda a: P.pairwise_sum(a, kind="euclidean", chunk_size=2),
-        (_points(6, 2).requires_grad_(),),
-    )
+    gradcheck64(lambda a: P.pairwise_sum(a, kind="euclidean", chunk_size=2), _points(6, 2))
 
 
 def test_default_chunk_size_bounds_block():
@@ -88,22 +86,6 @@ def test_default_chunk_size_bounds_block():
     assert P.default_chunk_size(10, 10) == 10
     with pytest.raises(ValueError, match="chunk_size"):
         P.pairwise_sum(_points(4), chunk_size=0)
-
-
-def test_knn_matches_brute_force_and_streams():
-    x = _points(40, 3)
-    d, i = P.knn_distances(x, k=3, chunk_size=7)
-    full = _brute_sq(x, x).sqrt()
-    full.fill_diagonal_(float("inf"))
-    ref_d, ref_i = torch.topk(full, 3, dim=1, largest=False)
-    torch.testing.assert_close(d, ref_d, rtol=1e-12, atol=1e-12)
-    assert torch.equal(i, ref_i)
-    y = _points(11, 3, seed=9)
-    d2, _ = P.knn_distances(x, y, k=11, chunk_size=3, metric="chebyshev")
-    cheb = (x[:, None] - y[None]).abs().amax(-1).sort(dim=1).values
-    torch.testing.assert_close(d2, cheb)
-    with pytest.raises(ValueError, match="k: expected at most 39"):
-        P.knn_distances(x, k=40)
 
 
 def test_median_bandwidth():
@@ -183,13 +165,3 @@ def test_distances_translation_and_permutation_invariant(n, shift, seed):
     d = P.sqeuclidean(x)
     torch.testing.assert_close(P.sqeuclidean(x + shift), d, rtol=1e-7, atol=1e-7 * (1 + shift**2))
     torch.testing.assert_close(P.sqeuclidean(x[perm]), d[perm][:, perm])
-
-
-def test_knn_distances_exact_on_ties_and_far_from_origin():
-    # Far from the origin the expansion ||x||^2 + ||y||^2 - 2 x.y loses all digits of 1e-3.
-    x = torch.tensor([[1e6, 0.0], [1e6 + 1e-3, 0.0], [1e6, 2e-3]], dtype=torch.float64)
-    d, i = P.knn_distances(x, k=1)
-    torch.testing.assert_close(
-        d[:, 0], torch.tensor([1e-3, 1e-3, 2e-3], dtype=torch.float64), rtol=1e-6, atol=0
-    )
-    assert i[:, 0].tolist() == [1, 0, 0]

@@ -16,6 +16,7 @@ from inforeg.dependence import (
     distance_covariance,
     distance_covariance_sqr,
 )
+from tests._helpers import gradcheck64, module_matches_function
 
 A4 = torch.arange(1.0, 17.0, dtype=torch.float64).reshape(4, 4)
 B4 = torch.tensor([1.0, 0.0, 0.0, 1.0], dtype=torch.float64)
@@ -147,9 +148,8 @@ class TestFastPath:
         x = torch.randn(9, generator=g, dtype=torch.float64, requires_grad=True)
         y = torch.randn(9, generator=g, dtype=torch.float64, requires_grad=True)
         for ub in (False, True):
-            assert torch.autograd.gradcheck(
-                lambda a, b, ub=ub: distance_covariance_sqr(a, b, unbiased=ub, method="fast"),
-                (x, y),
+            gradcheck64(
+                lambda a, b, ub=ub: distance_covariance_sqr(a, b, unbiased=ub, method="fast"), x, y
             )
 
     def test_auto_picks_fast_for_1d(self):
@@ -231,11 +231,11 @@ class TestStreaming:
         x = torch.randn(7, 2, generator=g, dtype=torch.float64, requires_grad=True)
         y = torch.randn(7, 3, generator=g, dtype=torch.float64, requires_grad=True)
         for exponent in (1.0, 0.5):
-            assert torch.autograd.gradcheck(
-                lambda a, b, e=exponent: distance_correlation_sqr(a, b, e, chunk_size=3), (x, y)
+            gradcheck64(
+                lambda a, b, e=exponent: distance_correlation_sqr(a, b, e, chunk_size=3), x, y
             )
-            assert torch.autograd.gradcheck(
-                lambda a, b, e=exponent: distance_covariance_sqr(a, b, e, unbiased=True), (x, y)
+            gradcheck64(
+                lambda a, b, e=exponent: distance_covariance_sqr(a, b, e, unbiased=True), x, y
             )
 
     def test_duplicate_points_give_finite_gradient(self):
@@ -327,11 +327,21 @@ class TestModule:
     def test_module(self):
         x = torch.randn(12, 2, dtype=torch.float64)
         y = torch.randn(12, 1, dtype=torch.float64)
-        loss = DistanceCorrelationLoss(weight=2.0)
-        torch.testing.assert_close(loss(x, y), 2.0 * distance_correlation_sqr(x, y))
-        cov = DistanceCorrelationLoss("covariance", unbiased=True)
-        torch.testing.assert_close(cov(x, y), distance_covariance_sqr(x, y, unbiased=True))
-        assert "correlation" in repr(loss)
+        module_matches_function(
+            DistanceCorrelationLoss,
+            lambda a, b, weight: weight * distance_correlation_sqr(a, b),
+            x,
+            y,
+            settings={"weight": 2.0},
+        )
+        module_matches_function(
+            DistanceCorrelationLoss,
+            lambda a, b, statistic, unbiased: distance_covariance_sqr(a, b, unbiased=unbiased),
+            x,
+            y,
+            settings={"statistic": "covariance", "unbiased": True},
+        )
+        assert "correlation" in repr(DistanceCorrelationLoss())
         with pytest.raises(ValueError, match="statistic"):
             DistanceCorrelationLoss("foo")  # type: ignore[arg-type]
 

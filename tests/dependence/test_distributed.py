@@ -12,6 +12,8 @@ from inforeg.core.distributed import Gathered
 from inforeg.dependence import distance_correlation_sqr, distance_covariance_sqr, hsic, mmd
 from tests.distributed_utils import run_distributed
 
+pytestmark = pytest.mark.distributed
+
 SPLIT = (7, 5)  # uneven shards on purpose
 
 LOSSES = {

@@ -8,6 +8,7 @@ import torch
 
 from inforeg.core.checks import checks
 from inforeg.dependence import HSICLoss, cka, hsic
+from tests._helpers import gradcheck64, module_matches_function
 
 
 def gram(z, sigma):
@@ -116,13 +117,9 @@ def test_chunked_equals_dense_and_gradcheck(estimator):
         torch.testing.assert_close(chunked, dense, rtol=0, atol=1e-12)
         for a, b in zip(torch.autograd.grad(dense, (x, y)), torch.autograd.grad(chunked, (x, y))):
             torch.testing.assert_close(a, b)
-    xs, ys = x[:6].detach().requires_grad_(), y[:6].detach().requires_grad_()
-    assert torch.autograd.gradcheck(
-        lambda a, b: hsic(a, b, "gaussian", "linear", 1.0, None, estimator, 2), (xs, ys)
-    )
-    assert torch.autograd.gradcheck(
-        lambda a, b: cka(a, b, "laplacian", "gaussian", 1.0, 1.0, estimator), (xs, ys)
-    )
+    xs, ys = x[:6], y[:6]
+    gradcheck64(lambda a, b: hsic(a, b, "gaussian", "linear", 1.0, None, estimator, 2), xs, ys)
+    gradcheck64(lambda a, b: cka(a, b, "laplacian", "gaussian", 1.0, 1.0, estimator), xs, ys)
 
 
 def test_properties():
@@ -159,6 +156,11 @@ def test_bad_input():
 
 
 def test_module():
-    x, y = torch.randn(10, 2), torch.randn(10, 3)
-    torch.testing.assert_close(HSICLoss(weight=2.0)(x, y), 2.0 * hsic(x, y))
-    torch.testing.assert_close(HSICLoss(normalized=True)(x, y), cka(x, y))
+    x = torch.randn(10, 2, dtype=torch.float64)
+    y = torch.randn(10, 3, dtype=torch.float64)
+    module_matches_function(
+        HSICLoss, lambda a, b, weight: weight * hsic(a, b), x, y, settings={"weight": 2.0}
+    )
+    module_matches_function(
+        HSICLoss, lambda a, b, normalized: cka(a, b), x, y, settings={"normalized": True}
+    )

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import torch
 
 from tests.distributed_utils import run_distributed
+
+pytestmark = pytest.mark.distributed
 
 
 def _data() -> tuple[torch.Tensor, torch.Tensor]:

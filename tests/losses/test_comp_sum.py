@@ -16,6 +16,7 @@ from inforeg.losses import (
     generalized_cross_entropy,
     margin_vector_distance,
 )
+from tests._helpers import gradcheck64, module_matches_function
 
 H = torch.tensor([[1.0, 0.0, -1.0]], dtype=torch.float64)
 Y = torch.tensor([0])
@@ -84,7 +85,7 @@ def test_gradcheck(tau):
     torch.manual_seed(2)
     z = torch.randn(4, 3, dtype=torch.float64, requires_grad=True)
     y = torch.tensor([0, 2, 1, 1])
-    assert torch.autograd.gradcheck(lambda t: comp_sum_loss(t, y, tau=tau), (z,))
+    gradcheck64(lambda t: comp_sum_loss(t, y, tau=tau), z)
 
 
 @pytest.mark.parametrize("kind", ["ce", "gce", "mae"])
@@ -100,9 +101,11 @@ def test_extreme_logits_and_bfloat16(kind):
 
 
 def test_module_matches_function():
-    z = torch.randn(5, 4)
+    z = torch.randn(5, 4, dtype=torch.float64)
     y = torch.randint(0, 4, (5,))
-    assert torch.allclose(CompSumLoss("gce", q=0.5)(z, y), comp_sum_loss(z, y, tau=1.5))
+    module_matches_function(CompSumLoss, comp_sum_loss, z, y, settings={"kind": "gce", "q": 0.5})
+    # GCE with q = 0.5 is the comp-sum loss with tau = 1 + q
+    torch.testing.assert_close(comp_sum_loss(z, y, "gce", q=0.5), comp_sum_loss(z, y, tau=1.5))
 
 
 def test_bad_input():
@@ -139,9 +142,7 @@ def test_margin_vector_distance():
     aa = a.clone().requires_grad_(True)
     margin_vector_distance(aa, a, y).sum().backward()
     assert torch.equal(aa.grad, torch.zeros_like(a))  # safe sqrt at 0
-    assert torch.autograd.gradcheck(
-        lambda t: margin_vector_distance(t, b, y), (a.clone().requires_grad_(True),)
-    )
+    gradcheck64(lambda t: margin_vector_distance(t, b, y), a)
     with pytest.raises(ValueError, match="logits_clean"):
         margin_vector_distance(a, b[:, :3], y)
 

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import os
 
+import pytest
 import torch
 
 from inforeg.core.distributed import Gathered
 from inforeg.losses import class_ratio_prior_kl, mean_entropy_regularizer
 from tests.distributed_utils import run_distributed
+
+pytestmark = pytest.mark.distributed
 
 PRIOR = torch.tensor([0.5, 0.3, 0.2], dtype=torch.float64)
 

@@ -17,6 +17,7 @@ from inforeg.losses import (
     soft_top_k,
     soft_top_k_loss,
 )
+from tests._helpers import gradcheck64, module_matches_function
 
 S = torch.tensor([[2.0, 1.0, 0.0, -1.0]], dtype=torch.float64)
 M = torch.tensor([[True, True, False, False]])
@@ -77,15 +78,15 @@ def test_edge_rows_and_gradcheck():
     assert torch.isfinite(s.grad).all()
     x = torch.randn(3, 5, dtype=torch.float64, requires_grad=True)
     mm = torch.rand(3, 5) < 0.5
-    assert torch.autograd.gradcheck(lambda t: decoupled_softmax_loss(t, mm, 0.7), (x,))
-    assert torch.autograd.gradcheck(lambda t: multilabel_softmax_loss(t, mm), (x,))
+    gradcheck64(lambda t: decoupled_softmax_loss(t, mm, 0.7), x)
+    gradcheck64(lambda t: multilabel_softmax_loss(t, mm), x)
 
 
 def test_soft_top_k_gradient():
     torch.manual_seed(1)
     s = torch.randn(2, 6, dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradcheck(lambda t: soft_top_k(t, 2, alpha=1.5, iters=80), (s,))
-    assert torch.autograd.gradcheck(lambda t: soft_top_k(t, 3, alpha=1.0, iters=80, log=True), (s,))
+    gradcheck64(lambda t: soft_top_k(t, 2, alpha=1.5, iters=80), s)
+    gradcheck64(lambda t: soft_top_k(t, 3, alpha=1.0, iters=80, log=True), s)
     g = torch.randn(2, 6, dtype=torch.float64)
     (soft_top_k(s, 2, iters=80) * g).sum().backward()
     assert torch.allclose(s.grad.sum(dim=1), torch.zeros(2, dtype=torch.float64), atol=1e-12)
@@ -102,7 +103,10 @@ def test_soft_top_k_loss_module_extremes():
     ref = torch.stack([-(p[b][m[b]].log()).mean() for b in range(3)]).mean()
     assert torch.allclose(soft_top_k_loss(s, m, k=3), ref)
     assert torch.allclose(SoftTopKLoss(k=3)(s, m), ref)
-    assert torch.allclose(DecoupledSoftmaxLoss(0.5)(s, m), decoupled_softmax_loss(s, m, 0.5))
+    module_matches_function(SoftTopKLoss, soft_top_k_loss, s, m, settings={"k": 3, "alpha": 1.5})
+    module_matches_function(
+        DecoupledSoftmaxLoss, decoupled_softmax_loss, s, m, settings={"temperature": 0.5}
+    )
     z = torch.tensor([[1e4, -1e4, 0.0, 5.0]], requires_grad=True)
     mk = torch.tensor([[False, True, True, False]])
     loss = (

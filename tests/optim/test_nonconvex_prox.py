@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from inforeg.optim import mcp_penalty, mcp_prox, scad_penalty, scad_prox
+from tests._helpers import gradcheck64
 
 GRID = torch.linspace(-8, 8, 160001, dtype=torch.float64)
 
@@ -50,8 +51,8 @@ def test_properties_and_gradcheck():
     assert torch.equal(scad_prox(z, 1.0)[z.abs() > 3.7], z[z.abs() > 3.7])  # no bias for large z
     assert torch.equal(mcp_prox(z, 1.0)[z.abs() > 3.0], z[z.abs() > 3.0])
     assert (scad_prox(z, 1.0)[z.abs() <= 1.0] == 0).all()  # sparsity (soft threshold)
-    torch.autograd.gradcheck(lambda v: scad_prox(v, 1.0), (z,))
-    torch.autograd.gradcheck(lambda v: mcp_prox(v, 1.0), (z,))
+    gradcheck64(lambda v: scad_prox(v, 1.0), z)
+    gradcheck64(lambda v: mcp_prox(v, 1.0), z)
 
 
 def test_bad_input():

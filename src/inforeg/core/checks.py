@@ -7,6 +7,22 @@ Checks that need the tensor's values (NaN/inf, probabilities summing to one) for
 they only run in ``"full"`` mode; the default ``"shapes"`` mode checks only metadata (shape, dtype,
 Python hyper-parameters). ``"off"`` skips tensor checks altogether (hyper-parameter checks on
 Python numbers always run: they cost nothing).
+
+Example:
+    >>> check_positive(0.5, "epsilon")
+    0.5
+    >>> check_positive(0.0, "epsilon")
+    Traceback (most recent call last):
+        ...
+    ValueError: epsilon: expected a value in (0.0, inf), got 0.0
+    >>> x = torch.tensor([1.0, float("nan")])
+    >>> check_tensor(x, "x") is x  # "shapes" mode: no look at the values
+    True
+    >>> with checks("full"):
+    ...     check_tensor(x, "x")
+    Traceback (most recent call last):
+        ...
+    ValueError: x: expected finite values, got 1 NaN and 0 inf
 """
 
 from __future__ import annotations
@@ -139,12 +155,12 @@ def check_number(
     v = float(value)
     if math.isnan(v):
         raise ValueError(f"{name}: expected a number, got NaN")
-    if low is not None and (v < low or (v == low and not low_inclusive)):
-        bracket = "[" if low_inclusive else "("
-        raise ValueError(f"{name}: expected a value in {bracket}{low}, {high}], got {value}")
-    if high is not None and (v > high or (v == high and not high_inclusive)):
-        bracket = "]" if high_inclusive else ")"
-        raise ValueError(f"{name}: expected a value in [{low}, {high}{bracket}, got {value}")
+    below = low is not None and (v < low or (v == low and not low_inclusive))
+    above = high is not None and (v > high or (v == high and not high_inclusive))
+    if below or above:
+        left = "(-inf" if low is None else ("[" if low_inclusive else "(") + str(low)
+        right = "inf)" if high is None else str(high) + ("]" if high_inclusive else ")")
+        raise ValueError(f"{name}: expected a value in {left}, {right}, got {value}")
     return v
 
 

@@ -13,6 +13,16 @@ by W before ``backward()`` (``Gathered(..., scale_by_world_size=True)`` does thi
 value is then W times the loss, so log ``loss / W``.
 
 Without an initialised process group (or with world size 1) both functions are the identity.
+
+Example (one process, no process group):
+
+    >>> x = torch.tensor([1.0, 2.0, 3.0])
+    >>> all_gather_with_grad(x) is x
+    True
+    >>> world_size()
+    1
+    >>> float(Gathered(torch.sum, scale_by_world_size=True)(x))
+    6.0
 """
 
 from __future__ import annotations

@@ -1,4 +1,13 @@
-"""Precision policy: half-precision inputs are computed in float32, others in their own dtype."""
+"""Precision policy: half-precision inputs are computed in float32, others in their own dtype.
+
+Example:
+    >>> compute_dtype(torch.zeros(1, dtype=torch.bfloat16))
+    torch.float32
+    >>> compute_dtype(torch.zeros(1), torch.zeros(1, dtype=torch.float64))
+    torch.float64
+    >>> upcast(torch.ones(2, dtype=torch.float16)).dtype
+    torch.float32
+"""
 
 from __future__ import annotations
 

@@ -10,6 +10,17 @@ Token aggregation modes (``L_i = sum_t mask_it * loss_it``, ``n_i = sum_t mask_i
 
 Sequences with no unmasked token contribute 0 (their ``n_i`` is clamped to 1), and an all-masked
 batch returns 0 rather than NaN.
+
+Example (``L = (6, 4)``, ``n = (3, 1)``, ``N = 2``, ``T = 3``):
+
+    >>> v = torch.tensor([[1.0, 2.0, 3.0], [4.0, 0.0, 0.0]])
+    >>> m = torch.tensor([[1, 1, 1], [1, 0, 0]])
+    >>> [round(float(masked_aggregate(v, m, mode)), 4) for mode in AGGREGATION_MODES]
+    [2.5, 3.0, 5.0, 1.6667]
+    >>> float(masked_aggregate(v, torch.zeros_like(m)))  # all masked: 0, not NaN
+    0.0
+    >>> reduce(torch.tensor([1.0, 2.0, 6.0]), "mean").item()
+    3.0
 """
 
 from __future__ import annotations

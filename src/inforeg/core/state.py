@@ -8,6 +8,13 @@ sizes padded; one extra gather of the sizes, a host sync); it also follows ``.to
 saved by ``state_dict()`` as one tensor (module extra state). A ``"cat"`` state costs memory
 proportional to every row kept, on every rank after the gather: statistics that are not sums
 over batches (U-statistics, spectra, k-NN) need it.
+
+>>> acc = Accumulator()
+>>> acc.add_state("total", "sum", torch.zeros(())); acc.add_state("rows", "cat")
+>>> for x in (torch.tensor([1.0, 2.0]), torch.tensor([6.0])):
+...     acc.total += x.sum(); acc.rows.append(x)
+>>> acc.synced("total") / acc.synced("rows").shape[0]
+tensor(3.)
 """
 
 from __future__ import annotations

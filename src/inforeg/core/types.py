@@ -1,4 +1,10 @@
-"""Shared type aliases."""
+"""Shared type aliases.
+
+Example:
+    >>> from typing import get_args
+    >>> get_args(Reduction)
+    ('mean', 'sum', 'none')
+"""
 
 from __future__ import annotations
 

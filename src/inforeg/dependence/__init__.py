@@ -2,6 +2,14 @@
 
 MMD, HSIC/CKA, the distance covariance family (dCov, dCor, JdCov, CCdCov), Cauchy-Schwarz
 divergence (CS-IB), von Neumann entropy, InfoNCE/MINE/Wasserstein dependency, VIB (MID) and MCR.
+
+Example (an exact linear relation has distance correlation 1):
+
+    >>> import torch
+    >>> from inforeg.dependence import distance_correlation_sqr
+    >>> x = torch.tensor([0.0, 1.0, 2.0, 4.0, 7.0], dtype=torch.float64)
+    >>> print(f"{float(distance_correlation_sqr(x, 3 * x - 1)):.4f}")
+    1.0000
 """
 
 from inforeg.dependence.cauchy_schwarz import (

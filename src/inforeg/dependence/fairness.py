@@ -86,6 +86,12 @@ def joint_distance_covariance(
 
     Returns:
         0-d tensor (can be negative), in the dtype of ``xs[0]``.
+
+    Example (for two variables it is the unbiased dCov²):
+
+        >>> x = torch.tensor([0.0, 1.0, 2.0, 4.0, 7.0], dtype=torch.float64)
+        >>> print(f"{float(joint_distance_covariance([x, x ** 2])):.4f}")
+        13.2000
     """
     if isinstance(xs, Tensor) or len(xs) < 2:
         raise ValueError("xs: expected a sequence of at least 2 tensors")

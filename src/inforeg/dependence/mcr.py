@@ -54,7 +54,18 @@ Head = Callable[[Tensor], Tensor]
 
 
 def jensen_shannon_logits(logits_p: Tensor, logits_q: Tensor) -> Tensor:
-    """Row-wise JSD (nats) between softmax(logits_p) and softmax(logits_q), averaged over rows."""
+    """Row-wise JSD (nats) between softmax(logits_p) and softmax(logits_q), averaged over rows.
+
+    Example (``p = (1/2, 1/2)``, ``q = (3/4, 1/4)``; far-apart one-hot rows give ``log 2``):
+
+        >>> p = torch.zeros(1, 2, dtype=torch.float64)
+        >>> q = torch.tensor([[math.log(3.0), 0.0]], dtype=torch.float64)
+        >>> print(f"{float(jensen_shannon_logits(p, q)):.4f}")
+        0.0338
+        >>> far = torch.tensor([[100.0, -100.0]], dtype=torch.float64)
+        >>> print(f"{float(jensen_shannon_logits(far, -far)):.4f}")
+        0.6931
+    """
     lp = F.log_softmax(upcast(logits_p), -1)
     lq = F.log_softmax(logits_q.to(lp.dtype), -1)
     lm = torch.logsumexp(torch.stack((lp, lq)), 0) - math.log(2.0)

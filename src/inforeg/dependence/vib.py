@@ -43,6 +43,14 @@ def vib_kl(
     Args:
         mu: means (B, K); logvar: log variances, the same shape.
         reduction: over the batch: ``"mean"`` (default, as the code), ``"sum"`` or ``"none"``.
+
+    Example (``(1 + 1 - 1 - 0) / 2 + (0 + 2 - 1 - log 2) / 2``):
+
+        >>> import math
+        >>> mu = torch.tensor([[1.0, 0.0]], dtype=torch.float64)
+        >>> logvar = torch.tensor([[0.0, math.log(2.0)]], dtype=torch.float64)
+        >>> print(f"{float(vib_kl(mu, logvar)):.4f}")
+        0.6534
     """
     check_tensor(mu, "mu", min_ndim=1, floating=True)
     check_tensor(logvar, "logvar", min_ndim=1, floating=True)

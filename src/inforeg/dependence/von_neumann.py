@@ -52,6 +52,14 @@ def von_neumann_entropy(
 
     Returns:
         0-d tensor in [0, log H], in the input dtype (computed in float32 at least).
+
+    Example (isotropic latents reach ``log H``, collapsed ones 0):
+
+        >>> z = torch.tensor([[1.0, 0.0], [-1.0, 0.0], [0.0, 1.0], [0.0, -1.0]])
+        >>> print(f"{float(von_neumann_entropy(z)):.4f}")
+        0.6931
+        >>> print(f"{float(von_neumann_entropy(z[:2])):.4f}")
+        0.0000
     """
     check_tensor(z, "z", min_ndim=2, floating=True)
     check_number(eps, "eps", low=0.0)

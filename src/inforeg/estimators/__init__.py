@@ -1,4 +1,13 @@
-"""inforeg.estimators: entropy and mutual-information estimators (see DESIGN.md)."""
+"""inforeg.estimators: entropy and mutual-information estimators (see DESIGN.md).
+
+Example (Tsallis entropy of a fair coin: ``(1 - 2 / 4) / (2 - 1)`` at q = 2, ``log 2`` at q = 1):
+
+    >>> import torch
+    >>> from inforeg.estimators import tsallis_entropy
+    >>> p = torch.tensor([0.5, 0.5], dtype=torch.float64)
+    >>> [round(float(tsallis_entropy(p, q)), 4) for q in (2.0, 1.0)]
+    [0.5, 0.6931]
+"""
 
 from inforeg.estimators.diffusion_spectral import (
     DiffusionSpectralEntropy,

@@ -295,6 +295,15 @@ def diffusion_spectral_entropy(
 
     Returns:
         0-d float64 tensor.
+
+    Example (well-separated points, ``K = I``: ``log2 N``; two points 1 apart with
+    ``sigma = 1``: eigenvalues 1 and ``(1 - g) / (1 + g)``, ``g = exp(-1/2)``):
+
+        >>> print(f"{float(diffusion_spectral_entropy(torch.eye(4), sigma=0.01)):.4f}")
+        2.0000
+        >>> z = torch.tensor([[0.0], [1.0]])
+        >>> print(f"{float(diffusion_spectral_entropy(z, sigma=1.0)):.4f}")
+        0.7153
     """
     return diffusion_spectral_entropy_with_bound(
         z, sigma, t, base, max_n, method, seed, rank=rank, chunk_size=chunk_size

@@ -12,7 +12,7 @@ These are monitoring estimators, not losses: they are not differentiable (counts
 and they synchronise with the host once (to validate duplicate points and, on the ``"kdtree"``
 back-end, to move data to scipy). Two back-ends give the same numbers:
 
-- ``"brute"``: torch, streamed in row blocks through :func:`inforeg.core.pairwise.knn_distances`
+- ``"brute"``: torch, streamed in row blocks through :func:`inforeg.estimators._neighbors.knn_distances`
   and a blocked radius count, O(n * chunk) memory (no n x n matrix), any device;
 - ``"kdtree"``: ``scipy.spatial.cKDTree`` (CPU, float64), O(n log n) for low dimensions.
 
@@ -47,8 +47,9 @@ from inforeg.core.checks import (
     check_tensor,
     get_checks,
 )
-from inforeg.core.pairwise import default_chunk_size, knn_distances
+from inforeg.core.pairwise import default_chunk_size
 from inforeg.core.threads import run_in_parts
+from inforeg.estimators._neighbors import knn_distances
 
 Backend = Literal["auto", "brute", "kdtree"]
 Metric = Literal["euclidean", "chebyshev"]
@@ -340,6 +341,14 @@ def kl_entropy(
 
     Raises:
         ValueError: ``k >= N``, duplicate points (a zero k-NN distance), NaN under "full" checks.
+
+    Example (unit spacing, k = 1: every r_i = 1, so ``psi(4) - psi(1) + log 2 = 11/6 + log 2``):
+
+        >>> x = torch.tensor([0.0, 1.0, 2.0, 3.0], dtype=torch.float64)
+        >>> print(f"{float(kl_entropy(x, k=1)):.4f}")
+        2.5265
+        >>> print(f"{float(kl_entropy(x, k=1, base=2)):.4f}")
+        3.6449
     """
     dtype = x.dtype
     xs = _points(x, "x")

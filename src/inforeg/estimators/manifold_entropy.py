@@ -90,6 +90,13 @@ def nearest_neighbor_entropy(
 
     Returns:
         0-d tensor (the entropy estimate, to be *maximised*).
+
+    Example (nearest memory entry at squared distance 1 in m = 2 dimensions: ``log(1/2)``):
+
+        >>> z = torch.tensor([[0.0, 0.0]], dtype=torch.float64)
+        >>> memory = torch.tensor([[1.0, 0.0], [3.0, 4.0]], dtype=torch.float64)
+        >>> print(f"{float(nearest_neighbor_entropy(z, memory)):.4f}")
+        -0.6931
     """
     check_tensor(z, "z", ndim=2, floating=True, nonempty=True)
     check_choice(estimator, "estimator", ("log-mean", "kozachenko"))

@@ -37,6 +37,18 @@ def mutual_information_screening(
     Returns:
         ``(indices, scores)``: the kept feature indices sorted by decreasing score, shape
         (top_k,), and the MI estimates of all features in nats, shape (p,).
+
+    Example (y depends on feature 1 only, and not monotonically; the scores agree with
+    ``sklearn.feature_selection.mutual_info_regression``, which clips them at 0):
+
+        >>> g = torch.Generator().manual_seed(0)
+        >>> x = torch.randn(200, 3, generator=g, dtype=torch.float64)
+        >>> y = x[:, 1] ** 2 + 0.1 * torch.randn(200, generator=g, dtype=torch.float64)
+        >>> idx, scores = mutual_information_screening(x, y, top_k=1)
+        >>> idx.tolist()
+        [1]
+        >>> [round(v, 2) for v in scores.tolist()]
+        [-0.02, 1.65, 0.06]
     """
     check_tensor(x, "x", ndim=2, floating=True, nonempty=True)
     n, p = x.shape

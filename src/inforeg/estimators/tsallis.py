@@ -44,6 +44,14 @@ def tsallis_entropy(p: Tensor, q: float, dim: int = -1) -> Tensor:
 
     Returns:
         ``p`` with ``dim`` reduced; float16/bfloat16 are computed in float32 and cast back.
+
+    Example (``S_2 = 1 - sum p^2``; q = 1 is the Shannon entropy, 0 for a point mass):
+
+        >>> p = torch.tensor([[0.5, 0.25, 0.25], [1.0, 0.0, 0.0]], dtype=torch.float64)
+        >>> tsallis_entropy(p, 2.0).tolist()
+        [0.625, 0.0]
+        >>> round(float(tsallis_entropy(p[0], 1.0)), 4)
+        1.0397
     """
     check_tensor(p, "p", floating=True, nonempty=True)
     check_positive(q, "q")

@@ -1,4 +1,12 @@
-"""inforeg.nn: modules and parametrisations (see DESIGN.md)."""
+"""inforeg.nn: modules and parametrisations (see DESIGN.md).
+
+Example:
+    >>> import torch
+    >>> from inforeg.nn import ScalarCodebookQuantizer
+    >>> quantizer = ScalarCodebookQuantizer(n_latents=2, n_values=5)  # values -0.5 .. 0.5
+    >>> quantizer(torch.tensor([[0.3, -0.1]])).quantized.tolist()
+    [[0.25, 0.0]]
+"""
 
 from inforeg.nn.latent_quantization import (
     QuantizerOutput,
@@ -6,5 +14,45 @@ from inforeg.nn.latent_quantization import (
     qlae_param_groups,
     scalar_quantize,
 )
+from inforeg.nn.latent_query_alignment import (
+    LatentQueryAlignmentLoss,
+    LatentQueryPooling,
+    latent_query_alignment,
+)
+from inforeg.nn.learned_proximal_network import (
+    ICNNPotential,
+    LearnedProximalNet,
+    ProximalMatchingLoss,
+    prox_matching_gamma,
+    proximal_matching_loss,
+)
+from inforeg.nn.noise_mask_policy import (
+    BetaNoiseMaskPolicy,
+    beta_mask_log_prob,
+    noise_mask_from_cells,
+    reinforce_mask_loss,
+    sample_mask_cells,
+)
 
-__all__ = ["QuantizerOutput", "ScalarCodebookQuantizer", "qlae_param_groups", "scalar_quantize"]
+__all__ = [
+    "QuantizerOutput",
+    "ScalarCodebookQuantizer",
+    "qlae_param_groups",
+    "scalar_quantize",
+    # lpn
+    "ICNNPotential",
+    "LearnedProximalNet",
+    "ProximalMatchingLoss",
+    "prox_matching_gamma",
+    "proximal_matching_loss",
+    # mds-s2
+    "LatentQueryAlignmentLoss",
+    "LatentQueryPooling",
+    "latent_query_alignment",
+    # pgnm
+    "BetaNoiseMaskPolicy",
+    "beta_mask_log_prob",
+    "noise_mask_from_cells",
+    "reinforce_mask_loss",
+    "sample_mask_cells",
+]

@@ -47,6 +47,16 @@ def scalar_quantize(
         z: latents, shape (batch, n_z).
         codebook: (n_z, n_values) scalar codebooks, one row per dimension.
         reduction: over the batch for the two losses (per-sample losses are dimension means).
+
+    Example (0.12 is nearest to 0, -0.4 to -0.5; loss ``(0.12^2 + 0.1^2) / 2``):
+
+        >>> z = torch.tensor([[0.12, -0.4]], dtype=torch.float64)
+        >>> codebook = torch.linspace(-0.5, 0.5, 5, dtype=torch.float64).repeat(2, 1)
+        >>> out = scalar_quantize(z, codebook)
+        >>> out.quantized.tolist(), out.indices.tolist()
+        ([[0.0, -0.5]], [[2, 0]])
+        >>> print(f"{float(out.quantization_loss):.4f}")
+        0.0122
     """
     check_tensor(z, "z", ndim=2, floating=True)
     check_tensor(codebook, "codebook", ndim=2, floating=True)

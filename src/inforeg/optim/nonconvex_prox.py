@@ -52,6 +52,15 @@ def scad_prox(z: Tensor, lam: float, a: float = 3.7, step: float = 1.0) -> Tenso
 
     Args:
         z: any shape. lam: lambda > 0. a: > 2. step: t > 0 with a > 1 + t.
+
+    Example (lambda = 1, a = 3.7: soft threshold up to 2, ``(2.7 z - 3.7) / 1.7`` up to 3.7,
+    then the identity):
+
+        >>> z = torch.tensor([0.5, 1.5, 3.0, 6.0], dtype=torch.float64)
+        >>> [round(v, 4) for v in scad_prox(z, 1.0).tolist()]
+        [0.0, 0.5, 2.5882, 6.0]
+        >>> [round(v, 4) for v in scad_penalty(z, 1.0).tolist()]
+        [0.5, 1.4537, 2.2593, 2.35]
     """
     check_tensor(z, "z", floating=True)
     check_positive(lam, "lam")

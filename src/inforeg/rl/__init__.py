@@ -6,6 +6,15 @@
 - :mod:`~inforeg.rl.epo`: EPO (entropy bonus + smoothing band + phase weight).
 - :mod:`~inforeg.rl.aepo`: AEPO (temperature-switched REINFORCE regulariser + controller).
 - :mod:`~inforeg.rl.lp_reg`: Lp-Reg (min-p proxy + k3 on low-probability negative tokens).
+
+Example (a GRPO step's pieces on one group of four responses):
+
+    >>> import torch
+    >>> from inforeg import rl
+    >>> rl.grpo_advantages(torch.tensor([1.0, 0.0, 0.0, 0.0]), group_size=4, eps=0.0).tolist()
+    [1.5, -0.5, -0.5, -0.5]
+    >>> print(f"{float(rl.token_entropy(torch.zeros(2, 3, 8)).mean()):.4f}")  # log 8
+    2.0794
 """
 
 from inforeg.rl.aepo import ArbitraryEntropyController, build_reinforce_batch, reinforce_loss

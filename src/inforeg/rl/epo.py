@@ -38,7 +38,10 @@ def phase_weight_schedule(epoch: float, total_epochs: int = 150) -> float:
                               0.8\, e^{-3(e-h)/h} & e > h \end{cases}
 
     Non-increasing; ``w(0) = 1``, ``w(75) = 0.82707``, ``w(76) = 0.76863`` (a small jump at the
-    midpoint, as in the code), ``w(150) = 0.03983`` for ``E = 150``.
+    midpoint, as in the code), ``w(150) = 0.03983`` for ``E = 150``:
+
+        >>> [round(phase_weight_schedule(e), 5) for e in (0, 75, 76, 150)]
+        [1.0, 0.82707, 0.76863, 0.03983]
     """
     e = check_number(epoch, "epoch", low=0.0)
     total = check_int(total_epochs, "total_epochs", low=1)
@@ -59,6 +62,12 @@ def entropy_band_penalty(
 
     Zero inside the band, slope -1 below and +1 above. ``kappa_low = 0`` disables the floor
     (the reported runs use ``kappa_low=0, kappa_high=2``). Shapes broadcast.
+
+    Example (band [0.8, 2] around a historical entropy of 1):
+
+        >>> h = torch.tensor([0.5, 1.0, 2.5], dtype=torch.float64)
+        >>> [round(v, 4) for v in entropy_band_penalty(h, torch.tensor(1.0), 0.8, 2.0).tolist()]
+        [0.3, 0.0, 0.5]
     """
     kl = check_number(kappa_low, "kappa_low", low=0.0)
     kr = check_number(kappa_high, "kappa_high", low=0.0)

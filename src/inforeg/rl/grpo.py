@@ -85,6 +85,14 @@ def grpo_advantages(
 
     Returns:
         ``(N,)`` advantages (broadcast them over a response's tokens with ``A[:, None]``).
+
+    Example (group mean 1/4, unbiased std 1/2; a constant group gets 0):
+
+        >>> r = torch.tensor([1.0, 0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0])
+        >>> grpo_advantages(r, 4, eps=0.0)[:4].tolist()
+        [1.5, -0.5, -0.5, -0.5]
+        >>> [round(v, 4) for v in grpo_advantages(r, 4).tolist()]
+        [1.4997, -0.4999, -0.4999, -0.4999, 0.0, 0.0, 0.0, 0.0]
     """
     check_tensor(rewards, "rewards", ndim=1, floating=True)
     g = check_int(group_size, "group_size", low=1)
@@ -160,6 +168,15 @@ def clipped_surrogate(
 
     Returns:
         A scalar (or ``(N, T)`` for ``mode="none"``).
+
+    Example (ratio 1.5: clipped to 1.2 when ``A = 1``; kept at 1.5 when ``A = -1``):
+
+        >>> import math
+        >>> logp = torch.tensor([[math.log(1.5)], [math.log(1.5)]], dtype=torch.float64)
+        >>> adv = torch.tensor([1.0, -1.0], dtype=torch.float64)
+        >>> loss = clipped_surrogate(logp, torch.zeros_like(logp), adv, mode="none")
+        >>> [round(v, 4) for v in loss.view(-1).tolist()]
+        [-1.2, 1.5]
     """
     check_tensor(logp, "logp", ndim=2, floating=True)
     check_tensor(old_logp, "old_logp", ndim=2, floating=True)

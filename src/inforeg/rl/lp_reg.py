@@ -61,6 +61,13 @@ def min_p_proxy_logprobs(
 
     Returns:
         ``(...)`` proxy log-probs in float32 (or float64 for float64 logits).
+
+    Example (the case above; token 3 is filtered out):
+
+        >>> z = torch.tensor([[0.5, 0.3, 0.19, 0.01]] * 2, dtype=torch.float64).log()
+        >>> proxy = min_p_proxy_logprobs(z, torch.tensor([0, 3]), min_p=0.1)
+        >>> [round(v, 5) for v in proxy.exp().tolist()]
+        [0.50505, 0.0]
     """
     check_tensor(logits, "logits", min_ndim=1, floating=True)
     kappa = check_number(min_p, "min_p", low=0.0, high=1.0, low_inclusive=False)

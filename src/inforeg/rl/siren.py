@@ -61,6 +61,15 @@ def top_p_entropy(
         ``(...)`` top-p entropies in nats (dtype of ``logits``; float32 inside for half types).
         Memory: one ``(..., min(top_k, V))`` tensor of sorted logits (plus one row chunk for
         the full log-sum-exp).
+
+    Example (p = (0.5, 0.3, 0.15, 0.05): with ``top_p = 0.9`` the cumulative masses 0.5, 0.8
+    keep two tokens, renormalised to (0.625, 0.375); with 0.5 the top-1 token alone is kept):
+
+        >>> z = torch.tensor([0.5, 0.3, 0.15, 0.05], dtype=torch.float64).log()
+        >>> print(f"{float(top_p_entropy(z, top_p=0.9)):.4f}")
+        0.6616
+        >>> float(top_p_entropy(z, top_p=0.5)) == 0.0
+        True
     """
     check_tensor(logits, "logits", min_ndim=1, floating=True)
     p_top = check_number(top_p, "top_p", low=0.0, high=1.0, low_inclusive=False)
@@ -117,7 +126,13 @@ def anchored_penalty(value: Tensor, anchor: Tensor | float, coef: float = 0.005)
 
     A two-sided restoring force (its gradient :math:`2\beta(H_\text{sel}-H_\text{anc})` changes
     sign across the anchor), not a bonus. Example: ``H=1.0, anchor=0.8, beta=0.005`` gives
-    ``2e-4`` with slope ``0.002``.
+    ``2e-4`` with slope ``0.002``:
+
+        >>> h = torch.tensor(1.0, dtype=torch.float64, requires_grad=True)
+        >>> penalty = anchored_penalty(h, 0.8)
+        >>> penalty.backward()
+        >>> print(f"{float(penalty.detach()):.6f} {float(h.grad):.6f}")
+        0.000200 0.002000
     """
     beta = check_number(coef, "coef", low=0.0)
     anchor_t = (

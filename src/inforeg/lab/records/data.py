@@ -10,8 +10,21 @@ RECORDS = [
         year=2025,
         venue="arXiv preprint",
         family="data",
-        spec="ot_optim_nn.md §12",
+        spec="remaining.md §13",
         arxiv="2503.17735",
-        notes="No code repo located; curriculum formulas UNVERIFIED in spec. Venue beyond arXiv not verified.",
+        api=(
+            "inforeg.data.EntropyCurriculumSampler",
+            "inforeg.data.curriculum_competence",
+            "inforeg.data.static_entropy",
+        ),
+        experiment="entropy-curriculum-digits",
+        status="implemented",
+        notes=(
+            "No code repo located; the curriculum formulas (rank-mixed static + loss-EMA "
+            "difficulty, root competence pacing, eligible = ceil(c N) easiest) are inforeg's "
+            "design (UNVERIFIED against the paper), so the record stays implemented. Venue beyond "
+            "arXiv not verified. entropy-curriculum-digits (10 seeds): the curriculum converged "
+            "slower than uniform sampling (test AUC -0.010 [-0.012, -0.007]) and ended level."
+        ),
     ),
 ]
