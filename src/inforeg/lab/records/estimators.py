@@ -49,7 +49,7 @@ RECORDS = [
             "inforeg.estimators.disomap_loss",
             "inforeg.estimators.isometric_mix",
         ),
-        experiment="mee-ring-gan",
+        experiment="mee-digits-gan",
         status="verified",
         reference_tests=("tests/estimators/test_manifold_entropy.py",),
         notes=(
