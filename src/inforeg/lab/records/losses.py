@@ -95,10 +95,9 @@ RECORDS = [
             "(layers x heads) parameter as in the paper; the HF example reuses the first layer's "
             "thresholds for all layers. Initial theta is not in the release (0.5 default). "
             "Checked against the spec's value and float64 brute force for both reductions with "
-            "causal masks. attention-entropy-tiny-lm (2-layer pre-LN transformer on a copy task, "
-            "not the paper's LayerNorm-free private-inference GPT-2): no measurable effect at "
-            "weight 0.1 -- deviation from 0.5 log T 0.2095 vs 0.2099 (3/5 seeds), test loss "
-            "0.0114 vs 0.0108; the learnable thresholds absorb most of the penalty here."
+            "causal masks; max_entropy='causal' gives the per-query maximum log(i + 1). "
+            "attention-entropy-tiny-lm (protocol 2, LN-free 4-layer char LM): perplexity "
+            "inconclusive, +0.17 [-0.01, +0.36] (penalty worse); theta absorbs the penalty."
         ),
     ),
     Record(
