@@ -113,11 +113,14 @@ RECORDS = [
         status="implemented",
         reference_tests=("tests/estimators/test_adaptive_binning.py",),
         notes=(
-            "Repo is a fork of the Shwartz-Ziv/Tishby IDNNs code (spec). Kept at 'implemented': "
-            "the paper's rule adapting the aKDE noise to the layer's activity range is not in "
-            "the released code and was not verified (variance_rule='relative_to_max' is our "
-            "parametrisation). The code's |activation| and jitter in aKDE are not applied. Nats "
-            "by default (the paper plots bits: base=2)."
+            "Repo is a fork of the Shwartz-Ziv/Tishby IDNNs code (spec). Kept at 'implemented' "
+            "although a paper claim of information-plane-digits held (tanh compresses under "
+            "adaptive bins; the ReLU claim was inconclusive): the paper's rule adapting the aKDE "
+            "noise to the layer's activity range is not in the released code and was not "
+            "verified (variance_rule='relative_to_max' is our parametrisation), so the record "
+            "is not 'verified'. The code's |activation| and jitter in aKDE are not applied. Fixed "
+            "bins span each call's range by default; value_range gives the authors' run-wide "
+            "range. Nats by default (the paper plots bits: base=2)."
         ),
     ),
 ]
