@@ -65,9 +65,8 @@ RECORDS = [
             "only through the full-precision share 1/(n_bits+1) (the paper presents the noise as "
             "a differentiable surrogate). ADQ is provided as AdaptiveDeviationScale (branch * "
             "(a*std(skip)+b) + skip, a=1.5, b=0); the full SR search space, hardware (BitOps) "
-            "penalty and LSQ/HWGQ final training are not implemented. quantnas-toy (3-edge 1-D "
-            "conv toy, c = 0.5): final entropy per edge 0.020 vs 1.043 nats (5/5 seeds); "
-            "supernet-to-discrete MSE gap 0.0012 vs 0.083 (5/5 seeds, large variance)."
+            "penalty and LSQ/HWGQ final training are not in the library (quantnas-toy adds a "
+            "BitOps penalty of its own)."
         ),
     ),
     Record(
