@@ -3,6 +3,7 @@
 - :mod:`~inforeg.rl.entropy`: exact chunked token entropy and selective log-softmax.
 - :mod:`~inforeg.rl.fused_linear`: the same from the LM head's input, without the logits.
 - :mod:`~inforeg.rl.grpo`: GRPO advantages, clipped surrogate, k3 KL, aggregation.
+- :mod:`~inforeg.rl.bonus`: the plain entropy bonus (the baseline of the controls below).
 - :mod:`~inforeg.rl.siren`: SIREN (selective, self-anchored entropy).
 - :mod:`~inforeg.rl.epo`: EPO (entropy bonus + smoothing band + phase weight).
 - :mod:`~inforeg.rl.aepo`: AEPO (temperature-switched REINFORCE regulariser + controller).
@@ -19,6 +20,7 @@ Example (a GRPO step's pieces on one group of four responses):
 """
 
 from inforeg.rl.aepo import ArbitraryEntropyController, build_reinforce_batch, reinforce_loss
+from inforeg.rl.bonus import EntropyBonus
 from inforeg.rl.entropy import selective_log_softmax, token_entropy
 from inforeg.rl.epo import (
     EntropySmoothingRegularizer,
@@ -39,6 +41,7 @@ from inforeg.rl.siren import (
 
 __all__ = [
     "ArbitraryEntropyController",
+    "EntropyBonus",
     "EntropySmoothingRegularizer",
     "LowProbabilityRegularizer",
     "SelectiveEntropyRegularizer",
