@@ -299,7 +299,13 @@ EXPERIMENT = Experiment(
         "Adam, 10 epochs (1 and the first grid point with --quick). Changed after the first full "
         "run: the balancing-loss arm tuned its loss weight {0.01, 0.1} at a fixed lr 3e-3 while "
         "the other arms chose lr 1e-2 in every seed, so its deficit (sparse OT +0.048 [0.035, "
-        "0.060]) was mostly the learning rate; it now tunes the same lr grid at alpha 0.01."
+        "0.060]) was mostly the learning rate; it now tunes the same lr grid at alpha 0.01. "
+        "Findings (full run, 10 seeds): rounded costs are 0.003 above EMD for sparse OT vs "
+        "0.012 (γ 10) and 0.119 (γ 100) for quadratic OT (171 / 479 non-zeros), 10/10 seeds; "
+        "the sparse plans' raw row errors are 0.04 / 0.03 (L1). In the MoE, top-1 drops 45% of "
+        "test tokens (balancing loss: 32%, sparse OT: 6%), yet test accuracy is 0.934 / 0.931 vs "
+        "0.924 for sparse-OT routing (-0.011 [-0.022, +0.001] and -0.007 [-0.020, +0.006], "
+        "inconclusive): the residual path carries dropped tokens on digits."
     ),
     claims=(
         _cost_claim(10.0),
