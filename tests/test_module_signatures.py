@@ -90,6 +90,7 @@ NOT_PAIRED: dict[str, str] = {
     "dependence.VIBHead": "a network (stochastic bottleneck head)",
     "estimators.EmbeddingMemory": "a state container (FIFO buffer of embeddings)",
     "rl.ArbitraryEntropyController": "AEPO's controller: temperature state + REINFORCE term",
+    "rl.EntropyBonus": "-coef * aggregate(token_entropy(logits, temperature), mask, mode)",
     "rl.EntropySmoothingRegularizer": "EPO's composite term with a per-turn entropy history",
     "rl.TurnEntropyHistory": "a state container (per-turn entropy means)",
     "nn.AttentiveWaveBlock": "a network (WaveBlock after a learned CBAM/non-local attention)",
