@@ -92,3 +92,16 @@ def prepare_problem(
     b = b.expand(*batch, m)
     cost = cost.expand(*batch, n, m)
     return a, b, cost, in_dtype
+
+
+def log_weights(w: Tensor) -> Tensor:
+    """``log w`` with ``-inf`` and a zero gradient (not ``0 * inf = NaN``) where ``w == 0``.
+
+    Example:
+        >>> w = torch.tensor([0.5, 0.0], requires_grad=True)
+        >>> log_weights(w).exp().sum().backward()
+        >>> w.grad
+        tensor([1., 0.])
+    """
+    positive = w > 0
+    return torch.where(positive, torch.log(torch.where(positive, w, 1.0)), float("-inf"))
