@@ -47,6 +47,7 @@ from inforeg.core.checks import (
     check_tensor,
 )
 from inforeg.core.dtypes import upcast
+from inforeg.core.logspace import kl_terms
 
 __all__ = ["MCRRegularizer", "jensen_shannon_logits", "permutation_jsd"]
 
@@ -68,9 +69,13 @@ def jensen_shannon_logits(logits_p: Tensor, logits_q: Tensor) -> Tensor:
     """
     lp = F.log_softmax(upcast(logits_p), -1)
     lq = F.log_softmax(logits_q.to(lp.dtype), -1)
-    lm = torch.logsumexp(torch.stack((lp, lq)), 0) - math.log(2.0)
-    kl_p = (lp.exp() * (lp - lm)).sum(-1)
-    kl_q = (lq.exp() * (lq - lm)).sum(-1)
+    # A class masked in both rows (-inf, -inf) would give logsumexp a NaN gradient; its terms
+    # below are 0 whatever lm is there, so lm is taken at (0, 0) instead.
+    both = (lp == float("-inf")) & (lq == float("-inf"))
+    lm = torch.logsumexp(torch.stack((lp.masked_fill(both, 0.0), lq.masked_fill(both, 0.0))), 0)
+    lm = lm - math.log(2.0)
+    kl_p = kl_terms(lp, lm).sum(-1)  # masked (-inf) logits contribute 0 log 0 = 0
+    kl_q = kl_terms(lq, lm).sum(-1)
     return (0.5 * (kl_p + kl_q)).mean().to(logits_p.dtype)
 
 

@@ -30,6 +30,7 @@ from inforeg.core.checks import (
     check_tensor,
 )
 from inforeg.core.dtypes import compute_dtype
+from inforeg.core.logspace import p_log_q
 from inforeg.core.reduce import reduce
 from inforeg.core.types import Reduction
 from inforeg.losses._common import entropy_from_probs
@@ -178,7 +179,7 @@ def local_entropy_regularizer(
     log_q_hat = torch.log(class_prior.detach().to(z.dtype).clamp_min(torch.finfo(z.dtype).tiny))
     log_p = torch.log_softmax(z / tau, dim=1)
     log_q = torch.log_softmax(z / tau + lam * log_q_hat, dim=1)
-    ell = -(log_p.exp() * log_q).sum(dim=1)
+    ell = -p_log_q(log_p.exp(), log_q).sum(dim=1)  # masked (-inf) logits: 0 log 0 = 0
     per_row = ell * select.to(ell.dtype)
     return reduce(per_row, reduction).to(logits.dtype)
 
@@ -217,7 +218,8 @@ def cross_view_self_distillation(
     z = logits.to(compute_dtype(logits))
     q1, q2 = torch.softmax(z.detach() / tt, dim=1).chunk(2)
     lp1, lp2 = torch.log_softmax(z / ts, dim=1).chunk(2)
-    return 0.5 * (-(q1 * lp2).sum(1).mean() - (q2 * lp1).sum(1).mean())
+    # p_log_q: masked (-inf) logits contribute 0 log 0 = 0
+    return 0.5 * (-p_log_q(q1, lp2).sum(1).mean() - p_log_q(q2, lp1).sum(1).mean())
 
 
 def _unsupervised_info_nce(features: Tensor, temperature: float) -> Tensor:

@@ -21,6 +21,7 @@ from inforeg.core.checks import (
     check_tensor,
 )
 from inforeg.core.dtypes import compute_dtype
+from inforeg.core.logspace import p_log_q
 from inforeg.core.reduce import reduce
 from inforeg.core.types import Reduction
 
@@ -72,7 +73,7 @@ def progressive_self_distillation(
     log_p = F.log_softmax(logits.to(dtype), dim=1)
     soft = past_probs.detach().to(dtype)
     hard_term = -log_p.gather(1, targets.long().unsqueeze(1)).squeeze(1)
-    soft_term = -(soft * log_p).sum(dim=1)
+    soft_term = -p_log_q(soft, log_p).sum(dim=1)  # masked (-inf) logits: 0 log 0 = 0
     loss = (1.0 - a) * hard_term + a * soft_term
     return reduce(loss, reduction).to(logits.dtype)
 

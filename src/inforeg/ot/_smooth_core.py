@@ -9,6 +9,7 @@ quadratic (optionally top-k) semi-dual (:func:`_newton_semi_dual`), torch's L-BF
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Literal
 
@@ -335,6 +336,8 @@ def _gamma_schedule(b: Tensor, ct: Tensor, gamma: float) -> list[float]:
     width = float((ct.amax((-2, -1)) - ct.amin((-2, -1))).amax()) * _STAGE_WIDTH
     bmean = float(b.mean())
     out = [gamma]
+    if not (math.isfinite(width) and math.isfinite(bmean) and bmean > 0):
+        return out  # NaN/inf costs or weights (unchecked below "full"): no continuation
     while out[-1] * _STAGE_FACTOR * bmean <= width:
         out.append(out[-1] * _STAGE_FACTOR)
     return out[::-1]
@@ -642,6 +645,11 @@ def _lbfgs(
                 obj, grad = screen.evaluate(params, a, b, gamma, k)[:2]
             else:
                 obj, grad, _ = _objective(params, a, b, ct, gamma, reg, k, formulation)
+            # A problem with NaN/inf data (unchecked below "full") gets a zero gradient: L-BFGS
+            # then stops at once instead of spending max_iter line searches on NaN.
+            bad = ~(torch.isfinite(obj) & torch.isfinite(grad).all(-1))
+            obj = torch.where(bad, 0.0, obj)
+            grad = torch.where(bad.unsqueeze(-1), 0.0, grad)
         params.grad = -grad
         return -obj.sum()
 

@@ -18,7 +18,12 @@ from torch import Tensor
 
 from inforeg.core.checks import check_choice, check_int, check_number, check_positive
 from inforeg.ot._common import OTResult, log_weights, prepare_problem
-from inforeg.ot._sinkhorn_loop import MatrixSoftmin, epsilon_schedule, sinkhorn_loop
+from inforeg.ot._sinkhorn_loop import (
+    MatrixSoftmin,
+    epsilon_schedule,
+    finite_diameter,
+    sinkhorn_loop,
+)
 
 __all__ = ["Sinkhorn", "sinkhorn"]
 
@@ -218,7 +223,8 @@ def sinkhorn(
 
     schedule: list[float] = []
     if epsilon_scaling is not None:
-        cmax = float(cost.detach().abs().amax())  # one host sync, to size the schedule
+        # one host sync, to size the schedule
+        cmax = finite_diameter(float(cost.detach().abs().amax()), epsilon)
         if cmax > epsilon:
             # The temperatures strictly between max C and epsilon (the loop then runs at epsilon).
             schedule = epsilon_schedule(1, cmax, epsilon, epsilon_scaling)[1:-1]
