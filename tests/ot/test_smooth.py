@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from inforeg.core.checks import checks
-from inforeg.ot import SmoothOT, sinkhorn, smooth_ot
+from inforeg.ot import SmoothOT, sinkhorn, smooth_ot, sparse_ot
 from tests._helpers import assert_close, gradcheck64
 from tests.ot._problems import permutation_problem, uniform_problem
 
@@ -131,3 +131,17 @@ def test_zero_weights_finite_value_and_alpha_gradient(regularizer, formulation):
         assert float(r.g[1]) == float(b.grad[1]) == -math.inf
     else:
         assert torch.isfinite(b.grad).all()
+
+
+@pytest.mark.parametrize("solver", ["smooth", "sparse"])
+def test_bfloat16_cost_matches_float32(solver):
+    # Regression (issue 18): default uniform weights were built in bfloat16 (1/3 -> 0.334, mass
+    # 1.002), an unbalanced problem whose dual diverged: values ~1e11 away from float32.
+    g = torch.Generator().manual_seed(0)
+    c = torch.cdist(torch.randn(4, 2, generator=g), torch.randn(3, 2, generator=g)) ** 2
+    if solver == "smooth":
+        ref, got = smooth_ot(None, None, c, 0.5), smooth_ot(None, None, c.bfloat16(), 0.5)
+    else:
+        ref, got = sparse_ot(None, None, c, k=2), sparse_ot(None, None, c.bfloat16(), k=2)
+    assert got.value.dtype == torch.bfloat16
+    assert abs(float(got.value) - float(ref.value)) <= 0.02 * abs(float(ref.value))

@@ -211,6 +211,18 @@ def check_probabilities(p: Tensor, name: str, dim: int = -1, atol: float = 1e-4)
         )
 
 
+def check_index_range(x: Tensor, name: str, size: int, what: str = "indices") -> None:
+    """In ``"full"`` mode, check that the integer tensor ``x`` holds indices in ``[0, size)``.
+
+    (Below ``"full"`` an out-of-range index is left to torch's own error: the check needs a
+    host sync.)
+    """
+    if _mode == "full" and x.numel() > 0:
+        lo, hi = int(x.min()), int(x.max())
+        if lo < 0 or hi >= size:
+            raise ValueError(f"{name}: expected {what} in [0, {size}), got values in [{lo}, {hi}]")
+
+
 def check_labels(targets: Tensor, name: str, num_classes: int, batch: int) -> None:
     """Check an integer label vector of length ``batch`` with values in [0, num_classes)."""
     check_tensor(targets, name, ndim=1, integer=True, nonempty=False)
@@ -220,9 +232,4 @@ def check_labels(targets: Tensor, name: str, num_classes: int, batch: int) -> No
         raise ValueError(
             f"{name}: expected {batch} labels to match the batch, got {targets.shape[0]}"
         )
-    if _mode == "full" and targets.numel() > 0:
-        lo, hi = int(targets.min()), int(targets.max())
-        if lo < 0 or hi >= num_classes:
-            raise ValueError(
-                f"{name}: expected labels in [0, {num_classes}), got values in [{lo}, {hi}]"
-            )
+    check_index_range(targets, name, num_classes, "labels")

@@ -60,6 +60,9 @@ def normalized_mutual_information_matrix(
     """
     from inforeg.estimators.knn import ksg_mutual_information_classif
 
+    check_tensor(latents, "latents", ndim=2)
+    check_tensor(factors, "factors", ndim=2)
+    check_same_length(latents, factors, "latents", "factors")
     n_s, n_z = factors.shape[1], latents.shape[1]
     out = torch.zeros(n_s, n_z, dtype=torch.float64)
     for i in range(n_s):

@@ -105,6 +105,8 @@ class ArchitectureEntropyRegularizer(nn.Module):
         tensors = [alphas] if isinstance(alphas, Tensor) else list(alphas)
         if not tensors:
             raise ValueError("alphas: expected at least one tensor of architecture logits")
+        for t in tensors:
+            check_tensor(t, "alphas", min_ndim=1, floating=True)
         total = architecture_entropy(tensors[0])
         for a in tensors[1:]:
             total = total + architecture_entropy(a)

@@ -21,6 +21,7 @@ from torch import Tensor, nn
 
 from inforeg.core.checks import (
     check_dim,
+    check_index_range,
     check_int,
     check_number,
     check_positive,
@@ -307,6 +308,7 @@ class SimGCDLoss(nn.Module):
                 f"labels: expected {b} labels and labelled_mask entries (one per image), got "
                 f"{labels.shape[0]} and {labelled_mask.shape[0]}"
             )
+        check_index_range(labels, "labels", logits.shape[1])
         return b
 
     def terms(
@@ -325,7 +327,8 @@ class SimGCDLoss(nn.Module):
         z = logits.to(compute_dtype(logits))
         ce = F.cross_entropy(z / self.student_temperature, y2, reduction="none")
         n_lab = lab2.to(z.dtype).sum()
-        sup = (ce * lab2.to(z.dtype)).sum() / n_lab.clamp_min(1.0)
+        # masked_fill, not a 0/1 product: an unlabelled row's CE may be inf (masked logit)
+        sup = ce.masked_fill(~lab2, 0.0).sum() / n_lab.clamp_min(1.0)
         tt = simgcd_teacher_temperature(epoch, self.warmup_epochs, *self.teacher_temperatures)
         sd = cross_view_self_distillation(z, tt, self.student_temperature)
         me = mean_entropy_regularizer(z, self.student_temperature)

@@ -15,6 +15,7 @@ from torch import Tensor, nn
 
 from inforeg.core.checks import (
     check_choice,
+    check_index_range,
     check_int,
     check_number,
     check_same_shape,
@@ -78,6 +79,7 @@ def min_p_proxy_logprobs(
             f"tokens: expected shape {tuple(logits.shape[:-1])} (the leading shape of logits), "
             f"got {tuple(tokens.shape)}"
         )
+    check_index_range(tokens, "tokens", logits.shape[-1])
     vocab = logits.shape[-1]
     flat = logits.detach().reshape(-1, vocab)
     tok = tokens.reshape(-1).long()
