@@ -112,6 +112,22 @@ def check_finite(x: Tensor, name: str) -> None:
         raise ValueError(f"{name}: expected finite values, got {n_nan} NaN and {n_inf} inf")
 
 
+def check_log_probs(x: Tensor, name: str, **shape: object) -> Tensor:
+    """:func:`check_tensor` for log-probabilities: ``-inf`` (probability 0) is valid; NaN and
+    ``+inf`` are rejected in ``"full"`` mode (one host sync)."""
+    if _mode != "full":
+        return check_tensor(x, name, **shape)  # type: ignore[arg-type]
+    with checks("shapes"):
+        check_tensor(x, name, **shape)  # type: ignore[arg-type]
+    bad = torch.isnan(x) | (x == float("inf"))
+    if bool(bad.any()):
+        raise ValueError(
+            f"{name}: expected log-probabilities (finite or -inf), got {int(torch.isnan(x).sum())} "
+            f"NaN and {int((x == float('inf')).sum())} +inf"
+        )
+    return x
+
+
 def check_same_shape(a: Tensor, b: Tensor, name_a: str, name_b: str) -> None:
     """Raise unless ``a`` and ``b`` have identical shapes."""
     if _mode != "off" and a.shape != b.shape:
