@@ -545,7 +545,27 @@ def valid_calls(public: dict[str, Any]) -> dict[str, Call]:
         calls[key] = Call(key, public[key], args, init=init)
     for call in calls.values():
         call.names = _parameter_names(call)
+        _add_number_defaults(call)
     return calls
+
+
+def _add_number_defaults(call: Call) -> None:
+    """Bind the numeric defaults too (``weight=1.0`` ...), so the harness mutates them."""
+    obj = call.obj
+    pairs = (
+        [(obj.__init__, call.init), (getattr(obj, _method_name(obj)), call.args)]
+        if inspect.isclass(obj)
+        else [(obj, call.args)]
+    )
+    for fn, group in pairs:
+        if group is None:
+            continue
+        with contextlib.suppress(TypeError, ValueError):
+            for name, p in inspect.signature(fn).parameters.items():
+                default = p.default
+                numeric = isinstance(default, (int, float)) and not isinstance(default, bool)
+                if name not in group and numeric and p.kind != p.VAR_KEYWORD:
+                    group[name] = default
 
 
 def _parameter_names(call: Call) -> set[str]:

@@ -13,7 +13,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from inforeg.core.checks import check_same_length, check_tensor
+from inforeg.core.checks import check_int, check_same_length, check_tensor
 from inforeg.estimators._common import plugin_entropy
 
 __all__ = ["InfoMEC", "infomec", "normalized_mutual_information_matrix"]
@@ -62,6 +62,7 @@ def normalized_mutual_information_matrix(
 
     check_tensor(latents, "latents", ndim=2)
     check_tensor(factors, "factors", ndim=2)
+    check_int(n_neighbors, "n_neighbors", low=1)
     check_same_length(latents, factors, "latents", "factors")
     n_s, n_z = factors.shape[1], latents.shape[1]
     out = torch.zeros(n_s, n_z, dtype=torch.float64)
