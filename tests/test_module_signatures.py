@@ -69,6 +69,10 @@ PAIRS: dict[str, tuple[str, ...]] = {
     "nn.ScalarCodebookQuantizer": ("scalar_quantize",),
     "nn.ProximalMatchingLoss": ("proximal_matching_loss",),
     "nn.LatentQueryAlignmentLoss": ("latent_query_alignment",),
+    "nn.WaveBlock": ("wave_block",),
+    "nn.CRReLU": ("crrelu",),
+    "nn.DualLatentPrior": ("gaussian_latent_loss",),
+    "nn.WeightCompander": ("compand",),
     # optim
     "optim.CompositionalNLL": ("compositional_nll",),
 }
@@ -86,8 +90,12 @@ NOT_PAIRED: dict[str, str] = {
     "dependence.VIBHead": "a network (stochastic bottleneck head)",
     "estimators.EmbeddingMemory": "a state container (FIFO buffer of embeddings)",
     "rl.ArbitraryEntropyController": "AEPO's controller: temperature state + REINFORCE term",
+    "rl.EntropyBonus": "-coef * aggregate(token_entropy(logits, temperature), mask, mode)",
     "rl.EntropySmoothingRegularizer": "EPO's composite term with a per-turn entropy history",
     "rl.TurnEntropyHistory": "a state container (per-turn entropy means)",
+    "nn.AttentiveWaveBlock": "a network (WaveBlock after a learned CBAM/non-local attention)",
+    "nn.CBAM": "a network (channel and spatial attention with learned weights)",
+    "nn.NonLocalBlock2d": "a network (non-local self-attention with learned projections)",
     "nn.ICNNPotential": "a network (input-convex potential with learned weights)",
     "nn.LearnedProximalNet": "a network (gradient of a learned convex potential)",
     "nn.LatentQueryPooling": "a network (learned queries attending over a sequence)",
@@ -159,6 +167,12 @@ MODULE_ONLY: dict[str, dict[str, str]] = {
         "low": "initial codebook range",
         "high": "initial codebook range",
     },
+    "nn.CRReLU": {"learnable": "eps is a learned parameter (the paper's) or a buffer"},
+    "nn.DualLatentPrior": {
+        "up_weight": "weight of the upscaling latent's term",
+        "down_weight": "weight of the downscaling latent's term",
+    },
+    "nn.WeightCompander": {"learnable": "scale and mu are learned parameters or buffers"},
     "nn.LatentQueryAlignmentLoss": {
         "dim": "state size: the learned queries pool (B, T, dim) sequences",
         "num_queries": "state size of the pooling",
@@ -226,6 +240,8 @@ FUNCTION_ONLY: dict[str, dict[str, str]] = {
         "pooled_pred": "computed by the Module's pooling from forward's h_pred",
         "pooled_gold": "computed by the Module's pooling from forward's h_gold",
     },
+    "nn.DualLatentPrior": {"z": "input: forward's z_up and z_down, one call each"},
+    "nn.WaveBlock": {"start": "each forward draws its strip from the Module's generator"},
     "optim.CompositionalNLL": {"log_u": "state: the moving average kept in a buffer"},
 }
 
