@@ -104,7 +104,10 @@ def record_doctest_calls(public: dict[str, Any]) -> dict[str, Call]:
     mods = [inforeg]
     for info in pkgutil.walk_packages(inforeg.__path__, prefix="inforeg."):
         if not info.name.startswith(("inforeg.lab", "inforeg.__main__")):
-            mods.append(importlib.import_module(info.name))
+            try:
+                mods.append(importlib.import_module(info.name))
+            except ImportError:  # an optional extra (e.g. TRL) is not installed
+                continue
     finder = doctest.DocTestFinder()
     tests = [(m, t) for m in mods for t in finder.find(m) if t.examples]
     restore: list[Callable[[], None]] = []
