@@ -25,7 +25,7 @@ from inforeg import estimators as est
 from inforeg import losses as los
 from inforeg import nn as inn
 from inforeg import optim as iopt
-from inforeg import ot, rl
+from inforeg import ot, quant, rl
 from inforeg import robust as irob
 from tests._helpers import device_given
 
@@ -120,6 +120,7 @@ def _make_inputs(dtype: torch.dtype) -> Inputs:
         "siren": rl.SelectiveEntropyRegularizer(top_k=20),
         "epo": rl.EntropySmoothingRegularizer(),
         "lp_reg": rl.LowProbabilityRegularizer(),
+        "comp_nll": iopt.CompositionalNLL(beta=0.3),
         "y_lab": torch.randint(0, 3, (60,), generator=g),
         # robust / diffusion
         "img": randn(2, 3, 4, 6),
@@ -127,7 +128,24 @@ def _make_inputs(dtype: torch.dtype) -> Inputs:
         "drs_mask": irob.dual_smoothing_masks(4, 6)[0],
         "diff_x": randn(3, 2, 2, 2, scale=5.0),
         "gmm": idiff.gmm_denoiser(randn(4, 2, 2, 2), std=0.3),
+        # nn: learned proximal network, latent-query alignment, noise-mask policy
+        "lpn": _seeded(lambda: inn.LearnedProximalNet(3, hidden=8, layers=2, alpha=0.1), dtype),
+        "lqa": _seeded(lambda: inn.LatentQueryAlignmentLoss(8, num_queries=3, num_heads=2), dtype),
+        "lqa_h": randn(4, 7, 8),
+        "lqa_g": randn(4, 5, 8),
+        "mask_policy": _seeded(lambda: inn.BetaNoiseMaskPolicy(None, 6, grid=2), dtype),
+        "cells": rand(n, 4) * 0.98 + 0.01,
+        "log_alpha": randn(n, 4),
+        "log_beta": randn(n, 4),
+        "ce": rand(n) * 2.0,
     }
+
+
+def _seeded(make: Callable[[], torch.nn.Module], dtype: torch.dtype) -> torch.nn.Module:
+    """A module built under a fixed seed (same weights for every dtype/device), cast to dtype."""
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        return make().to(dtype)
 
 
 def _sample_weights(x: torch.Tensor) -> torch.Tensor:
@@ -388,8 +406,68 @@ CASES: dict[str, tuple[Case, tuple[str, ...], bool]] = {
         ("z",),
         True,
     ),
+    "LearnedProximalNet": (lambda i: i["lpn"](i["x"]), ("x",), True),
+    "proximal_matching_loss": (
+        lambda i: inn.proximal_matching_loss(i["x"], i["z"][:, :3], 0.7),
+        ("x",),
+        True,
+    ),
+    "LatentQueryAlignmentLoss": (
+        lambda i: i["lqa"](i["lqa_h"], i["lqa_g"], mask_pred=i["rl_mask"]),
+        ("lqa_h",),
+        True,
+    ),
+    "BetaNoiseMaskPolicy": (lambda i: i["mask_policy"](i["z"]), ("z",), True),
+    "beta_mask_log_prob": (
+        lambda i: inn.beta_mask_log_prob(i["cells"], i["log_alpha"], i["log_beta"]),
+        ("log_alpha", "log_beta"),
+        True,
+    ),
+    "reinforce_mask_loss": (
+        lambda i: inn.reinforce_mask_loss(i["log_alpha"], i["ce"]),
+        ("log_alpha",),
+        True,
+    ),
+    "reinforce_mask_loss_code": (
+        lambda i: inn.reinforce_mask_loss(i["log_alpha"], i["ce"], mode="code"),
+        ("log_alpha", "ce"),
+        True,
+    ),
+    "noise_mask_from_cells": (
+        lambda i: inn.noise_mask_from_cells(i["cells"], 8, blur_kernel=3, blur_sigma=1.0),
+        ("cells",),
+        True,
+    ),
     "scad_penalty": (lambda i: iopt.scad_penalty(i["theta"], 0.5), ("theta",), True),
     "mcp_prox": (lambda i: iopt.mcp_prox(i["theta"], 0.5), (), True),
+    "compositional_nll": (
+        lambda i: iopt.compositional_nll(i["u1"], i["v1"], -0.5 * i["v1"].detach() ** 2, beta=1.0),
+        ("u1", "v1"),
+        True,
+    ),
+    "CompositionalNLL": (
+        lambda i: [
+            i["comp_nll"](i["u1"], i["v1"] + s, -0.5 * i["v1"].detach() ** 2) for s in (0, 1)
+        ],
+        ("u1", "v1"),
+        True,
+    ),
+    # quant (the quantiser is piecewise constant: value parity only)
+    "fake_quantize_asymmetric": (
+        lambda i: quant.fake_quantize_asymmetric(i["z"], -1.5, i["z"].amax(0), 4),
+        (),
+        True,
+    ),
+    "quantized_activation_entropy": (
+        lambda i: quant.quantized_activation_entropy(i["t_act"][None]),
+        ("t_act",),
+        True,
+    ),
+    "dependency_entropy": (
+        lambda i: quant.dependency_entropy(i["x"][None], i["z"][None, :, :3]),
+        ("x", "z"),
+        True,
+    ),
     # robust / diffusion / data
     "dual_subimage": (
         lambda i: irob.dual_subimage(i["img"], i["drs_mask"], 0.3, noise=i["img_noise"]),
@@ -482,7 +560,16 @@ def test_device_matches_cpu(name: str, dtype: torch.dtype, accel: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "name", ["token_entropy", "selective_log_softmax", "mmd_chunked", "hsic", "sinkhorn"]
+    "name",
+    [
+        "token_entropy",
+        "selective_log_softmax",
+        "mmd_chunked",
+        "hsic",
+        "sinkhorn",
+        "proximal_matching_loss",
+        "reinforce_mask_loss_code",
+    ],
 )
 def test_device_bfloat16(name: str, accel: str) -> None:
     """bfloat16 on the device: finite, float32-accurate accumulation (close to float64)."""

@@ -32,6 +32,7 @@ FAMILIES: tuple[str, ...] = (
     "optim",
     "robust",
     "diffusion",
+    "quant",
     "data",
 )
 

@@ -14,5 +14,45 @@ from inforeg.nn.latent_quantization import (
     qlae_param_groups,
     scalar_quantize,
 )
+from inforeg.nn.latent_query_alignment import (
+    LatentQueryAlignmentLoss,
+    LatentQueryPooling,
+    latent_query_alignment,
+)
+from inforeg.nn.learned_proximal_network import (
+    ICNNPotential,
+    LearnedProximalNet,
+    ProximalMatchingLoss,
+    prox_matching_gamma,
+    proximal_matching_loss,
+)
+from inforeg.nn.noise_mask_policy import (
+    BetaNoiseMaskPolicy,
+    beta_mask_log_prob,
+    noise_mask_from_cells,
+    reinforce_mask_loss,
+    sample_mask_cells,
+)
 
-__all__ = ["QuantizerOutput", "ScalarCodebookQuantizer", "qlae_param_groups", "scalar_quantize"]
+__all__ = [
+    "QuantizerOutput",
+    "ScalarCodebookQuantizer",
+    "qlae_param_groups",
+    "scalar_quantize",
+    # lpn
+    "ICNNPotential",
+    "LearnedProximalNet",
+    "ProximalMatchingLoss",
+    "prox_matching_gamma",
+    "proximal_matching_loss",
+    # mds-s2
+    "LatentQueryAlignmentLoss",
+    "LatentQueryPooling",
+    "latent_query_alignment",
+    # pgnm
+    "BetaNoiseMaskPolicy",
+    "beta_mask_log_prob",
+    "noise_mask_from_cells",
+    "reinforce_mask_loss",
+    "sample_mask_cells",
+]

@@ -10,9 +10,24 @@ RECORDS = [
         year=2023,
         venue="SIGIR 2023",
         family="nn",
-        spec="ot_optim_nn.md §13b",
+        spec="remaining.md §5",
         arxiv="2305.09990",
-        notes="Paper says code released, but spec located no repository; code left empty.",
+        api=(
+            "inforeg.nn.LatentQueryAlignmentLoss",
+            "inforeg.nn.LatentQueryPooling",
+            "inforeg.nn.latent_query_alignment",
+        ),
+        experiment="latent-query-alignment-seq",
+        status="implemented",
+        notes=(
+            "Only the latent-query semantic-alignment regulariser (not the dialog system). "
+            "UNVERIFIED: the paper says code was released but no repository was found; only the "
+            "abstract's description is verified. Pooling (cross-attention from M learnable "
+            "queries, no positions), distances (mse/cosine/kl), detach_target and defaults "
+            "M = 8, lambda = 0.1 are inforeg's design, so the record stays implemented. "
+            "latent-query-alignment-seq (10 seeds): inconclusive, token accuracy +0.0013 "
+            "[-0.0035, 0.0062], exact-sequence +0.0064 [-1e-7, 0.0128]."
+        ),
     ),
     Record(
         key="pgnm",
@@ -21,10 +36,30 @@ RECORDS = [
         year=2024,
         venue="arXiv preprint",
         family="nn",
-        spec="losses.md §12",
+        spec="remaining.md §6",
         arxiv="2406.14568",
         code="ogrenenmakine/Policy-Gradient-Driven-Noise-Mask",
-        notes="README says repo moved to convergedmachine/... (not indexed). Venue beyond arXiv not verified.",
+        api=(
+            "inforeg.nn.BetaNoiseMaskPolicy",
+            "inforeg.nn.beta_mask_log_prob",
+            "inforeg.nn.reinforce_mask_loss",
+            "inforeg.nn.noise_mask_from_cells",
+            "inforeg.nn.sample_mask_cells",
+        ),
+        experiment="noise-mask-digits",
+        status="verified",
+        reference_tests=("tests/nn/test_noise_mask_policy.py",),
+        notes=(
+            "Beta log-density against scipy.stats.beta, the blur against a brute-force "
+            "reflect-padded convolution, both losses' values and gradients in closed form. "
+            "reinforce_mask_loss defaults to the paper's REINFORCE (batch-mean baseline, CE "
+            "detached); mode='code' is the released objective mean(logsumexp_j log pi) * "
+            "mean(CE), back-propagated into both networks. Log-concentrations clamped to +-10. "
+            "README says the repo moved to convergedmachine/...; venue beyond arXiv not verified. "
+            "noise-mask-digits (10 seeds): not reproduced at 8x8, clean accuracy vs conventional "
+            "inconclusive (REINFORCE -0.0013 [-0.0044, 0.0018], released objective -0.0035 "
+            "[-0.0071, 0.00004]); masked arms are more robust to occlusion (+0.012)."
+        ),
     ),
     Record(
         key="crrelu",
@@ -110,8 +145,29 @@ RECORDS = [
         year=2023,
         venue="ICLR 2024",
         family="nn",
-        spec="ot_optim_nn.md §3",
+        spec="remaining.md §4",
         arxiv="2310.14344",
         code="ZhenghanFang/learned-proximal-networks",
+        api=(
+            "inforeg.nn.LearnedProximalNet",
+            "inforeg.nn.ICNNPotential",
+            "inforeg.nn.proximal_matching_loss",
+            "inforeg.nn.ProximalMatchingLoss",
+            "inforeg.nn.prox_matching_gamma",
+        ),
+        experiment="lpn-laplace-1d",
+        status="reproduced",
+        reference_tests=("tests/nn/test_learned_proximal_network.py",),
+        notes=(
+            "Vector (MLP) LPN of the paper's 1-D experiment, any dim; the convolutional MNIST "
+            "network is not included. psi checked against its equations, f = grad psi by finite "
+            "differences, convexity oracles (symmetric PSD Jacobian, tangent-plane prox "
+            "property), the learned prior against its closed form at f(y), the gamma schedule "
+            "against the authors' table. The loss uses the squared distance (finite gradient at "
+            "zero, unlike the code's sqrt); weights are clipped at construction. lpn-laplace-1d "
+            "(10 seeds, hidden 32 and a 10x shorter schedule than the paper): proximal matching "
+            "is closer to the MAP soft-threshold than L1 (+0.072 [0.056, 0.087]) and L2 (+0.118 "
+            "[0.102, 0.133]) LPNs in 10/10 seeds (MAD 0.094 vs 0.165 / 0.211)."
+        ),
     ),
 ]
