@@ -186,7 +186,8 @@ RECORDS = [
         notes=(
             "The official code's conditional-CS denominator is sum_i K_ji^2, the paper's "
             "(sum_i K_ji)^2: default paper, legacy_denominator=True for the code. The training "
-            "code uses the normalised CS-QMI and log2 (both defaults of CSIBLoss)."
+            "code uses the normalised CS-QMI and log2 (both defaults of CSIBLoss). Experiment "
+            "(early-stopped, tuned arms): no paper claim held (all inconclusive); see results/."
         ),
     ),
 ]
