@@ -331,7 +331,12 @@ EXPERIMENT = Experiment(
         "and text projections of the batch's positive items; InfoNCE τ 0.2 on items and users. "
         "Regime: the no-alignment model's image and text projections must differ in "
         "distribution (MMD² z-score against a permutation null > 3) and its test Recall@20 "
-        "must be at least 0.05 below the oracle's (ranking by the generating logits). The sanity claim checks that the MMD term lowers the modality MMD."
+        "must be at least 0.05 below the oracle's (ranking by the generating logits). The sanity claim checks that the MMD term lowers the modality MMD. "
+        "Finding (full run, 10 seeds): the MMD term closes the modality gap (MMD² 1.05 -> 0.002, "
+        "10/10) but ranking does not improve: Recall@20 0.487 without alignment, 0.484 InfoNCE "
+        "only, 0.479 MMD + InfoNCE (differences inconclusive, 2/10 and 3/10 seeds better). Here "
+        "both views are functions of the same item latent, so aligning their distributions adds "
+        "no information the ID embeddings and kNN graphs do not already carry."
     ),
     claims=(
         Claim(

@@ -32,7 +32,8 @@ RECORDS = [
         notes=(
             "Venue CIKM 2025 taken from spec. Only the alignment losses (biased Gaussian MMD on "
             "L2-normalised features, InfoNCE tau 0.2); the experiment uses a scaled-down "
-            "recommender. The code grid-searches sigma and the weight (no single default)."
+            "recommender. The code grid-searches sigma and the weight (no single default). "
+            "Experiment: MMD closes the modality gap, ranking claims inconclusive; see results/."
         ),
     ),
     Record(
