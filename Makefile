@@ -13,7 +13,7 @@ $(BIN)/python:
 # and pip does not fetch a multi-GB CUDA build.
 $(STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e ".[all,dev,docs]"
+	$(BIN)/pip install --quiet -e ".[all,dev,docs,trl]"
 	touch $(STAMP)
 
 setup: $(STAMP)

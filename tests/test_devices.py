@@ -138,14 +138,28 @@ def _make_inputs(dtype: torch.dtype) -> Inputs:
         "log_alpha": randn(n, 4),
         "log_beta": randn(n, 4),
         "ce": rand(n) * 2.0,
+        # nn: a feature map, scalar hyper-parameter tensors, seeded attention modules
+        "fmap": randn(2, 16, 8, 5),
+        "eps_t": torch.tensor(0.05, dtype=dtype),
+        "c_scale": torch.tensor(0.8, dtype=dtype),
+        "c_mu": torch.tensor(6.0, dtype=dtype),
+        "awb_cbam": _seeded(lambda: inn.AttentiveWaveBlock(16, "cbam"), dtype),
+        "awb_nonlocal": _seeded(lambda: inn.AttentiveWaveBlock(16, "nonlocal"), dtype),
     }
 
 
-def _seeded(make: Callable[[], torch.nn.Module], dtype: torch.dtype) -> torch.nn.Module:
-    """A module built under a fixed seed (same weights for every dtype/device), cast to dtype."""
-    with torch.random.fork_rng():
+def _seeded(build: Callable[[], torch.nn.Module], dtype: torch.dtype) -> torch.nn.Module:
+    """The same weights for every dtype and device; its WaveBlock strips come from its own CPU
+    generator (seed 0), so the reference and the device run wave the same rows."""
+    with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
-        return make().to(dtype)
+        module = build()
+    for m in module.modules():
+        if isinstance(m, inn.WaveBlock):
+            m.generator = torch.Generator().manual_seed(0)
+        if isinstance(m, torch.nn.BatchNorm2d):  # the non-local output BN starts at zero
+            torch.nn.init.constant_(m.weight, 0.5)
+    return module.to(dtype)
 
 
 def _sample_weights(x: torch.Tensor) -> torch.Tensor:
@@ -497,6 +511,29 @@ CASES: dict[str, tuple[Case, tuple[str, ...], bool]] = {
         True,
     ),
     "static_entropy": (lambda i: idata.static_entropy(i["z"], bins=5), (), True),
+    "crrelu": (lambda i: inn.crrelu(i["x"], i["eps_t"]), ("x", "eps_t"), True),
+    "wave_block": (
+        lambda i: inn.wave_block(i["fmap"], generator=torch.Generator().manual_seed(0)),
+        ("fmap",),
+        True,
+    ),
+    "attentive_wave_block_cbam": (lambda i: i["awb_cbam"](i["fmap"]), ("fmap",), True),
+    "attentive_wave_block_nonlocal": (lambda i: i["awb_nonlocal"](i["fmap"]), ("fmap",), True),
+    "gaussian_latent_loss": (
+        lambda i: inn.gaussian_latent_loss(i["z"], convention="nll"),
+        ("z",),
+        True,
+    ),
+    "dual_latent_prior": (
+        lambda i: inn.DualLatentPrior(1.0, 0.5)(i["z"], i["x"]),
+        ("z", "x"),
+        True,
+    ),
+    "compand": (
+        lambda i: inn.compand(i["theta"], i["c_scale"], i["c_mu"]),
+        ("theta", "c_scale", "c_mu"),
+        True,
+    ),
 }
 
 
@@ -569,6 +606,10 @@ def test_device_matches_cpu(name: str, dtype: torch.dtype, accel: str) -> None:
         "sinkhorn",
         "proximal_matching_loss",
         "reinforce_mask_loss_code",
+        "crrelu",
+        "wave_block",
+        "gaussian_latent_loss",
+        "compand",
     ],
 )
 def test_device_bfloat16(name: str, accel: str) -> None:

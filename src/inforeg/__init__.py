@@ -38,7 +38,7 @@ FAMILIES: tuple[str, ...] = (
 
 __all__ = ["FAMILIES", "__version__", "get_checks", "set_checks"]
 
-_SUBPACKAGES = frozenset({*FAMILIES, "core", "lab"})
+_SUBPACKAGES = frozenset({*FAMILIES, "core", "lab", "integrations"})
 
 
 def __getattr__(name: str) -> Any:

@@ -106,3 +106,76 @@ def test_bad_input():
         kde_mutual_information(t, y, variance=0.0)
     with pytest.raises(ValueError, match="lower_edges"):
         information_plane([t], y, lower_edges=[0.0, 0.0])
+
+
+def _plugin_bits(codes: list[tuple[int, ...]], y: list[int]) -> tuple[float, float]:
+    """I(X;T) = H(T) and I(T;Y) by counting, for distinct inputs."""
+    from collections import Counter
+
+    def h(items: list) -> float:
+        n = len(items)
+        return -sum(c / n * math.log2(c / n) for c in Counter(items).values())
+
+    h_t = h(codes)
+    h_ty = sum(
+        (y.count(c) / len(y)) * h([code for code, lab in zip(codes, y) if lab == c]) for c in set(y)
+    )
+    return h_t, h_t - h_ty
+
+
+def test_fixed_value_range_bins_by_hand():
+    t, y = _data(n=300, seed=3)
+    lo, hi, n_bins = -0.5, 2.0, 5
+    width = (hi - lo) / n_bins
+    codes = [tuple(min(max(int((v - lo) // width), 0), n_bins) for v in row) for row in t.tolist()]
+    ref = _plugin_bits(codes, y.tolist())
+    got = adaptive_binning_mutual_information(
+        t, y, n_bins=n_bins, binning="fixed", base=2, value_range=(lo, hi)
+    )
+    assert float(got[0]) == pytest.approx(ref[0], abs=1e-12)
+    assert float(got[1]) == pytest.approx(ref[1], abs=1e-12)
+    # the per-call range is the special case (lower edge, current maximum)
+    per_call = adaptive_binning_mutual_information(t, y, n_bins=4, lower_edge=0.0, binning="fixed")
+    same = adaptive_binning_mutual_information(
+        t, y, n_bins=4, binning="fixed", value_range=(0.0, float(t.max()))
+    )
+    assert torch.allclose(torch.stack(per_call), torch.stack(same))
+
+
+def test_run_wide_range_is_not_scale_adaptive():
+    """With one range for the run, shrinking activations lowers I(X;T); per-call bins do not see it."""
+    t, y = _data(n=300, seed=4)
+    full, small = t, 0.25 * t
+    run_range = (0.0, float(full.max()))
+    big_i = adaptive_binning_mutual_information(
+        full, y, n_bins=8, binning="fixed", value_range=run_range
+    )[0]
+    small_i = adaptive_binning_mutual_information(
+        small, y, n_bins=8, binning="fixed", value_range=run_range
+    )[0]
+    assert float(small_i) < float(big_i) - 1.0
+    per_call = [
+        adaptive_binning_mutual_information(a, y, n_bins=8, lower_edge=0.0, binning="fixed")[0]
+        for a in (full, small)
+    ]
+    assert torch.allclose(per_call[0], per_call[1])
+    pts = information_plane(
+        [full, small], y, "fixed", n_bins=8, value_ranges=[run_range, run_range]
+    )
+    assert pts[0][0] == pytest.approx(float(big_i)) and pts[1][0] == pytest.approx(float(small_i))
+
+
+def test_value_range_bad_input():
+    t, y = _data()
+    with pytest.raises(ValueError, match="value_range"):
+        adaptive_binning_mutual_information(t, y, value_range=(0.0, 1.0))  # adaptive bins
+    with pytest.raises(ValueError, match="value_range"):
+        adaptive_binning_mutual_information(
+            t, y, binning="fixed", lower_edge=0.0, value_range=(0.0, 1.0)
+        )
+    with pytest.raises(ValueError, match="value_range"):
+        adaptive_binning_mutual_information(t, y, binning="fixed", value_range=(1.0, 1.0))
+    with pytest.raises(ValueError, match="value_range"):
+        adaptive_binning_mutual_information(t, y, binning="fixed", value_range=(0.0, float("inf")))
+    with pytest.raises(ValueError, match="value_ranges"):
+        information_plane([t], y, "fixed", value_ranges=[(0.0, 1.0), (0.0, 1.0)])

@@ -66,3 +66,69 @@ def test_bad_input():
         infomec(s, s[:-1])
     with pytest.raises(TypeError, match="factors"):
         infomec(s, s.double())
+
+
+def _held_out_infoe_reference(z_fit, s_fit, z, s):
+    """InfoE by hand with sklearn: probes fitted on (z_fit, s_fit), log-loss on (z, s)."""
+    import warnings
+
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import log_loss
+
+    mean, std = z_fit.mean(0), z_fit.std(0)
+    x_fit, x = (z_fit - mean) / std, (z - mean) / std
+    scores = []
+    for i in range(s.shape[1]):
+        losses = []
+        for a, b in ((x_fit, x), (np.zeros((len(x_fit), 1)), np.zeros((len(x), 1)))):
+            m = LogisticRegression(C=np.inf, class_weight="balanced", solver="lbfgs", max_iter=100)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                m.fit(a, s_fit[:, i])
+            losses.append(log_loss(s[:, i], m.predict_proba(b), labels=m.classes_))
+        scores.append((losses[1] - losses[0]) / losses[1])
+    return float(np.mean(scores))
+
+
+def test_held_out_infoe_matches_sklearn_by_hand():
+    g = torch.Generator().manual_seed(5)
+    s = _sources(600)
+    z = s.double() + 0.8 * torch.randn(600, 3, dtype=torch.float64, generator=g)
+    got = infomec(z[300:], s[300:], infoe_fit=(z[:300], s[:300])).infoe
+    ref = _held_out_infoe_reference(
+        z[:300].numpy(), s[:300].numpy(), z[300:].numpy(), s[300:].numpy()
+    )
+    assert abs(got - ref) < 1e-9
+    assert got < infomec(z[300:], s[300:]).infoe  # in-sample is optimistic
+
+
+def test_infoe_fit_on_the_scored_data_is_the_default():
+    s = _sources(300)
+    z = (s + torch.randint(0, 2, (300, 3), generator=torch.Generator().manual_seed(2))) % 4
+    assert infomec(z, s, infoe_fit=(z, s)).infoe == infomec(z, s).infoe
+
+
+def test_held_out_infoe_one_hot_columns_cover_both_splits():
+    # Code 3 appears only in the scored split: its column is never fitted, so those rows get the
+    # balanced prior; the other rows are predicted perfectly by their codes.
+    s = torch.tensor([[0, 0], [1, 1], [0, 1], [1, 0]]).repeat(20, 1)
+    z = s.clone()
+    z_scored = z[40:].clone()
+    z_scored[:4, 0] = 3
+    res = infomec(z_scored, s[40:], infoe_fit=(z[:40], s[:40]))
+    assert 0.8 < res.infoe < 0.99
+
+
+def test_infoe_fit_bad_input():
+    s = _sources(80)
+    with pytest.raises(TypeError, match="infoe_fit"):
+        infomec(s, s, infoe_fit=s)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="infoe_fit"):
+        infomec(s, s, infoe_fit=(s[:, :2], s))
+    with pytest.raises(TypeError, match="infoe_fit"):
+        infomec(s, s, infoe_fit=(s, s.double()))
+    fit = s.clone()
+    fit[:, 0] = fit[:, 0].clamp_max(2)  # value 3 of source 0 never seen by the fit split
+    with pytest.raises(ValueError, match="infoe_fit"):
+        infomec(s, s, infoe_fit=(fit, fit))

@@ -54,6 +54,29 @@ def test_regularizer_module():
         reg.set_epoch(20)
 
 
+def test_minimising_the_term_drives_the_architecture_weights_to_one_hot():
+    # The protocol-1 experiment's "one-hot" claim, which is the term's own objective: gradient
+    # descent on the regulariser alone (at the last epoch) saturates every edge's softmax on its
+    # initially largest entry, and a zero coefficient leaves alpha where it was.
+    torch.manual_seed(0)
+    start = 0.1 * torch.randn(3, 6)
+    for coefficient, expect_one_hot in ((1.0, True), (0.0, False)):
+        alpha = start.clone().requires_grad_(True)
+        reg = ArchitectureEntropyRegularizer(coefficient=coefficient, total_epochs=20)
+        reg.set_epoch(19)
+        opt = torch.optim.SGD([alpha], lr=1.0)
+        for _ in range(300):
+            opt.zero_grad()
+            reg(alpha).backward()
+            opt.step()
+        top = torch.softmax(alpha.detach(), 1).amax(1)
+        if expect_one_hot:
+            assert bool((top > 0.99).all())
+            assert torch.equal(alpha.detach().argmax(1), start.argmax(1))
+        else:
+            assert torch.equal(alpha.detach(), start)
+
+
 def test_quantization_noise_statistics():
     g = torch.Generator().manual_seed(0)
     x = torch.linspace(-1.0, 3.0, 200_000, requires_grad=True)

@@ -33,9 +33,11 @@ def test_brute_force_and_properties():
         got = depict_target_distribution(p, power=(a, b))
         assert torch.allclose(got, ref)
         assert torch.allclose(got.sum(1), torch.ones(7, dtype=torch.float64))
-    # equal cluster frequencies: the paper target equals P
+    # equal cluster frequencies: the paper target equals P; the code target sharpens it (p^2)
     balanced = torch.tensor([[0.7, 0.3], [0.3, 0.7]], dtype=torch.float64)
-    assert torch.allclose(depict_target_distribution(balanced), balanced)
+    assert torch.allclose(depict_target_distribution(balanced, "paper"), balanced)
+    sharp = torch.tensor([[0.49, 0.09], [0.09, 0.49]], dtype=torch.float64) / 0.58
+    assert torch.allclose(depict_target_distribution(balanced, "code"), sharp)
     # b = 0, a = 1: identity
     assert torch.allclose(depict_target_distribution(p, power=(1.0, 0.0)), p)
     # one-hot rows stay finite
@@ -85,3 +87,18 @@ def test_bad_input():
             depict_target_distribution(torch.tensor([[0.5, 0.6]]))
         with pytest.raises(ValueError, match="logits"):
             depict_clustering_loss(torch.tensor([[float("nan"), 0.0]]), torch.tensor([[0.5, 0.5]]))
+
+
+def test_default_is_the_target_the_authors_ran():
+    """mode="code" (p^2 / f) is the default of the function and the module; "paper" is opt-in."""
+    torch.manual_seed(2)
+    p = torch.softmax(torch.randn(6, 3, dtype=torch.float64), 1)
+    f = p.sum(0)
+    code = p**2 / f
+    code = code / code.sum(1, keepdim=True)
+    assert torch.allclose(depict_target_distribution(p), code)
+    assert torch.allclose(DEPICTClusteringLoss().target(p), code)
+    paper = p / f.sqrt()
+    paper = paper / paper.sum(1, keepdim=True)
+    assert torch.allclose(DEPICTClusteringLoss("paper").target(p), paper)
+    assert not torch.allclose(code, paper)

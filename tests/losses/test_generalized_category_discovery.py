@@ -236,3 +236,62 @@ def test_supervised_contrastive_brute_force():
         pos = [p for p in range(6) if p != i and labels[p] == labels[i]]
         ref += -sum(float(f[i] @ f[p]) / 0.07 - math.log(denom) for p in pos) / len(pos)
     assert float(terms["sup_contrastive"]) == pytest.approx(ref / 6, rel=1e-9)
+
+
+def brute_code_dkl(a, b, t):
+    """The authors' DistillLoss DKL term: log_softmax applied to the view probabilities."""
+    out = 0.0
+    for i in range(a.shape[0]):
+        ea = [math.exp(v / t) for v in a[i].tolist()]
+        eb = [math.exp(v / t) for v in b[i].tolist()]
+        pa = [x / sum(ea) for x in ea]
+        pb = [x / sum(eb) for x in eb]
+        lse_a = math.log(sum(math.exp(x) for x in pa))
+        lse_b = math.log(sum(math.exp(x) for x in pb))
+        out += sum(x * ((x - lse_a) - (y - lse_b)) for x, y in zip(pa, pb))
+    return out / a.shape[0]
+
+
+def test_dual_view_kl_code_form_matches_the_official_expression():
+    assert float(dual_view_kl(Z1, Z2, form="code")) == pytest.approx(
+        brute_code_dkl(Z1, Z2, 0.1), rel=1e-12
+    )
+    torch.manual_seed(6)
+    a = torch.randn(7, 5, dtype=torch.float64)
+    b = torch.randn(7, 5, dtype=torch.float64)
+    got = dual_view_kl(a, b, temperature=0.4, form="code")
+    assert float(got) == pytest.approx(brute_code_dkl(a, b, 0.4), rel=1e-12)
+    # it is not the KL: smaller on confident rows, bounded, and can be negative
+    assert float(got) < float(dual_view_kl(a, b, temperature=0.4))
+    rows = dual_view_kl(a * 10, b * 10, temperature=0.1, reduction="none", form="code")
+    assert bool((rows.abs() <= 2.0).all())
+    # view 1 fairly sure of class 0, view 2 very sure of it: the code form goes negative
+    sure = torch.tensor([[0.75, 0.125, 0.125]], dtype=torch.float64).log()
+    surer = torch.tensor([[0.995, 0.0025, 0.0025]], dtype=torch.float64).log()
+    assert float(dual_view_kl(sure, surer, temperature=1.0, form="code")) < -0.05
+    assert float(dual_view_kl(sure, surer, temperature=1.0)) > 0.7
+    assert float(dual_view_kl(a, a, form="code")) == pytest.approx(0.0, abs=1e-12)
+    assert torch.autograd.gradcheck(
+        lambda x, y: dual_view_kl(x, y, temperature=0.3, form="code"),
+        (a.clone().requires_grad_(True), b.clone().requires_grad_(True)),
+    )
+    with pytest.raises(ValueError, match="form"):
+        dual_view_kl(a, b, form="kl")  # type: ignore[arg-type]
+
+
+def test_legogcd_dkl_form_switches_the_dkl_term():
+    torch.manual_seed(7)
+    b, k = 4, 5
+    z = torch.randn(2 * b, k, dtype=torch.float64)
+    y = torch.randint(0, 3, (b,))
+    lab = torch.tensor([True, False, True, False])
+    paper = LegoGCDLoss(k, 3).terms(z, y, lab)
+    code = LegoGCDLoss(k, 3, dkl_form="code").terms(z, y, lab)
+    assert torch.allclose(paper["dual_view_kl"], dual_view_kl(z[:b], z[b:]))
+    assert torch.allclose(code["dual_view_kl"], dual_view_kl(z[:b], z[b:], form="code"))
+    assert not torch.allclose(paper["dual_view_kl"], code["dual_view_kl"])
+    assert torch.allclose(
+        code["total"] - code["dual_view_kl"] * 0.65, paper["total"] - paper["dual_view_kl"] * 0.65
+    )
+    with pytest.raises(ValueError, match="dkl_form"):
+        LegoGCDLoss(k, 3, dkl_form="kl")  # type: ignore[arg-type]

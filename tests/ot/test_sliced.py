@@ -20,6 +20,7 @@ from inforeg.ot import (
     sliced_wasserstein,
     wasserstein_1d,
 )
+from tests._helpers import assert_close, gradcheck64, module_matches_function
 
 D64 = torch.float64
 
@@ -159,18 +160,13 @@ def test_sliced_batched_equals_loop_and_seed():
 
 def test_sliced_gradcheck():
     g = torch.Generator().manual_seed(5)
-    x = torch.randn(6, 3, generator=g, dtype=D64).requires_grad_(True)
+    x = torch.randn(6, 3, generator=g, dtype=D64)
     y = torch.randn(4, 3, generator=g, dtype=D64)
     a = torch.rand(6, generator=g, dtype=D64) + 0.1
-    a = (a / a.sum()).requires_grad_(True)
+    a = a / a.sum()
     proj = random_projections(3, 5, seed=0, dtype=D64)
-    assert torch.autograd.gradcheck(
-        lambda x_, a_: sliced_wasserstein(x_, y, a_ / a_.sum(), projections=proj), (x, a)
-    )
-    xe = x.detach()[:4].clone().requires_grad_(True)
-    assert torch.autograd.gradcheck(
-        lambda x_: max_sliced_wasserstein(x_, y, projections=proj, p=1), (xe,)
-    )
+    gradcheck64(lambda x_, a_: sliced_wasserstein(x_, y, a_ / a_.sum(), projections=proj), x, a)
+    gradcheck64(lambda x_: max_sliced_wasserstein(x_, y, projections=proj, p=1), x[:4])
 
 
 def test_sliced_float32_and_bfloat16():
@@ -282,14 +278,26 @@ def test_refinement_matches_brute_force_and_marginals():
     fy = torch.randn(12, 3, generator=g, dtype=D64)
     p_xy, p_yx = log_sinkhorn_correspondence(fx, fy, sigma=0.5, n_iter=10)
     r_xy, r_yx = _brute_refinement(fx, fy, 0.5, 10)
-    torch.testing.assert_close(p_xy, r_xy)
-    torch.testing.assert_close(p_yx, r_yx)
-    torch.testing.assert_close(p_xy.sum(-1), torch.ones(10, dtype=D64))
-    torch.testing.assert_close(p_yx.sum(-1), torch.ones(12, dtype=D64))
+    assert_close(p_xy, r_xy)
+    assert_close(p_yx, r_yx)
+    assert_close(p_xy.sum(-1), torch.ones(10, dtype=D64))
+    assert_close(p_yx.sum(-1), torch.ones(12, dtype=D64))
     # Batched and module forms agree.
     bx, by = torch.stack([fx, fx]), torch.stack([fy, fy])
     m_xy, _ = LogSinkhorn(sigma=0.5)(bx, by)
-    torch.testing.assert_close(m_xy[1], p_xy)
+    assert_close(m_xy[1], p_xy)
+    module_matches_function(
+        LogSinkhorn, log_sinkhorn_correspondence, bx, by, settings={"sigma": 0.3, "n_iter": 4}
+    )
+
+
+@pytest.mark.parametrize("n_iter", [0, 3])
+def test_refinement_gradcheck(n_iter):
+    # The plans stay differentiable (autograd through the Sinkhorn loop).
+    g = torch.Generator().manual_seed(9)
+    fx = torch.randn(2, 5, 3, generator=g, dtype=D64)
+    fy = torch.randn(2, 4, 3, generator=g, dtype=D64)
+    gradcheck64(lambda u, v: log_sinkhorn_correspondence(u, v, 0.7, n_iter), fx, fy)
 
 
 def test_refinement_small_sigma_no_nan_and_recovers_permutation():

@@ -1,4 +1,4 @@
-"""Tests of inforeg.ot.smooth_ot and inforeg.ot.sparse_ot (sparsity-constrained OT)."""
+"""Tests of inforeg.ot.sparse_ot (sparsity-constrained OT); smooth_ot is in test_smooth.py."""
 
 from __future__ import annotations
 
@@ -13,27 +13,14 @@ from hypothesis import strategies as st
 
 from inforeg.core.checks import checks
 from inforeg.ot import (
-    SmoothOT,
     SparsityConstrainedOT,
     delta_k,
     projection_sparse_simplex,
     smooth_ot,
     sparse_ot,
 )
-
-D64 = torch.float64
-
-
-def _problem(n=12, m=10, seed=0, batch=()):
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn(*batch, n, 2, generator=g, dtype=D64)
-    y = torch.randn(*batch, m, 2, generator=g, dtype=D64) + 0.5
-    c = torch.cdist(x, y) ** 2
-    c = c / c.amax((-2, -1), keepdim=True)
-    a = torch.full((*batch, n), 1.0 / n, dtype=D64)
-    b = torch.full((*batch, m), 1.0 / m, dtype=D64)
-    return a, b, c
-
+from tests._helpers import gradcheck64
+from tests.ot._problems import D64, uniform_problem
 
 # ----------------------------------------------------------------------------- closed forms
 
@@ -106,35 +93,10 @@ def _pot_quiet(fn, *args, **kwargs):
         return fn(*args, **kwargs)
 
 
-@pytest.mark.parametrize("reg", ["l2", "entropy"])
-@pytest.mark.parametrize("form", ["dual", "semi_dual"])
-def test_smooth_ot_matches_pot(reg, form):
-    ot = pytest.importorskip("ot")
-    a, b, c = _problem(15, 12, seed=2)
-    gamma = 0.1
-    fn = ot.smooth.smooth_ot_dual if form == "dual" else ot.smooth.smooth_ot_semi_dual
-    ref = fn(a.numpy(), b.numpy(), c.numpy(), gamma, reg_type="kl" if reg == "entropy" else reg)
-    r = smooth_ot(a, b, c, gamma, reg, form, max_iter=2000)
-    assert np.abs(r.plan.numpy() - ref).max() < 1e-4
-    torch.testing.assert_close(r.plan.sum(-2), b, atol=1e-5, rtol=0)
-    torch.testing.assert_close(r.plan.sum(-1), a, atol=1e-5, rtol=0)
-
-
-def test_entropy_smooth_ot_matches_sinkhorn():
-    from inforeg.ot import sinkhorn
-
-    a, b, c = _problem(10, 8, seed=3)
-    gamma = 0.05
-    r = smooth_ot(a, b, c, gamma, "entropy", "semi_dual", max_iter=2000)
-    # Omega = gamma sum t log t  <=>  entropic OT with KL to a (x) b up to a constant: same plan.
-    s = sinkhorn(a, b, c, gamma, tol=1e-12, max_iter=20000)
-    torch.testing.assert_close(r.plan, s.plan, atol=1e-6, rtol=0)
-
-
 @pytest.mark.parametrize("form", ["semi_dual", "dual"])
 def test_sparse_ot_matches_pot(form):
     ot = pytest.importorskip("ot")
-    a, b, c = _problem(15, 12, seed=4)
+    a, b, c = uniform_problem(15, 12, seed=4)
     fn = ot.smooth.smooth_ot_dual if form == "dual" else ot.smooth.smooth_ot_semi_dual
     ref = _pot_quiet(
         fn, a.numpy(), b.numpy(), c.numpy(), 0.1, reg_type="sparsity_constrained", max_nz=4
@@ -145,7 +107,7 @@ def test_sparse_ot_matches_pot(form):
 
 
 def test_sparse_columns_have_at_most_k_nonzeros_and_marginals():
-    a, b, c = _problem(12, 8, seed=5)  # k * m >= n, so the row marginals are attainable
+    a, b, c = uniform_problem(12, 8, seed=5)  # k * m >= n, so the row marginals are attainable
     for k in (2, 3, 5):
         r = sparse_ot(a, b, c, k=k, gamma=0.05, max_iter=3000)
         assert int((r.plan > 0).sum(-2).max()) <= k
@@ -154,7 +116,7 @@ def test_sparse_columns_have_at_most_k_nonzeros_and_marginals():
 
 
 def test_sparse_k_ge_n_equals_quadratic_ot():
-    a, b, c = _problem(8, 6, seed=6)
+    a, b, c = uniform_problem(8, 6, seed=6)
     r = sparse_ot(a, b, c, k=8, gamma=0.2, max_iter=2000)
     q = smooth_ot(a, b, c, 0.2, "l2", "semi_dual", max_iter=2000)
     torch.testing.assert_close(r.plan, q.plan, atol=1e-7, rtol=0)
@@ -165,7 +127,7 @@ def test_sparse_k_ge_n_equals_quadratic_ot():
 
 def test_sparse_small_gamma_large_k_close_to_emd():
     ot = pytest.importorskip("ot")
-    a, b, c = _problem(12, 12, seed=7)
+    a, b, c = uniform_problem(12, 12, seed=7)
     emd = ot.emd2(a.numpy(), b.numpy(), c.numpy())
     r = sparse_ot(a, b, c, k=6, gamma=1e-3, max_iter=3000)
     assert abs(float((r.plan * c).sum()) - emd) < 2e-3 * max(emd, 1e-3) + 1e-4
@@ -188,7 +150,7 @@ def test_sparse_k1_semi_dual_is_unregularised_ot_cost():
 
 
 def test_sparsity_decreases_with_k_smoothness():
-    a, b, c = _problem(30, 6, seed=8)
+    a, b, c = uniform_problem(30, 6, seed=8)
     nnz = [
         int((sparse_ot(a, b, c, k=k, gamma=1.0, max_iter=2000).plan > 0).sum()) for k in (1, 3, 10)
     ]
@@ -196,7 +158,7 @@ def test_sparsity_decreases_with_k_smoothness():
 
 
 def test_batch_equals_loop():
-    a, b, c = _problem(8, 5, seed=9, batch=(3,))
+    a, b, c = uniform_problem(8, 5, seed=9, batch=(3,))
     r = sparse_ot(a, b, c, k=3, gamma=0.1, max_iter=3000)
     assert r.plan.shape == (3, 8, 5) and r.value.shape == (3,)
     for i in range(3):
@@ -206,7 +168,7 @@ def test_batch_equals_loop():
 
 
 def test_envelope_gradient_is_plan():
-    a, b, c = _problem(8, 6, seed=10)
+    a, b, c = uniform_problem(8, 6, seed=10)
     c = c.clone().requires_grad_(True)
     for form in ("semi_dual", "dual"):
         r = sparse_ot(a, b, c, k=3, gamma=0.1, formulation=form, max_iter=3000)  # type: ignore[arg-type]
@@ -215,27 +177,21 @@ def test_envelope_gradient_is_plan():
 
 
 def test_gradcheck_value_wrt_cost():
-    a, b, c = _problem(5, 4, seed=11)
-    c = c.clone().requires_grad_(True)
-    # Quadratic OT (k >= n) has a smooth value; its envelope gradient is exact at the optimum.
-    assert torch.autograd.gradcheck(
-        lambda c_: smooth_ot(a, b, c_, 0.5, "l2", "semi_dual", max_iter=2000, tol=1e-13).value,
-        (c,),
-        atol=1e-5,
-    )
-    assert torch.autograd.gradcheck(
+    a, b, c = uniform_problem(5, 4, seed=11)
+    # k = 4 >= n: quadratic OT, whose value is smooth; the envelope gradient is exact there.
+    gradcheck64(
         lambda c_: sparse_ot(a, b, c_, k=4, gamma=0.5, max_iter=2000, tol=1e-13).value,
-        (c,),
+        c,
         atol=1e-5,
     )
 
 
 def test_modules_and_dtypes():
-    a, b, c = _problem(8, 6, seed=12)
-    torch.testing.assert_close(
-        SparsityConstrainedOT(k=3, gamma=0.1)(a, b, c).plan, sparse_ot(a, b, c, 3, 0.1).plan
-    )
-    torch.testing.assert_close(SmoothOT(0.1)(a, b, c).plan, smooth_ot(a, b, c, 0.1).plan)
+    a, b, c = uniform_problem(8, 6, seed=12)
+    settings_ = {"k": 3, "gamma": 0.1, "formulation": "dual", "max_iter": 50, "normalize": True}
+    r_m = SparsityConstrainedOT(**settings_)(3 * a, b, c)
+    r_f = sparse_ot(3 * a, b, c, **settings_)
+    assert torch.equal(r_m.plan, r_f.plan) and r_m.n_iter == r_f.n_iter
     r = sparse_ot(a.float(), b.float(), c.float(), 3, 0.1, tol=1e-6)
     assert r.plan.dtype == torch.float32 and torch.isfinite(r.plan).all()
     rb = sparse_ot(a.bfloat16(), b.bfloat16(), c.bfloat16(), 3, 0.1, tol=1e-5)
@@ -243,17 +199,13 @@ def test_modules_and_dtypes():
 
 
 def test_bad_inputs():
-    a, b, c = _problem(6, 5)
+    a, b, c = uniform_problem(6, 5)
     with pytest.raises(ValueError, match="k"):
         sparse_ot(a, b, c, k=0)
     with pytest.raises(TypeError, match="k"):
         sparse_ot(a, b, c, k=2.5)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="gamma"):
         sparse_ot(a, b, c, k=2, gamma=0.0)
-    with pytest.raises(ValueError, match="gamma"):
-        smooth_ot(a, b, c, gamma=-1.0)
-    with pytest.raises(ValueError, match="regularizer"):
-        smooth_ot(a, b, c, 0.1, regularizer="kl")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="formulation"):
         sparse_ot(a, b, c, 2, formulation="primal")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="a:"):
@@ -290,7 +242,7 @@ def _uniform_cloud(n, m, seed):
 def test_newton_matches_lbfgs(k):
     # k = 12 >= n: quadratic OT; k = 6 does not bind at the optimum (at most 5 non-zeros per
     # column), so the objective is smooth there and both solvers reach the same plan.
-    a, b, c = _problem(12, 10, seed=13)
+    a, b, c = uniform_problem(12, 10, seed=13)
     rn = sparse_ot(a, b, c, k=k, gamma=0.5, tol=1e-11, method="newton")
     rl = sparse_ot(a, b, c, k=k, gamma=0.5, max_iter=3000, method="lbfgs")
     assert rn.converged and int((rn.plan > 0).sum(-2).max()) < 6
@@ -330,7 +282,7 @@ def test_newton_batch_equals_loop(dense_max, monkeypatch):
     import inforeg.ot._smooth_core as core
 
     monkeypatch.setattr(core, "_NEWTON_DENSE_MAX_N", dense_max)
-    a, b, c = _problem(30, 25, seed=16, batch=(3,))
+    a, b, c = uniform_problem(30, 25, seed=16, batch=(3,))
     r = sparse_ot(a, b, c, k=6, gamma=0.1, tol=1e-11)
     assert r.plan.shape == (3, 30, 25) and r.converged
     for i in range(3):
@@ -341,7 +293,7 @@ def test_newton_batch_equals_loop(dense_max, monkeypatch):
 
 
 def test_newton_envelope_gradient_and_float32():
-    a, b, c = _problem(10, 9, seed=17)
+    a, b, c = uniform_problem(10, 9, seed=17)
     c = c.clone().requires_grad_(True)
     r = sparse_ot(a, b, c, k=5, gamma=0.1, method="newton", tol=1e-12)
     assert r.converged
@@ -353,11 +305,9 @@ def test_newton_envelope_gradient_and_float32():
 
 
 def test_newton_method_checks():
-    a, b, c = _problem(6, 5)
+    a, b, c = uniform_problem(6, 5)
     with pytest.raises(ValueError, match="newton"):
         sparse_ot(a, b, c, 2, formulation="dual", method="newton")
-    with pytest.raises(ValueError, match="newton"):
-        smooth_ot(a, b, c, 0.1, "entropy", "semi_dual", method="newton")
     with pytest.raises(ValueError, match="method"):
         sparse_ot(a, b, c, 2, method="bfgs")  # type: ignore[arg-type]
 
@@ -382,7 +332,7 @@ def test_alternating_start_is_exact_block_ascent(width):
     # sum_j (alpha_i + beta_j - c_ij)_+ = gamma a_i for every row, and the dual never decreases.
     import inforeg.ot._smooth_core as core
 
-    a, b, c = _problem(40, 30, seed=19)
+    a, b, c = uniform_problem(40, 30, seed=19)
     ct, gamma = c.T.contiguous(), 0.5
 
     def dual(alpha):

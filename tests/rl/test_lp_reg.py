@@ -64,6 +64,11 @@ def test_selection_and_loss_against_reference():
     k3 = torch.clamp(torch.exp(d) - d - 1, max=10.0)  # the code clamps k3 to [-10, 10]
     per = torch.where(sel, -a * 1.0 + k3, surr)
     torch.testing.assert_close(loss, per.mean())
+    mask[0, -2:] = 0  # mode="none": the per-token loss, zero on padding
+    per_token, _ = low_probability_loss(logp, logp.detach(), adv, proxy, mask, 0.1, mode="none")
+    assert per_token.shape == logp.shape and bool((per_token[0, -2:] == 0).all())
+    masked, _ = low_probability_loss(logp, logp.detach(), adv, proxy, mask, 0.1)
+    torch.testing.assert_close(masked, per_token.sum() / mask.sum())
 
 
 def test_no_op_when_k_is_one_and_gradient_direction():

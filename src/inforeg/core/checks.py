@@ -164,6 +164,26 @@ def check_number(
     return v
 
 
+def check_finite_number(value: object, name: str, *, low: float | None = None) -> float:
+    """Check a finite real hyper-parameter (``low <= value`` when ``low`` is given)."""
+    v = check_number(value, name, low=low)
+    if math.isinf(v):
+        bound = f" >= {low}" if low is not None else ""
+        raise ValueError(f"{name}: expected a finite number{bound}, got {value}")
+    return v
+
+
+def check_broadcastable(x: Tensor, name: str, target: Tensor, target_name: str) -> None:
+    """Raise unless ``x`` broadcasts to ``target``'s shape (a tensor hyper-parameter, say)."""
+    try:
+        torch.broadcast_shapes(x.shape, target.shape)
+    except RuntimeError:
+        raise ValueError(
+            f"{name}: expected a tensor broadcastable to {target_name} {_shape(target)}, "
+            f"got shape {_shape(x)}"
+        ) from None
+
+
 def check_positive(value: object, name: str) -> float:
     """Check ``value > 0`` (a finite real number)."""
     v = check_number(value, name, low=0.0, low_inclusive=False)

@@ -125,16 +125,20 @@ class InfoNCELoss(nn.Module):
         symmetric: bool = False,
         normalize: bool = True,
         weight: float = 1.0,
+        reduction: Literal["mean", "sum", "none"] = "mean",
     ) -> None:
         super().__init__()
         self.temperature = check_positive(temperature, "temperature")
         self.symmetric = symmetric
         self.normalize = normalize
         self.weight = check_number(weight, "weight")
+        self.reduction: Literal["mean", "sum", "none"] = reduction
 
     def forward(self, x: Tensor, y: Tensor) -> Tensor:
         """Return the weighted InfoNCE loss."""
-        return self.weight * infonce(x, y, self.temperature, self.symmetric, self.normalize)
+        return self.weight * infonce(
+            x, y, self.temperature, self.symmetric, self.normalize, self.reduction
+        )
 
 
 def mine_lower_bound(

@@ -81,27 +81,39 @@ def adaptive_binning_mutual_information(
     lower_edge: float | None = None,
     binning: Literal["adaptive", "fixed"] = "adaptive",
     base: float = math.e,
+    value_range: tuple[float, float] | None = None,
 ) -> tuple[Tensor, Tensor]:
     r"""EBAB estimates :math:`(I(X;T), I(T;Y))` of one layer's activations.
 
     Each activation is replaced by the left edge of its bin (:func:`adaptive_bin_edges`, or
-    ``n_bins`` equal-width bins between the lower edge and the maximum for ``"fixed"``); each row
-    becomes one symbol; then, with plug-in entropies,
+    ``n_bins`` equal-width bins for ``"fixed"``); each row becomes one symbol; then, with plug-in
+    entropies,
 
     .. math::
 
         I(X;T) = H(T) - \sum_x p(x) H(T \mid X=x), \qquad I(T;Y) = H(T) - \sum_y p(y) H(T\mid Y=y)
 
     With distinct inputs (``x_ids=None``) and a deterministic network :math:`I(X;T) = H(T)`.
-    Adaptive binning is invariant to multiplying the activations by c > 0 (fixed bins too when
-    the lower edge is 0 or the minimum; not so with a fixed lower edge like tanh's -1.000001).
-    Bounds: :math:`0 \le I(T;Y) \le H(Y)`, :math:`I(X;T) \le \log N`.
+    Adaptive binning is invariant to multiplying the activations by c > 0.
+
+    Two fixed-width baselines. Without ``value_range`` the bins span the lower edge to the
+    maximum of *this* call's activations, so they rescale with the layer (invariant to c > 0 when
+    the lower edge is 0 or the minimum) and are partly adaptive themselves. With
+    ``value_range=(lo, hi)`` they span one range given by the caller, as the authors'
+    non-adaptive baselines do: :math:`[-1, 1]` for tanh, and for ReLU :math:`[0, \max]` with the
+    maximum taken over the whole run (every logged epoch), so the same edges serve every epoch.
+    Values below ``lo`` go to the first bin, values at or above ``hi`` to the bin of ``hi``. (The
+    authors' code takes ``n_bins`` edges, i.e. one bin fewer.) Bounds:
+    :math:`0 \le I(T;Y) \le H(Y)`, :math:`I(X;T) \le \log N`.
 
     Args:
         t: (N, m) activations. y: (N,) integer labels. x_ids: (N,) input identities (default:
             all distinct). n_bins: 30 (paper). lower_edge: see :func:`adaptive_bin_edges`.
         binning: ``"adaptive"`` (EBAB, default) or ``"fixed"`` (equal width, the baseline).
         base: logarithm base (nats default; 2 for the paper's bits).
+        value_range: ``(lo, hi)``, lo < hi: the range of the ``"fixed"`` bins (default: the
+            lower edge to the current maximum). Only with ``binning="fixed"`` and without
+            ``lower_edge``.
 
     Returns:
         ``(I(X;T), I(T;Y))`` as 0-d float64 tensors on the device of ``t`` (the binning itself
@@ -115,6 +127,16 @@ def adaptive_binning_mutual_information(
         >>> i_xt, i_ty = adaptive_binning_mutual_information(t, y, n_bins=1, base=2)
         >>> round(float(i_xt), 4), round(float(i_ty), 4)
         (1.5, 0.5)
+
+    Two fixed bins over this call's range [0, 1], then over a run-wide range [0, 2]:
+
+        >>> t = torch.tensor([[0.0], [0.4], [0.6], [1.0]])
+        >>> [round(float(v), 4) for v in adaptive_binning_mutual_information(
+        ...     t, y, n_bins=2, binning="fixed", base=2.0)]
+        [1.5, 1.0]
+        >>> [round(float(v), 4) for v in adaptive_binning_mutual_information(
+        ...     t, y, n_bins=2, binning="fixed", base=2.0, value_range=(0.0, 2.0))]
+        [0.8113, 0.3113]
     """
     check_tensor(t, "t", ndim=2, floating=True, nonempty=True)
     check_tensor(y, "y", ndim=1, integer=True)
@@ -122,15 +144,18 @@ def adaptive_binning_mutual_information(
     check_choice(binning, "binning", ("adaptive", "fixed"))
     check_int(n_bins, "n_bins", low=1)
     check_positive(base, "base")
+    if value_range is not None:
+        lo, hi = _check_value_range(value_range, binning, lower_edge)
     device = t.device  # binning runs on the host (unique rows); the results go back
     t = t.detach().cpu()
     y = y.detach().cpu()
     if binning == "adaptive":
         edges = adaptive_bin_edges(t, n_bins, lower_edge)
     else:
-        lo = float(t.min()) if lower_edge is None else float(lower_edge)
-        hi = float(t.max())
-        edges = torch.linspace(lo, max(hi, lo + 1e-12), n_bins + 1, dtype=torch.float64)
+        if value_range is None:
+            lo = float(t.min()) if lower_edge is None else float(lower_edge)
+            hi = max(float(t.max()), lo + 1e-12)
+        edges = torch.linspace(lo, hi, n_bins + 1, dtype=torch.float64)
     idx = _digitise(t, edges)
     _, codes = torch.unique(idx, dim=0, return_inverse=True)
     h_t = plugin_entropy(codes)
@@ -142,6 +167,21 @@ def adaptive_binning_mutual_information(
     h_ty = _conditional_entropy(codes, y)
     scale = math.log(base)
     return ((h_t - h_tx) / scale).to(device), ((h_t - h_ty) / scale).to(device)
+
+
+def _check_value_range(
+    value_range: tuple[float, float], binning: str, lower_edge: float | None
+) -> tuple[float, float]:
+    if binning != "fixed":
+        raise ValueError(f"value_range: only used with binning='fixed', got binning={binning!r}")
+    if lower_edge is not None:
+        raise ValueError("value_range: give either value_range or lower_edge, not both")
+    if len(value_range) != 2:
+        raise ValueError(f"value_range: expected (lo, hi), got {value_range!r}")
+    lo, hi = float(value_range[0]), float(value_range[1])
+    if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
+        raise ValueError(f"value_range: expected finite lo < hi, got {value_range!r}")
+    return lo, hi
 
 
 class KDEInformation(NamedTuple):
@@ -219,13 +259,20 @@ def information_plane(
     n_bins: int = 30,
     variance: float = 0.01,
     base: float = math.e,
+    value_ranges: Sequence[tuple[float, float] | None] | None = None,
 ) -> list[tuple[float, float]]:
-    """``[(I(X;T_l), I(T_l;Y)) for each layer l]`` with the chosen estimator (KDE: upper bounds)."""
+    """``[(I(X;T_l), I(T_l;Y)) for each layer l]`` with the chosen estimator (KDE: upper bounds).
+
+    ``value_ranges`` gives each layer's fixed-bin range (``estimator="fixed"`` only; see
+    ``value_range`` of :func:`adaptive_binning_mutual_information`), e.g. one run-wide range per
+    layer so that every epoch is binned with the same edges.
+    """
     check_choice(estimator, "estimator", ("adaptive", "fixed", "kde"))
-    if lower_edges is not None and len(lower_edges) != len(activations):
-        raise ValueError(
-            f"lower_edges: expected {len(activations)} entries (one per layer), got {len(lower_edges)}"
-        )
+    for name, per_layer in (("lower_edges", lower_edges), ("value_ranges", value_ranges)):
+        if per_layer is not None and len(per_layer) != len(activations):
+            raise ValueError(
+                f"{name}: expected {len(activations)} entries (one per layer), got {len(per_layer)}"
+            )
     points = []
     for i, t in enumerate(activations):
         t2 = t.reshape(t.shape[0], -1)
@@ -234,8 +281,9 @@ def information_plane(
             points.append((float(r.i_xt_upper), float(r.i_ty_upper)))
         else:
             lo = None if lower_edges is None else lower_edges[i]
+            rng = None if value_ranges is None else value_ranges[i]
             ixt, ity = adaptive_binning_mutual_information(
-                t2, y, x_ids, n_bins, lo, binning=estimator, base=base
+                t2, y, x_ids, n_bins, lo, binning=estimator, base=base, value_range=rng
             )
             points.append((float(ixt), float(ity)))
     return points

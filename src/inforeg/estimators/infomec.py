@@ -10,6 +10,7 @@ from __future__ import annotations
 import warnings
 from typing import NamedTuple
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -81,42 +82,66 @@ def normalized_mutual_information_matrix(
     return out
 
 
-def _info_e(latents: Tensor, factors: Tensor, discrete_latents: bool) -> float:
+def _features(
+    z: np.ndarray, z_fit: np.ndarray, discrete_latents: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    # The same map for the scored data and the fit data: one-hot columns over the values seen
+    # in either, or standardisation by the fit data's moments.
+    if discrete_latents:
+        cols, cols_fit = [], []
+        for j in range(z.shape[1]):
+            values = np.union1d(z[:, j], z_fit[:, j])
+            eye = np.eye(values.size)
+            cols.append(eye[np.searchsorted(values, z[:, j])])
+            cols_fit.append(eye[np.searchsorted(values, z_fit[:, j])])
+        return np.concatenate(cols, axis=1), np.concatenate(cols_fit, axis=1)
+    mean, std = z_fit.mean(0), z_fit.std(0)
+    std = np.where(std > 0, std, 1.0)
+    return (z - mean) / std, (z_fit - mean) / std
+
+
+def _info_e(
+    latents: Tensor,
+    factors: Tensor,
+    discrete_latents: bool,
+    fit: tuple[Tensor, Tensor] | None = None,
+) -> float:
     try:
         from sklearn.linear_model import LogisticRegression
         from sklearn.metrics import log_loss
     except ImportError as exc:  # pragma: no cover
         raise ImportError("infomec needs scikit-learn: pip install 'inforeg[ref]'") from exc
-    import numpy as np
 
     z = latents.detach().cpu().double().numpy()
-    if discrete_latents:
-        cols = []
-        for j in range(z.shape[1]):
-            _, inv = np.unique(z[:, j], return_inverse=True)
-            cols.append(np.eye(inv.max() + 1)[inv])
-        feats = np.concatenate(cols, axis=1)
-    else:
-        std = z.std(0)
-        feats = (z - z.mean(0)) / np.where(std > 0, std, 1.0)
+    s_all = factors.detach().cpu().numpy()
+    z_fit, s_fit = z, s_all
+    if fit is not None:
+        z_fit, s_fit = fit[0].detach().cpu().double().numpy(), fit[1].detach().cpu().numpy()
+    feats, feats_fit = _features(z, z_fit, discrete_latents)
     scores = []
     for i in range(factors.shape[1]):
-        s = factors[:, i].cpu().numpy()
-        if np.unique(s).size < 2:
+        s, sf = s_all[:, i], s_fit[:, i]
+        if np.unique(sf).size < 2:
             continue
+        if not np.isin(s, sf).all():
+            raise ValueError(
+                f"infoe_fit: source {i} takes values in factors that the fit split lacks"
+            )
 
-        def fitted_loss(x: np.ndarray, s: np.ndarray = s) -> float:
+        def scored_loss(
+            x_fit: np.ndarray, x: np.ndarray, s: np.ndarray = s, sf: np.ndarray = sf
+        ) -> float:
             # C = inf: no penalty (sklearn >= 1.8 spelling of penalty=None).
             model = LogisticRegression(
                 C=np.inf, class_weight="balanced", solver="lbfgs", max_iter=100
             )
             with warnings.catch_warnings():  # lbfgs may stop at max_iter = 100, as in the paper
                 warnings.simplefilter("ignore")
-                model.fit(x, s)
+                model.fit(x_fit, sf)
             return float(log_loss(s, model.predict_proba(x), labels=model.classes_))
 
-        h_pred = fitted_loss(feats)
-        h_null = fitted_loss(np.zeros((feats.shape[0], 1)))
+        h_pred = scored_loss(feats_fit, feats)
+        h_null = scored_loss(np.zeros((feats_fit.shape[0], 1)), np.zeros((feats.shape[0], 1)))
         scores.append((h_null - h_pred) / h_null)
     return float(np.mean(scores)) if scores else 0.0
 
@@ -126,6 +151,7 @@ def infomec(
     factors: Tensor,
     discrete_latents: bool | None = None,
     n_neighbors: int = 10,
+    infoe_fit: tuple[Tensor, Tensor] | None = None,
 ) -> InfoMEC:
     r"""InfoM, InfoE and InfoC of ``latents`` (n, n_z) with respect to discrete ``factors`` (n, n_s).
 
@@ -141,8 +167,8 @@ def infomec(
 
     with NMI from :func:`normalized_mutual_information_matrix`; active latents have range > 0
     (discrete) or > max range / 20 (continuous); H = log-loss of an unpenalised multinomial
-    logistic regression (``class_weight='balanced'``, lbfgs, 100 iterations, fitted and scored on
-    the same data) from one-hot (discrete) or standardised (continuous) latents; the null model
+    logistic regression (``class_weight='balanced'``, lbfgs, 100 iterations; fitted and scored on
+    the same data, as the authors, unless ``infoe_fit`` gives a separate fit split) from one-hot (discrete) or standardised (continuous) latents; the null model
     sees all-zero inputs; InfoE uses every latent (active or not), as the authors. Conventions where the paper's formulas divide by zero: a latent with
     zero NMI to every source, or a source with zero NMI to every active latent, contributes
     ``1/n`` (no preference); InfoC is 0 with a single active latent. Needs scikit-learn (InfoE).
@@ -152,10 +178,38 @@ def infomec(
         factors: (n, n_s) integer ground-truth sources (n_s >= 2).
         discrete_latents: default: True for integer latents.
         n_neighbors: k of the continuous MI estimator (10, as the paper).
+        infoe_fit: optional ``(latents, factors)`` of another split to fit InfoE's regressions
+            on; they are then scored on ``latents``/``factors`` (a held-out score: in-sample,
+            an unpenalised regression on many one-hot features separates a small set and InfoE
+            nears 1 whatever the codes). One-hot columns cover the values of both splits;
+            continuous latents are standardised by the fit split's moments.
+
+    Example (the in-sample artefact: a code that is unique per row carries no information
+    about the sources, yet the unpenalised one-hot regression fitted on the scored rows
+    memorises them; fitted on other rows, whose codes it never saw, it predicts the balanced
+    prior and InfoE is 0):
+
+        >>> s = torch.tensor([[0, 0], [1, 1], [0, 1], [1, 0]]).repeat(10, 1)
+        >>> z = torch.arange(40).unsqueeze(1)
+        >>> in_sample = infomec(z, s).infoe
+        >>> held_out = infomec(z[20:], s[20:], infoe_fit=(z[:20], s[:20])).infoe
+        >>> round(in_sample, 2), abs(round(held_out, 6))
+        (1.0, 0.0)
     """
     check_tensor(latents, "latents", ndim=2, nonempty=True)
     check_tensor(factors, "factors", ndim=2, integer=True)
     check_same_length(latents, factors, "latents", "factors")
+    if infoe_fit is not None:
+        if not isinstance(infoe_fit, tuple) or len(infoe_fit) != 2:
+            raise TypeError("infoe_fit: expected a (latents, factors) tuple of tensors")
+        check_tensor(infoe_fit[0], "infoe_fit[0]", ndim=2, nonempty=True)
+        check_tensor(infoe_fit[1], "infoe_fit[1]", ndim=2, integer=True)
+        check_same_length(infoe_fit[0], infoe_fit[1], "infoe_fit[0]", "infoe_fit[1]")
+        if infoe_fit[0].shape[1] != latents.shape[1] or infoe_fit[1].shape[1] != factors.shape[1]:
+            raise ValueError(
+                "infoe_fit: the fit split needs as many latents and sources as latents/factors, "
+                f"got {tuple(infoe_fit[0].shape)} and {tuple(infoe_fit[1].shape)}"
+            )
     n_s = factors.shape[1]
     if n_s < 2:
         raise ValueError(f"factors: InfoM needs at least 2 sources, got {n_s}")
@@ -179,5 +233,5 @@ def infomec(
         row = sub.sum(1)
         ratio_c = torch.where(row > 0, sub.max(1).values / row.clamp_min(1e-300), 1.0 / n_a)
         info_c = float((ratio_c.mean() - 1.0 / n_a) / (1.0 - 1.0 / n_a))
-    info_e = _info_e(lat, fac, discrete_latents)  # all latents, as the authors
+    info_e = _info_e(lat, fac, discrete_latents, infoe_fit)  # all latents, as the authors
     return InfoMEC(info_m, info_e, info_c, nmi, active)

@@ -303,6 +303,7 @@ class AdversarialCompSumLoss(nn.Module):
         epsilon: float = 0.1,
         step_size: float | None = None,
         steps: int = 10,
+        init_std: float = 1e-3,
         clamp: tuple[float, float] | None = None,
         reduction: Reduction = "mean",
     ) -> None:
@@ -313,6 +314,7 @@ class AdversarialCompSumLoss(nn.Module):
         self.epsilon = check_number(epsilon, "epsilon", low=0.0)
         self.step_size = step_size
         self.steps = check_int(steps, "steps", low=0)
+        self.init_std = init_std
         self.clamp = clamp
         self.reduction: Reduction = reduction
 
@@ -327,6 +329,7 @@ class AdversarialCompSumLoss(nn.Module):
             epsilon=self.epsilon,
             step_size=self.step_size,
             steps=self.steps,
+            init_std=self.init_std,
             clamp=self.clamp,
             reduction=self.reduction,
         )

@@ -13,13 +13,14 @@ Layout convention (as in both codes): a batch of B images gives 2B rows ``[view 
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from inforeg.core.checks import (
+    check_choice,
     check_dim,
     check_int,
     check_number,
@@ -33,6 +34,8 @@ from inforeg.core.dtypes import compute_dtype
 from inforeg.core.reduce import reduce
 from inforeg.core.types import Reduction
 from inforeg.losses._common import entropy_from_probs
+
+DKLForm = Literal["paper", "code"]
 
 
 def mean_entropy_regularizer(logits: Tensor, temperature: float = 0.1, dim: int = 1) -> Tensor:
@@ -73,17 +76,27 @@ def dual_view_kl(
     temperature: float = 0.1,
     detach_target: bool = False,
     reduction: Reduction = "mean",
+    form: DKLForm = "paper",
 ) -> Tensor:
-    r"""LegoGCD's dual-view KL :math:`KL(p_a \| p_b)` between two views' predictions.
+    r"""LegoGCD's dual-view KL between two views' predictions (paper form, or the code's).
 
     .. math::
 
         p_v = \mathrm{softmax}(z_v / T), \qquad
-        \mathrm{DKL} = \frac1B \sum_i \sum_k p_{a,ik} (\log p_{a,ik} - \log p_{b,ik}).
+        \mathrm{DKL}_{paper} = \frac1B \sum_i \sum_k p_{a,ik} (\log p_{a,ik} - \log p_{b,ik}),
 
-    One direction only (view 1 to view 2), as in the code. The code detaches neither side
-    (default ``detach_target=False``); the paper's pseudo-code detaches view 2
-    (``detach_target=True`` stops the gradient through ``logits_b``).
+        \mathrm{DKL}_{code} = \frac1B \sum_i \sum_k p_{a,ik}
+            \big(\log \mathrm{softmax}(p_{a,i})_k - \log \mathrm{softmax}(p_{b,i})_k\big).
+
+    ``form="paper"`` (default) is the true :math:`KL(p_a \| p_b)` that the paper writes.
+    ``form="code"`` is what the authors' ``model.py: DistillLoss`` computes: it applies
+    ``log_softmax`` to the view *probabilities* :math:`p_v`, not to the logits. That is not a
+    divergence: it is bounded (at most 2 in absolute value, since its inputs lie on the simplex),
+    is zero for identical views but can be slightly negative, and it is far smaller than the KL
+    on confident predictions (0.994 vs 6.99 on the example below). The published numbers come
+    from the code form. Both forms go one way only (view 1 to view 2) and, like the code, detach
+    neither side by default; the paper's pseudo-code detaches view 2 (``detach_target=True``
+    stops the gradient through ``logits_b``).
 
     Args:
         logits_a: (B, K) scores of view 1.
@@ -91,23 +104,31 @@ def dual_view_kl(
         temperature: T > 0 (default 0.1).
         detach_target: stop the gradient through ``logits_b``.
         reduction: ``"mean"``, ``"sum"`` or ``"none"`` over rows.
+        form: ``"paper"`` (the KL, default) or ``"code"`` (the official code's expression).
 
     Example:
         >>> a = torch.tensor([[0.9, 0.2, -0.1, 0.0]])
         >>> b = torch.tensor([[0.1, 0.8, 0.3, -0.2]])
         >>> round(float(dual_view_kl(a, b)), 4)
         6.9925
+        >>> round(float(dual_view_kl(a, b, form="code")), 4)
+        0.9941
     """
     check_tensor(logits_a, "logits_a", ndim=2, floating=True)
     check_tensor(logits_b, "logits_b", ndim=2, floating=True)
     check_same_shape(logits_a, logits_b, "logits_a", "logits_b")
+    check_choice(form, "form", ("paper", "code"))
     t = check_positive(temperature, "temperature")
     dt = compute_dtype(logits_a)
     b = logits_b.detach() if detach_target else logits_b
     log_pa = torch.log_softmax(logits_a.to(dt) / t, dim=1)
     log_pb = torch.log_softmax(b.to(dt) / t, dim=1)
     pa = log_pa.exp()
-    kl = (pa * torch.where(pa > 0, log_pa - log_pb, torch.zeros_like(log_pa))).sum(dim=1)
+    if form == "code":
+        ratio = torch.log_softmax(pa, dim=1) - torch.log_softmax(log_pb.exp(), dim=1)
+        kl = (pa * ratio).sum(dim=1)
+    else:
+        kl = (pa * torch.where(pa > 0, log_pa - log_pb, torch.zeros_like(log_pa))).sum(dim=1)
     return reduce(kl, reduction).to(logits_a.dtype)
 
 
@@ -367,15 +388,25 @@ class LegoGCDLoss(SimGCDLoss):
     with momentum m = 0.999 and temperature **1** on the logits, over all 2B rows (code's
     ``update_qhat``; with cosine logits in [-1, 1] this is nearly uniform).
 
+    The LER threshold :math:`\delta` must grow as the number of classes K shrinks: at the
+    student temperature 0.1 a row's top probability is easily above 0.7 when K is small, so with
+    CUB's 0.7 at K = 10 many *novel* samples predicted as a known class pass the test and LER
+    sharpens them onto old classes. The authors' scripts set :math:`\delta` per data set
+    (``--thr``): CIFAR-10 (K = 10) 0.95, Aircraft (100) 0.9, CIFAR-100 (100) 0.85, Cars (196)
+    0.85, ImageNet-100 0.8, CUB (200) 0.7, Herbarium19 (683) and ImageNet-1k 0.7. There is no
+    formula; the default 0.7 is CUB's.
+
     Args:
         num_classes: K.
         num_known: K_old (known classes are ``0..K_old-1``).
-        threshold: LER confidence threshold :math:`\delta`.
+        threshold: LER confidence threshold :math:`\delta` (default 0.7, CUB's; see above).
         ler_weight: :math:`\beta` (2, hard-coded in code; paper: 2 CUB, 1 CIFAR-100).
         ler_tau: :math:`\tau_o` (0.05).
         ler_lam: :math:`\lambda_{ler}` (0.4).
         prior_momentum: m (0.999).
         detach_target: detach view 2 in DKL (paper pseudo-code); default False (code).
+        dkl_form: ``"paper"`` (the KL, default) or ``"code"`` (the official code's
+            log-softmax-of-probabilities expression); see :func:`dual_view_kl`.
         **simgcd: the :class:`SimGCDLoss` arguments.
     """
 
@@ -391,6 +422,7 @@ class LegoGCDLoss(SimGCDLoss):
         ler_lam: float = 0.4,
         prior_momentum: float = 0.999,
         detach_target: bool = False,
+        dkl_form: DKLForm = "paper",
         **simgcd: Any,
     ) -> None:
         super().__init__(**simgcd)
@@ -402,6 +434,8 @@ class LegoGCDLoss(SimGCDLoss):
         self.ler_lam = check_number(ler_lam, "ler_lam")
         self.prior_momentum = check_probability(prior_momentum, "prior_momentum")
         self.detach_target = detach_target
+        check_choice(dkl_form, "dkl_form", ("paper", "code"))
+        self.dkl_form: DKLForm = dkl_form
         self.register_buffer("class_prior", torch.full((num_classes,), 1.0 / num_classes))
 
     def terms(
@@ -419,7 +453,9 @@ class LegoGCDLoss(SimGCDLoss):
             )
         z = logits.to(compute_dtype(logits))
         view1, view2 = z.chunk(2)
-        dkl = dual_view_kl(view1, view2, self.student_temperature, self.detach_target)
+        dkl = dual_view_kl(
+            view1, view2, self.student_temperature, self.detach_target, form=self.dkl_form
+        )
         lab2 = torch.cat([labelled_mask, labelled_mask]).bool()
         ler = local_entropy_regularizer(
             z,

@@ -8,6 +8,9 @@ Example:
     [[0.25, 0.0]]
 """
 
+from inforeg.nn.crrelu import CRReLU, crrelu
+from inforeg.nn.feature_attention import CBAM, NonLocalBlock2d
+from inforeg.nn.gaussian_latent_prior import DualLatentPrior, gaussian_latent_loss
 from inforeg.nn.latent_quantization import (
     QuantizerOutput,
     ScalarCodebookQuantizer,
@@ -33,6 +36,8 @@ from inforeg.nn.noise_mask_policy import (
     reinforce_mask_loss,
     sample_mask_cells,
 )
+from inforeg.nn.wave_block import AttentiveWaveBlock, WaveBlock, wave_block
+from inforeg.nn.weight_compander import WeightCompander, apply_weight_compander, compand
 
 __all__ = [
     "QuantizerOutput",
@@ -55,4 +60,17 @@ __all__ = [
     "noise_mask_from_cells",
     "reinforce_mask_loss",
     "sample_mask_cells",
+    # attentive-waveblock, crrelu, dlv-irn, weight-compander
+    "CBAM",
+    "AttentiveWaveBlock",
+    "CRReLU",
+    "DualLatentPrior",
+    "NonLocalBlock2d",
+    "WaveBlock",
+    "WeightCompander",
+    "apply_weight_compander",
+    "compand",
+    "crrelu",
+    "gaussian_latent_loss",
+    "wave_block",
 ]

@@ -43,6 +43,13 @@ def prepare_problem(
     ``a`` is ``(*batch_a, n)``, ``b`` is ``(*batch_b, m)``, ``cost`` is ``(*batch_c, n, m)``;
     batch shapes broadcast. ``None`` marginals are uniform. Non-negativity and unit mass are
     checked in ``"full"`` mode only (they need a host sync); ``normalize=True`` divides by the sum.
+
+    Example:
+        Uniform ``a`` and a shared ``b`` broadcast to the cost's batch of four 3 x 2 problems.
+
+        >>> a, b, cost, dtype = prepare_problem(None, torch.tensor([0.25, 0.75]), torch.zeros(4, 3, 2), False)
+        >>> a.shape, b[0], cost.shape, dtype
+        (torch.Size([4, 3]), tensor([0.2500, 0.7500]), torch.Size([4, 3, 2]), torch.float32)
     """
     check_tensor(cost, "cost", min_ndim=2, floating=True)
     n, m = cost.shape[-2], cost.shape[-1]

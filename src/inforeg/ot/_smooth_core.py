@@ -28,6 +28,12 @@ def sparse_simplex_projection(z: Tensor, k: int) -> Tensor:
     Keep the ``k`` largest entries, project them onto the simplex (sort, cumulative sums,
     threshold), zero the rest (Kyrillidis et al., ICML 2013). ``k >= z.shape[-1]`` is the plain
     simplex projection. Ties among the k-th largest are broken by ``torch.topk``.
+
+    Example:
+        The top two entries 0.9 and 0.5 are shifted by the same 0.2 to sum to one.
+
+        >>> sparse_simplex_projection(torch.tensor([0.5, 0.2, 0.9, 0.1]), 2)
+        tensor([0.3000, 0.0000, 0.7000, 0.0000])
     """
     n = z.shape[-1]
     kk = min(k, n)
@@ -54,7 +60,14 @@ def _topk_mask_values(s: Tensor, k: int) -> tuple[Tensor, Tensor | None]:
 
 
 def delta_and_grad(s: Tensor, gamma: float, reg: Reg, k: int) -> tuple[Tensor, Tensor]:
-    """Conjugate ``delta(s)`` summed over the last axis, and its gradient (the plan column)."""
+    r"""Conjugate ``delta(s)`` summed over the last axis, and its gradient (the plan column).
+
+    Example:
+        Quadratic conjugate :math:`\|[s]_+\|^2 / (2\gamma)` at ``gamma = 0.5``: ``(1 + 0.25) / 1``.
+
+        >>> delta_and_grad(torch.tensor([1.0, -2.0, 0.5]), 0.5, "l2", 3)
+        (tensor(1.2500), tensor([2., 0., 1.]))
+    """
     if reg == "entropy":
         grad = torch.exp(s / gamma - 1.0)
         return gamma * grad.sum(-1), grad

@@ -9,6 +9,7 @@ Divergences", AISTATS 2019 (arXiv:1810.08278) -- the algorithm of geomloss's ``S
 from __future__ import annotations
 
 import math
+from functools import partial
 
 import torch
 from torch import Tensor
@@ -23,23 +24,9 @@ from inforeg.core.checks import (
 )
 from inforeg.core.dtypes import compute_dtype
 from inforeg.core.pairwise import safe_sqrt, sqeuclidean
+from inforeg.ot._sinkhorn_loop import Potentials, epsilon_schedule, sinkhorn_loop
 
-__all__ = ["SinkhornDivergence", "epsilon_schedule", "sinkhorn_divergence"]
-
-
-def epsilon_schedule(p: float, diameter: float, blur: float, scaling: float) -> list[float]:
-    r"""geomloss's annealing schedule of temperatures.
-
-    :math:`[\mathrm{diam}^p] + [e^t : t = p\log\mathrm{diam},\ p\log\mathrm{diam} + p\log s,
-    \dots > p \log \mathrm{blur}] + [\mathrm{blur}^p]`.
-    """
-    out = [diameter**p]
-    t, stop, step = p * math.log(diameter), p * math.log(blur), p * math.log(scaling)
-    while t > stop:
-        out.append(math.exp(t))
-        t += step
-    out.append(blur**p)
-    return out
+__all__ = ["SinkhornDivergence", "sinkhorn_divergence"]
 
 
 def _cost(x: Tensor, y: Tensor | None, p: int) -> Tensor:
@@ -135,6 +122,73 @@ def _weights(w: Tensor | None, x: Tensor, name: str, dtype: torch.dtype) -> Tens
     return w.to(dtype)
 
 
+def _costs(x: Tensor, y: Tensor, p: int, debias: bool) -> dict[str, Tensor]:
+    """The cost blocks the loop reads, by side: ``xy``, ``yx`` and, when debiasing, ``xx``, ``yy``."""
+    cxy = _cost(x, y, p)
+    # C(y_j, x_i) stored contiguous: a softmin along the rows of a transposed view is 3-5x
+    # slower (strided reductions) than along contiguous rows.
+    costs = {"xy": cxy, "yx": cxy.transpose(-2, -1).contiguous()}
+    if debias:
+        costs["xx"] = _cost(x, None, p)
+        costs["yy"] = _cost(y, None, p)
+    return costs
+
+
+def _cost_softmin(costs: dict[str, Tensor], eps: float, side: str, h: Tensor) -> Tensor:
+    """The loop's softmin: :func:`_softmin` on the cost block of ``side``."""
+    return _softmin(eps, costs[side], h)[0]
+
+
+def _extrapolate_one(
+    costs: dict[str, Tensor],
+    eps: float,
+    side: str,
+    h: Tensor,
+    pts: tuple[Tensor, Tensor, int] | None,
+) -> tuple[Tensor, Tensor | None]:
+    r"""One softmin of the last step; with ``pts = (u, v, p)`` also its cost-gradient average
+    :math:`\sum_j \pi_{ij} \nabla_1 C(u_i, v_j)` (see :func:`_softmin`)."""
+    f, s, g = _softmin(eps, costs[side], h, pts)
+    return f, (None if pts is None or s is None or g is None else s.unsqueeze(-1) * pts[0] - g)
+
+
+def _extrapolate(
+    costs: dict[str, Tensor],
+    pots: Potentials,
+    log_a: Tensor,
+    log_b: Tensor,
+    eps: float,
+    x: Tensor,
+    y: Tensor,
+    p: int,
+    grad_x: bool,
+    grad_y: bool,
+) -> tuple[Potentials, Tensor | None, Tensor | None]:
+    r"""geomloss's final extrapolation: one plain (Jacobi) step from the loop's potentials.
+
+    Returns the new potentials and, for ``x`` when ``grad_x`` (else ``None``),
+    :math:`\sum_j \pi_{ij} \nabla_1 C(x_i, y_j) - \sum_k \pi^{aa}_{ik} \nabla_1 C(x_i, x_k)`
+    (without the self term when not debiasing); likewise for ``y``.
+    """
+    px = (x, y, p) if grad_x else None
+    py = (y, x, p) if grad_y else None
+    f, dx = _extrapolate_one(costs, eps, "xy", log_b + pots.g / eps, px)
+    g, dy = _extrapolate_one(costs, eps, "yx", log_a + pots.f / eps, py)
+    if pots.f_aa is None or pots.g_bb is None:
+        return Potentials(f, g), dx, dy
+    f_aa, dxx = _extrapolate_one(
+        costs, eps, "xx", log_a + pots.f_aa / eps, (x, x, p) if grad_x else None
+    )
+    g_bb, dyy = _extrapolate_one(
+        costs, eps, "yy", log_b + pots.g_bb / eps, (y, y, p) if grad_y else None
+    )
+    if dx is not None and dxx is not None:
+        dx = dx - dxx
+    if dy is not None and dyy is not None:
+        dy = dy - dyy
+    return Potentials(f, g, f_aa, g_bb), dx, dy
+
+
 def sinkhorn_divergence(
     x: Tensor,
     y: Tensor,
@@ -167,7 +221,8 @@ def sinkhorn_divergence(
           :math:`\mathrm{blur}^p`, dividing by :math:`\mathrm{scaling}^p` at each step (see
           :func:`epsilon_schedule`); ``diameter`` defaults to the diagonal of the bounding box
           of all points (one host sync);
-        * symmetric (averaged) log-domain updates, one per temperature, then a final
+        * symmetric (averaged) log-domain updates, one per temperature (the symmetric mode of
+          the loop shared with :func:`inforeg.ot.sinkhorn`), then a final
           extrapolation step; the value is the dual formula
           :math:`\langle a, f_{ba} - f_{aa}\rangle + \langle b, g_{ab} - g_{bb}\rangle`
           (``debias=True``) or :math:`\langle a, f_{ba}\rangle + \langle b, g_{ab}\rangle`.
@@ -212,6 +267,16 @@ def sinkhorn_divergence(
     Returns:
         Shape ``()`` for 2-D inputs, ``(B,)`` for batched inputs, in the input dtype (half
         inputs are computed in float32).
+
+    Example:
+        A translated cloud: the debiased divergence is half the squared translation (the cost's
+        cross term averages out), the biased one adds the entropic blur of the two clouds.
+
+        >>> x = torch.tensor([[0.0], [1.0], [3.0]], dtype=torch.float64)
+        >>> round(float(sinkhorn_divergence(x, x + 2.0)), 6)
+        2.0
+        >>> round(float(sinkhorn_divergence(x, x + 2.0, debias=False)), 6)
+        2.002747
     """
     check_tensor(x, "x", ndim=(2, 3), floating=True)
     check_tensor(y, "y", ndim=x.dim(), floating=True)
@@ -248,83 +313,27 @@ def sinkhorn_divergence(
     )
     with torch.no_grad():
         xd, yd = x.detach(), y.detach()
-        cxy = _cost(xd, yd, p)
-        # C(y_j, x_i) stored contiguous: a softmin along the rows of a transposed view is 3-5x
-        # slower (strided reductions) than along contiguous rows.
-        cyx = cxy.transpose(-2, -1).contiguous()
-        cxx = _cost(xd, None, p) if debias else None
-        cyy = _cost(yd, None, p) if debias else None
+        costs = _costs(xd, yd, p, debias)
         al, bl = torch.log(a_w.detach()), torch.log(b_w.detach())
-
-        def sm(e: float, c: Tensor | None, h: Tensor) -> Tensor | None:
-            return None if c is None else _softmin(e, c, h)[0]
-
-        e0 = eps_list[0]
-        g_ab, f_ba = _softmin(e0, cyx, al)[0], _softmin(e0, cxy, bl)[0]
-        f_aa, g_bb = sm(e0, cxx, al), sm(e0, cyy, bl)
-
-        def step(e: float) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
-            ft = _softmin(e, cxy, bl + g_ab / e)[0]
-            gt = _softmin(e, cyx, al + f_ba / e)[0]
-            faa = sm(e, cxx, al + f_aa / e) if f_aa is not None else None
-            gbb = sm(e, cyy, bl + g_bb / e) if g_bb is not None else None
-            return ft, gt, faa, gbb
-
-        def average(
-            new: tuple[Tensor, Tensor, Tensor | None, Tensor | None],
-        ) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
-            ft, gt, faa, gbb = new
-            return (
-                0.5 * (f_ba + ft),
-                0.5 * (g_ab + gt),
-                0.5 * (f_aa + faa) if f_aa is not None and faa is not None else None,
-                0.5 * (g_bb + gbb) if g_bb is not None and gbb is not None else None,
-            )
-
-        for e in eps_list:
-            f_ba, g_ab, f_aa, g_bb = average(step(e))
-        if tol is not None:
-            for it in range(max_iter):
-                new = average(step(eps))
-                if (it + 1) % check_every == 0:
-                    moved = torch.stack(
-                        [
-                            (n_ - o).abs().amax()
-                            for n_, o in zip(new, (f_ba, g_ab, f_aa, g_bb))
-                            if n_ is not None and o is not None
-                        ]
-                    ).amax()
-                    f_ba, g_ab, f_aa, g_bb = new
-                    if float(moved) <= tol:  # host sync every check_every iterations
-                        break
-                else:
-                    f_ba, g_ab, f_aa, g_bb = new
-
-        # Final extrapolation (Jacobi step), as geomloss; the softmins whose points need a
-        # gradient also return the softmax averages of the cost gradient (see the docstring).
-        def last(
-            c: Tensor | None, h: Tensor | None, u: Tensor, v: Tensor, want: bool
-        ) -> tuple[Tensor | None, Tensor | None]:
-            if c is None or h is None:
-                return None, None
-            f, s, g = _softmin(eps, c, h, (u, v, p) if want else None)
-            return f, (None if s is None or g is None else s.unsqueeze(-1) * u - g)
-
-        gx = need_grad and x.requires_grad
-        gy = need_grad and y.requires_grad
-        hx, hy = bl + g_ab / eps, al + f_ba / eps
-        hxx = al + f_aa / eps if f_aa is not None else None
-        hyy = bl + g_bb / eps if g_bb is not None else None
-        f_ba_, dx = last(cxy, hx, xd, yd, gx)
-        g_ab_, dy = last(cyx, hy, yd, xd, gy)
-        f_aa, dxx = last(cxx, hxx, xd, xd, gx)
-        g_bb, dyy = last(cyy, hyy, yd, yd, gy)
-        assert f_ba_ is not None and g_ab_ is not None
-        f_ba, g_ab = f_ba_, g_ab_
-        pot_a, pot_b = f_ba, g_ab
+        loop = sinkhorn_loop(
+            partial(_cost_softmin, costs),
+            al,
+            bl,
+            eps_list,
+            eps,
+            symmetric=True,
+            debias=debias,
+            tol=tol,
+            max_iter=len(eps_list) + max_iter,
+            check_every=check_every,
+        )
+        grad_x = need_grad and x.requires_grad
+        grad_y = need_grad and y.requires_grad
+        pots, dx, dy = _extrapolate(costs, loop.potentials, al, bl, eps, xd, yd, p, grad_x, grad_y)
+        pot_a, pot_b = pots.f, pots.g
         if debias:
-            assert f_aa is not None and g_bb is not None
-            pot_a, pot_b = f_ba - f_aa, g_ab - g_bb
+            assert pots.f_aa is not None and pots.g_bb is not None
+            pot_a, pot_b = pots.f - pots.f_aa, pots.g - pots.g_bb
         value = (a_w.detach() * pot_a).sum(-1) + (b_w.detach() * pot_b).sum(-1)
     if not need_grad:
         return value.to(in_dtype)
@@ -334,12 +343,8 @@ def sinkhorn_divergence(
     # d/da = f_ba - f_aa; attached through a linear surrogate (value unchanged).
     surrogate = (pot_a * a_w).sum(-1) + (pot_b * b_w).sum(-1)
     if dx is not None:
-        if dxx is not None:
-            dx = dx - dxx
         surrogate = surrogate + (a_w.detach().unsqueeze(-1) * dx * x).sum((-2, -1))
     if dy is not None:
-        if dyy is not None:
-            dy = dy - dyy
         surrogate = surrogate + (b_w.detach().unsqueeze(-1) * dy * y).sum((-2, -1))
     out = value + (surrogate - surrogate.detach())
     return out.to(in_dtype)
@@ -357,6 +362,7 @@ class SinkhornDivergence(torch.nn.Module):
         diameter: float | None = None,
         tol: float | None = None,
         max_iter: int = 1000,
+        check_every: int = 10,
     ) -> None:
         super().__init__()
         check_choice(p, "p", (1, 2))
@@ -367,6 +373,7 @@ class SinkhornDivergence(torch.nn.Module):
         self.diameter = diameter
         self.tol = tol
         self.max_iter = max_iter
+        self.check_every = check_every
 
     def forward(
         self, x: Tensor, y: Tensor, a: Tensor | None = None, b: Tensor | None = None
@@ -384,4 +391,5 @@ class SinkhornDivergence(torch.nn.Module):
             diameter=self.diameter,
             tol=self.tol,
             max_iter=self.max_iter,
+            check_every=self.check_every,
         )

@@ -10,6 +10,7 @@ Comput. 2019 (arXiv:1610.06519), and G. Peyre and M. Cuturi, "Computational Opti
 from __future__ import annotations
 
 import math
+from functools import partial
 from typing import Literal
 
 import torch
@@ -17,37 +18,38 @@ from torch import Tensor
 
 from inforeg.core.checks import check_choice, check_int, check_number, check_positive
 from inforeg.ot._common import OTResult, prepare_problem
+from inforeg.ot._sinkhorn_loop import MatrixSoftmin, epsilon_schedule, sinkhorn_loop
 
 __all__ = ["Sinkhorn", "sinkhorn"]
 
 GradMode = Literal["envelope", "unroll"]
 
 
-def _lse_rows(k: Tensor, w: Tensor) -> Tensor:
-    """``logsumexp_j(k_ij + w_j)`` over the last axis."""
-    return torch.logsumexp(k + w.unsqueeze(-2), dim=-1)
-
-
-def _lse_cols(k: Tensor, w: Tensor) -> Tensor:
-    """``logsumexp_i(k_ij + w_i)`` over the second-to-last axis."""
-    return torch.logsumexp(k + w.unsqueeze(-1), dim=-2)
-
-
+# Envelope mode switches to absorbed-kernel blocks once the row-marginal error is below this.
 _SWITCH_TOL = 1e-2
 
 
 @torch.no_grad()
 def _kernel_block(
-    k: Tensor, u: Tensor, v: Tensor, a: Tensor, b: Tensor, steps: int, tol: float
+    softmin: MatrixSoftmin,
+    a: Tensor,
+    b: Tensor,
+    eps: float,
+    f: Tensor,
+    g: Tensor,
+    steps: int,
+    tol: float,
 ) -> tuple[bool, Tensor, Tensor, float]:
     """``steps`` Sinkhorn iterations with the absorbed kernel ``G = exp(K + u + v)``.
 
-    Scaling-domain updates of multipliers ``s, t`` (two matrix-vector products per iteration)
-    relative to the current log potentials, absorbed back into ``u, v`` at the end (Schmitzer's
-    stabilisation). Returns ``(converged, u, v, error)``; a non-finite error means the block
-    under- or overflowed and must be discarded. One host sync.
+    ``K = -C / eps``, ``u = f / eps``, ``v = g / eps``. Scaling-domain updates of multipliers
+    ``s, t`` (two matrix-vector products per iteration) relative to the current log potentials,
+    absorbed back into the potentials at the end (Schmitzer's stabilisation). Returns
+    ``(converged, f, g, error)``; a non-finite error means the block under- or overflowed and
+    must be discarded. One host sync.
     """
-    gk = torch.exp(k + u.unsqueeze(-1) + v.unsqueeze(-2))
+    u, v = f / eps, g / eps
+    gk = torch.exp(softmin.kernel(eps) + u.unsqueeze(-1) + v.unsqueeze(-2))
     s = torch.ones_like(u)
     t = torch.ones_like(v)
     err = torch.zeros((), dtype=u.dtype, device=u.device)
@@ -64,8 +66,8 @@ def _kernel_block(
         t = torch.reciprocal(torch.matmul((a * s).unsqueeze(-2), gk).squeeze(-2))
     err_val = float(err)
     if not (math.isfinite(err_val) and bool(torch.isfinite(s).all() & torch.isfinite(t).all())):
-        return False, u, v, math.inf
-    return done_early, u + torch.log(s), v + torch.log(t), err_val
+        return False, f, g, math.inf
+    return done_early, (u + torch.log(s)) * eps, (v + torch.log(t)) * eps, err_val
 
 
 def _dual_value(
@@ -157,9 +159,13 @@ def sinkhorn(
           ``plan``, ``f``, ``g`` and ``value`` are all differentiable.
 
     Epsilon scaling: with ``epsilon_scaling=s`` in (0, 1), the loop first runs one update per
-    temperature of the schedule :math:`\varepsilon_k = \max C \cdot s^k` (geometric, from the
-    largest cost down to ``epsilon``), warm-starting each temperature from the last, then iterates
-    at ``epsilon`` until ``tol``. This cuts the iteration count when ``epsilon`` is small.
+    temperature of the schedule :math:`\varepsilon_k = \max C \cdot s^k > \varepsilon`
+    (geometric, from the largest cost down to ``epsilon``; the middle part of
+    :func:`inforeg.ot.epsilon_schedule` with ``p = 1``), warm-starting each temperature from the
+    last, then iterates at ``epsilon`` until ``tol``. This cuts the iteration count when
+    ``epsilon`` is small. The iterations are the alternating mode of the Sinkhorn loop shared
+    with :func:`inforeg.ot.sinkhorn_divergence` and
+    :func:`inforeg.ot.log_sinkhorn_correspondence`.
 
     Args:
         a: source weights ``(*batch_a, n)`` summing to one (``None``: uniform).
@@ -205,72 +211,36 @@ def sinkhorn(
     if epsilon_scaling is not None:
         cmax = float(cost.detach().abs().amax())  # one host sync, to size the schedule
         if cmax > epsilon:
-            steps = int(math.ceil(math.log(epsilon / cmax) / math.log(epsilon_scaling)))
-            schedule = [cmax * epsilon_scaling**k for k in range(steps)]
+            # The temperatures strictly between max C and epsilon (the loop then runs at epsilon).
+            schedule = epsilon_schedule(1, cmax, epsilon, epsilon_scaling)[1:-1]
 
     unroll = grad == "unroll"
     with torch.set_grad_enabled(unroll and torch.is_grad_enabled()):
         a_in = a if unroll else a.detach()
         b_in = b if unroll else b.detach()
-        c_in = cost if unroll else cost.detach()
+        softmin = MatrixSoftmin(cost if unroll else cost.detach())
         loga, logb = torch.log(a_in), torch.log(b_in)
-        # Scaled potentials u = f / eps, v = g / eps (relative to a (x) b).
-        u = torch.zeros_like(a_in)
-        v = torch.zeros_like(b_in)
-        n_iter = 0
-        eps_cur = schedule[0] if schedule else epsilon
-        for eps_k in schedule:
-            if eps_k != eps_cur:
-                u, v = u * (eps_cur / eps_k), v * (eps_cur / eps_k)
-                eps_cur = eps_k
-            k = c_in / (-eps_k)
-            u = -_lse_rows(k, v + logb)
-            v = -_lse_cols(k, u + loga)
-            n_iter += 1
-            if n_iter >= max_iter:
-                break
-        if eps_cur != epsilon:
-            u, v = u * (eps_cur / epsilon), v * (eps_cur / epsilon)
-        k = c_in / (-epsilon)
-        converged = False
-        since_check = 0
-        # Envelope mode switches to absorbed-kernel blocks once the error is below _SWITCH_TOL.
-        kernel_mode = False
-        kernel_ok = not unroll
-        while n_iter < max_iter:
-            if kernel_mode:
-                steps = min(check_every, max_iter - n_iter)
-                done, u_blk, v_blk, err_val = _kernel_block(k, u, v, a_in, b_in, steps, tol)
-                if math.isfinite(err_val):
-                    u, v = u_blk, v_blk
-                    n_iter += steps
-                    if done:
-                        converged = True
-                        break
-                    continue
-                kernel_mode = kernel_ok = False  # under/overflow: back to the log domain
-            u_new = -_lse_rows(k, v + logb)
-            since_check += 1
-            if since_check >= check_every and n_iter > 0:
-                since_check = 0
-                # Row marginal of the current plan: a_i exp(u_i - u_new_i).
-                err = (a_in * torch.expm1(u - u_new)).abs().sum(-1)
-                err_val = float(err.detach().amax())  # host sync, every check_every iterations
-                if err_val <= tol:
-                    converged = True
-                    break
-                kernel_mode = kernel_ok and err_val <= _SWITCH_TOL
-            u = u_new
-            v = -_lse_cols(k, u + loga)
-            n_iter += 1
+        loop = sinkhorn_loop(
+            softmin,
+            loga,
+            logb,
+            schedule,
+            epsilon,
+            tol=tol,
+            max_iter=max_iter,
+            check_every=check_every,
+            block=None if unroll else partial(_kernel_block, softmin, a_in, b_in),
+            block_below=_SWITCH_TOL,
+        )
+    f, g = loop.potentials.f, loop.potentials.g
+    n_iter, converged = loop.n_iter, loop.converged
 
-    f, g = u * epsilon, v * epsilon
     if unroll:
         value, plan = _dual_value(a, b, cost, f, g, epsilon)
     else:
         f, g = f.detach(), g.detach()
         with torch.no_grad():
-            plan = torch.exp(k + (u + loga).unsqueeze(-1) + (v + logb).unsqueeze(-2))
+            plan = torch.exp(softmin.log_plan(epsilon, loga, logb, f, g))
         needs_grad = torch.is_grad_enabled() and (
             a.requires_grad or b.requires_grad or cost.requires_grad
         )

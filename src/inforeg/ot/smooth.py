@@ -89,6 +89,18 @@ def smooth_ot(
         :class:`inforeg.ot.OTResult`; ``value`` is the optimal (semi-)dual objective, i.e. the
         regularised primal cost :math:`\langle T, C\rangle + \sum_j\Omega(t_j)` at convergence.
         Half inputs are solved in float32 and returned in the input dtype.
+
+    Example:
+        A permutation problem: the quadratic regulariser keeps the plan on the permutation, and
+        the value is :math:`0 + \tfrac\gamma2 \|T\|^2 = 0.05 \cdot (0.25 + 0.25)`.
+
+        >>> c = torch.tensor([[0.0, 1.0], [1.0, 0.0]], dtype=torch.float64)
+        >>> r = smooth_ot(None, None, c, gamma=0.1, formulation="semi_dual")
+        >>> r.plan
+        tensor([[0.5000, 0.0000],
+                [0.0000, 0.5000]], dtype=torch.float64)
+        >>> round(float(r.value), 12), r.converged
+        (0.025, True)
     """
     gamma = check_positive(gamma, "gamma")
     check_choice(regularizer, "regularizer", ("l2", "entropy"))
@@ -125,18 +137,32 @@ class SmoothOT(torch.nn.Module):
         formulation: Literal["dual", "semi_dual"] = "dual",
         max_iter: int = 500,
         tol: float = 1e-9,
+        normalize: bool = False,
+        method: Literal["auto", "newton", "lbfgs"] = "auto",
     ) -> None:
         super().__init__()
         self.gamma = check_positive(gamma, "gamma")
         check_choice(regularizer, "regularizer", ("l2", "entropy"))
         check_choice(formulation, "formulation", ("dual", "semi_dual"))
+        check_choice(method, "method", ("auto", "newton", "lbfgs"))
         self.regularizer: Literal["l2", "entropy"] = regularizer
         self.formulation: Literal["dual", "semi_dual"] = formulation
         self.max_iter = max_iter
         self.tol = tol
+        self.normalize = normalize
+        self.method: Literal["auto", "newton", "lbfgs"] = method
 
     def forward(self, a: Tensor | None, b: Tensor | None, cost: Tensor) -> OTResult:
         """Solve the regularised OT problem(s)."""
         return smooth_ot(
-            a, b, cost, self.gamma, self.regularizer, self.formulation, self.max_iter, self.tol
+            a,
+            b,
+            cost,
+            self.gamma,
+            self.regularizer,
+            self.formulation,
+            self.max_iter,
+            self.tol,
+            normalize=self.normalize,
+            method=self.method,
         )

@@ -1,7 +1,9 @@
 """Policy-entropy control for RL fine-tuning (GRPO family), as standalone tensor losses.
 
 - :mod:`~inforeg.rl.entropy`: exact chunked token entropy and selective log-softmax.
+- :mod:`~inforeg.rl.fused_linear`: the same from the LM head's input, without the logits.
 - :mod:`~inforeg.rl.grpo`: GRPO advantages, clipped surrogate, k3 KL, aggregation.
+- :mod:`~inforeg.rl.bonus`: the plain entropy bonus (the baseline of the controls below).
 - :mod:`~inforeg.rl.siren`: SIREN (selective, self-anchored entropy).
 - :mod:`~inforeg.rl.epo`: EPO (entropy bonus + smoothing band + phase weight).
 - :mod:`~inforeg.rl.aepo`: AEPO (temperature-switched REINFORCE regulariser + controller).
@@ -18,6 +20,7 @@ Example (a GRPO step's pieces on one group of four responses):
 """
 
 from inforeg.rl.aepo import ArbitraryEntropyController, build_reinforce_batch, reinforce_loss
+from inforeg.rl.bonus import EntropyBonus
 from inforeg.rl.entropy import selective_log_softmax, token_entropy
 from inforeg.rl.epo import (
     EntropySmoothingRegularizer,
@@ -25,6 +28,7 @@ from inforeg.rl.epo import (
     entropy_band_penalty,
     phase_weight_schedule,
 )
+from inforeg.rl.fused_linear import default_lm_head_chunk, fused_linear_logprobs_entropy
 from inforeg.rl.grpo import aggregate, clipped_surrogate, grpo_advantages, kl_k3
 from inforeg.rl.lp_reg import LowProbabilityRegularizer, low_probability_loss, min_p_proxy_logprobs
 from inforeg.rl.siren import (
@@ -37,6 +41,7 @@ from inforeg.rl.siren import (
 
 __all__ = [
     "ArbitraryEntropyController",
+    "EntropyBonus",
     "EntropySmoothingRegularizer",
     "LowProbabilityRegularizer",
     "SelectiveEntropyRegularizer",
@@ -45,7 +50,9 @@ __all__ = [
     "anchored_penalty",
     "build_reinforce_batch",
     "clipped_surrogate",
+    "default_lm_head_chunk",
     "entropy_band_penalty",
+    "fused_linear_logprobs_entropy",
     "grpo_advantages",
     "kl_k3",
     "low_probability_loss",

@@ -162,7 +162,8 @@ def low_probability_loss(
         kl_coef: :math:`\beta` (1.0).
         eps_low, eps_high: clip ranges of the surrogate (the scripts use 1.0 and 9.0).
         kl_clamp: clamp of :math:`k_3`.
-        mode: aggregation (token-mean in the code).
+        mode: aggregation (token-mean in the code), or ``"none"`` for the ``(N, T)`` per-token
+            loss (zero on masked tokens), e.g. to aggregate with a trainer's own normaliser.
 
     Returns:
         ``(loss, stats)``; stats (detached): ``masked_fraction`` (selected / real tokens),
@@ -175,7 +176,7 @@ def low_probability_loss(
     rho = check_number(neg_fraction, "neg_fraction", low=0.0, high=1.0, low_inclusive=False)
     beta = check_number(kl_coef, "kl_coef", low=0.0)
     clamp = check_number(kl_clamp, "kl_clamp", low=0.0, low_inclusive=False)
-    check_choice(mode, "mode", AGGREGATION_MODES)
+    check_choice(mode, "mode", (*AGGREGATION_MODES, "none"))
     if mask is not None:
         check_tensor(mask, "mask", ndim=2, nonempty=False)
         check_same_shape(logp, mask, "logp", "mask")
@@ -192,7 +193,10 @@ def low_probability_loss(
     ratio = torch.exp(torch.clamp(logp - old_logp.detach(), -20.0, 20.0))
     reg = -adv * ratio + beta * k3
     per_token = torch.where(sel, reg, surrogate)
-    loss = masked_aggregate(per_token, m, mode)
+    if mode == "none":
+        loss = per_token * m.to(per_token.dtype)
+    else:
+        loss = masked_aggregate(per_token, m, mode)
     with torch.no_grad():
         mf = m.to(logp.dtype)
         n_sel = sel.sum()

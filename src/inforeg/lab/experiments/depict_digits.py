@@ -1,144 +1,268 @@
-"""DEPICT on digits: KL clustering with a frequency-normalised target vs k-means on one embedding."""
+"""DEPICT on digits: a jointly trained denoising autoencoder + KL clustering head vs k-means.
+
+Protocol 2: train/validation/test splits. Every arm starts from the same pre-trained denoising
+autoencoder (per seed) and gets the same number of further epochs; each arm tunes its learning
+rate and its stopping epoch on validation NMI. Test NMI/ACC at the selected point.
+"""
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+from typing import Any
+
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
-from inforeg.lab.experiments.base import Claim, Experiment, SeedResult
+from inforeg.lab.experiments._clustering import clustering_accuracy, nmi
+from inforeg.lab.experiments.base import Claim, Experiment, RegimeCheck, SeedResult
+from inforeg.lab.experiments.protocol import BestOnValidation, Selected, tune
 from inforeg.lab.experiments.training import minibatches, seed_everything
 
 K = 10
-INPUT_NOISE = 0.3  # corrupted ("noisy") path
+CODE = 10
+DROPOUT = 0.1  # the noisy path: dropout on the input and hidden layer (code: 0.1, 0.1, 0)
+KMEANS = "AE + k-means"
+DEPICT = "DEPICT (p^2/f)"
+PAPER_TARGET = "DEPICT, paper target (p/f^1/2)"
+RANDOM_INIT = "DEPICT (p^2/f), random head"
+NO_NORM = "no normalisation (p^2), random head"
+LRS = [1e-3, 3e-4]
+GRIDS: dict[str, dict[str, list[Any]]] = {
+    arm: {"lr": LRS} for arm in (KMEANS, DEPICT, PAPER_TARGET, RANDOM_INIT, NO_NORM)
+}
+TARGETS: dict[str, dict[str, Any]] = {
+    DEPICT: {"mode": "code"},
+    PAPER_TARGET: {"mode": "paper"},
+    RANDOM_INIT: {"mode": "code"},
+    NO_NORM: {"power": (2.0, 0.0)},
+}
+SPLITS = {"train": 1077, "validation": 270, "test": 450}
+KMEANS_EVERY = 5  # epochs between k-means refits of the k-means arm
 
 
-def clustering_accuracy(pred: Tensor, y: Tensor) -> float:
-    """Accuracy after the optimal (Hungarian) cluster-to-class matching."""
-    from scipy.optimize import linear_sum_assignment
+class DenoisingAE(nn.Module):
+    """MLP autoencoder 64-128-10-128-64; the noisy path drops inputs and hidden units."""
 
-    counts = torch.zeros(K, K)
-    counts.index_put_((pred, y), torch.ones(pred.shape[0]), accumulate=True)
-    rows, cols = linear_sum_assignment(-counts.numpy())
-    return float(counts[rows, cols].sum() / pred.shape[0])
+    def __init__(self, d_in: int) -> None:
+        super().__init__()
+        self.enc1, self.enc2 = nn.Linear(d_in, 128), nn.Linear(128, CODE)
+        self.decoder = nn.Sequential(nn.Linear(CODE, 128), nn.ReLU(), nn.Linear(128, d_in))
+
+    def encode(self, x: Tensor, noisy: bool = False) -> Tensor:
+        drop = DROPOUT if noisy else 0.0
+        h = F.relu(self.enc1(F.dropout(x, drop, training=noisy)))
+        return self.enc2(F.dropout(h, drop, training=noisy))
+
+    def reconstruction(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Noisy-path code and its reconstruction loss against the clean input."""
+        z = self.encode(x, noisy=True)
+        return z, F.mse_loss(self.decoder(z), x)
 
 
-def embed_digits(seed: int) -> tuple[Tensor, Tensor]:
-    """All 1797 digits, standardised, PCA to 30 dimensions, scaled to unit average variance."""
-    from sklearn.datasets import load_digits
-    from sklearn.decomposition import PCA
+def _kmeans(z: Tensor, seed: int, n_init: int) -> Tensor:
+    from sklearn.cluster import KMeans
 
-    x, y = load_digits(return_X_y=True)
-    x = (x - x.mean(0)) / (x.std(0) + 1e-8)
-    z = PCA(n_components=30, random_state=seed).fit_transform(x)
-    z = z / z.std()
-    return torch.as_tensor(z, dtype=torch.float32), torch.as_tensor(y, dtype=torch.long)
+    km = KMeans(n_clusters=K, n_init=n_init, random_state=seed).fit(z.numpy())
+    return torch.as_tensor(km.cluster_centers_, dtype=torch.float32)
+
+
+def _nearest(z: Tensor, centres: Tensor) -> Tensor:
+    return torch.cdist(z, centres).argmin(1)
+
+
+def _assign_nearest(model: DenoisingAE, centres: Tensor, x: Tensor) -> Tensor:
+    return _nearest(model.encode(x), centres)
+
+
+def _assign_head(model: DenoisingAE, head: nn.Module, x: Tensor) -> Tensor:
+    return head(model.encode(x)).argmax(1)
+
+
+def _test_scores(assign: Callable[[Tensor], Tensor], x: Tensor, y: Tensor) -> dict[str, float]:
+    pred = assign(x)
+    return {
+        "test NMI": nmi(pred, y),
+        "test ACC": clustering_accuracy(pred, y, K),
+        "test clusters used": float(torch.unique(pred).numel()),
+    }
 
 
 def run_seed(seed: int, quick: bool) -> SeedResult:
-    from sklearn.cluster import KMeans
-    from sklearn.metrics import normalized_mutual_info_score
-
+    from inforeg.lab.datasets import load_digits_split
     from inforeg.losses import DEPICTClusteringLoss
 
-    z, y = embed_digits(seed)
-    km = KMeans(n_clusters=K, n_init=3 if quick else 10, random_state=seed).fit(z.numpy())
-    km_pred = torch.as_tensor(km.labels_, dtype=torch.long)
-    metrics: dict[str, dict[str, float]] = {
-        "k-means": {
-            "ACC": clustering_accuracy(km_pred, y),
-            "NMI": float(normalized_mutual_info_score(y.numpy(), km_pred.numpy())),
-        }
-    }
-    centres = torch.as_tensor(km.cluster_centers_, dtype=torch.float32)
-    # softmax head initialised from the centroids: logits = -||z - c||^2 / (2 s^2) up to a row shift
-    s2 = float(((z - centres[km_pred]) ** 2).sum(1).mean())
-    epochs = 15 if quick else 50
-    curves: dict[str, dict[str, list[float]]] = {"NMI per epoch": {}}
-    variants = {
-        "DEPICT (paper target p/f^0.5)": DEPICTClusteringLoss("paper"),
-        "DEPICT (code target p^2/f)": DEPICTClusteringLoss("code"),
-        "no frequency normalisation (p^2)": DEPICTClusteringLoss(power=(2.0, 0.0)),
-    }
-    for name, crit in variants.items():
+    data = load_digits_split(test_size=0.25, val_size=0.15)
+    x, xv, xt = data.x_train, data.x_val, data.x_test
+    pre_epochs, epochs = (3, 5) if quick else (50, 100)
+    n_init = 2 if quick else 10
+
+    # Pre-train one denoising AE per seed (reconstruction only); every arm starts from it.
+    gen = seed_everything(seed)
+    ae = DenoisingAE(x.shape[1])
+    opt = torch.optim.Adam(ae.parameters(), lr=1e-3)
+    for _ in range(pre_epochs):
+        for idx in minibatches(x.shape[0], 100, gen):
+            loss = ae.reconstruction(x[idx])[1]
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+    pretrained = {k: v.clone() for k, v in ae.state_dict().items()}
+    with torch.no_grad():
+        z0 = ae.encode(x)
+    centres0 = _kmeans(z0, seed, n_init)
+    # softmax head from the centroids: logits = -|z - c|^2 / (2 s^2) up to a per-row constant
+    s2 = float(((z0 - centres0[_nearest(z0, centres0)]) ** 2).sum(1).mean()) / CODE
+
+    def fit(arm: str, point: dict[str, Any]) -> Selected:
         gen = seed_everything(seed)
-        last = nn.Linear(64, z.shape[1])
-        nn.init.zeros_(last.weight)
-        nn.init.zeros_(last.bias)
-        encoder = nn.Sequential(nn.Linear(z.shape[1], 64), nn.ReLU(), last)
-        head = nn.Linear(z.shape[1], K)
-        with torch.no_grad():
-            head.weight.copy_(centres / s2 * z.shape[1] / 4)
-            head.bias.copy_(-0.5 * (centres**2).sum(1) / s2 * z.shape[1] / 4)
-
-        def model(x: Tensor, encoder: nn.Module = encoder, head: nn.Module = head) -> Tensor:
-            return head(x + encoder(x))  # residual encoder on the fixed embedding
-
-        params = list(encoder.parameters()) + list(head.parameters())
-        opt = torch.optim.Adam(params, lr=1e-3)
-        history: list[float] = []
-        for _ in range(epochs):
+        model = DenoisingAE(x.shape[1])
+        model.load_state_dict(pretrained)
+        head = nn.Linear(CODE, K)  # random init (seeded): the same in every random-head arm
+        if arm in (DEPICT, PAPER_TARGET):
             with torch.no_grad():
-                target = crit.target(torch.softmax(model(z), 1))  # clean path, fixed per epoch
-            for idx in minibatches(z.shape[0], 100, gen):
-                noisy = z[idx] + INPUT_NOISE * torch.randn(idx.shape[0], z.shape[1])
-                loss = crit(model(noisy), target[idx])
+                head.weight.copy_(centres0 / s2)
+                head.bias.copy_(-0.5 * (centres0**2).sum(1) / s2)
+        crit = DEPICTClusteringLoss(**TARGETS[arm]) if arm != KMEANS else None
+        params = list(model.parameters()) + ([] if crit is None else list(head.parameters()))
+        opt = torch.optim.Adam(params, lr=point["lr"])
+        best = BestOnValidation(higher_is_better=True)
+        used: list[float] = []
+        for epoch in range(epochs):
+            target = None
+            if crit is not None:
+                with torch.no_grad():  # clean path, whole training split, fixed for the epoch
+                    target = crit.target(torch.softmax(head(model.encode(x)), 1))
+            model.train()
+            for idx in minibatches(x.shape[0], 100, gen):
+                z, loss = model.reconstruction(x[idx])
+                if crit is not None and target is not None:
+                    loss = loss + crit(head(z), target[idx])
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
+            model.eval()
             with torch.no_grad():
-                pred = model(z).argmax(1)
-            history.append(float(normalized_mutual_info_score(y.numpy(), pred.numpy())))
-        curves["NMI per epoch"][name] = history
-        with torch.no_grad():
-            pred = model(z).argmax(1)
-        metrics[name] = {
-            "ACC": clustering_accuracy(pred, y),
-            "NMI": float(normalized_mutual_info_score(y.numpy(), pred.numpy())),
-            "clusters used": float(torch.unique(pred).numel()),
-        }
-    metrics["k-means"]["clusters used"] = float(torch.unique(km_pred).numel())
-    return SeedResult(metrics, curves)
+                if crit is None:
+                    if (epoch + 1) % KMEANS_EVERY:
+                        continue
+                    centres = _kmeans(model.encode(x), seed, n_init)
+                    assign = functools.partial(_assign_nearest, model, centres)
+                else:
+                    assign = functools.partial(_assign_head, model, head)
+                used.append(float(torch.unique(assign(x)).numel()))
+                test_scores = functools.partial(_test_scores, assign, xt, data.y_test)
+                best.update(epoch, nmi(assign(xv), data.y_val), test_scores)
+        return best.result(final_clusters_used=used[-1], used=used)
+
+    metrics: dict[str, dict[str, float]] = {}
+    chosen: dict[str, dict[str, Any]] = {}
+    curves: dict[str, dict[str, list[float]]] = {"clusters used on the training split": {}}
+    regime: dict[str, float] = {}
+    for arm, grid in GRIDS.items():
+        chosen[arm], sel = tune(grid, functools.partial(fit, arm))
+        metrics[arm] = dict(sel.metrics, **{"selected epoch": float(sel.step)})
+        curves["clusters used on the training split"][arm] = sel.extras["used"]
+        if arm == KMEANS:
+            regime["k-means test NMI"] = sel.metrics["test NMI"]
+        if arm == NO_NORM:
+            regime["p^2 clusters used (final epoch)"] = sel.extras["final_clusters_used"]
+    return SeedResult(metrics, curves, tuning=chosen, regime=regime, splits=data.sizes)
 
 
 EXPERIMENT = Experiment(
     name="depict-digits",
     technique="depict",
     summary=(
-        "DEPICT alternates a closed-form target q ~ p / f^(1/2) (paper; p^2/f in the authors' code) "
-        "computed on the clean path with a cross-entropy step of the noisy path toward it; "
-        "compared with k-means on the same embedding and with an unnormalised (p^2) target."
+        "DEPICT trains a denoising autoencoder jointly with a softmax clustering head: each epoch "
+        "a target Q is computed from the clean-path predictions (p^2/f in the authors' code, "
+        "which produced the published numbers; p/f^1/2 in the paper) and the noisy path is "
+        "trained toward it with cross-entropy, plus the reconstruction loss (weights 1 and 1)."
     ),
     setup=(
-        "All 1797 scikit-learn digits, standardised, PCA to 30 dimensions (a fixed embedding "
-        "instead of the paper's convolutional autoencoder, whose reconstruction loss is omitted). "
-        "Model: softmax head on the embedding plus a zero-initialised residual MLP (30-64-30); the "
-        "head is initialised from k-means centroids (the paper initialises from an initial "
-        "clustering). Targets recomputed once per epoch; noisy path adds Gaussian noise (std 0.3). "
-        "Adam lr 1e-3, batch 100, 50 epochs (15 with --quick). ACC (Hungarian) and NMI on all "
-        "digits."
+        "scikit-learn digits pixels, stratified train/validation/test split 1077/270/450 (fixed), "
+        "standardised. Per seed, one denoising MLP autoencoder 64-128-10-128-64 (noisy path: "
+        "dropout 0.1 on the input and hidden layer, as the code's encoder) is pre-trained on the "
+        "training split for 50 epochs with reconstruction MSE (Adam 1e-3, batch 100); every arm "
+        "starts from it and trains 100 more epochs (3 and 5 with --quick). AE + k-means: "
+        "reconstruction only, k-means (10 inits) on the codes every 5 epochs, points assigned to "
+        "the nearest centroid. DEPICT: softmax head on the clean code, initialised from the "
+        "k-means centroids of the pre-trained codes (the paper initialises from a clustering), "
+        "target recomputed once per epoch on the clean path of the training split, clustering "
+        "CE on the noisy path plus reconstruction MSE. Paper target: the same with p/f^1/2. "
+        "Normalisation claim: p^2/f vs the unnormalised p^2, both from the same random head "
+        "(a k-means-initialised head never degenerates within the budget, audit A). Tuning per "
+        "arm: Adam learning rate {1e-3, 3e-4} and the stopping epoch (every epoch; every 5th for "
+        "k-means) on validation NMI; test NMI/ACC at the selected point. Differences from the "
+        "paper: MLP instead of a convolutional AE, input-level instead of layer-wise "
+        "reconstruction, no hard-label warm-up, 100 epochs at lr >= 3e-4 instead of up to 4000 "
+        "at 1e-4, selection on labelled validation NMI instead of the stopping rule "
+        "MSE(Q_t, Q_t-1) < 1e-7. Recorded run (10 seeds): trained jointly with the autoencoder, "
+        "DEPICT does not beat k-means on the autoencoder's own features at this scale: NMI "
+        "0.633 vs 0.653 (5/10 seeds, inconclusive), ACC 0.605 vs 0.656 (1/10, did not hold); "
+        "the paper's target does no better (0.620 / 0.617). The normalisation claim holds: from "
+        "the same random head p^2/f reaches NMI 0.614 with all 10 clusters in use, p^2 0.498 "
+        "with 6.1 (10/10 seeds)."
     ),
     claims=(
         Claim(
-            "NMI",
-            "DEPICT (paper target p/f^0.5)",
-            "k-means",
+            "test NMI",
+            DEPICT,
+            KMEANS,
             True,
-            "DEPICT improves NMI over k-means",
+            "DEPICT improves NMI over k-means on the autoencoder's features",
+            regime=("k-means below ceiling",),
+            paper="MNIST-full: DEPICT NMI 0.917 / ACC 0.965 (USPS 0.927 / 0.964), well above "
+            "k-means and autoencoder + k-means baselines.",
         ),
         Claim(
-            "ACC",
-            "DEPICT (paper target p/f^0.5)",
-            "k-means",
+            "test ACC",
+            DEPICT,
+            KMEANS,
             True,
-            "DEPICT improves ACC over k-means",
+            "DEPICT improves clustering accuracy over k-means on the autoencoder's features",
+            regime=("k-means below ceiling",),
+            paper="MNIST-full: DEPICT ACC 0.965 (USPS 0.964).",
         ),
         Claim(
-            "NMI",
-            "DEPICT (paper target p/f^0.5)",
-            "no frequency normalisation (p^2)",
+            "test NMI",
+            RANDOM_INIT,
+            NO_NORM,
             True,
-            "the cluster-frequency normalisation prevents degenerate clusters (higher NMI)",
+            "the cluster-frequency normalisation prevents degenerate clusters (higher NMI than "
+            "the unnormalised p^2 target from the same random head)",
+            regime=("p^2 degenerates",),
+            paper="The KL(f || u) prior term (the 1/f normalisation of the target) is there to "
+            "avoid degenerate solutions that put most samples in a few clusters.",
         ),
     ),
+    regime_checks=(
+        RegimeCheck(
+            "k-means below ceiling",
+            "k-means test NMI",
+            "NMI of AE + k-means at its selected point leaves room to improve (< 0.9)",
+            0.9,
+            above=False,
+        ),
+        RegimeCheck(
+            "p^2 degenerates",
+            "p^2 clusters used (final epoch)",
+            "without the normalisation, training from the random head ends with fewer than 9.5 "
+            "of 10 clusters used on the training split (mean over seeds)",
+            9.5,
+            above=False,
+        ),
+    ),
+    tuning=GRIDS,
+    splits=SPLITS,
+    selection=(
+        "validation NMI (labels of the validation split), per arm: best epoch within a run, "
+        "then best learning rate; ties keep the earlier epoch / first grid point"
+    ),
     run_seed=run_seed,
+    protocol=2,
+    seeds=10,
+    quick_seeds=2,
+    requires=("sklearn", "scipy"),  # digits, k-means and NMI; Hungarian matching
 )

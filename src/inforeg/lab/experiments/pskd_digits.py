@@ -1,85 +1,198 @@
-"""PS-KD vs cross-entropy on digits with 20% symmetric label noise."""
+"""PS-KD vs cross-entropy on digits, in a regime where CE is over-confident at its best epoch.
+
+Protocol 2: train/validation/test splits; each arm tunes its own grid (CE its learning rate,
+PS-KD its alpha_T) and its stopping epoch on validation accuracy; test metrics at the selected
+point. The calibration claim is judged only if CE is over-confident there (regime check).
+"""
 
 from __future__ import annotations
 
+import functools
+from typing import Any
+
 import torch
 import torch.nn.functional as F
+from torch import Tensor
 
-from inforeg.lab.experiments.base import Claim, Experiment, SeedResult
+from inforeg.lab.experiments.base import Claim, Experiment, RegimeCheck, SeedResult
 from inforeg.lab.experiments.metrics import accuracy, expected_calibration_error, nll
+from inforeg.lab.experiments.protocol import BestOnValidation, Selected, tune
 from inforeg.lab.experiments.training import make_mlp, seed_everything, train_classifier
 
-NOISE = 0.2
-ALPHA_T = 0.8
+N_TRAIN = 300  # a data-poor regime: the deep, wide MLP memorises its training set
+WIDTH, DEPTH = 512, 4
+PSKD_LR = 0.05  # PS-KD trains at the middle of CE's learning-rate grid and tunes alpha_T
+GRIDS: dict[str, dict[str, list[Any]]] = {
+    "CE": {"lr": [0.1, 0.05, 0.02]},
+    "PS-KD": {"alpha_T": [0.8, 0.6, 0.4]},
+}
+SPLITS = {"train": N_TRAIN, "validation": 270, "test": 540}
+
+
+def confidence_gap(logits: Tensor, y: Tensor) -> float:
+    """Mean top-class confidence minus accuracy: > 0 over-confident, < 0 under-confident."""
+    probs = torch.softmax(logits.float(), dim=1)
+    conf, pred = probs.max(dim=1)
+    return float(conf.mean() - (pred == y).float().mean())
+
+
+def _test_metrics(logits: Tensor, y: Tensor) -> dict[str, float]:
+    return {
+        "test accuracy": accuracy(logits, y),
+        "test NLL": nll(logits, y),
+        "test ECE (10 bins)": expected_calibration_error(logits, y, n_bins=10),
+        "test confidence gap": confidence_gap(logits, y),
+    }
 
 
 def run_seed(seed: int, quick: bool) -> SeedResult:
-    from inforeg.lab.datasets import load_digits_split, symmetric_label_noise
+    from inforeg.lab.datasets import load_digits_split
     from inforeg.losses import ProgressiveSelfDistillation
 
-    data = load_digits_split()
+    data = load_digits_split(test_size=0.3, val_size=0.15)
     k = data.num_classes
-    y_noisy = symmetric_label_noise(data.y_train, NOISE, k, seed=1000 + seed)
-    epochs = 12 if quick else 40
-    metrics: dict[str, dict[str, float]] = {}
-    curves: dict[str, dict[str, list[float]]] = {"test NLL per epoch": {}}
-    for method in ("CE", "PS-KD"):
-        gen = seed_everything(seed)  # same initialisation and data order for both methods
-        model = make_mlp(data.num_features, 256, k, depth=2)
+    # A different random subset of the training split per seed (paired across arms).
+    keep = torch.randperm(data.x_train.shape[0], generator=torch.Generator().manual_seed(seed))
+    x_train, y_train = data.x_train[keep[:N_TRAIN]], data.y_train[keep[:N_TRAIN]]
+    epochs = 5 if quick else 100
+
+    def fit(arm: str, point: dict[str, Any]) -> Selected:
+        gen = seed_everything(seed)  # same initialisation and data order for every arm and point
+        model = make_mlp(data.num_features, WIDTH, k, depth=DEPTH)
         pskd = ProgressiveSelfDistillation(
-            data.x_train.shape[0], k, alpha_T=ALPHA_T, total_epochs=epochs
+            N_TRAIN, k, alpha_T=point.get("alpha_T", 0.0), total_epochs=epochs
         )
-        history: list[float] = []
+        best = BestOnValidation(higher_is_better=True)
 
-        def loss_fn(logits, y, idx, epoch, method=method, pskd=pskd):  # type: ignore[no-untyped-def]
-            if method == "CE":
-                return F.cross_entropy(logits, y)
-            return pskd(logits, y, idx)
+        def loss_fn(logits: Tensor, y: Tensor, idx: Tensor, epoch: int) -> Tensor:
+            return F.cross_entropy(logits, y) if arm == "CE" else pskd(logits, y, idx)
 
-        def on_end(epoch: int, model=model, history=history) -> None:  # type: ignore[no-untyped-def]
+        def on_end(epoch: int) -> None:
+            model.eval()
             with torch.no_grad():
-                history.append(nll(model(data.x_test), data.y_test))
+                val = accuracy(model(data.x_val), data.y_val)
+                best.update(epoch, val, lambda: _test_metrics(model(data.x_test), data.y_test))
             model.train()
 
         train_classifier(
             model,
-            data.x_train,
-            y_noisy,
+            x_train,
+            y_train,
             loss_fn,
             epochs,
             gen,
+            lr=point.get("lr", PSKD_LR),
+            weight_decay=0.0,
             on_epoch_start=pskd.set_epoch,
             on_epoch_end=on_end,
         )
         with torch.no_grad():
-            logits = model(data.x_test)
-        metrics[method] = {
-            "test accuracy": accuracy(logits, data.y_test),
-            "test NLL": nll(logits, data.y_test),
-            "test ECE": expected_calibration_error(logits, data.y_test),
-        }
-        curves["test NLL per epoch"][method] = history
-    return SeedResult(metrics, curves)
+            final = _test_metrics(model(data.x_test), data.y_test)
+        return best.result(final_gap=final["test confidence gap"], history=best.history)
+
+    metrics: dict[str, dict[str, float]] = {}
+    chosen: dict[str, dict[str, Any]] = {}
+    curves: dict[str, dict[str, list[float]]] = {"validation accuracy": {}}
+    regime: dict[str, float] = {}
+    for arm, grid in GRIDS.items():
+        chosen[arm], sel = tune(grid, functools.partial(fit, arm))
+        metrics[arm] = dict(
+            sel.metrics,
+            **{
+                "selected epoch": float(sel.step),
+                "final-epoch test confidence gap": sel.extras["final_gap"],
+            },
+        )
+        curves["validation accuracy"][arm] = sel.extras["history"]
+        if arm == "CE":
+            regime["CE confidence gap"] = sel.metrics["test confidence gap"]
+            regime["CE test accuracy"] = sel.metrics["test accuracy"]
+    splits = dict(data.sizes, train=N_TRAIN)
+    return SeedResult(metrics, curves, tuning=chosen, regime=regime, splits=splits)
 
 
 EXPERIMENT = Experiment(
     name="pskd-digits",
     technique="pskd",
     summary=(
-        "PS-KD trains on (1 - alpha_t) * onehot(y) + alpha_t * (the model's own previous-epoch "
-        "prediction), with alpha_t rising linearly to 0.8."
+        "PS-KD trains on (1 - alpha_t) * onehot(y) + alpha_t * (the model's own prediction at its "
+        "previous visit), alpha_t rising linearly to alpha_T; compared with cross-entropy where CE "
+        "is over-confident at its best epoch."
     ),
     setup=(
-        "scikit-learn digits, fixed stratified 70/30 split, standardised pixels; 20% of training "
-        "labels flipped uniformly to another class (a different flip per seed); test labels clean. "
-        "MLP 64-256-256-10, SGD Nesterov (lr 0.05, momentum 0.9, weight decay 5e-4), cosine "
-        "schedule, batch 64, 40 epochs (12 with --quick). Both methods share the initialisation "
-        "and data order within a seed."
+        "scikit-learn digits, stratified train/validation/test split (fixed; standardised with "
+        "training statistics), clean labels; each seed trains on its own random 300 of the 987 "
+        "training images, with 270 validation and 540 test images. MLP 64-512-512-512-512-10, "
+        "SGD Nesterov momentum 0.9, no weight decay, cosine schedule, batch 64, 100 epochs (5 "
+        "with --quick). This is the paper's regime in small: a deep, wide, unregularised network "
+        "that fits its training set and is over-confident on test at its best epoch (the paper: "
+        "PreAct ResNet-18, CIFAR-100, 300 epochs). The previous set-up (64-256-256-10, 20% label "
+        "noise, weight decay) was not: at its validation-selected epoch (epochs 3-8, before the "
+        "noisy labels are memorised) CE was under-confident (gap -0.23, 2 seeds), so the set-up "
+        "was changed on this regime check alone. Tuning per arm on validation accuracy: CE its "
+        "learning rate {0.1, 0.05, 0.02}; PS-KD its alpha_T {0.8, 0.6, 0.4} at lr 0.05; the "
+        "stopping epoch by validation accuracy for both; test metrics at the selected point. ECE "
+        "with 10 equal-width bins (the official metric) next to the signed confidence gap (mean "
+        "confidence - accuracy). Seeds pair the arms: same training subset, initialisation and "
+        "data order within a seed. Recorded run (10 seeds): the regime holds (CE gap +0.038 at "
+        "its selected epoch); PS-KD lowers NLL (0.444 vs 0.629, 8/10 seeds) but not ECE "
+        "(0.041 vs 0.042, 5/10): its own gap stays +0.035, i.e. the self-targets keep most of "
+        "CE's over-confidence at this scale; accuracy 0.918 vs 0.925 (3/10)."
     ),
     claims=(
-        Claim("test accuracy", "PS-KD", "CE", True, "PS-KD raises test accuracy over CE"),
-        Claim("test NLL", "PS-KD", "CE", False, "PS-KD lowers test NLL vs CE"),
-        Claim("test ECE", "PS-KD", "CE", False, "PS-KD lowers expected calibration error vs CE"),
+        Claim(
+            "test accuracy",
+            "PS-KD",
+            "CE",
+            True,
+            "PS-KD raises test accuracy over CE",
+            regime=("CE below ceiling",),
+            paper="CIFAR-100, PreAct ResNet-18: top-1 error 24.18% (CE) -> 20.82% (PS-KD).",
+        ),
+        Claim(
+            "test NLL",
+            "PS-KD",
+            "CE",
+            False,
+            "PS-KD lowers test NLL vs CE",
+            regime=("CE over-confident",),
+            paper="CIFAR-100: PS-KD lowers NLL along with error and ECE (PreAct ResNet-18).",
+        ),
+        Claim(
+            "test ECE (10 bins)",
+            "PS-KD",
+            "CE",
+            False,
+            "PS-KD lowers expected calibration error vs CE",
+            regime=("CE over-confident",),
+            paper="CIFAR-100, PreAct ResNet-18: ECE 11.84% (CE) -> 1.77% (PS-KD).",
+        ),
+    ),
+    regime_checks=(
+        RegimeCheck(
+            "CE over-confident",
+            "CE confidence gap",
+            "CE's test mean confidence minus accuracy at its selected point (> 0.02: clearly "
+            "over-confident, the failure PS-KD's soft targets address)",
+            0.02,
+        ),
+        RegimeCheck(
+            "CE below ceiling",
+            "CE test accuracy",
+            "CE's test accuracy at its selected point leaves room to improve (< 0.97)",
+            0.97,
+            above=False,
+        ),
+    ),
+    tuning=GRIDS,
+    splits=SPLITS,
+    selection=(
+        "validation accuracy, per arm: best epoch within a run, then best grid point; ties keep "
+        "the earlier epoch / first grid point"
     ),
     run_seed=run_seed,
+    protocol=2,
+    seeds=10,
+    quick_seeds=2,
+    requires=("sklearn",),  # the digits data
 )

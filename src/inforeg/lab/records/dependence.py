@@ -96,7 +96,8 @@ RECORDS = [
         notes=(
             "No official code (third-party TF reproduction only). The gradient-penalty weight and "
             "its one/two-sided form are unverified (default 10, two-sided, configurable), so the "
-            "record stays 'implemented' although the recorded experiment's claims held."
+            "record stays 'implemented' although the experiment's paper claims held (WPC-GP, "
+            "WPC-SN and KR-WDM beat InfoNCE at MI/log N = 4; results/wdm-synthetic.json)."
         ),
     ),
     Record(

@@ -20,7 +20,7 @@ RECORDS = [
             "inforeg.estimators.DiffusionSpectralEntropy",
         ),
         experiment="dse-digits",
-        status="verified",
+        status="reproduced",
         reference_tests=("tests/estimators/test_diffusion_spectral.py",),
         notes=(
             "Earlier version at ICML 2023 TAG-ML workshop ('...Using Data Diffusion Spectra'); "
@@ -49,7 +49,7 @@ RECORDS = [
             "inforeg.estimators.disomap_loss",
             "inforeg.estimators.isometric_mix",
         ),
-        experiment="mee-ring-gan",
+        experiment="mee-digits-gan",
         status="verified",
         reference_tests=("tests/estimators/test_manifold_entropy.py",),
         notes=(
@@ -57,7 +57,9 @@ RECORDS = [
             "deviation: the authors' replay buffer drops N rows and appends one per update (it "
             "collapses to one batch) and searches slot-wise; EmbeddingMemory is a FIFO queue "
             "searched in full. ManifoldEntropyLoss(legacy_slotwise=True) reproduces the code. "
-            "Added eps inside the log and a Kozachenko-Leonenko-style option."
+            "Added eps inside the log and a Kozachenko-Leonenko-style option. mee-digits-gan "
+            "(protocol 2, MLP GAN on 8x8 digits): the three paper claims did not hold (e.g. "
+            "Fréchet distance +13.1 [8.5, 17.8], worse); see results/mee-digits-gan.json."
         ),
     ),
     Record(
@@ -84,7 +86,13 @@ RECORDS = [
             "tests/estimators/test_tsallis.py",
             "tests/optim/test_nonconvex_prox.py",
         ),
-        notes="Standard literature definitions (SIS with KSG, SCAD, MCP, Tsallis, q-Gaussian), checked against sklearn, brute-force prox minimisation and numerical integration; kept at 'implemented' because the thesis is unverified: thesis not located (spec and searches); author, institution and URL unknown. Year from techniques.md.",
+        notes=(
+            "Standard literature definitions (SIS with KSG, SCAD, MCP, Tsallis, q-Gaussian), "
+            "checked against sklearn, brute-force prox minimisation and numerical integration. "
+            "Kept at 'implemented' whatever mi-screening-synthetic says: its claims are the "
+            "spec's, because the thesis was not located (author, institution and URL unknown). "
+            "Year from techniques.md."
+        ),
     ),
     Record(
         key="adaptive-mi",
@@ -107,11 +115,14 @@ RECORDS = [
         status="implemented",
         reference_tests=("tests/estimators/test_adaptive_binning.py",),
         notes=(
-            "Repo is a fork of the Shwartz-Ziv/Tishby IDNNs code (spec). Kept at 'implemented': "
-            "the paper's rule adapting the aKDE noise to the layer's activity range is not in "
-            "the released code and was not verified (variance_rule='relative_to_max' is our "
-            "parametrisation). The code's |activation| and jitter in aKDE are not applied. Nats "
-            "by default (the paper plots bits: base=2)."
+            "Repo is a fork of the Shwartz-Ziv/Tishby IDNNs code (spec). Kept at 'implemented' "
+            "although a paper claim of information-plane-digits held (tanh compresses under "
+            "adaptive bins; the ReLU claim was inconclusive): the paper's rule adapting the aKDE "
+            "noise to the layer's activity range is not in the released code and was not "
+            "verified (variance_rule='relative_to_max' is our parametrisation), so the record "
+            "is not 'verified'. The code's |activation| and jitter in aKDE are not applied. Fixed "
+            "bins span each call's range by default; value_range gives the authors' run-wide "
+            "range. Nats by default (the paper plots bits: base=2)."
         ),
     ),
 ]

@@ -1,0 +1,107 @@
+"""Tests of inforeg.ot.smooth_ot (quadratically or entropically regularised OT)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from inforeg.core.checks import checks
+from inforeg.ot import SmoothOT, sinkhorn, smooth_ot
+from tests._helpers import assert_close, gradcheck64
+from tests.ot._problems import permutation_problem, uniform_problem
+
+
+@pytest.mark.parametrize("reg", ["l2", "entropy"])
+@pytest.mark.parametrize("form", ["dual", "semi_dual"])
+def test_smooth_ot_matches_pot(reg, form):
+    ot = pytest.importorskip("ot")
+    a, b, c = uniform_problem(15, 12, seed=2)
+    gamma = 0.1
+    fn = ot.smooth.smooth_ot_dual if form == "dual" else ot.smooth.smooth_ot_semi_dual
+    ref = fn(a.numpy(), b.numpy(), c.numpy(), gamma, reg_type="kl" if reg == "entropy" else reg)
+    r = smooth_ot(a, b, c, gamma, reg, form, max_iter=2000)
+    assert np.abs(r.plan.numpy() - ref).max() < 1e-4
+    assert_close(r.plan.sum(-2), b, atol=1e-5, rtol=0)
+    assert_close(r.plan.sum(-1), a, atol=1e-5, rtol=0)
+
+
+def test_entropy_smooth_ot_matches_sinkhorn():
+    a, b, c = uniform_problem(10, 8, seed=3)
+    gamma = 0.05
+    r = smooth_ot(a, b, c, gamma, "entropy", "semi_dual", max_iter=2000)
+    # Omega = gamma sum t log t  <=>  entropic OT with KL to a (x) b up to a constant: same plan.
+    s = sinkhorn(a, b, c, gamma, tol=1e-12, max_iter=20000)
+    assert_close(r.plan, s.plan, atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("form", ["dual", "semi_dual"])
+def test_quadratic_value_is_primal_cost_at_the_plan(form):
+    # At the optimum the (semi-)dual value equals the primal <T, C> + gamma/2 ||T||^2.
+    a, b, c = uniform_problem(9, 7, seed=4)
+    gamma = 0.2
+    r = smooth_ot(a, b, c, gamma, "l2", form, max_iter=3000, tol=1e-12)
+    primal = (r.plan * c).sum() + 0.5 * gamma * (r.plan * r.plan).sum()
+    assert_close(r.value, primal, atol=1e-8, rtol=0)
+
+
+def test_permutation_small_gamma_recovers_the_permutation():
+    c, expected = permutation_problem(6, seed=1)
+    r = smooth_ot(None, None, c, 1e-3, "l2", "semi_dual", tol=1e-12)
+    assert_close(r.plan, expected, atol=1e-9, rtol=0)
+
+
+def test_envelope_gradient_and_gradcheck():
+    a, b, c = uniform_problem(5, 4, seed=11)
+    cr = c.clone().requires_grad_(True)
+    r = smooth_ot(a, b, cr, 0.5, "l2", "semi_dual", max_iter=2000, tol=1e-13)
+    (gc,) = torch.autograd.grad(r.value, cr)
+    assert_close(gc, r.plan, atol=1e-12, rtol=0)
+    # Quadratic OT has a smooth value; its envelope gradient is exact at the optimum.
+    gradcheck64(
+        lambda c_: smooth_ot(a, b, c_, 0.5, "l2", "semi_dual", max_iter=2000, tol=1e-13).value,
+        c,
+        atol=1e-5,
+    )
+
+
+def test_module_and_dtypes():
+    a, b, c = uniform_problem(8, 6, seed=12)
+    settings_ = {
+        "gamma": 0.1,
+        "regularizer": "entropy",
+        "formulation": "semi_dual",
+        "max_iter": 40,
+        "normalize": True,
+        "method": "lbfgs",
+    }
+    r_m = SmoothOT(**settings_)(2 * a, b, c)
+    r_f = smooth_ot(2 * a, b, c, **settings_)
+    assert torch.equal(r_m.plan, r_f.plan) and r_m.n_iter == r_f.n_iter
+    r32 = smooth_ot(a.float(), b.float(), c.float(), 0.1, tol=1e-6)
+    assert r32.plan.dtype == torch.float32 and torch.isfinite(r32.plan).all()
+    rb = smooth_ot(a.bfloat16(), b.bfloat16(), c.bfloat16(), 0.1, tol=1e-5)
+    assert rb.plan.dtype == torch.bfloat16 and torch.isfinite(rb.plan.float()).all()
+
+
+def test_bad_inputs():
+    a, b, c = uniform_problem(6, 5)
+    with pytest.raises(ValueError, match="gamma"):
+        smooth_ot(a, b, c, gamma=-1.0)
+    with pytest.raises(ValueError, match="regularizer"):
+        smooth_ot(a, b, c, 0.1, regularizer="kl")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="formulation"):
+        smooth_ot(a, b, c, 0.1, formulation="primal")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="newton"):
+        smooth_ot(a, b, c, 0.1, "entropy", "semi_dual", method="newton")
+    with pytest.raises(ValueError, match="max_iter"):
+        smooth_ot(a, b, c, 0.1, max_iter=0)
+    with pytest.raises(ValueError, match="a:"):
+        smooth_ot(a[:-1], b, c, 0.1)
+    with checks("full"):
+        with pytest.raises(ValueError, match="b"):
+            smooth_ot(a, 2 * b, c, 0.1)
+        bad = c.clone()
+        bad[0, 0] = float("nan")
+        with pytest.raises(ValueError, match="cost"):
+            smooth_ot(a, b, bad, 0.1)
