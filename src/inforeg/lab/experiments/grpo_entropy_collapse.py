@@ -227,7 +227,11 @@ def run_seed(seed: int, quick: bool) -> SeedResult:
     curves: dict[str, dict[str, list[float]]] = {"answer entropy": {}, "free-slot entropy": {}}
     for i, arm in enumerate(METHODS):
         report_step(i, len(METHODS), "arm")
-        point, sel = tune(GRIDS[arm], lambda p, arm=arm: _fit(arm, p, base, data, seed, quick))
+
+        def fit(point: dict[str, Any], arm: str = arm) -> Selected:
+            return _fit(arm, point, base, data, seed, quick)
+
+        point, sel = tune(GRIDS[arm], fit)
         tuning[arm] = point
         metrics[arm] = dict(sel.metrics)
         for c in curves:
