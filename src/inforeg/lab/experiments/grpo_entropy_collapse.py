@@ -344,7 +344,16 @@ EXPERIMENT = Experiment(
         "prompt) every 25 steps, step 0 included. Test: unbiased pass@1 and pass@16 from 32 "
         "samples per prompt; exact token entropy at the policy's own samples on answer tokens. "
         "'final answer entropy' is read at the end of the run (chosen grid point), on training "
-        "prompts. The design was fixed before the first full run."
+        "prompts. The design was fixed before the first full run. Outcome of the recorded run "
+        "(10 seeds; this sentence added after it, nothing else changed): GRPO's answer entropy "
+        "ends at 0.9% of the base's (collapse), its held-out pass@1 is 0.738 (room to improve), "
+        "and every arm reaches train pass@1 0.992-0.994 (matched). No control moves held-out "
+        "pass@1 by more than 0.004 (every interval contains 0): the entropy the controls keep "
+        "sits at the reward-free slot (bonus 2.21, SIREN 2.19 vs GRPO 1.47 nats at the end), "
+        "not on answer tokens (0.017-0.023 nats for every arm). Lp-Reg regularises tokens in "
+        "only 27% of updates (0.5% of tokens) even at neg_fraction 0.2-0.5, because once the "
+        "training reward nears 1 the rollouts hold few negative tokens, so its claim is not "
+        "testable here."
     ),
     claims=_claims(),
     regime_checks=(
