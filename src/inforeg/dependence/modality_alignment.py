@@ -82,6 +82,8 @@ class ModalityAlignmentLoss(nn.Module):
         self, img: Tensor, txt: Tensor, pairs: tuple[tuple[Tensor, Tensor], ...] = ()
     ) -> Tensor:
         """Return the alignment loss."""
+        check_tensor(img, "img", ndim=2, floating=True)
+        check_tensor(txt, "txt", ndim=2, floating=True)
         loss = self.mmd_weight * modality_alignment_mmd(img, txt, self.bandwidth)
         for side, content in pairs:
             loss = loss + self.contrastive_weight * infonce(side, content, self.temperature)
