@@ -296,3 +296,18 @@ def test_summary_statistics():
     s = summarise([_fake_seed(seed, False) for seed in range(3)])
     assert s["base"]["acc"]["mean"] == pytest.approx(0.51)
     assert s["base"]["acc"]["std"] == pytest.approx(0.01)  # ddof = 1
+
+
+def test_metric_plot_takes_arms_with_different_metrics(tmp_path):
+    """An arm without a metric is left out of that panel (it used to raise a KeyError)."""
+    from inforeg.lab.experiments.report import plot_metrics
+
+    summary = {
+        "base": {"acc": {"values": [0.5, 0.6], "mean": 0.55, "std": 0.07}},
+        "method": {
+            "acc": {"values": [0.6, 0.7], "mean": 0.65, "std": 0.07},
+            "robust acc": {"values": [0.3, 0.4], "mean": 0.35, "std": 0.07},
+        },
+    }
+    assert plot_metrics(summary, tmp_path / "m.png") == ["acc", "robust acc"]
+    assert (tmp_path / "m.png").is_file()

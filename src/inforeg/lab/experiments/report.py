@@ -95,18 +95,22 @@ def plot_paired_differences(claims: Sequence[dict[str, Any]], path: Path) -> boo
 
 def plot_metrics(summary: dict[str, dict[str, dict[str, Any]]], path: Path) -> list[str]:
     """One panel per varying metric: each seed's value per arm, mean ± std; returns the metrics
-    plotted (constant ones are skipped)."""
+    plotted (constant ones are skipped). Arms may report different metrics: a panel shows the
+    arms that have its metric."""
     arms = list(summary)
+    every = list(dict.fromkeys(m for a in arms for m in summary[a]))
     metrics = [
         m
-        for m in summary[arms[0]]
-        if len({round(v, 12) for a in arms for v in summary[a][m]["values"]}) > 1
+        for m in every
+        if len({round(v, 12) for a in arms if m in summary[a] for v in summary[a][m]["values"]}) > 1
     ]
     if not metrics:
         return []
     fig, axes = _axes(len(metrics))
     for ax, metric in zip(axes, metrics, strict=True):
         for i, arm in enumerate(arms):
+            if metric not in summary[arm]:
+                continue
             vals = summary[arm][metric]["values"]
             xs = [i + 0.12 * ((j % 7) - 3) / 3 for j in range(len(vals))]
             ax.scatter(xs, vals, s=12, alpha=0.5, color=f"C{i}")
