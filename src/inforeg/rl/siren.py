@@ -6,12 +6,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor, nn
 
 from inforeg.core.checks import check_int, check_number, check_same_shape, check_tensor
 from inforeg.core.dtypes import compute_dtype
 from inforeg.core.reduce import masked_aggregate
+from inforeg.rl import _cpu_entropy
 from inforeg.rl.entropy import default_entropy_chunk, token_entropy
 
 __all__ = [
@@ -75,6 +78,33 @@ def top_p_entropy(
     p_top = check_number(top_p, "top_p", low=0.0, high=1.0, low_inclusive=False)
     k = min(check_int(top_k, "top_k", low=1), logits.shape[-1])
     t = check_number(temperature, "temperature", low=0.0, low_inclusive=False)
+    flat = logits.reshape(-1, logits.shape[-1])
+    if flat.shape[0] > 0 and _cpu_entropy.usable(flat):
+        ent = _TopPEntropy.apply(flat, 1.0 / t, p_top, k)
+        return ent.to(logits.dtype).view(logits.shape[:-1])
+    return _top_p_entropy_sorted(logits, p_top, k, t)
+
+
+class _TopPEntropy(torch.autograd.Function):
+    """The C kernel's sort-free top-p entropy (CPU, float32/bfloat16)."""
+
+    @staticmethod
+    def forward(ctx: Any, z: Tensor, inv_t: float, p_top: float, k: int) -> Tensor:  # type: ignore[override]
+        ent, lse_kept, gt, req = _cpu_entropy.top_p_forward(z, inv_t, p_top, k)
+        ctx.inv_t = inv_t
+        ctx.save_for_backward(z, lse_kept, ent, gt, req)
+        return ent
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, None, None, None]:  # type: ignore[override]
+        z, lse_kept, ent, gt, req = ctx.saved_tensors
+        gz = _cpu_entropy.top_p_backward(z, lse_kept, ent, gt, req, grad, ctx.inv_t)
+        return gz, None, None, None
+
+
+def _top_p_entropy_sorted(logits: Tensor, p_top: float, k: int, t: float) -> Tensor:
+    """The sorted (``topk``) path: float64, float16, CUDA, strided rows and ``V < 64``; it is
+    also the reference the kernel is tested against."""
     acc = compute_dtype(logits)
     # topk of z / T is topk of z (T > 0): only the (..., K) values are upcast and kept
     vals = torch.topk(logits, k, dim=-1, sorted=True).values.to(acc) / t
