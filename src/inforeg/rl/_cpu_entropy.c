@@ -377,7 +377,10 @@ static void *run_job(void *arg)
     if (j->backward >= 2) { /* top-p: per-thread work rows (widened logits, p, candidates) */
         float *xbuf = malloc((size_t)j->vocab * sizeof(float));
         float *pbuf = j->backward == 2 ? malloc((size_t)j->vocab * sizeof(float)) : NULL;
-        cand_t *gbuf = j->backward == 2 ? malloc((size_t)j->vocab * sizeof(cand_t)) : NULL;
+        /* candidates, then the compacted search set (two float rows) */
+        void *gbuf =
+            j->backward == 2 ? malloc((size_t)j->vocab * (sizeof(cand_t) + 2 * sizeof(float)))
+                             : NULL;
         int ok = xbuf && (j->backward == 3 || (pbuf && gbuf));
         for (int64_t r = j->lo; r < j->hi; r++) {
             if (!ok) { /* out of memory: NaN results (never a silent wrong value) */
@@ -500,10 +503,11 @@ masked_sums(const float *x, const float *e, int64_t len, float t, const int ge, 
     const vf vt = vsplat(t), zero = vsplat(0.0f), vc = vsplat(c), vm2 = vsplat(m2);
     double s = 0.0, u = 0.0;
     vi ci = {0};
-    int64_t full = len - len % FLUSH;
+    int64_t full = len - len % (2 * LANES);
     for (int64_t off = 0; off < full; off += FLUSH) {
         vf s0 = {0}, s1 = {0}, u0 = {0}, u1 = {0};
-        for (int64_t k = off; k < off + FLUSH; k += 2 * LANES) {
+        int64_t end = off + FLUSH < full ? off + FLUSH : full;
+        for (int64_t k = off; k < end; k += 2 * LANES) {
             vf a = vload(x, F32, k), b = vload(x, F32, k + LANES);
             vi ma = ge ? a >= vt : a > vt, mb = ge ? b >= vt : b > vt;
             vf ea = vselect(ma, vload(e, F32, k), zero);
@@ -544,6 +548,31 @@ static void mass_at_least(const float *x, const float *e, int64_t len, float t, 
     masked_sums(x, e, len, t, 1, 0, 0.0f, 0.0f, cnt, mass, &unused);
 }
 
+/* the values lo <= x < hi and their e, in order, into cx, ce; returns their number */
+static int64_t compact(const float *x, const float *e, int64_t len, float lo, float hi, float *cx,
+                       float *ce)
+{
+    int64_t n = 0, i = 0;
+#if defined(__AVX512F__) && LANES == 16
+    const __m512 vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi);
+    for (; i + 16 <= len; i += 16) {
+        __m512 v = _mm512_loadu_ps(x + i);
+        __mmask16 m = _mm512_cmp_ps_mask(v, vlo, _CMP_GE_OQ) & _mm512_cmp_ps_mask(v, vhi, _CMP_LT_OQ);
+        if (!m)
+            continue;
+        _mm512_storeu_ps(cx + n, _mm512_maskz_compress_ps(m, v));
+        _mm512_storeu_ps(ce + n, _mm512_maskz_compress_ps(m, _mm512_loadu_ps(e + i)));
+        n += __builtin_popcount((unsigned)m);
+    }
+#endif
+    for (; i < len; i++) { /* (no AVX-512, or the last values) */
+        cx[n] = x[i];
+        ce[n] = e[i];
+        n += (x[i] >= lo) & (x[i] < hi);
+    }
+    return n;
+}
+
 static int cand_cmp(const void *a, const void *b) /* value descending, then index ascending */
 {
     const cand_t *u = (const cand_t *)a, *v = (const cand_t *)b;
@@ -577,21 +606,27 @@ static void row_top_p(const void *z, int dtype, int64_t row_stride, int64_t row,
      * top_p * s_all: the same rounded e in both (no rounded log-sum-exp in between). */
     const float c = inv_t * LOG2E, m2 = xmax * c;
     const vf vc = vsplat(c), vm2 = vsplat(m2), vlo = vsplat(EXP2_LO);
+    double s_all = 0.0; /* sum e: float32 lanes over FLUSH values, then double */
     {
         int64_t full = vocab - vocab % LANES;
+        vf acc = {0};
         for (int64_t i = 0; i < full; i += LANES) {
             vf w = vload(x, F32, i) * vc - vm2;
             vf e = vselect(w < vlo, vsplat(0.0f), vexp2(vmax(w, vlo)));
             memcpy(pbuf + i, &e, sizeof e);
+            acc += e;
+            if ((i + LANES) % FLUSH == 0 || i + LANES == full) {
+                for (int j = 0; j < LANES; j++)
+                    s_all += acc[j];
+                acc = (vf){0};
+            }
         }
         for (int64_t i = full; i < vocab; i++) {
             float w = x[i] * c - m2;
             pbuf[i] = w < EXP2_LO ? 0.0f : exp2f(w);
+            s_all += pbuf[i];
         }
     }
-    int64_t cnt_all;
-    double s_all;
-    mass_at_least(x, pbuf, vocab, -INFINITY, &cnt_all, &s_all);
     const double target = top_p * s_all;
     /* the search interval of keys [lo, hi): {x >= hi} valid (hi above the maximum: empty) */
     float lo_f = -INFINITY;
@@ -602,10 +637,25 @@ static void row_top_p(const void *z, int dtype, int64_t row_stride, int64_t row,
     uint32_t lo = order_key(lo_f), hi = order_key(xmax) + 1u;
     int64_t cnt_lo, cnt_hi = 0, cnt;
     double mass_hi = 0.0, mass;
-    mass_at_least(x, pbuf, vocab, key_value(lo), &cnt_lo, &mass);
+    cnt_lo = vocab; /* an upper bound: only the stopping rule uses it */
+    /* the search set: the row, then (each time at most a quarter of it lies in [lo, hi)) only
+     * the values in [lo, hi), compacted in index order; base_* count what lies above it */
+    float *cx = (float *)(cand + vocab), *ce = cx + vocab;
+    const float *sx = x, *se = pbuf;
+    int64_t slen = vocab, base_cnt = 0;
+    double base_mass = 0.0;
     while (cnt_lo - cnt_hi > GATHER && hi - lo > 1u) {
+        if (cnt_lo - cnt_hi <= slen / 4) { /* (in place after the first time) */
+            slen = compact(sx, se, slen, key_value(lo), key_value(hi), cx, ce);
+            sx = cx;
+            se = ce;
+            base_cnt = cnt_hi;
+            base_mass = mass_hi;
+        }
         uint32_t mid = lo + (hi - lo) / 2u;
-        mass_at_least(x, pbuf, vocab, key_value(mid), &cnt, &mass);
+        mass_at_least(sx, se, slen, key_value(mid), &cnt, &mass);
+        cnt += base_cnt;
+        mass += base_mass;
         if (mass < target && cnt <= top_k) {
             hi = mid;
             cnt_hi = cnt;
@@ -615,19 +665,20 @@ static void row_top_p(const void *z, int dtype, int64_t row_stride, int64_t row,
             cnt_lo = cnt;
         }
     }
-    /* gather the values in [lo, hi), block by block (most blocks hold none) */
+    /* gather the values in [lo, hi), block by block (most blocks hold none); positions in the
+     * search set follow the index order */
     const float lo_v = key_value(lo), hi_v = key_value(hi);
     int64_t n = 0;
-    for (int64_t off = 0; off < vocab; off += 4 * LANES) {
-        int64_t len = vocab - off < 4 * LANES ? vocab - off : 4 * LANES;
+    for (int64_t off = 0; off < slen; off += 4 * LANES) {
+        int64_t len = slen - off < 4 * LANES ? slen - off : 4 * LANES;
         int any = 0;
         for (int64_t i = 0; i < len; i++)
-            any |= (x[off + i] >= lo_v) & (x[off + i] < hi_v);
+            any |= (sx[off + i] >= lo_v) & (sx[off + i] < hi_v);
         if (!any)
             continue;
         for (int64_t i = off; i < off + len; i++)
-            if (x[i] >= lo_v && x[i] < hi_v)
-                cand[n++] = (cand_t){x[i], pbuf[i], (int32_t)i};
+            if (sx[i] >= lo_v && sx[i] < hi_v)
+                cand[n++] = (cand_t){sx[i], se[i], (int32_t)i};
     }
     if (n <= 64) { /* insertion sort (stable: index order among ties) */
         for (int64_t i = 1; i < n; i++) {
