@@ -9,6 +9,8 @@
  * added to double accumulators. lse = (m + log2 s) ln 2 and H = (log2 s - u / s) ln 2, two
  * non-negative terms (no cancellation for peaked rows).
  * Backward (row_backward): one read of the logits and one write of the gradient per row.
+ * SIREN's top-p entropy (row_top_p, row_top_p_backward, at the end of the file): the nucleus
+ * without a sort, by bisection on the logits' ordered bit pattern.
  *
  * 2^x is a polynomial after range reduction (about 1.6 ulp), written so that the compiler
  * vectorises it. -inf logits (masked vocabulary) never produce 0 * inf: the forward clamps the

@@ -1,5 +1,7 @@
 r"""Fused one-pass CPU kernels (C, compiled at first use) for the token entropy and the row
-log-sum-exp, with the same interface as :mod:`inforeg.rl._triton_entropy`.
+log-sum-exp, with the same interface as :mod:`inforeg.rl._triton_entropy`; also SIREN's
+sort-free top-p entropy (:func:`top_p_forward`, :func:`top_p_backward`, used by
+:func:`inforeg.rl.siren.top_p_entropy`).
 
 Used by :mod:`inforeg.rl.entropy` for contiguous float32/bfloat16 CPU tensors; float64, float16,
 non-contiguous rows and machines without a C compiler take the chunked PyTorch path. Set

@@ -54,6 +54,22 @@ def top_p_entropy(
     the gradient reaches only them. The authors' code adds ``1e-12`` inside the normaliser and
     the log; that changes values by ~1e-12 and is omitted here.
 
+    Two paths compute the same set. **CPU float32/bfloat16** (contiguous rows, ``V >= 64``, a C
+    compiler): a sort-free kernel (:mod:`inforeg.rl._cpu_entropy`). Since the kept set is a
+    prefix of the sorted logits, it is :math:`\{z \ge t\}` for a threshold :math:`t`, and
+    "mass :math:`< p_\text{top}` and count :math:`\le` ``top_k``" is monotone in :math:`t`;
+    :math:`t` is found by bisection on the logits' ordered float bit pattern (vectorised passes
+    over the row, then over the shrinking set of values between the bounds), the last <= 32
+    values are sorted and scanned exactly as the sorted path does, and
+    :math:`\hat H = \log S - \sum_{v\in S} e^{y_v} y_v / S` is summed over the row with the
+    set as a mask (masses in double precision, relative to the row maximum). **Elsewhere**
+    (float64, float16, CUDA, strided rows): ``torch.topk(k=top_k, sorted=True)`` and a
+    cumulative sum. Ties at the threshold: both keep the same number of tied tokens (so the
+    same value); the kernel keeps the lowest indices among them, ``topk`` an order of its own,
+    so the gradient may land on different (interchangeable) tokens of the tie. Where a
+    cumulative mass lies within float32 rounding of ``top_p`` the two paths may keep one token
+    more or less (the kernel's double sums are the closer to a float64 computation).
+
     Args:
         logits: ``(..., V)`` logits.
         top_p: :math:`p_\text{top}` in ``(0, 1]`` (SIREN ``entropy_topp`` = 0.8).
@@ -62,8 +78,9 @@ def top_p_entropy(
 
     Returns:
         ``(...)`` top-p entropies in nats (dtype of ``logits``; float32 inside for half types).
-        Memory: one ``(..., min(top_k, V))`` tensor of sorted logits (plus one row chunk for
-        the full log-sum-exp).
+        Memory: kernel: a few rows of work space per thread; sorted path: one
+        ``(..., min(top_k, V))`` tensor of sorted logits (plus one row chunk for the full
+        log-sum-exp).
 
     Example (p = (0.5, 0.3, 0.15, 0.05): with ``top_p = 0.9`` the cumulative masses 0.5, 0.8
     keep two tokens, renormalised to (0.625, 0.375); with 0.5 the top-1 token alone is kept):

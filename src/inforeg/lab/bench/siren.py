@@ -3,6 +3,7 @@ the sort-free top-p kernel against the topk path it replaces, in one run."""
 
 from __future__ import annotations
 
+import ctypes
 import gc
 import time
 from collections.abc import Callable, Iterator
@@ -37,18 +38,35 @@ def _topk_path() -> Iterator[None]:
         siren_mod.top_p_entropy = before  # type: ignore[assignment]
 
 
-def _time(fn: Callable[[], Any], repeat: int) -> tuple[float, float]:
-    """Best wall and best process CPU seconds over ``repeat`` calls after one warm-up (on a
-    shared machine the CPU time of a one-thread call is the steadier of the two)."""
-    fn()
-    wall, cpu = float("inf"), float("inf")
-    for _ in range(repeat):
-        gc.collect()
-        w, c = time.perf_counter(), time.process_time()
+def _time_all(fns: list[Callable[[], Any]], repeat: int) -> list[tuple[float, float]]:
+    """Best wall and best process CPU seconds of each of ``fns``: one warm-up call of each,
+    then ``repeat`` rounds calling them in turn (interleaved, so that a change of load or of the
+    allocator's state affects all alike). On a shared machine the CPU time of a one-thread call
+    is the steadier of the two."""
+    for fn in fns:
         fn()
-        cpu = min(cpu, time.process_time() - c)
-        wall = min(wall, time.perf_counter() - w)
-    return wall, cpu
+    best = [(float("inf"), float("inf"))] * len(fns)
+    for _ in range(repeat):
+        for i, fn in enumerate(fns):
+            gc.collect()
+            w, c = time.perf_counter(), time.process_time()
+            fn()
+            cpu, wall = time.process_time() - c, time.perf_counter() - w
+            best[i] = (min(best[i][0], wall), min(best[i][1], cpu))
+    return best
+
+
+def _keep_freed_memory() -> bool:
+    """Ask glibc's malloc to keep freed memory (no mmap for large blocks, no trimming), so that
+    a 65 MB gradient reuses pages instead of faulting in fresh ones; False where unavailable."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        m_trim_threshold, m_mmap_threshold = -1, -3
+        return bool(libc.mallopt(m_mmap_threshold, 1 << 30)) and bool(
+            libc.mallopt(m_trim_threshold, 1 << 34)
+        )
+    except (OSError, AttributeError):
+        return False
 
 
 def _fwd_bwd(loss: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> Callable[[], Any]:
@@ -87,6 +105,48 @@ def _agreement(x: torch.Tensor) -> dict[str, Any]:
     }
 
 
+def _with_topk_path(fn: Callable[[], Any]) -> Callable[[], Any]:
+    def run() -> Any:
+        with _topk_path():
+            return fn()
+
+    return run
+
+
+def _runs(x: torch.Tensor) -> list[tuple[str, Callable[[], Any]]]:
+    return [
+        ("token_entropy fwd+bwd (the unit)", _fwd_bwd(lambda z: token_entropy(z).sum(), x)),
+        ("SIREN full term, sort-free kernel", _fwd_bwd(_siren_loss, x)),
+        ("SIREN full term, topk path (before)", _with_topk_path(_fwd_bwd(_siren_loss, x))),
+        (
+            "top_p_entropy fwd+bwd, sort-free kernel",
+            _fwd_bwd(lambda z: top_p_entropy(z, TOP_P, TOP_K).sum(), x),
+        ),
+        (
+            "top_p_entropy fwd+bwd, topk path (before)",
+            _fwd_bwd(lambda z: _topk_top_p_entropy(z).sum(), x),
+        ),
+    ]
+
+
+def _time_rows(
+    runs: list[tuple[str, Callable[[], Any]]], repeat: int, table: str
+) -> list[dict[str, Any]]:
+    times = _time_all([fn for _, fn in runs], repeat)
+    base_wall, base_cpu = times[0]  # token_entropy
+    return [
+        {
+            "table": table,
+            "case": name,
+            "CPU s": cpu,
+            "x token_entropy (CPU)": cpu / base_cpu,
+            "wall s": wall,
+            "x token_entropy (wall)": wall / base_wall,
+        }
+        for (name, _), (wall, cpu) in zip(runs, times, strict=True)
+    ]
+
+
 def run(quick: bool) -> BenchResult:
     shape = (2, 64, 32000) if quick else (4, 128, 32000)
     repeat = 2 if quick else 4
@@ -95,42 +155,16 @@ def run(quick: bool) -> BenchResult:
     rows: list[dict[str, Any]] = []
     try:
         gen = torch.Generator().manual_seed(0)
-        for scale in (2.0, 4.0):
-            x = torch.randn(*shape, generator=gen) * scale
+        inputs = [(scale, torch.randn(*shape, generator=gen) * scale) for scale in (2.0, 4.0)]
+        for scale, x in inputs:
             case = f"logits {shape} ~ N(0, {scale:g}^2), float32"
             rows.append({"table": "agreement (float32 logits)", "case": case, **_agreement(x)})
-            base_wall = base_cpu = 0.0
-            runs: list[tuple[str, Callable[[], Any]]] = [
-                ("token_entropy fwd+bwd (the unit)", _fwd_bwd(lambda z: token_entropy(z).sum(), x)),
-                ("SIREN full term, sort-free kernel", _fwd_bwd(_siren_loss, x)),
-                ("SIREN full term, topk path (before)", _fwd_bwd(_siren_loss, x)),
-                (
-                    "top_p_entropy fwd+bwd, sort-free kernel",
-                    _fwd_bwd(lambda z: top_p_entropy(z, TOP_P, TOP_K).sum(), x),
-                ),
-                (
-                    "top_p_entropy fwd+bwd, topk path (before)",
-                    _fwd_bwd(lambda z: _topk_top_p_entropy(z).sum(), x),
-                ),
-            ]
-            for name, fn in runs:
-                if "topk" in name:
-                    with _topk_path():
-                        wall, cpu = _time(fn, repeat)
-                else:
-                    wall, cpu = _time(fn, repeat)
-                if not base_cpu:  # the first row: token_entropy
-                    base_wall, base_cpu = wall, cpu
-                rows.append(
-                    {
-                        "table": f"time, one thread, {case}",
-                        "case": name,
-                        "CPU s": cpu,
-                        "x token_entropy (CPU)": cpu / base_cpu,
-                        "wall s": wall,
-                        "x token_entropy (wall)": wall / base_wall,
-                    }
-                )
+        for regime in ("default allocator", "allocator keeps freed memory"):
+            if regime != "default allocator" and not _keep_freed_memory():
+                break  # (set last: it changes the process's allocator for good)
+            for scale, x in inputs:
+                case = f"logits {shape} ~ N(0, {scale:g}^2), float32"
+                rows += _time_rows(_runs(x), repeat, f"time, one thread, {case}, {regime}")
     finally:
         torch.set_num_threads(threads)
     notes = (
@@ -138,8 +172,12 @@ def run(quick: bool) -> BenchResult:
         "top_k=10000) forward (top-p entropies, per-response quantile mask, aggregate, anchored "
         "penalty, and the detached full token_entropy for its stats) + backward; the unit is "
         "token_entropy forward + backward on the same logits. Each call makes a fresh leaf, so "
-        "every row includes allocating the (N, T, V) gradient. 'CPU s' is the best process CPU "
-        "time of the repeats (the machine is shared by several sessions: wall times include "
+        "every row includes allocating the (N, T, V) gradient (65 MB): with the default "
+        "allocator (glibc malloc) a block that large is a fresh mapping each call, and its page "
+        "faults cost about as much as token_entropy's arithmetic; the tables 'allocator keeps "
+        "freed memory' (mallopt: no mmap, no trimming, set after the default tables) measure "
+        "the arithmetic alone. The functions are called in turn, repeat after repeat (best of "
+        "the repeats). 'CPU s' is the best process CPU time of the repeats (the machine is shared by several sessions: wall times include "
         "waiting for a core, CPU times do not); 'wall s' the best wall time. The topk path is "
         "the previous implementation (torch.topk(k=10000, sorted=True), a cumulative sum, a "
         "log-softmax over the kept values), run in the same process. The kernel finds the "
