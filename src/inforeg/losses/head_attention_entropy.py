@@ -28,6 +28,7 @@ def attention_row_entropy(attn_probs: Tensor) -> Tensor:
     Zero probabilities (causal or padding masks) contribute exactly 0, in value and gradient.
     The code adds 1e-9 inside the log instead; the difference is below 1e-8 per row.
     """
+    check_tensor(attn_probs, "attn_probs", min_ndim=1, floating=True)
     return entropy_from_probs(attn_probs.to(compute_dtype(attn_probs)), dim=-1)
 
 
