@@ -639,13 +639,18 @@ static void row_top_p(const void *z, int dtype, int64_t row_stride, int64_t row,
     uint32_t lo = order_key(lo_f), hi = order_key(xmax) + 1u;
     int64_t cnt_lo, cnt_hi = 0, cnt;
     double mass_hi = 0.0, mass;
-    cnt_lo = vocab; /* an upper bound: only the stopping rule uses it */
     /* the search set: the row, then (each time at most a quarter of it lies in [lo, hi)) only
      * the values in [lo, hi), compacted in index order; base_* count what lies above it */
     float *cx = (float *)(cand + vocab), *ce = cx + vocab;
     const float *sx = x, *se = pbuf;
     int64_t slen = vocab, base_cnt = 0;
     double base_mass = 0.0;
+    if (lo_f > -INFINITY) { /* start from the values >= lo only (all of them when top_p ~ 1) */
+        slen = compact(x, pbuf, vocab, key_value(lo), key_value(hi), cx, ce);
+        sx = cx;
+        se = ce;
+    }
+    cnt_lo = slen; /* hi is above the maximum: [lo, hi) holds every value >= lo */
     while (cnt_lo - cnt_hi > GATHER && hi - lo > 1u) {
         if (cnt_lo - cnt_hi <= slen / 4) { /* (in place after the first time) */
             slen = compact(sx, se, slen, key_value(lo), key_value(hi), cx, ce);
