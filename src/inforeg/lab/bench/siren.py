@@ -126,6 +126,8 @@ def _runs(x: torch.Tensor) -> list[tuple[str, Callable[[], Any]]]:
             "top_p_entropy fwd+bwd, topk path (before)",
             _fwd_bwd(lambda z: _topk_top_p_entropy(z).sum(), x),
         ),
+        ("token_entropy forward only", lambda: token_entropy(x)),
+        ("top_p_entropy forward only, sort-free kernel", lambda: top_p_entropy(x, TOP_P, TOP_K)),
     ]
 
 
@@ -185,7 +187,12 @@ def run(quick: bool) -> BenchResult:
         "count and mass above the threshold), gathers the <= 32 values left between the bounds "
         "and scans them sorted, as the topk path does. 'positions with a different kept-set "
         "size' counts rows where the two paths keep a different number of tokens (crossings "
-        "within float32 rounding of top_p; the kernel sums the masses in double)."
+        "within float32 rounding of top_p; the kernel sums the masses in double). Where the "
+        "full term stays above 2x token_entropy, the 'forward only' rows show where: the "
+        "kernel's backward is token_entropy's (one read, one write per row), while its forward "
+        "makes several passes (maximum, exponentials, ~10-20 bisection passes over the row or "
+        "its compacted candidates, the masked entropy), and the full term adds one more "
+        "token_entropy forward for its 'entropy' statistic."
     )
     return BenchResult(rows, notes)
 
