@@ -179,6 +179,8 @@ _ENTROPY_BREAK = "token entropy on the CPU: kernel lookup under a lock, ctypes, 
 GRAPH_BREAKS: dict[str, str] = {
     "token_entropy": _ENTROPY_BREAK,
     "selective_log_softmax": _ENTROPY_BREAK,
+    "top_p_entropy": _ENTROPY_BREAK + " (the sort-free top-p kernel)",
+    "selective_entropy": _ENTROPY_BREAK + " (the sort-free top-p kernel)",
     "SelectiveEntropyRegularizer": _ENTROPY_BREAK + " (its entropy statistics)",
     "EntropySmoothingRegularizer": _ENTROPY_BREAK,
 }

@@ -10,11 +10,13 @@ import torch
 from inforeg.core.checks import checks
 from inforeg.rl import (
     SelectiveEntropyRegularizer,
+    _cpu_entropy,
     anchored_penalty,
     peak_entropy_mask,
     token_entropy,
     top_p_entropy,
 )
+from inforeg.rl.siren import _top_p_entropy_sorted
 from tests._helpers import gradcheck64
 
 
@@ -172,3 +174,116 @@ def test_bad_input():
         peak_entropy_mask(torch.zeros(2, 3), quantile=1.5)
     with checks("full"), pytest.raises(ValueError, match="logits"):
         top_p_entropy(torch.tensor([[0.0, float("nan")]]))
+
+
+# ---- the sort-free C kernel (CPU float32/bfloat16) against the sorted path in float64 ----
+
+needs_kernel = pytest.mark.skipif(
+    not _cpu_entropy.usable(torch.zeros(1, 64)), reason="no C compiler: sorted path only"
+)
+
+
+def _margin(z64: torch.Tensor, top_p: float, top_k: int) -> torch.Tensor:
+    """Per row, how close a cumulative probability of the sorted float64 row comes to top_p
+    (rows closer than float32 rounding may keep one token more or less)."""
+    p = torch.softmax(z64, -1).sort(-1, descending=True).values[..., :top_k]
+    return (p.cumsum(-1) - top_p).abs().amin(-1)
+
+
+def _tie_blind(grad: torch.Tensor) -> torch.Tensor:
+    """Each gradient row sorted: where a tie at the threshold is split, the kernel keeps the
+    lowest indices and topk an order of its own; the tokens are interchangeable (equal logits),
+    so the gradient rows agree up to that permutation."""
+    return grad.sort(-1).values
+
+
+def _kernel_vs_float64(
+    z: torch.Tensor, top_p: float = 0.8, top_k: int = 10000, t: float = 1.0, tol: float = 1.0
+):
+    k = min(top_k, z.shape[-1])
+    x = z.detach().clone().requires_grad_()
+    h = top_p_entropy(x, top_p, top_k, t)
+    h.sum().backward()
+    x64 = z.detach().double().requires_grad_()
+    ref = _top_p_entropy_sorted(x64, top_p, k, t)
+    ref.sum().backward()
+    ok = _margin(z.detach().double() / t, top_p, k) > 2e-6
+    assert ok.float().mean() > 0.75  # the comparison covers most rows
+    torch.testing.assert_close(h.double()[ok], ref.detach()[ok], atol=2e-5 * tol, rtol=1e-5 * tol)
+    torch.testing.assert_close(
+        _tie_blind(x.grad.double()[ok]), _tie_blind(x64.grad[ok]), atol=2e-6 * tol, rtol=1e-4 * tol
+    )
+    return h, x.grad
+
+
+@needs_kernel
+@pytest.mark.parametrize(
+    "case", ["normal", "peaked", "flat", "top_k", "top1", "masked", "temperature", "top_p=0.999"]
+)
+def test_kernel_matches_sorted_float64(case):
+    g = torch.Generator().manual_seed(3)
+    z = torch.randn(48, 5000, generator=g)
+    top_p, top_k, t = 0.8, 10000, 1.0
+    if case == "normal":
+        z = z * 2
+    elif case == "peaked":
+        z = z * 6
+    elif case == "flat":
+        z = z * 0.05
+    elif case == "top_k":
+        z, top_k = z * 0.3, 100
+    elif case == "top1":
+        z = z * 2
+        z[:, 7] = 40.0  # top-1 probability ~1 >= top_p: entropy 0, gradient 0
+    elif case == "masked":
+        z = z * 2
+        z[:, ::3] = float("-inf")
+    elif case == "temperature":
+        z, top_p, t = z * 2, 0.95, 0.7
+    else:  # all but a sliver of the mass (exactly 1.0 leaves the last token to rounding)
+        top_p = 0.999
+    h, grad = _kernel_vs_float64(z, top_p, top_k, t)
+    assert torch.isfinite(h).all() and torch.isfinite(grad).all()
+    if case == "top1":
+        assert torch.all(h == 0) and torch.all(grad == 0)
+    if case == "masked":
+        assert torch.all(grad[:, ::3] == 0)
+
+
+@needs_kernel
+def test_kernel_equals_topk_path_float32_and_ties():
+    """Same float32 input: the kernel and the topk path keep the same tokens (values and
+    gradients agree); a tie at the threshold is split by index order (topk: its own order)."""
+    g = torch.Generator().manual_seed(4)
+    z = torch.randn(4, 2, 3000, generator=g) * 2
+    # (97 tied tokens: no cumulative sum lands exactly on top_p, where rounding decides)
+    for x in (z, torch.zeros(3, 97), torch.randn(5, 200, generator=g).round()):
+        for top_p, top_k in ((0.8, 10000), (0.99, 7), (0.5, 3)):
+            a = x.clone().requires_grad_()
+            b = x.clone().requires_grad_()
+            ha = top_p_entropy(a, top_p, top_k)
+            hb = _top_p_entropy_sorted(b, top_p, min(top_k, x.shape[-1]), 1.0)
+            (ha * torch.arange(1.0, ha.numel() + 1).view(ha.shape)).sum().backward()
+            (hb * torch.arange(1.0, hb.numel() + 1).view(hb.shape)).sum().backward()
+            torch.testing.assert_close(ha, hb, atol=2e-5, rtol=1e-5)
+            torch.testing.assert_close(_tie_blind(a.grad), _tie_blind(b.grad), atol=2e-5, rtol=1e-4)
+    # one top token, then 99 tied ones, top_k = 3: the tie is split by index order
+    for dtype in (torch.float32, torch.bfloat16):
+        x = torch.zeros(1, 100, dtype=dtype)
+        x[0, 99] = 1.0
+        x.requires_grad_()
+        top_p_entropy(x, 0.99, top_k=3).float().sum().backward()
+        assert (x.grad[0] != 0).nonzero().view(-1).tolist() == [0, 1, 99]
+
+
+@needs_kernel
+def test_kernel_bfloat16_and_bad_rows():
+    g = torch.Generator().manual_seed(5)
+    z = (torch.randn(16, 3000, generator=g) * 2).to(torch.bfloat16)
+    h, grad = _kernel_vs_float64(z, tol=500.0)  # many ties, split by index order
+    assert h.dtype == grad.dtype == torch.bfloat16
+    bad = torch.zeros(3, 100)
+    bad[0, 5] = float("nan")
+    bad[1] = float("-inf")
+    bad[2, 0] = float("inf")
+    assert torch.isnan(top_p_entropy(bad)).all()

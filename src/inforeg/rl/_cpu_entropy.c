@@ -9,6 +9,8 @@
  * added to double accumulators. lse = (m + log2 s) ln 2 and H = (log2 s - u / s) ln 2, two
  * non-negative terms (no cancellation for peaked rows).
  * Backward (row_backward): one read of the logits and one write of the gradient per row.
+ * SIREN's top-p entropy (row_top_p, row_top_p_backward, at the end of the file): the nucleus
+ * without a sort, by bisection on the logits' ordered bit pattern.
  *
  * 2^x is a polynomial after range reduction (about 1.6 ulp), written so that the compiler
  * vectorises it. -inf logits (masked vocabulary) never produce 0 * inf: the forward clamps the
@@ -21,6 +23,7 @@
 #include <immintrin.h>
 #endif
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define BLOCK 2048
@@ -350,12 +353,55 @@ typedef struct {
     float *lse, *ent;
     const float *grad;
     const int64_t *tok;
-    int backward;
+    int backward; /* 0 row_stats, 1 row_backward, 2 top_p_forward, 3 top_p_backward */
+    double top_p;
+    int64_t top_k;
+    float *gt;    /* top-p: kept = {z > gt} plus the first req[row] (index order) with z == gt */
+    int64_t *req;
 } job_t;
+
+static void row_top_p(const void *z, int dtype, int64_t row_stride, int64_t row, int64_t vocab,
+                      float inv_t, double top_p, int64_t top_k, float *xbuf, float *pbuf,
+                      void *gbuf, float *lse_kept, float *ent, float *gt, int64_t *req);
+static void row_top_p_backward(const void *z, void *gz, int dtype, int64_t row_stride,
+                               int64_t row, int64_t vocab, float inv_t, const float *lse_kept,
+                               const float *ent, const float *grad, const float *gt,
+                               const int64_t *req, float *xbuf);
+
+typedef struct {
+    float x, p;
+    int32_t idx;
+} cand_t;
 
 static void *run_job(void *arg)
 {
     job_t *j = (job_t *)arg;
+    if (j->backward >= 2) { /* top-p: per-thread work rows (widened logits, p, candidates) */
+        float *xbuf = malloc((size_t)j->vocab * sizeof(float));
+        float *pbuf = j->backward == 2 ? malloc((size_t)j->vocab * sizeof(float)) : NULL;
+        /* candidates, then the compacted search set (two float rows) */
+        void *gbuf =
+            j->backward == 2 ? malloc((size_t)j->vocab * (sizeof(cand_t) + 2 * sizeof(float)))
+                             : NULL;
+        int ok = xbuf && (j->backward == 3 || (pbuf && gbuf));
+        for (int64_t r = j->lo; r < j->hi; r++) {
+            if (!ok) { /* out of memory: NaN results (never a silent wrong value) */
+                if (j->backward == 2)
+                    j->ent[r] = j->lse[r] = NAN;
+                continue;
+            }
+            if (j->backward == 2)
+                row_top_p(j->z, j->dtype, j->row_stride, r, j->vocab, j->inv_t, j->top_p,
+                          j->top_k, xbuf, pbuf, gbuf, j->lse, j->ent, j->gt, j->req);
+            else
+                row_top_p_backward(j->z, j->gz, j->dtype, j->row_stride, r, j->vocab, j->inv_t,
+                                   j->lse, j->ent, j->grad, j->gt, j->req, xbuf);
+        }
+        free(xbuf);
+        free(pbuf);
+        free(gbuf);
+        return NULL;
+    }
     for (int64_t r = j->lo; r < j->hi; r++) {
         if (j->backward)
             row_backward(j->z, j->gz, j->dtype, j->row_stride, r, j->vocab, j->inv_t, j->lse,
@@ -402,7 +448,8 @@ static int run_rows(job_t base, int64_t rows, int threads)
 int inforeg_row_stats(const void *z, int dtype, int64_t rows, int64_t vocab, int64_t row_stride,
                       float inv_t, float *lse, float *ent, int threads)
 {
-    job_t base = {z, NULL, dtype, row_stride, 0, 0, vocab, inv_t, lse, ent, NULL, NULL, 0};
+    job_t base = {z, NULL, dtype, row_stride, 0, 0, vocab, inv_t, lse, ent, NULL, NULL, 0,
+                  0.0, 0, NULL, NULL};
     return run_rows(base, rows, threads);
 }
 
@@ -413,6 +460,356 @@ int inforeg_row_backward(const void *z, void *gz, int dtype, int64_t rows, int64
                          const float *grad, const int64_t *tok, int threads)
 {
     job_t base = {z, gz, dtype, row_stride, 0, 0, vocab, inv_t, (float *)lse, (float *)ent,
-                  grad, tok, 1};
+                  grad, tok, 1, 0.0, 0, NULL, NULL};
+    return run_rows(base, rows, threads);
+}
+
+/* ---- SIREN's top-p entropy without a sort (inforeg.rl.siren.top_p_entropy) ----
+ *
+ * Kept set of a row (the top-p semantics of the topk path): over the logits sorted in decreasing
+ * order (ties by index), the longest prefix with cumulative probability < top_p and at most
+ * top_k tokens, and at least the top-1 token. Here the prefix is {z >= t} for a threshold t
+ * found by bisection on the float's ordered bit pattern: the set {z >= t} is "valid" (mass <
+ * top_p, count <= top_k) for t above the answer and not below it, so each pass over the row
+ * (compare, masked sums: vectorised) halves the key interval [lo, hi) with {z >= hi} valid and
+ * {z >= lo} not. The bisection stops when at most GATHER values lie in [lo, hi) (or the interval
+ * is one value wide: ties); those are gathered, sorted (value descending, index ascending) and
+ * scanned exactly as the sorted path does. The search starts from lo = the logit with
+ * p = (1 - top_p) / (2V): the values below it hold less than (1 - top_p) / 2 of the mass, so
+ * {z >= lo} already holds more than top_p and the answer lies above it. */
+#define GATHER 32
+
+static inline uint32_t order_key(float f) /* monotone: a < b <=> key(a) < key(b) (no NaN) */
+{
+    uint32_t b;
+    memcpy(&b, &f, sizeof b);
+    return b & 0x80000000u ? ~b : b | 0x80000000u;
+}
+
+static inline float key_value(uint32_t k)
+{
+    uint32_t b = k & 0x80000000u ? k & 0x7FFFFFFFu : ~k;
+    float f;
+    memcpy(&f, &b, sizeof f);
+    return f;
+}
+
+#define FLUSH 512 /* float32 lane sums are added to double every FLUSH values */
+
+/* Over the values x[i] >= t (ge) or x[i] > t (!ge): count, sum e and (want_u) sum e (x c - m2).
+ * Float32 vector lanes over FLUSH values (16 terms per lane), then double. */
+static inline __attribute__((always_inline)) void
+masked_sums(const float *x, const float *e, int64_t len, float t, const int ge, const int want_u,
+            float c, float m2, int64_t *cnt, double *sum_e, double *sum_u)
+{
+    const vf vt = vsplat(t), zero = vsplat(0.0f), vc = vsplat(c), vm2 = vsplat(m2);
+    double s = 0.0, u = 0.0;
+    vi ci = {0};
+    int64_t full = len - len % (2 * LANES);
+    for (int64_t off = 0; off < full; off += FLUSH) {
+        vf s0 = {0}, s1 = {0}, u0 = {0}, u1 = {0};
+        int64_t end = off + FLUSH < full ? off + FLUSH : full;
+        for (int64_t k = off; k < end; k += 2 * LANES) {
+            vf a = vload(x, F32, k), b = vload(x, F32, k + LANES);
+            vi ma = ge ? a >= vt : a > vt, mb = ge ? b >= vt : b > vt;
+            vf ea = vselect(ma, vload(e, F32, k), zero);
+            vf eb = vselect(mb, vload(e, F32, k + LANES), zero);
+            s0 += ea;
+            s1 += eb;
+            if (want_u) { /* ea is 0 where a is -inf: select, not multiply */
+                u0 += vselect(ma, ea * (a * vc - vm2), zero);
+                u1 += vselect(mb, eb * (b * vc - vm2), zero);
+            }
+            ci -= ma + mb; /* a true lane is -1 */
+        }
+        vf sv = s0 + s1, uv = u0 + u1;
+        for (int j = 0; j < LANES; j++) {
+            s += sv[j];
+            u += uv[j];
+        }
+    }
+    int64_t n = 0;
+    for (int j = 0; j < LANES; j++)
+        n += ci[j];
+    for (int64_t i = full; i < len; i++)
+        if (ge ? x[i] >= t : x[i] > t) {
+            s += e[i];
+            u += want_u ? (double)e[i] * ((double)x[i] * c - m2) : 0.0;
+            n++;
+        }
+    *cnt = n;
+    *sum_e = s;
+    *sum_u = u;
+}
+
+/* count and mass (sum of e) of the values x >= t */
+static void mass_at_least(const float *x, const float *e, int64_t len, float t, int64_t *cnt,
+                          double *mass)
+{
+    double unused;
+    masked_sums(x, e, len, t, 1, 0, 0.0f, 0.0f, cnt, mass, &unused);
+}
+
+/* the values lo <= x < hi and their e, in order, into cx, ce; returns their number */
+static int64_t compact(const float *x, const float *e, int64_t len, float lo, float hi, float *cx,
+                       float *ce)
+{
+    int64_t n = 0, i = 0;
+#if defined(__AVX512F__) && LANES == 16
+    const __m512 vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi);
+    for (; i + 16 <= len; i += 16) {
+        __m512 v = _mm512_loadu_ps(x + i);
+        __mmask16 m = _mm512_cmp_ps_mask(v, vlo, _CMP_GE_OQ) & _mm512_cmp_ps_mask(v, vhi, _CMP_LT_OQ);
+        if (!m)
+            continue;
+        _mm512_storeu_ps(cx + n, _mm512_maskz_compress_ps(m, v));
+        _mm512_storeu_ps(ce + n, _mm512_maskz_compress_ps(m, _mm512_loadu_ps(e + i)));
+        n += __builtin_popcount((unsigned)m);
+    }
+#endif
+    for (; i < len; i++) { /* (no AVX-512, or the last values) */
+        cx[n] = x[i];
+        ce[n] = e[i];
+        n += (x[i] >= lo) & (x[i] < hi);
+    }
+    return n;
+}
+
+static int cand_cmp(const void *a, const void *b) /* value descending, then index ascending */
+{
+    const cand_t *u = (const cand_t *)a, *v = (const cand_t *)b;
+    if (u->x != v->x)
+        return u->x > v->x ? -1 : 1;
+    return (u->idx > v->idx) - (u->idx < v->idx);
+}
+
+static void row_top_p(const void *z, int dtype, int64_t row_stride, int64_t row, int64_t vocab,
+                      float inv_t, double top_p, int64_t top_k, float *xbuf, float *pbuf,
+                      void *gbuf, float *lse_kept, float *ent, float *gt, int64_t *req)
+{
+    cand_t *cand = (cand_t *)gbuf;
+    const float *x = xbuf;
+    if (dtype == F32) {
+        x = (const float *)z + row * row_stride;
+    } else {
+        const uint16_t *h = (const uint16_t *)z + row * row_stride;
+#pragma omp simd
+        for (int64_t i = 0; i < vocab; i++)
+            xbuf[i] = bf16_to_f32(h[i]);
+    }
+    req[row] = 0;
+    const float xmax = block_max(x, F32, vocab); /* NaN if any is NaN */
+    if (xmax != xmax || xmax == INFINITY || xmax == -INFINITY) { /* no distribution */
+        lse_kept[row] = ent[row] = gt[row] = NAN;
+        return;
+    }
+    /* e = 2^(w), w = x c - m2 (base 2, relative to the maximum, so e <= 1), exactly 0 below the
+     * floor (-inf logits); p = e / s_all. Masses are compared unnormalised, against
+     * top_p * s_all: the same rounded e in both (no rounded log-sum-exp in between). */
+    const float c = inv_t * LOG2E, m2 = xmax * c;
+    const vf vc = vsplat(c), vm2 = vsplat(m2), vlo = vsplat(EXP2_LO);
+    double s_all = 0.0; /* sum e: float32 lanes over FLUSH values, then double */
+    {
+        int64_t full = vocab - vocab % LANES;
+        vf acc = {0};
+        for (int64_t i = 0; i < full; i += LANES) {
+            vf w = vload(x, F32, i) * vc - vm2;
+            vf e = vselect(w < vlo, vsplat(0.0f), vexp2(vmax(w, vlo)));
+            memcpy(pbuf + i, &e, sizeof e);
+            acc += e;
+            if ((i + LANES) % FLUSH == 0 || i + LANES == full) {
+                for (int j = 0; j < LANES; j++)
+                    s_all += acc[j];
+                acc = (vf){0};
+            }
+        }
+        for (int64_t i = full; i < vocab; i++) {
+            float w = x[i] * c - m2;
+            pbuf[i] = w < EXP2_LO ? 0.0f : exp2f(w);
+            s_all += pbuf[i];
+        }
+    }
+    const double target = top_p * s_all;
+    /* the search interval of keys [lo, hi): {x >= hi} valid (hi above the maximum: empty) */
+    float lo_f = -INFINITY;
+    if (top_p < 1.0 - 1e-4) {
+        lo_f = (float)(((double)m2 + log2(0.5 * (1.0 - top_p) * s_all / (double)vocab)) / c);
+        lo_f = lo_f < xmax ? lo_f : xmax;
+    }
+    uint32_t lo = order_key(lo_f), hi = order_key(xmax) + 1u;
+    int64_t cnt_lo, cnt_hi = 0, cnt;
+    double mass_hi = 0.0, mass;
+    /* the search set: the row, then (each time at most a quarter of it lies in [lo, hi)) only
+     * the values in [lo, hi), compacted in index order; base_* count what lies above it */
+    float *cx = (float *)(cand + vocab), *ce = cx + vocab;
+    const float *sx = x, *se = pbuf;
+    int64_t slen = vocab, base_cnt = 0;
+    double base_mass = 0.0;
+    if (lo_f > -INFINITY) { /* start from the values >= lo only (all of them when top_p ~ 1) */
+        slen = compact(x, pbuf, vocab, key_value(lo), key_value(hi), cx, ce);
+        sx = cx;
+        se = ce;
+    }
+    cnt_lo = slen; /* hi is above the maximum: [lo, hi) holds every value >= lo */
+    while (cnt_lo - cnt_hi > GATHER && hi - lo > 1u) {
+        if (cnt_lo - cnt_hi <= slen / 4) { /* (in place after the first time) */
+            slen = compact(sx, se, slen, key_value(lo), key_value(hi), cx, ce);
+            sx = cx;
+            se = ce;
+            base_cnt = cnt_hi;
+            base_mass = mass_hi;
+        }
+        uint32_t mid = lo + (hi - lo) / 2u;
+        mass_at_least(sx, se, slen, key_value(mid), &cnt, &mass);
+        cnt += base_cnt;
+        mass += base_mass;
+        if (mass < target && cnt <= top_k) {
+            hi = mid;
+            cnt_hi = cnt;
+            mass_hi = mass;
+        } else {
+            lo = mid;
+            cnt_lo = cnt;
+        }
+    }
+    /* gather the values in [lo, hi), block by block (most blocks hold none); positions in the
+     * search set follow the index order */
+    const float lo_v = key_value(lo), hi_v = key_value(hi);
+    int64_t n = 0;
+    for (int64_t off = 0; off < slen; off += 4 * LANES) {
+        int64_t len = slen - off < 4 * LANES ? slen - off : 4 * LANES;
+        int any = 0;
+        for (int64_t i = 0; i < len; i++)
+            any |= (sx[off + i] >= lo_v) & (sx[off + i] < hi_v);
+        if (!any)
+            continue;
+        for (int64_t i = off; i < off + len; i++)
+            if (sx[i] >= lo_v && sx[i] < hi_v)
+                cand[n++] = (cand_t){sx[i], se[i], (int32_t)i};
+    }
+    if (n <= 64) { /* insertion sort (stable: index order among ties) */
+        for (int64_t i = 1; i < n; i++) {
+            cand_t v = cand[i];
+            int64_t j = i - 1;
+            for (; j >= 0 && cand_cmp(&cand[j], &v) > 0; j--)
+                cand[j + 1] = cand[j];
+            cand[j + 1] = v;
+        }
+    } else {
+        qsort(cand, (size_t)n, sizeof(cand_t), cand_cmp);
+    }
+    /* the sorted path's scan over the gathered values */
+    double cum = mass_hi;
+    int64_t kept = cnt_hi, r = 0;
+    while (r < n && kept + 1 <= top_k && cum + cand[r].p < target) {
+        cum += cand[r].p;
+        kept++;
+        r++;
+    }
+    if (kept == 0 && n > 0) { /* the top-1 token is always kept */
+        r = 1;
+        kept = 1;
+    }
+    float theta = hi_v, p_theta = 0.0f;
+    int64_t n_eq = 0, r_eq = 0;
+    if (r > 0) {
+        theta = cand[r - 1].x;
+        p_theta = cand[r - 1].p;
+        for (int64_t i = 0; i < n; i++)
+            if (cand[i].x == theta) {
+                n_eq++;
+                r_eq += i < r;
+            }
+    }
+    if (r == 0 || r_eq == n_eq) { /* kept = {x >= theta} */
+        gt[row] = nextafterf(theta, -INFINITY);
+        r_eq = 0;
+    } else { /* a tie at theta split by index order */
+        gt[row] = theta;
+    }
+    req[row] = kept <= 1 ? -1 : r_eq; /* -1: the top-1 token alone (H = 0, gradient 0) */
+    /* entropy of q = e / S on the kept set, S = sum e, u = sum e w (base 2, w <= 0):
+     * H = (log2 S - u / S) ln 2, two non-negative terms */
+    const float g = gt[row];
+    double s, u;
+    int64_t n_gt;
+    masked_sums(x, pbuf, vocab, g, 0, 1, c, m2, &n_gt, &s, &u);
+    s += (double)r_eq * p_theta;
+    u += (double)r_eq * p_theta * ((double)theta * c - m2);
+    double log2_s = log2(s);
+    double h = (log2_s - u / s) * LN2;
+    ent[row] = kept <= 1 ? 0.0f : (float)(h > 0.0 ? h : 0.0);
+    lse_kept[row] = (float)(((double)m2 + log2_s) * LN2);
+}
+
+/* gradient of grad * H over the kept set: -(g/T) q (ln q + H) with q = exp(z/T - lse_kept) */
+static void row_top_p_backward(const void *z, void *gz, int dtype, int64_t row_stride,
+                               int64_t row, int64_t vocab, float inv_t, const float *lse_kept,
+                               const float *ent, const float *grad, const float *gt,
+                               const int64_t *req, float *xbuf)
+{
+    const float g = grad[row], c = inv_t * LOG2E, l2 = lse_kept[row] * LOG2E, th = gt[row];
+    const float k = -g * inv_t * (float)LN2, kh = -g * inv_t * ent[row];
+    const vf vc = vsplat(c), vl = vsplat(l2), vk = vsplat(k), vkh = vsplat(kh), vth = vsplat(th);
+    const int64_t base = row * row_stride;
+    if (req[row] < 0) { /* one kept token: H = 0 whatever the logits */
+        memset((char *)gz + base * (dtype == F32 ? 4 : 2), 0,
+               (size_t)vocab * (dtype == F32 ? 4 : 2));
+        return;
+    }
+    const float *x = xbuf;
+    float *o = xbuf; /* bfloat16: the float32 gradient overwrites the widened row */
+    if (dtype == F32) {
+        x = (const float *)z + base;
+        o = (float *)gz + base;
+    } else {
+        const uint16_t *h = (const uint16_t *)z + base;
+#pragma omp simd
+        for (int64_t i = 0; i < vocab; i++)
+            xbuf[i] = bf16_to_f32(h[i]);
+    }
+    int64_t full = vocab - vocab % LANES;
+    for (int64_t i = 0; i < full; i += LANES) {
+        vf v = vload(x, F32, i);
+        vf d = grad_step(v, vc, vl, 1, vk, vkh);
+        d = vselect(v > vth, d, vsplat(0.0f));
+        memcpy(o + i, &d, sizeof d);
+    }
+    float tie = grad_step(vsplat(th), vc, vl, 1, vk, vkh)[0];
+    for (int64_t i = full; i < vocab; i++)
+        o[i] = x[i] > th ? grad_step(vsplat(x[i]), vc, vl, 1, vk, vkh)[0] : 0.0f;
+    if (req[row] > 0) { /* a split tie: the first req values equal to th (index order) */
+        int64_t seen = 0;
+        for (int64_t i = 0; i < vocab; i++) /* (bfloat16: x now holds the gradient) */
+            if (load(z, dtype, base + i) == th)
+                o[i] = seen++ < req[row] ? tie : 0.0f;
+    }
+    if (dtype == BF16) {
+        uint16_t *h = (uint16_t *)gz + base;
+#pragma omp simd
+        for (int64_t i = 0; i < vocab; i++)
+            h[i] = f32_to_bf16(xbuf[i]);
+    }
+}
+
+/* SIREN top-p entropy ent (rows,), lse_kept (rows,) = log of the kept mass + lse, and the kept
+ * set's description gt (rows,), req (rows,), for the backward pass. */
+int inforeg_top_p_forward(const void *z, int dtype, int64_t rows, int64_t vocab,
+                          int64_t row_stride, float inv_t, double top_p, int64_t top_k,
+                          float *lse_kept, float *ent, float *gt, int64_t *req, int threads)
+{
+    job_t base = {z, NULL, dtype, row_stride, 0, 0, vocab, inv_t, lse_kept, ent, NULL, NULL, 2,
+                  top_p, top_k, gt, req};
+    return run_rows(base, rows, threads);
+}
+
+/* Gradient gz of sum grad * H_top_p, from the forward's lse_kept, ent, gt and req. */
+int inforeg_top_p_backward(const void *z, void *gz, int dtype, int64_t rows, int64_t vocab,
+                           int64_t row_stride, float inv_t, const float *lse_kept,
+                           const float *ent, const float *grad, const float *gt,
+                           const int64_t *req, int threads)
+{
+    job_t base = {z, gz, dtype, row_stride, 0, 0, vocab, inv_t, (float *)lse_kept,
+                  (float *)ent, grad, NULL, 3, 0.0, 0, (float *)gt, (int64_t *)req};
     return run_rows(base, rows, threads);
 }

@@ -1,5 +1,7 @@
 r"""Fused one-pass CPU kernels (C, compiled at first use) for the token entropy and the row
-log-sum-exp, with the same interface as :mod:`inforeg.rl._triton_entropy`.
+log-sum-exp, with the same interface as :mod:`inforeg.rl._triton_entropy`; also SIREN's
+sort-free top-p entropy (:func:`top_p_forward`, :func:`top_p_backward`, used by
+:func:`inforeg.rl.siren.top_p_entropy`).
 
 Used by :mod:`inforeg.rl.entropy` for contiguous float32/bfloat16 CPU tensors; float64, float16,
 non-contiguous rows and machines without a C compiler take the chunked PyTorch path. Set
@@ -34,7 +36,15 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-__all__ = ["entropy_backward", "entropy_forward", "lse_forward", "selective_backward", "usable"]
+__all__ = [
+    "entropy_backward",
+    "entropy_forward",
+    "lse_forward",
+    "selective_backward",
+    "top_p_backward",
+    "top_p_forward",
+    "usable",
+]
 
 _SOURCE = Path(__file__).with_name("_cpu_entropy.c")
 _COMMON = ["-O3", "-fno-math-errno", "-fno-trapping-math", "-shared", "-fPIC", "-pthread"]
@@ -148,6 +158,11 @@ def _load(path: Path) -> ctypes.CDLL:
     lib.inforeg_row_stats.restype = i32
     lib.inforeg_row_backward.argtypes = [p, p, i32, i64, i64, i64, f32, p, p, p, p, i32]
     lib.inforeg_row_backward.restype = i32
+    f64 = ctypes.c_double
+    lib.inforeg_top_p_forward.argtypes = [p, i32, i64, i64, i64, f32, f64, i64, p, p, p, p, i32]
+    lib.inforeg_top_p_forward.restype = i32
+    lib.inforeg_top_p_backward.argtypes = [p, p, i32, i64, i64, i64, f32, p, p, p, p, p, i32]
+    lib.inforeg_top_p_backward.restype = i32
     return lib
 
 
@@ -256,3 +271,38 @@ def entropy_backward(z: Tensor, lse: Tensor, ent: Tensor, grad: Tensor, inv_t: f
 def selective_backward(z: Tensor, tok: Tensor, lse: Tensor, grad: Tensor, inv_t: float) -> Tensor:
     """``grad * d log p_tok / dz`` for ``z (R, V)``, in the dtype of ``z``."""
     return _backward(z, lse, grad, inv_t, None, tok)
+
+
+def top_p_forward(
+    z: Tensor, inv_t: float, top_p: float, top_k: int
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """SIREN's top-p entropy per row of ``z (R, V)`` without a sort: ``(H, lse_kept, gt, req)``,
+    float32 (``req`` int64). The kept set of a row is ``{z > gt}`` plus the first ``req`` values
+    equal to ``gt`` in index order (``req = -1``: the top-1 token alone); ``lse_kept`` is the
+    log-sum-exp of ``z / T`` over the kept set."""
+    lib = library()
+    assert lib is not None, "usable() is checked first"
+    rows, vocab = z.shape
+    ent, lse, gt = (torch.empty(rows, dtype=torch.float32) for _ in range(3))
+    req = torch.empty(rows, dtype=torch.int64)
+    lib.inforeg_top_p_forward(
+        z.data_ptr(), _DTYPE_CODES[z.dtype], rows, vocab, vocab, inv_t, top_p, top_k,
+        lse.data_ptr(), ent.data_ptr(), gt.data_ptr(), req.data_ptr(), _threads(z),
+    )  # fmt: skip
+    return ent, lse, gt, req
+
+
+def top_p_backward(
+    z: Tensor, lse: Tensor, ent: Tensor, gt: Tensor, req: Tensor, grad: Tensor, inv_t: float
+) -> Tensor:
+    """``grad * dH/dz`` of :func:`top_p_forward`'s entropy (0 outside the kept set)."""
+    lib = library()
+    assert lib is not None, "usable() is checked first"
+    rows, vocab = z.shape
+    gz = torch.empty(rows, vocab, dtype=z.dtype)
+    g = grad.to(torch.float32).contiguous()
+    lib.inforeg_top_p_backward(
+        z.data_ptr(), gz.data_ptr(), _DTYPE_CODES[z.dtype], rows, vocab, vocab, inv_t,
+        lse.data_ptr(), ent.data_ptr(), g.data_ptr(), gt.data_ptr(), req.data_ptr(), _threads(z),
+    )  # fmt: skip
+    return gz

@@ -6,12 +6,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor, nn
 
 from inforeg.core.checks import check_int, check_number, check_same_shape, check_tensor
 from inforeg.core.dtypes import compute_dtype
 from inforeg.core.reduce import masked_aggregate
+from inforeg.rl import _cpu_entropy
 from inforeg.rl.entropy import default_entropy_chunk, token_entropy
 
 __all__ = [
@@ -51,6 +54,22 @@ def top_p_entropy(
     the gradient reaches only them. The authors' code adds ``1e-12`` inside the normaliser and
     the log; that changes values by ~1e-12 and is omitted here.
 
+    Two paths compute the same set. **CPU float32/bfloat16** (contiguous rows, ``V >= 64``, a C
+    compiler): a sort-free kernel (:mod:`inforeg.rl._cpu_entropy`). Since the kept set is a
+    prefix of the sorted logits, it is :math:`\{z \ge t\}` for a threshold :math:`t`, and
+    "mass :math:`< p_\text{top}` and count :math:`\le` ``top_k``" is monotone in :math:`t`;
+    :math:`t` is found by bisection on the logits' ordered float bit pattern (vectorised passes
+    over the row, then over the shrinking set of values between the bounds), the last <= 32
+    values are sorted and scanned exactly as the sorted path does, and
+    :math:`\hat H = \log S - \sum_{v\in S} e^{y_v} y_v / S` is summed over the row with the
+    set as a mask (masses in double precision, relative to the row maximum). **Elsewhere**
+    (float64, float16, CUDA, strided rows): ``torch.topk(k=top_k, sorted=True)`` and a
+    cumulative sum. Ties at the threshold: both keep the same number of tied tokens (so the
+    same value); the kernel keeps the lowest indices among them, ``topk`` an order of its own,
+    so the gradient may land on different (interchangeable) tokens of the tie. Where a
+    cumulative mass lies within float32 rounding of ``top_p`` the two paths may keep one token
+    more or less (the kernel's double sums are the closer to a float64 computation).
+
     Args:
         logits: ``(..., V)`` logits.
         top_p: :math:`p_\text{top}` in ``(0, 1]`` (SIREN ``entropy_topp`` = 0.8).
@@ -59,8 +78,9 @@ def top_p_entropy(
 
     Returns:
         ``(...)`` top-p entropies in nats (dtype of ``logits``; float32 inside for half types).
-        Memory: one ``(..., min(top_k, V))`` tensor of sorted logits (plus one row chunk for
-        the full log-sum-exp).
+        Memory: kernel: a few rows of work space per thread; sorted path: one
+        ``(..., min(top_k, V))`` tensor of sorted logits (plus one row chunk for the full
+        log-sum-exp).
 
     Example (p = (0.5, 0.3, 0.15, 0.05): with ``top_p = 0.9`` the cumulative masses 0.5, 0.8
     keep two tokens, renormalised to (0.625, 0.375); with 0.5 the top-1 token alone is kept):
@@ -75,6 +95,33 @@ def top_p_entropy(
     p_top = check_number(top_p, "top_p", low=0.0, high=1.0, low_inclusive=False)
     k = min(check_int(top_k, "top_k", low=1), logits.shape[-1])
     t = check_number(temperature, "temperature", low=0.0, low_inclusive=False)
+    flat = logits.reshape(-1, logits.shape[-1])
+    if flat.shape[0] > 0 and _cpu_entropy.usable(flat):
+        ent = _TopPEntropy.apply(flat, 1.0 / t, p_top, k)
+        return ent.to(logits.dtype).view(logits.shape[:-1])
+    return _top_p_entropy_sorted(logits, p_top, k, t)
+
+
+class _TopPEntropy(torch.autograd.Function):
+    """The C kernel's sort-free top-p entropy (CPU, float32/bfloat16)."""
+
+    @staticmethod
+    def forward(ctx: Any, z: Tensor, inv_t: float, p_top: float, k: int) -> Tensor:  # type: ignore[override]
+        ent, lse_kept, gt, req = _cpu_entropy.top_p_forward(z, inv_t, p_top, k)
+        ctx.inv_t = inv_t
+        ctx.save_for_backward(z, lse_kept, ent, gt, req)
+        return ent
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, None, None, None]:  # type: ignore[override]
+        z, lse_kept, ent, gt, req = ctx.saved_tensors
+        gz = _cpu_entropy.top_p_backward(z, lse_kept, ent, gt, req, grad, ctx.inv_t)
+        return gz, None, None, None
+
+
+def _top_p_entropy_sorted(logits: Tensor, p_top: float, k: int, t: float) -> Tensor:
+    """The sorted (``topk``) path: float64, float16, CUDA, strided rows and ``V < 64``; it is
+    also the reference the kernel is tested against."""
     acc = compute_dtype(logits)
     # topk of z / T is topk of z (T > 0): only the (..., K) values are upcast and kept
     vals = torch.topk(logits, k, dim=-1, sorted=True).values.to(acc) / t
