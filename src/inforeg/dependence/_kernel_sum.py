@@ -10,11 +10,13 @@ then runs autograd through every elementwise op. Here:
   the elementwise work is done in place on column tiles small enough to stay in cache;
 - a symmetric sum (``y`` None) visits only tiles on or above the diagonal, counting
   off-diagonal tiles twice, with the diagonal exactly 0 as in the generic path;
-- backward recomputes each tile once and uses the closed form
+- the gradient uses the closed form
   :math:`\partial_{x_i} \sum_j f(d^2_{ij}) = 2 (x_i \sum_j g_{ij} - \sum_j g_{ij} y_j)` with
-  :math:`g = f'(d^2)`: two GEMMs per tile (one per side) instead of autograd through the tile.
+  :math:`g = f'(d^2)`: two GEMMs per tile, formed in the forward pass while the tile exists (the
+  sum is a scalar, so its gradient is fixed up to the incoming factor), so nothing is recomputed
+  and no autograd graph runs through the tile.
 
-Memory stays O(chunk * tile) per step, in forward and backward.
+Memory stays O(chunk * tile) per step, plus O(n * d) for the gradient.
 """
 
 from __future__ import annotations
@@ -62,107 +64,97 @@ def _exp_sum(t: Tensor, inv: Tensor, slope: bool = False) -> Tensor:
     return out
 
 
-def _values(a: Tensor, b: Tensor, kernel: str, inv: Tensor | None, diag: bool) -> Tensor:
-    """The kernel tile (summed over bandwidths); ``inv`` holds 1/(2 s^2) or 1/s per bandwidth.
+def _tile(
+    a: Tensor, b: Tensor, kernel: str, inv: Tensor | None, diag: bool, slope: bool
+) -> tuple[Tensor, Tensor | None]:
+    """Sum of one kernel tile and, when ``slope``, ``g = d k / d(d^2)`` on it.
 
-    A single Gaussian bandwidth has its scale folded into ``b`` already, so the GEMM gives the
-    exponent ``-d^2/(2 s^2)``.
+    ``inv`` holds 1/(2 s^2) (Gaussian) or 1/s (Laplacian) per bandwidth; ``inv`` None with the
+    Gaussian means one bandwidth whose scale is folded into ``b``: the GEMM gives the exponent,
+    and the slope is the tile itself (the caller multiplies by -1/(2 s^2) once). ``g`` is 0
+    where d = 0 for the root kernels, as with ``safe_sqrt``.
     """
     t = a @ b.T
     if kernel == "gaussian" and inv is None:
         t.clamp_max_(0.0)
         if diag:
             t.diagonal().zero_()
-        return t.exp_()
+        t.exp_()
+        return t.sum(), t if slope else None
     t.clamp_min_(0.0)
     if diag:
         t.diagonal().zero_()
     if kernel == "gaussian":
         assert inv is not None
-        return _exp_sum(t, inv)
-    t.sqrt_()
+        return _exp_sum(t, inv).sum(), _exp_sum(t, inv, slope=True) if slope else None
+    d = t.sqrt_()
     if kernel == "energy":
-        return t.neg_()
-    assert inv is not None
-    if inv.numel() == 1:
-        return t.mul_(-inv[0]).exp_()
-    return _exp_sum(t, inv)
-
-
-def _slope(
-    a: Tensor, b: Tensor, kernel: str, inv: Tensor | None, scale: Tensor | None, diag: bool
-) -> Tensor:
-    """``g = d f / d(d^2)`` on a tile (0 where d = 0 for the root kernels, as ``safe_sqrt``)."""
-    if kernel == "gaussian" and inv is None:
-        assert scale is not None
-        return _values(a, b, kernel, None, diag).mul_(-scale)  # scale = 1/(2 s^2)
-    d2 = (a @ b.T).clamp_min_(0.0)
-    if diag:
-        d2.diagonal().zero_()
-    if kernel == "gaussian":
-        assert inv is not None
-        return _exp_sum(d2, inv, slope=True)
-    d = d2.sqrt_()
-    positive = d > 0
-    half_inv_d = 0.5 / d.clamp_min_(torch.finfo(d.dtype).tiny)
-    if kernel == "energy":
-        g = half_inv_d.neg_()
+        total = -d.sum()
     else:
         assert inv is not None
-        g = half_inv_d.mul_(_exp_sum(d, inv, slope=True))
-    return g.masked_fill_(~positive, 0.0)
+        total = _exp_sum(d, inv).sum()
+    if not slope:
+        return total, None
+    positive = d > 0
+    g = 0.5 / d.clamp_min_(torch.finfo(d.dtype).tiny)  # d(d)/d(d^2)
+    if kernel == "energy":
+        g.neg_()
+    else:
+        assert inv is not None
+        g.mul_(_exp_sum(d, inv, slope=True))
+    return total, g.masked_fill_(~positive, 0.0)
 
 
 class _KernelSum(torch.autograd.Function):
+    """Forward also accumulates the gradient when an input needs one.
+
+    The output is a scalar, so its gradient is a fixed (n, d) tensor times the incoming scalar:
+    forming it while each tile exists costs two GEMMs per tile and avoids recomputing the tile
+    in backward (memory O(n * d) extra).
+    """
+
     @staticmethod
     def forward(  # type: ignore[override]
-        ctx: Any,
-        x: Tensor,
-        y: Tensor,
-        same: bool,
-        kernel: str,
-        inv: Tensor | None,
-        chunk: int,
+        ctx: Any, x: Tensor, y: Tensor, same: bool, kernel: str, inv: Tensor | None, chunk: int
     ) -> Tensor:
         a, b = _augment(x, y)
         scale = None
         if kernel == "gaussian" and inv is not None and inv.numel() == 1:
             scale, inv = inv[0], None
-        bf = b * -scale if scale is not None else b
+            b = b * -scale
+        slope = any(ctx.needs_input_grad[:2])
+        # [y, 1]: one GEMM gives both g @ y and the row sums of g (likewise for columns)
+        x1 = torch.cat((x, torch.ones_like(x[:, :1])), dim=1)
+        y1 = torch.cat((y, torch.ones_like(y[:, :1])), dim=1)
+        gx = torch.zeros_like(x)
+        gy = gx if same else torch.zeros_like(y)
         total = x.new_zeros(())
         for i0, i1, j0, j1 in _tiles(x.shape[0], y.shape[0], chunk, same):
             diag = same and i0 == j0
-            s = _values(a[i0:i1], bf[j0:j1], kernel, inv, diag).sum()
+            s, g = _tile(a[i0:i1], b[j0:j1], kernel, inv, diag, slope)
             total = total + (s if diag or not same else 2.0 * s)
-        ctx.save_for_backward(x, y)
-        ctx.same, ctx.kernel, ctx.inv, ctx.scale, ctx.chunk = same, kernel, inv, scale, chunk
+            if g is None:
+                continue
+            # d/dx_i sum_j k(d^2_ij) = 2 (x_i rowsum(g) - g @ y), and symmetrically for y_j
+            gy1 = g @ y1[j0:j1]
+            gx[i0:i1] += x[i0:i1] * gy1[:, -1:] - gy1[:, :-1]
+            if not diag:
+                gx1 = g.T @ x1[i0:i1]
+                gy[j0:j1] += y[j0:j1] * gx1[:, -1:] - gx1[:, :-1]
+        if slope:
+            # a symmetric sum counts each pair as (i, j) and (j, i): 4 instead of 2
+            c = 4.0 if same else 2.0
+            if scale is not None:
+                c = -c * scale
+            ctx.save_for_backward(gx * c, None if same else gy * c)
+        ctx.same = same
         return total
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad: Tensor):  # type: ignore[no-untyped-def, override]
-        x, y = ctx.saved_tensors
-        same, kernel, inv, scale = ctx.same, ctx.kernel, ctx.inv, ctx.scale
-        a, b = _augment(x, y)
-        bf = b * -scale if scale is not None else b
-        # [y, 1]: one GEMM gives both g @ y and the row sums of g (and likewise for columns)
-        x1 = torch.cat((x, torch.ones_like(x[:, :1])), dim=1)
-        y1 = torch.cat((y, torch.ones_like(y[:, :1])), dim=1)
-        gx = torch.zeros_like(x)
-        gy = gx if same else torch.zeros_like(y)
-        # d/dx_i of sum_j f(||x_i - y_j||^2) = 2 (x_i rowsum(g) - g @ y); a symmetric sum gets
-        # 4 (each pair appears as (i, j) and (j, i)).
-        c = 4.0 if same else 2.0
-        for i0, i1, j0, j1 in _tiles(x.shape[0], y.shape[0], ctx.chunk, same):
-            g = _slope(a[i0:i1], bf[j0:j1], kernel, inv, scale, same and i0 == j0)
-            gy1 = g @ y1[j0:j1]
-            gx[i0:i1] += c * (x[i0:i1] * gy1[:, -1:] - gy1[:, :-1])
-            if not (same and i0 == j0):
-                gx1 = g.T @ x1[i0:i1]
-                gy[j0:j1] += c * (y[j0:j1] * gx1[:, -1:] - gx1[:, :-1])
-        if same:
-            return grad * gx, None, None, None, None, None
-        return grad * gx, grad * gy, None, None, None, None
+        gx, gy = ctx.saved_tensors
+        return grad * gx, None if ctx.same else grad * gy, None, None, None, None
 
 
 def kernel_sum(
