@@ -143,9 +143,7 @@ class _KernelSum(torch.autograd.Function):
                 gy[j0:j1] += y[j0:j1] * gx1[:, -1:] - gx1[:, :-1]
         if slope:
             # a symmetric sum counts each pair as (i, j) and (j, i): 4 instead of 2
-            c = 4.0 if same else 2.0
-            if scale is not None:
-                c = -c * scale
+            c = (4.0 if same else 2.0) * (1.0 if scale is None else -scale)
             ctx.save_for_backward(gx * c, None if same else gy * c)
         ctx.same = same
         return total
