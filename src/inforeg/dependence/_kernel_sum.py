@@ -128,11 +128,13 @@ class _KernelSum(torch.autograd.Function):
         y1 = torch.cat((y, torch.ones_like(y[:, :1])), dim=1)
         gx = torch.zeros_like(x)
         gy = gx if same else torch.zeros_like(y)
-        total = x.new_zeros(())
+        # the running total is float64: hundreds of float32 tile sums added in sequence would
+        # lose ~sqrt(tiles) ulps, and MMD is a small difference of such totals
+        total = x.new_zeros((), dtype=torch.float64)
         for i0, i1, j0, j1 in _tiles(x.shape[0], y.shape[0], chunk, same):
             diag = same and i0 == j0
             s, g = _tile(a[i0:i1], b[j0:j1], kernel, inv, diag, slope)
-            total = total + (s if diag or not same else 2.0 * s)
+            total += s if diag or not same else 2.0 * s
             if g is None:
                 continue
             # d/dx_i sum_j k(d^2_ij) = 2 (x_i rowsum(g) - g @ y), and symmetrically for y_j
@@ -146,7 +148,7 @@ class _KernelSum(torch.autograd.Function):
             c = (4.0 if same else 2.0) * (1.0 if scale is None else -scale)
             ctx.save_for_backward(gx * c, None if same else gy * c)
         ctx.same = same
-        return total
+        return total.to(x.dtype)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
