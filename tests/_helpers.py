@@ -4,11 +4,16 @@
 - :func:`gradcheck64`: ``torch.autograd.gradcheck`` in float64 on every floating input.
 - :func:`module_matches_function`: a Module gives its function's value for the same settings.
 - :func:`device_given`: whether ``--device`` was given (a test may then run on the CPU too).
+- :func:`bounded`: run a call under a wall-time and an address-space limit (runaway work fails).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import resource
+import signal
+import threading
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
@@ -130,3 +135,46 @@ def module_matches_function(
                 assert d1 is None and d2 is None, f"gradient present on one side only ({x1.shape})"
                 continue
             assert_close(d1, d2, rtol=rtol, atol=atol)
+
+
+class Runaway(Exception):
+    """A call under :func:`bounded` ran past its time limit or out of its memory allowance."""
+
+
+def _vm_bytes() -> int:
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[0]) * resource.getpagesize()
+
+
+@contextlib.contextmanager
+def bounded(seconds: float = 5.0, extra_bytes: int = 1 << 30) -> Iterator[None]:
+    """Raise :class:`Runaway` if the block runs longer than ``seconds`` (SIGALRM; checked when
+    Python code runs) or grows the address space by more than ``extra_bytes`` (RLIMIT_AS: the
+    allocation fails with MemoryError or RuntimeError, reported as Runaway). Linux, main thread
+    only; elsewhere the block runs unbounded."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def _alarm(signum: int, frame: Any) -> None:
+        raise Runaway(f"ran longer than {seconds} s")
+
+    old_handler = signal.signal(signal.SIGALRM, _alarm)
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    limit = _vm_bytes() + extra_bytes
+    if hard != resource.RLIM_INFINITY:
+        limit = min(limit, hard)
+    resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    except MemoryError as exc:
+        raise Runaway(f"allocated more than {extra_bytes} bytes") from exc
+    except RuntimeError as exc:
+        if "alloc" in str(exc).lower() or "memory" in str(exc).lower():
+            raise Runaway(f"allocated more than {extra_bytes} bytes: {exc}") from exc
+        raise
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+        signal.signal(signal.SIGALRM, old_handler)

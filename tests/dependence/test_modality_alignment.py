@@ -40,6 +40,10 @@ def test_module():
     loss = ModalityAlignmentLoss(mmd_weight=0.2)
     want = 0.2 * modality_alignment_mmd(img, txt) + 0.01 * infonce(side, content, 0.2)
     torch.testing.assert_close(loss(img, txt, ((side, content),)), want)
+    nce_only = ModalityAlignmentLoss(mmd_weight=0.0, contrastive_weight=0.03)
+    want = 0.03 * infonce(side, content, 0.2)
+    torch.testing.assert_close(nce_only(img, txt, ((side, content),)), want)
+    assert float(nce_only(img, txt)) == 0.0
     same = torch.ones(8, 4)
     assert float(infonce(same, same, 0.2)) == pytest.approx(math.log(8), rel=1e-6)
     with pytest.raises(ValueError, match="bandwidth"):

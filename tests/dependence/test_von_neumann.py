@@ -65,6 +65,10 @@ def test_gradcheck_and_module():
     up(z2).backward()
     after = von_neumann_entropy(z2.detach() - 0.1 * z2.grad)
     assert float(after) > float(before)
+    # the released code's sign (+beta S) does the opposite: a step on +S lowers S
+    z3 = z.detach().clone().requires_grad_()
+    VonNeumannEntropy(weight=0.5, entropy_sign="minimize")(z3).backward()
+    assert float(von_neumann_entropy(z3.detach() - 0.1 * z3.grad)) < float(before)
 
 
 def test_half_and_bad_input():

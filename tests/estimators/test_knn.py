@@ -245,3 +245,57 @@ def test_sorted_radius_count_matches_blocked_count(strict, use_numpy):
     ref = _count_within(x, radius, strict, "chebyshev", None)
     got = _count_sorted_1d(x, radius, strict, None, use_numpy=use_numpy)
     assert torch.equal(got, ref)
+
+
+def _near_duplicate_classes(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    # 100 points 1e-9 apart near 1000, two classes shifted by 1e-9: the matmul expansion of the
+    # squared distance has a rounding error ~1e-10, so it cannot rank these neighbours.
+    g = torch.Generator().manual_seed(seed)
+    y = torch.randint(0, 2, (100,), generator=g)
+    x = 1000 + 1e-9 * (torch.randn(100, 1, generator=g, dtype=torch.float64) + y[:, None])
+    return x, y
+
+
+def _loop_ross(x: np.ndarray, y: np.ndarray, k: int) -> float:
+    """Ross (2014) by its definition, Euclidean distances from differences, float64."""
+    n = len(x)
+    keep = [i for i in range(n) if (y == y[i]).sum() > 1]
+    terms = []
+    for i in keep:
+        d = np.sqrt(((x - x[i]) ** 2).sum(1))
+        same = np.sort(d[(y == y[i]) & (np.arange(n) != i)])
+        k_i = min(k, len(same))
+        r = same[k_i - 1]
+        m_i = sum(1 for j in keep if d[j] < r)
+        terms.append(digamma(k_i) - digamma((y == y[i]).sum()) - digamma(m_i))
+    return float(digamma(len(keep)) + np.mean(terms))
+
+
+def _loop_kl(x: np.ndarray, k: int) -> float:
+    n, d = x.shape
+    r = [np.sort(np.sqrt(((x - x[i]) ** 2).sum(1)))[k] for i in range(n)]  # [0] is the point
+    log_c = d / 2 * math.log(math.pi) - math.lgamma(d / 2 + 1)
+    return float(digamma(n) - digamma(k) + log_c + d * np.mean(np.log(r)))
+
+
+class TestNearDuplicates:
+    """Regression (issue 18): the brute-force back-end ranked neighbours with the matmul
+    expansion and disagreed with the k-d tree on near-duplicate points."""
+
+    def test_ross_brute_matches_kdtree_and_loops(self):
+        x, y = _near_duplicate_classes()
+        ref = _loop_ross(x.numpy(), y.numpy(), 3)
+        for backend in ("brute", "kdtree"):
+            got = float(ksg_mutual_information_classif(x, y, k=3, backend=backend))
+            assert got == pytest.approx(ref, abs=1e-12), backend
+
+    def test_kl_entropy_on_jittered_duplicates(self):
+        g = torch.Generator().manual_seed(0)
+        x = (1000 + torch.randn(50, 3, generator=g, dtype=torch.float64)).repeat(5, 1)
+        xj = x + 1e-10 * 1000 * torch.randn(
+            x.shape, generator=torch.Generator().manual_seed(3), dtype=x.dtype
+        )
+        ref = _loop_kl(xj.numpy(), 3)
+        for backend in ("brute", "kdtree"):
+            got = float(kl_entropy(xj, k=3, backend=backend))
+            assert got == pytest.approx(ref, rel=1e-9), backend

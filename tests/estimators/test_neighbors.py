@@ -46,3 +46,30 @@ def test_knn_distances_exact_on_ties_and_far_from_origin():
         d[:, 0], torch.tensor([1e-3, 1e-3, 2e-3], dtype=torch.float64), rtol=1e-6, atol=0
     )
     assert i[:, 0].tolist() == [1, 0, 0]
+
+
+def _near_duplicates(seed=0):
+    # Clusters of points 1e-9 apart near 1000: the matmul expansion's rounding error (~1e-10 in
+    # squared distance) is far larger than the squared gaps (~1e-18) it would have to rank.
+    g = torch.Generator().manual_seed(seed)
+    centres = 1000.0 + torch.randn(6, 2, generator=g, dtype=torch.float64)
+    return centres.repeat_interleave(12, 0) + 1e-9 * torch.randn(
+        72, 2, generator=g, dtype=torch.float64
+    )
+
+
+@pytest.mark.parametrize("k", [1, 3, 8])
+@pytest.mark.parametrize("chunk_size", [None, 5])
+def test_knn_exact_ranking_on_near_duplicates(k, chunk_size):
+    # Clusters of 12 exceed the candidate margin for every k here, so rows are re-searched.
+    x = _near_duplicates()
+    d, i = knn_distances(x, k=k, chunk_size=chunk_size)
+    full = _brute_sq(x, x)
+    full.fill_diagonal_(float("inf"))
+    ref_d, ref_i = torch.topk(full, k, dim=1, largest=False)
+    torch.testing.assert_close(d, ref_d.sqrt(), rtol=1e-12, atol=0)
+    assert torch.equal(i, ref_i)
+    y = _near_duplicates(seed=1)[:30]
+    d, i = knn_distances(y, x, k=k, chunk_size=chunk_size)
+    ref_d, ref_i = torch.topk(_brute_sq(y, x), k, dim=1, largest=False)
+    torch.testing.assert_close(d, ref_d.sqrt(), rtol=1e-12, atol=0)

@@ -53,18 +53,46 @@ def test_policy_sampling_and_teacher_forcing_agree():
     assert 0.0 <= res[1] <= res[4] <= 1.0
 
 
+def test_units_input_shares_the_answer_feature():
+    torch.manual_seed(0)
+    policy = ToyPolicy(units_input=True)
+    with torch.no_grad():  # leave only the (a + b) mod 10 route from the prompt
+        policy.emb_a.weight.zero_()
+        policy.emb_b.weight.zero_()
+    prompts = torch.tensor([[3, 4], [9, 8], [0, 7], [5, 5]])  # residues 7, 7, 7, 0
+    logits = policy(prompts, torch.zeros(4, 3, dtype=torch.long))
+    torch.testing.assert_close(logits[0], logits[1])
+    torch.testing.assert_close(logits[0], logits[2])
+    assert not torch.allclose(logits[0], logits[3])
+    assert ToyPolicy().emb_units is None
+
+
 def test_short_grpo_run_raises_reward():
     torch.manual_seed(0)
     task = AdditionTask.make(0)
     policy = ToyPolicy()
+    seen: list[int] = []
 
     def loss_fn(pol, batch):  # type: ignore[no-untyped-def]
         logp = selective_log_softmax(pol(batch.prompts, batch.responses), batch.responses)
         return clipped_surrogate(logp, logp.detach(), batch.advantages, batch.mask)
 
     curves = grpo_train(
-        policy, task, loss_fn, steps=30, prompts_per_step=16, group_size=8, log_every=1
+        policy,
+        task,
+        loss_fn,
+        steps=30,
+        prompts_per_step=16,
+        group_size=8,
+        log_every=1,
+        on_step=seen.append,
     )
-    assert set(curves) == {"entropy", "free-slot entropy", "reward", "zero-std fraction"}
-    assert len(curves["entropy"]) == 30
+    assert set(curves) == {
+        "entropy",
+        "free-slot entropy",
+        "answer entropy",
+        "reward",
+        "zero-std fraction",
+    }
+    assert len(curves["entropy"]) == 30 and seen == list(range(1, 31))
     assert curves["entropy"][-1] < curves["entropy"][0]

@@ -19,20 +19,23 @@ def causal_probs(b, h, t, seed=0, dtype=torch.float64):
     return torch.softmax(s.masked_fill(~mask, float("-inf")), dim=-1)
 
 
-def brute(a, theta, gamma, mode):
+def brute(a, theta, gamma, mode, causal=False):
+    """The penalty by loops; ``causal``: query q of T_q sees q + 1 + T_k - T_q keys."""
     b, h, tq, tk = a.shape
-    e_max = math.log(tk)
+    e_maxes = [math.log(q + 1 + tk - tq) if causal else math.log(tk) for q in range(tq)]
     total = 0.0
     for hh in range(h):
-        ents = []
+        ents, maxes = [], []
         for bb in range(b):
             for q in range(tq):
                 ents.append(-sum(float(p) * math.log(float(p)) for p in a[bb, hh, q] if p > 0))
+                maxes.append(e_maxes[q])
         if mode == "paper_mean":
-            d = sum(ents) / len(ents) - theta[hh] * e_max
-            total += d * d if abs(d) > gamma * e_max else 0.0
+            e_bar = sum(maxes) / len(maxes)
+            d = sum(ents) / len(ents) - theta[hh] * e_bar
+            total += d * d if abs(d) > gamma * e_bar else 0.0
         else:
-            for e in ents:
+            for e, e_max in zip(ents, maxes, strict=True):
                 d = e - theta[hh] * e_max
                 total += d * d if abs(d) > gamma * e_max else 0.0
     return total / h
@@ -52,6 +55,43 @@ def test_brute_force_with_causal_mask(mode):
     theta = [0.2, 0.5, 0.9]
     got = head_attention_entropy_penalty(a, torch.tensor(theta, dtype=torch.float64), 0.05, mode)
     assert float(got) == pytest.approx(brute(a, theta, 0.05, mode), rel=1e-10)
+
+
+@pytest.mark.parametrize("mode", ["paper_mean", "code_sum"])
+@pytest.mark.parametrize("shape", [(2, 3, 5, 5), (1, 2, 3, 6)])  # a key cache: 3 queries, 6 keys
+def test_causal_max_entropy_brute_force(mode, shape):
+    b, h, tq, tk = shape
+    g = torch.Generator().manual_seed(3)
+    s = torch.randn(b, h, tq, tk, generator=g, dtype=torch.float64) * 2
+    mask = torch.ones(tq, tk, dtype=torch.bool).tril(diagonal=tk - tq)
+    a = torch.softmax(s.masked_fill(~mask, float("-inf")), dim=-1)
+    theta = [0.2, 0.5, 0.9][:h]
+    got = head_attention_entropy_penalty(
+        a, torch.tensor(theta, dtype=torch.float64), 0.05, mode, max_entropy="causal"
+    )
+    assert float(got) == pytest.approx(brute(a, theta, 0.05, mode, causal=True), rel=1e-10)
+    # differs from the log T_k maximum (the test would not notice a silently ignored option)
+    plain = head_attention_entropy_penalty(a, torch.tensor(theta, dtype=torch.float64), 0.05, mode)
+    assert abs(float(plain) - float(got)) > 1e-3
+
+
+def test_causal_max_entropy_uniform_causal_attention():
+    # Query i uniform over its i + 1 keys: entropy log(i + 1), its own maximum. theta = 1: zero
+    # penalty in both reductions; theta = 0.5 (code_sum): each query i >= 1 is 0.5 log(i + 1)
+    # away, outside the 0.2 log(i + 1) band.
+    t = 6
+    a = torch.ones(t, t, dtype=torch.float64).tril()
+    a = (a / a.sum(-1, keepdim=True)).view(1, 1, t, t)
+    for mode in ("paper_mean", "code_sum"):
+        assert float(head_attention_entropy_penalty(a, 1.0, 0.2, mode, "causal")) == 0.0
+    expected = sum((0.5 * math.log(i + 1)) ** 2 for i in range(t))
+    got = head_attention_entropy_penalty(a, 0.5, 0.2, "code_sum", "causal")
+    assert float(got) == pytest.approx(expected, rel=1e-12)
+    reg = HeadwiseAttentionEntropyRegularizer(1, 1, init_threshold=0.5, max_entropy="causal")
+    reg = reg.double()
+    assert float(reg([a])) == pytest.approx(
+        float(head_attention_entropy_penalty(a, 0.5, 0.2, max_entropy="causal")), rel=1e-12
+    )
 
 
 def test_dead_zone_zero_value_and_gradient():
@@ -118,6 +158,14 @@ def test_bad_input():
         head_attention_entropy_penalty(a, 0.5, -0.1)
     with pytest.raises(ValueError, match="reduction"):
         head_attention_entropy_penalty(a, 0.5, 0.2, "mean")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="max_entropy"):
+        head_attention_entropy_penalty(a, 0.5, 0.2, max_entropy="acausal")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="max_entropy"):
+        head_attention_entropy_penalty(a, 0.5, 0.2, max_entropy=-1.0)
+    with pytest.raises(ValueError, match="attn_probs"):  # more queries than keys
+        head_attention_entropy_penalty(a.transpose(-1, -2)[..., :2], max_entropy="causal")
+    with pytest.raises(ValueError, match="max_entropy"):
+        HeadwiseAttentionEntropyRegularizer(1, 2, max_entropy="acausal")  # type: ignore[arg-type]
     with checks("full"):
         with pytest.raises(ValueError, match="attn_probs"):
             head_attention_entropy_penalty(torch.full((1, 1, 1, 2), float("nan")))

@@ -10,7 +10,7 @@ import torch
 
 from inforeg.core.checks import checks
 from inforeg.ot import SinkhornDivergence, sinkhorn, sinkhorn_divergence
-from tests._helpers import assert_close, gradcheck64, module_matches_function
+from tests._helpers import assert_close, bounded, gradcheck64, module_matches_function
 from tests.ot._problems import D64, gaussian_1d_entropic_ot, gaussian_1d_problem
 
 
@@ -223,3 +223,25 @@ def test_divergence_check_every_and_max_iter_count_updates(monkeypatch, debias):
     assert updates(tol=1e-300, max_iter=7) == 1 + n_sched + 7  # never met: the budget
     assert updates(tol=1e10, check_every=3) == 1 + n_sched + 3  # met at the first check
     assert updates(tol=1e10, check_every=5) == 1 + n_sched + 5
+
+
+@pytest.mark.parametrize("bad", [math.inf, -math.inf, math.nan])
+@pytest.mark.parametrize("where", ["x", "y", "a"])
+def test_non_finite_input_is_bounded_and_rejected_under_full_checks(bad, where):
+    # Regression (issue 18): an infinite coordinate gave an infinite diameter and an epsilon
+    # schedule that grew until memory ran out.
+    g = torch.Generator().manual_seed(0)
+    args = {
+        "x": torch.randn(6, 2, generator=g, dtype=D64),
+        "y": torch.randn(5, 2, generator=g, dtype=D64),
+        "a": torch.full((6,), 1 / 6, dtype=D64),
+    }
+    args[where] = args[where].clone()
+    args[where].view(-1)[0] = bad
+    for mode in ("shapes", "off"):
+        with checks(mode), bounded(10.0, 1 << 30):
+            out = sinkhorn_divergence(args["x"], args["y"], args["a"])
+            SinkhornDivergence()(args["x"], args["y"], args["a"])
+        assert not torch.isfinite(out)  # the bad value propagates (unchecked modes)
+    with checks("full"), pytest.raises(ValueError, match=f"^{where}: expected finite"):
+        sinkhorn_divergence(args["x"], args["y"], args["a"])

@@ -312,3 +312,37 @@ def test_not_converged_is_reported():
     a, b, c = random_problem(20, 20, seed=30)
     r = sinkhorn(a, b, c, 1e-3 * float(c.max()), tol=1e-12, max_iter=15)
     assert not r.converged and r.n_iter == 15
+
+
+def _zero_weight_problem():
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(5, 2, generator=g, dtype=D64), torch.randn(4, 2, generator=g, dtype=D64)
+    a = torch.tensor([0.3, 0.0, 0.2, 0.25, 0.25], dtype=D64, requires_grad=True)
+    b = torch.tensor([0.5, 0.0, 0.25, 0.25], dtype=D64, requires_grad=True)
+    return a, b, torch.cdist(x, y) ** 2
+
+
+@pytest.mark.parametrize("grad", ["envelope", "unroll"])
+@pytest.mark.parametrize("scaling", [None, 0.5])
+def test_zero_weights_give_the_potentials_as_gradient(grad, scaling):
+    # Regression (issue 18): the plan was built from log(a), so autograd computed 0 * inf = NaN
+    # at a zero weight; the documented gradient is the potential f (g for b), zeros included.
+    a, b, c = _zero_weight_problem()
+    r = sinkhorn(a, b, c, 0.1, grad=grad, epsilon_scaling=scaling, tol=1e-12)
+    r.value.backward()
+    assert torch.isfinite(r.value)
+    assert_close(a.grad, r.f.detach(), atol=1e-8, rtol=0)
+    assert_close(b.grad, r.g.detach(), atol=1e-8, rtol=0)
+    # and the plan's zero rows / columns are exact zeros
+    plan = r.plan.detach()
+    assert float(plan[1].abs().sum()) == 0.0 and float(plan[:, 1].abs().sum()) == 0.0
+
+
+def test_zero_weight_potential_is_the_c_transform():
+    # f_i at a zero weight is the soft c-transform of g (the potential the plan would extend with)
+    a, b, c = _zero_weight_problem()
+    r = sinkhorn(a.detach(), b.detach(), c, 0.1, tol=1e-12)
+    f1 = -0.1 * torch.logsumexp(
+        torch.log(b.detach()[[0, 2, 3]]) + (r.g[[0, 2, 3]] - c[1, [0, 2, 3]]) / 0.1, 0
+    )
+    assert_close(r.f[1], f1, atol=1e-9, rtol=0)

@@ -9,7 +9,7 @@ import torch
 
 from inforeg.ot import epsilon_schedule
 from inforeg.ot._sinkhorn_loop import MatrixSoftmin, sinkhorn_loop
-from tests._helpers import assert_close
+from tests._helpers import assert_close, bounded
 from tests.ot._problems import D64, random_problem
 
 
@@ -121,3 +121,20 @@ def test_alternating_stop_keeps_the_g_update_last():
     plan = torch.exp(sm.log_plan(eps, la, lb, *r.potentials[:2]))
     assert float((plan.sum(-2) - b).abs().max()) < 1e-15
     assert 1e-12 < float((plan.sum(-1) - a).abs().sum()) <= 1e-5
+
+
+@pytest.mark.parametrize(
+    ("args", "match"),
+    [
+        ((2, math.inf, 0.1, 0.5), "diameter"),
+        ((2, math.nan, 0.1, 0.5), "diameter"),
+        ((2, 1.0, 0.0, 0.5), "blur"),
+        ((2, 1.0, 0.1, 1.0), "scaling"),
+        ((2, 1.0, 0.1, math.nan), "scaling"),
+        ((2, 1e300, 1e-300, 0.9999), "scaling: the schedule"),
+    ],
+)
+def test_epsilon_schedule_is_bounded(args, match):
+    # Regression (issue 18): an infinite diameter (or scaling >= 1) looped without end.
+    with bounded(5.0), pytest.raises(ValueError, match=match):
+        epsilon_schedule(*args)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
 
 from inforeg.core.checks import checks
-from inforeg.ot import SmoothOT, sinkhorn, smooth_ot
+from inforeg.ot import SmoothOT, sinkhorn, smooth_ot, sparse_ot
 from tests._helpers import assert_close, gradcheck64
 from tests.ot._problems import permutation_problem, uniform_problem
 
@@ -105,3 +107,41 @@ def test_bad_inputs():
         bad[0, 0] = float("nan")
         with pytest.raises(ValueError, match="cost"):
             smooth_ot(a, b, bad, 0.1)
+
+
+@pytest.mark.parametrize("regularizer", ["l2", "entropy"])
+@pytest.mark.parametrize("formulation", ["semi_dual", "dual"])
+def test_zero_weights_finite_value_and_alpha_gradient(regularizer, formulation):
+    # Regression (issue 18): zeros in a, b gave a NaN value (0/0 and 0 * log 0) in the semi-dual.
+    g = torch.Generator().manual_seed(0)
+    x, y = (
+        torch.randn(5, 2, generator=g, dtype=torch.float64),
+        torch.randn(4, 2, generator=g, dtype=torch.float64),
+    )
+    a = torch.tensor([0.3, 0.0, 0.2, 0.25, 0.25], dtype=torch.float64, requires_grad=True)
+    b = torch.tensor([0.5, 0.0, 0.25, 0.25], dtype=torch.float64, requires_grad=True)
+    r = smooth_ot(
+        a, b, torch.cdist(x, y) ** 2, 0.5, regularizer=regularizer, formulation=formulation
+    )
+    r.value.backward()
+    assert torch.isfinite(r.value) and torch.isfinite(a.grad).all()
+    torch.testing.assert_close(a.grad, r.f)  # the documented envelope gradient
+    if regularizer == "entropy" and formulation == "semi_dual":
+        # Omega = gamma sum t log t: the potential of an empty column is -inf, and so is dv/db_j.
+        assert float(r.g[1]) == float(b.grad[1]) == -math.inf
+    else:
+        assert torch.isfinite(b.grad).all()
+
+
+@pytest.mark.parametrize("solver", ["smooth", "sparse"])
+def test_bfloat16_cost_matches_float32(solver):
+    # Regression (issue 18): default uniform weights were built in bfloat16 (1/3 -> 0.334, mass
+    # 1.002), an unbalanced problem whose dual diverged: values ~1e11 away from float32.
+    g = torch.Generator().manual_seed(0)
+    c = torch.cdist(torch.randn(4, 2, generator=g), torch.randn(3, 2, generator=g)) ** 2
+    if solver == "smooth":
+        ref, got = smooth_ot(None, None, c, 0.5), smooth_ot(None, None, c.bfloat16(), 0.5)
+    else:
+        ref, got = sparse_ot(None, None, c, k=2), sparse_ot(None, None, c.bfloat16(), k=2)
+    assert got.value.dtype == torch.bfloat16
+    assert abs(float(got.value) - float(ref.value)) <= 0.02 * abs(float(ref.value))

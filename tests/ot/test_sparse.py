@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import math
 
 import numpy as np
 import pytest
@@ -19,7 +20,7 @@ from inforeg.ot import (
     smooth_ot,
     sparse_ot,
 )
-from tests._helpers import gradcheck64
+from tests._helpers import bounded, gradcheck64
 from tests.ot._problems import D64, uniform_problem
 
 # ----------------------------------------------------------------------------- closed forms
@@ -353,3 +354,36 @@ def test_alternating_start_is_exact_block_ascent(width):
     rows = (alpha1.unsqueeze(-2) + beta_prev.unsqueeze(-1) - ct).clamp_min(0.0).sum(-2) / gamma
     torch.testing.assert_close(rows, a, atol=1e-13, rtol=0)
     torch.testing.assert_close(alpha1, core._alternate(ct.amin(-2), a, b, ct, gamma, 1, width))
+
+
+@pytest.mark.parametrize("formulation", ["semi_dual", "dual"])
+def test_zero_weights_finite_value_and_gradient(formulation):
+    # Regression (issue 18): a zero in b divided by b_j gamma (0/0 in the semi-dual): NaN value.
+    g = torch.Generator().manual_seed(0)
+    x, y = (
+        torch.randn(5, 2, generator=g, dtype=torch.float64),
+        torch.randn(4, 2, generator=g, dtype=torch.float64),
+    )
+    a = torch.tensor([0.3, 0.0, 0.2, 0.25, 0.25], dtype=torch.float64, requires_grad=True)
+    b = torch.tensor([0.5, 0.0, 0.25, 0.25], dtype=torch.float64, requires_grad=True)
+    r = sparse_ot(a, b, torch.cdist(x, y) ** 2, k=2, formulation=formulation)
+    r.value.backward()
+    assert torch.isfinite(r.value) and torch.isfinite(a.grad).all() and torch.isfinite(b.grad).all()
+    torch.testing.assert_close(a.grad, r.f)  # the documented envelope gradient
+    assert float(r.plan[:, 1].abs().sum()) == 0.0
+
+
+@pytest.mark.parametrize("bad", [math.inf, -math.inf, math.nan])
+@pytest.mark.parametrize("where", ["cost", "a", "b"])
+def test_non_finite_input_is_bounded_and_rejected_under_full_checks(bad, where):
+    # Regression (issue 18): an infinite cost gave an infinite cost range and a gamma
+    # continuation schedule that grew until memory ran out.
+    a, b, c = uniform_problem(5, 4, seed=0)
+    args = {"a": a.clone(), "b": b.clone(), "cost": c.clone()}
+    args[where].view(-1)[0] = bad
+    for mode in ("shapes", "off"):
+        with checks(mode), bounded(10.0, 1 << 30):
+            sparse_ot(args["a"], args["b"], args["cost"], k=2)
+            SparsityConstrainedOT(k=2)(args["a"], args["b"], args["cost"])
+    with checks("full"), pytest.raises(ValueError, match=f"^{where}: expected finite"):
+        sparse_ot(args["a"], args["b"], args["cost"], k=2)

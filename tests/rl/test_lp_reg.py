@@ -124,3 +124,22 @@ def test_bad_input():
         low_probability_loss(old, old, adv, old, neg_fraction=2.0)
     with pytest.raises(ValueError, match="old_logits"):
         reg(logits, tok, old, adv, old_logits=logits[:, :1])
+
+
+def test_minus_inf_proxy_logprobs_accepted_under_full_checks():
+    # Regression (issue 18): the proxy's -inf (filtered tokens) was refused as "not finite".
+    from inforeg.core.checks import checks
+    from inforeg.rl import low_probability_loss
+
+    g = torch.Generator().manual_seed(0)
+    logp = -torch.rand(2, 3, generator=g, dtype=torch.float64)
+    old = -torch.rand(2, 3, generator=g, dtype=torch.float64)
+    adv = torch.randn(2, 3, generator=g, dtype=torch.float64)
+    proxy = -torch.rand(2, 3, generator=g, dtype=torch.float64)
+    proxy[0, 1] = float("-inf")
+    with checks("full"):
+        loss, _ = low_probability_loss(logp, old, adv, proxy)
+        assert torch.isfinite(loss)
+        proxy[1, 2] = float("nan")
+        with pytest.raises(ValueError, match="proxy_logp: expected log-probabilities"):
+            low_probability_loss(logp, old, adv, proxy)

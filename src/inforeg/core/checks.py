@@ -112,6 +112,22 @@ def check_finite(x: Tensor, name: str) -> None:
         raise ValueError(f"{name}: expected finite values, got {n_nan} NaN and {n_inf} inf")
 
 
+def check_log_probs(x: Tensor, name: str, **shape: object) -> Tensor:
+    """:func:`check_tensor` for log-probabilities: ``-inf`` (probability 0) is valid; NaN and
+    ``+inf`` are rejected in ``"full"`` mode (one host sync)."""
+    if _mode != "full":
+        return check_tensor(x, name, **shape)  # type: ignore[arg-type]
+    with checks("shapes"):
+        check_tensor(x, name, **shape)  # type: ignore[arg-type]
+    bad = torch.isnan(x) | (x == float("inf"))
+    if bool(bad.any()):
+        raise ValueError(
+            f"{name}: expected log-probabilities (finite or -inf), got {int(torch.isnan(x).sum())} "
+            f"NaN and {int((x == float('inf')).sum())} +inf"
+        )
+    return x
+
+
 def check_same_shape(a: Tensor, b: Tensor, name_a: str, name_b: str) -> None:
     """Raise unless ``a`` and ``b`` have identical shapes."""
     if _mode != "off" and a.shape != b.shape:
@@ -231,6 +247,18 @@ def check_probabilities(p: Tensor, name: str, dim: int = -1, atol: float = 1e-4)
         )
 
 
+def check_index_range(x: Tensor, name: str, size: int, what: str = "indices") -> None:
+    """In ``"full"`` mode, check that the integer tensor ``x`` holds indices in ``[0, size)``.
+
+    (Below ``"full"`` an out-of-range index is left to torch's own error: the check needs a
+    host sync.)
+    """
+    if _mode == "full" and x.numel() > 0:
+        lo, hi = int(x.min()), int(x.max())
+        if lo < 0 or hi >= size:
+            raise ValueError(f"{name}: expected {what} in [0, {size}), got values in [{lo}, {hi}]")
+
+
 def check_labels(targets: Tensor, name: str, num_classes: int, batch: int) -> None:
     """Check an integer label vector of length ``batch`` with values in [0, num_classes)."""
     check_tensor(targets, name, ndim=1, integer=True, nonempty=False)
@@ -240,9 +268,4 @@ def check_labels(targets: Tensor, name: str, num_classes: int, batch: int) -> No
         raise ValueError(
             f"{name}: expected {batch} labels to match the batch, got {targets.shape[0]}"
         )
-    if _mode == "full" and targets.numel() > 0:
-        lo, hi = int(targets.min()), int(targets.max())
-        if lo < 0 or hi >= num_classes:
-            raise ValueError(
-                f"{name}: expected labels in [0, {num_classes}), got values in [{lo}, {hi}]"
-            )
+    check_index_range(targets, name, num_classes, "labels")

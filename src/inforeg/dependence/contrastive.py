@@ -200,6 +200,8 @@ class MINE(nn.Module):
 
     def forward(self, x: Tensor, y: Tensor) -> Tensor:
         """Return the MI lower-bound estimate (nats) for the batch."""
+        check_tensor(x, "x", min_ndim=1, floating=True)
+        check_tensor(y, "y", min_ndim=1, floating=True)
         check_same_length(x, y, "x", "y")
         perm = torch.randperm(y.shape[0], device=y.device)
         tj, tm = self._scores(x, y), self._scores(x, y[perm])
@@ -223,7 +225,11 @@ def gradient_penalty(critic: Critic, x: Tensor, y: Tensor, two_sided: bool = Tru
 
     ``critic(x, y)`` returns the (n, n) score matrix; the diagonal f(x_i, y_i) is differentiated
     with respect to both x_i and y_i (a graph is kept so the penalty itself can be trained).
+    An empty batch raises ``ValueError`` (the mean over no pairs is undefined).
     """
+    check_tensor(x, "x", min_ndim=1, floating=True)
+    check_tensor(y, "y", min_ndim=1, floating=True)
+    check_same_length(x, y, "x", "y")
     xg = x if x.requires_grad else x.detach().requires_grad_()
     yg = y if y.requires_grad else y.detach().requires_grad_()
     scores = torch.diagonal(critic(xg, yg))
@@ -278,6 +284,8 @@ def wasserstein_dependency(
     check_choice(lipschitz, "lipschitz", ("gradient_penalty", "spectral_norm", "none"))
     check_choice(objective, "objective", ("kr", "infonce"))
     check_number(gp_weight, "gp_weight", low=0.0)
+    check_tensor(x, "x", min_ndim=1, floating=True)
+    check_tensor(y, "y", min_ndim=1, floating=True)
     check_same_length(x, y, "x", "y")
     n = x.shape[0]
     if n < 2:

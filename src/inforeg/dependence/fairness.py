@@ -187,11 +187,13 @@ def concatenated_distance_covariance(
         standardize, num_classes: see :func:`encode_attributes`.
         chunk_size: as in :func:`inforeg.dependence.distance_covariance_sqr`.
     """
+    check_tensor(pred, "pred", ndim=(1, 2), floating=True)
     z = (
         attributes
         if isinstance(attributes, Tensor)
         else encode_attributes(attributes, num_classes, standardize)
     )
+    check_same_length(pred, z, "pred", "attributes")
     return distance_covariance_sqr(
         pred, z.to(compute_dtype(pred)), unbiased=unbiased, chunk_size=chunk_size
     )

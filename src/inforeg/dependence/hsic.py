@@ -46,7 +46,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-from inforeg.core.checks import check_choice, check_int, check_same_length
+from inforeg.core.checks import check_choice, check_int, check_number, check_same_length
 from inforeg.core.dtypes import compute_dtype
 from inforeg.core.pairwise import BlockFn, centered_product_sum, default_chunk_size
 from inforeg.dependence._utils import (
@@ -240,7 +240,7 @@ class HSICLoss(nn.Module):
         self.estimator: HSICEstimator = estimator
         self.chunk_size = chunk_size
         self.normalized = normalized
-        self.weight = float(weight)
+        self.weight = check_number(weight, "weight")
 
     def forward(self, x: Tensor, y: Tensor) -> Tensor:
         """Return ``weight * HSIC(x, y)`` (or CKA)."""

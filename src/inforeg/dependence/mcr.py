@@ -44,9 +44,11 @@ from inforeg.core.checks import (
     check_int,
     check_number,
     check_same_length,
+    check_same_shape,
     check_tensor,
 )
 from inforeg.core.dtypes import upcast
+from inforeg.core.logspace import kl_terms
 
 __all__ = ["MCRRegularizer", "jensen_shannon_logits", "permutation_jsd"]
 
@@ -55,6 +57,9 @@ Head = Callable[[Tensor], Tensor]
 
 def jensen_shannon_logits(logits_p: Tensor, logits_q: Tensor) -> Tensor:
     """Row-wise JSD (nats) between softmax(logits_p) and softmax(logits_q), averaged over rows.
+
+    Masked (``-inf``) logits contribute 0 log 0 = 0 (finite value and gradient); an empty batch
+    raises ``ValueError`` (the mean over no rows is undefined).
 
     Example (``p = (1/2, 1/2)``, ``q = (3/4, 1/4)``; far-apart one-hot rows give ``log 2``):
 
@@ -66,11 +71,18 @@ def jensen_shannon_logits(logits_p: Tensor, logits_q: Tensor) -> Tensor:
         >>> print(f"{float(jensen_shannon_logits(far, -far)):.4f}")
         0.6931
     """
+    check_tensor(logits_p, "logits_p", min_ndim=1, floating=True)  # empty batch: ValueError
+    check_tensor(logits_q, "logits_q", min_ndim=1, floating=True)
+    check_same_shape(logits_p, logits_q, "logits_p", "logits_q")
     lp = F.log_softmax(upcast(logits_p), -1)
     lq = F.log_softmax(logits_q.to(lp.dtype), -1)
-    lm = torch.logsumexp(torch.stack((lp, lq)), 0) - math.log(2.0)
-    kl_p = (lp.exp() * (lp - lm)).sum(-1)
-    kl_q = (lq.exp() * (lq - lm)).sum(-1)
+    # A class masked in both rows (-inf, -inf) would give logsumexp a NaN gradient; its terms
+    # below are 0 whatever lm is there, so lm is taken at (0, 0) instead.
+    both = (lp == float("-inf")) & (lq == float("-inf"))
+    lm = torch.logsumexp(torch.stack((lp.masked_fill(both, 0.0), lq.masked_fill(both, 0.0))), 0)
+    lm = lm - math.log(2.0)
+    kl_p = kl_terms(lp, lm).sum(-1)  # masked (-inf) logits contribute 0 log 0 = 0
+    kl_q = kl_terms(lq, lm).sum(-1)
     return (0.5 * (kl_p + kl_q)).mean().to(logits_p.dtype)
 
 

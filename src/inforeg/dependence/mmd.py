@@ -45,7 +45,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from inforeg.core.checks import check_choice, check_int
+from inforeg.core.checks import check_choice, check_int, check_number
 from inforeg.core.dtypes import compute_dtype
 from inforeg.core.pairwise import pairwise_reduce, safe_sqrt
 from inforeg.dependence._kernel_sum import kernel_sum
@@ -206,7 +206,7 @@ class MMDLoss(nn.Module):
         self.bandwidth = bandwidth
         self.estimator: Estimator = estimator
         self.chunk_size = chunk_size
-        self.weight = float(weight)
+        self.weight = check_number(weight, "weight")
 
     def forward(self, x: Tensor, y: Tensor) -> Tensor:
         """Return ``weight * MMD²(x, y)``."""

@@ -81,8 +81,14 @@ class ModalityAlignmentLoss(nn.Module):
     def forward(
         self, img: Tensor, txt: Tensor, pairs: tuple[tuple[Tensor, Tensor], ...] = ()
     ) -> Tensor:
-        """Return the alignment loss."""
-        loss = self.mmd_weight * modality_alignment_mmd(img, txt, self.bandwidth)
+        """Return the alignment loss (with ``mmd_weight = 0`` the MMD is not computed at all, so
+        an InfoNCE-only ablation does not pay for the B x B kernel)."""
+        check_tensor(img, "img", ndim=2, floating=True)
+        check_tensor(txt, "txt", ndim=2, floating=True)
+        if self.mmd_weight > 0:
+            loss = self.mmd_weight * modality_alignment_mmd(img, txt, self.bandwidth)
+        else:
+            loss = img.new_zeros(())
         for side, content in pairs:
             loss = loss + self.contrastive_weight * infonce(side, content, self.temperature)
         return loss

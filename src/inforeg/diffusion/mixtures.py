@@ -21,7 +21,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from inforeg.core.checks import check_positive, check_tensor
+from inforeg.core.checks import check_number, check_positive, check_tensor
 from inforeg.core.dtypes import compute_dtype
 
 __all__ = ["GaussianMixtureDenoiser", "gmm_denoiser"]
@@ -62,6 +62,15 @@ class GaussianMixtureDenoiser(nn.Module):
 
     def forward(self, x: Tensor, sigma: Tensor | float) -> Tensor:
         check_tensor(x, "x", floating=True, min_ndim=2)
+        if isinstance(sigma, Tensor):
+            check_tensor(sigma, "sigma", floating=True)
+            if sigma.numel() not in (1, x.shape[0]):
+                raise ValueError(
+                    f"sigma: expected 1 or {x.shape[0]} noise levels (one per sample), "
+                    f"got {sigma.numel()}"
+                )
+        else:
+            check_number(sigma, "sigma", low=0.0)
         if tuple(x.shape[1:]) != tuple(self.means.shape[1:]):
             raise ValueError(
                 f"x: expected samples of shape {tuple(self.means.shape[1:])} (the means' event "

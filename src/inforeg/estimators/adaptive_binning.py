@@ -231,6 +231,7 @@ def kde_mutual_information(
     check_tensor(y, "y", ndim=1, integer=True)
     check_same_length(t, y, "t", "y")
     check_positive(variance, "variance")
+    check_positive(base, "base")
     check_choice(variance_rule, "variance_rule", ("fixed", "relative_to_max"))
     t = t.detach().double()
     v = variance

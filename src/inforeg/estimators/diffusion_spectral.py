@@ -167,6 +167,7 @@ def diffusion_eigenvalues(
     (all ``n`` for ``"exact"``, the top ``rank`` Ritz values otherwise).
     """
     check_choice(method, "method", ("exact", "lanczos", "randomized"))
+    check_tensor(z, "z", ndim=2, floating=True)
     z = z.detach().to(torch.float64)
     s = _resolve_sigma(z, sigma)
     n = z.shape[0]

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from inforeg.core.checks import check_same_length, check_tensor
+from inforeg.core.checks import check_int, check_same_length, check_tensor
 from inforeg.estimators._common import plugin_entropy
 
 __all__ = ["InfoMEC", "infomec", "normalized_mutual_information_matrix"]
@@ -61,6 +61,10 @@ def normalized_mutual_information_matrix(
     """
     from inforeg.estimators.knn import ksg_mutual_information_classif
 
+    check_tensor(latents, "latents", ndim=2)
+    check_tensor(factors, "factors", ndim=2)
+    check_int(n_neighbors, "n_neighbors", low=1)
+    check_same_length(latents, factors, "latents", "factors")
     n_s, n_z = factors.shape[1], latents.shape[1]
     out = torch.zeros(n_s, n_z, dtype=torch.float64)
     for i in range(n_s):

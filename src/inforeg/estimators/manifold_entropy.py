@@ -176,6 +176,7 @@ def dlle_loss(
     of its augmentation (authors: a flip and 1e-3 Gaussian pixel noise). Apply it to real and
     generated batches and add. ``"none"`` gives per-sample means over the m outputs."""
     check_tensor(e, "e", ndim=2, floating=True)
+    check_tensor(e_aug, "e_aug", ndim=2, floating=True)
     check_same_shape(e, e_aug, "e", "e_aug")
     check_choice(reduction, "reduction", ("mean", "sum", "none"))
     per = (e - e_aug.detach()).pow(2).mean(1)
@@ -184,7 +185,14 @@ def dlle_loss(
 
 def isometric_mix(x: Tensor, g: Tensor, alpha: Tensor) -> Tensor:
     """``alpha_i * x_i + (1 - alpha_i) * g_i`` with one alpha per sample (broadcast)."""
+    check_tensor(x, "x", min_ndim=1, floating=True)
+    check_tensor(g, "g", min_ndim=1, floating=True)
+    check_tensor(alpha, "alpha", floating=True)
     check_same_shape(x, g, "x", "g")
+    if alpha.numel() not in (1, x.shape[0]):
+        raise ValueError(
+            f"alpha: expected 1 or {x.shape[0]} values (one per sample), got {alpha.numel()}"
+        )
     a = alpha.reshape(-1, *([1] * (x.dim() - 1))).to(x.dtype)
     return a * x + (1 - a) * g
 
@@ -205,6 +213,13 @@ def disomap_loss(
     check_tensor(e_mix, "e_mix", ndim=2, floating=True)
     check_same_shape(e_mix, e_x, "e_mix", "e_x")
     check_same_shape(e_mix, e_g, "e_mix", "e_g")
+    check_tensor(e_x, "e_x", ndim=2, floating=True)
+    check_tensor(e_g, "e_g", ndim=2, floating=True)
+    check_tensor(alpha, "alpha", floating=True)
+    if alpha.numel() not in (1, e_mix.shape[0]):
+        raise ValueError(
+            f"alpha: expected 1 or {e_mix.shape[0]} values (one per sample), got {alpha.numel()}"
+        )
     check_number(noise_std, "noise_std", low=0.0)
     a = alpha.reshape(-1, 1).to(e_mix.dtype)
     noise = torch.randn(e_mix.shape, generator=generator, dtype=e_mix.dtype)
@@ -246,6 +261,8 @@ class ManifoldEntropyLoss(nn.Module):
         check_number(weight, "weight", low=0.0)
         check_int(warmup_epochs, "warmup_epochs", low=0)
         check_int(k, "k", low=1)
+        check_int(memory_size, "memory_size", low=1)
+        check_int(dim, "dim", low=1)
         check_choice(estimator, "estimator", ("log-mean", "kozachenko"))
         self.weight, self.warmup_epochs, self.k = weight, warmup_epochs, k
         self.estimator, self.eps, self.legacy = estimator, eps, legacy_slotwise

@@ -105,6 +105,8 @@ class ArchitectureEntropyRegularizer(nn.Module):
         tensors = [alphas] if isinstance(alphas, Tensor) else list(alphas)
         if not tensors:
             raise ValueError("alphas: expected at least one tensor of architecture logits")
+        for t in tensors:
+            check_tensor(t, "alphas", min_ndim=1, floating=True)
         total = architecture_entropy(tensors[0])
         for a in tensors[1:]:
             total = total + architecture_entropy(a)
@@ -198,8 +200,8 @@ class AdaptiveDeviationScale(nn.Module):
 
     def __init__(self, init_scale: float = 1.5, init_bias: float = 0.0) -> None:
         super().__init__()
-        self.scale = nn.Parameter(torch.tensor(float(init_scale)))
-        self.bias = nn.Parameter(torch.tensor(float(init_bias)))
+        self.scale = nn.Parameter(torch.tensor(check_number(init_scale, "init_scale")))
+        self.bias = nn.Parameter(torch.tensor(check_number(init_bias, "init_bias")))
 
     def forward(self, branch: Tensor, skip: Tensor) -> Tensor:
         check_tensor(branch, "branch", min_ndim=2, floating=True)

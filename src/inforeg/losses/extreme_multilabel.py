@@ -106,7 +106,9 @@ def multilabel_softmax_loss(
 def _find_offsets(s: Tensor, k: int, alpha: float, iters: int) -> Tensor:
     """Bisection for t with sum_j sigmoid(alpha (s_j + t)) = k, per row (no gradient)."""
     lo = -s.amax(dim=1, keepdim=True) - 10.0 / alpha
-    hi = -s.amin(dim=1, keepdim=True) + 10.0 / alpha
+    # Masked (-inf) scores have p = 0 for every finite t: the bracket comes from the others.
+    finite_min = torch.where(s == float("-inf"), float("inf"), s).amin(dim=1, keepdim=True)
+    hi = -finite_min + 10.0 / alpha
     for _ in range(iters):
         mid = 0.5 * (lo + hi)
         too_many = torch.sigmoid(alpha * (s + mid)).sum(dim=1, keepdim=True) > k

@@ -22,6 +22,7 @@ from torch import Tensor, nn
 from inforeg.core.checks import (
     check_choice,
     check_dim,
+    check_index_range,
     check_int,
     check_number,
     check_positive,
@@ -31,6 +32,7 @@ from inforeg.core.checks import (
     check_tensor,
 )
 from inforeg.core.dtypes import compute_dtype
+from inforeg.core.logspace import p_log_q
 from inforeg.core.reduce import reduce
 from inforeg.core.types import Reduction
 from inforeg.losses._common import entropy_from_probs
@@ -199,7 +201,7 @@ def local_entropy_regularizer(
     log_q_hat = torch.log(class_prior.detach().to(z.dtype).clamp_min(torch.finfo(z.dtype).tiny))
     log_p = torch.log_softmax(z / tau, dim=1)
     log_q = torch.log_softmax(z / tau + lam * log_q_hat, dim=1)
-    ell = -(log_p.exp() * log_q).sum(dim=1)
+    ell = -p_log_q(log_p.exp(), log_q).sum(dim=1)  # masked (-inf) logits: 0 log 0 = 0
     per_row = ell * select.to(ell.dtype)
     return reduce(per_row, reduction).to(logits.dtype)
 
@@ -238,7 +240,8 @@ def cross_view_self_distillation(
     z = logits.to(compute_dtype(logits))
     q1, q2 = torch.softmax(z.detach() / tt, dim=1).chunk(2)
     lp1, lp2 = torch.log_softmax(z / ts, dim=1).chunk(2)
-    return 0.5 * (-(q1 * lp2).sum(1).mean() - (q2 * lp1).sum(1).mean())
+    # p_log_q: masked (-inf) logits contribute 0 log 0 = 0
+    return 0.5 * (-p_log_q(q1, lp2).sum(1).mean() - p_log_q(q2, lp1).sum(1).mean())
 
 
 def _unsupervised_info_nce(features: Tensor, temperature: float) -> Tensor:
@@ -326,6 +329,7 @@ class SimGCDLoss(nn.Module):
                 f"labels: expected {b} labels and labelled_mask entries (one per image), got "
                 f"{labels.shape[0]} and {labelled_mask.shape[0]}"
             )
+        check_index_range(labels, "labels", logits.shape[1])
         return b
 
     def terms(
@@ -344,7 +348,8 @@ class SimGCDLoss(nn.Module):
         z = logits.to(compute_dtype(logits))
         ce = F.cross_entropy(z / self.student_temperature, y2, reduction="none")
         n_lab = lab2.to(z.dtype).sum()
-        sup = (ce * lab2.to(z.dtype)).sum() / n_lab.clamp_min(1.0)
+        # masked_fill, not a 0/1 product: an unlabelled row's CE may be inf (masked logit)
+        sup = ce.masked_fill(~lab2, 0.0).sum() / n_lab.clamp_min(1.0)
         tt = simgcd_teacher_temperature(epoch, self.warmup_epochs, *self.teacher_temperatures)
         sd = cross_view_self_distillation(z, tt, self.student_temperature)
         me = mean_entropy_regularizer(z, self.student_temperature)

@@ -28,6 +28,7 @@ def attention_row_entropy(attn_probs: Tensor) -> Tensor:
     Zero probabilities (causal or padding masks) contribute exactly 0, in value and gradient.
     The code adds 1e-9 inside the log instead; the difference is below 1e-8 per row.
     """
+    check_tensor(attn_probs, "attn_probs", min_ndim=1, floating=True)
     return entropy_from_probs(attn_probs.to(compute_dtype(attn_probs)), dim=-1)
 
 
@@ -36,7 +37,7 @@ def head_attention_entropy_penalty(
     threshold: Tensor | float = 0.5,
     tolerance: float = 0.2,
     reduction: EntropyReduction = "paper_mean",
-    max_entropy: float | None = None,
+    max_entropy: float | Literal["causal"] | None = None,
 ) -> Tensor:
     r"""Head-wise squared deviation of attention entropy from :math:`\theta_h E_{max}`, with a dead zone.
 
@@ -52,8 +53,17 @@ def head_attention_entropy_penalty(
     queries, giving one :math:`\delta` per head. ``"code_sum"`` (the authors' code): the penalty is
     applied to every (batch, query) entropy and **summed** over batch and queries, so its scale
     grows with B·T (their :math:`\lambda = 10^{-5}` is tuned for that). The dead zone is hard: no
-    gradient inside the band; :math:`\theta` gets :math:`-2E_{max}\delta` outside it. Note that
-    under a causal mask query i can reach at most :math:`\log i`, not :math:`\log T`.
+    gradient inside the band; :math:`\theta` gets :math:`-2E_{max}\delta` outside it.
+
+    Under a causal mask query :math:`i` (0-based) sees :math:`i + 1` keys, so its entropy is at
+    most :math:`\log(i+1)`, not :math:`\log T`: uniform causal attention has mean entropy of about
+    :math:`\log T - 1`, already inside the default band's upper part at T = 128.
+    ``max_entropy="causal"`` uses the per-query maximum :math:`E_i = \log(i + 1 + T_k - T_q)` (not
+    in the paper or the code, which use :math:`\log T`): ``"code_sum"`` compares each query's
+    entropy with :math:`\theta_h E_i` and band :math:`\gamma E_i`; ``"paper_mean"`` compares the
+    mean entropy with :math:`\theta_h \bar E` and band :math:`\gamma \bar E`,
+    :math:`\bar E = \frac1{T_q}\sum_i E_i` (the mean of the per-query deviations, as the mean is
+    linear). A query with one key has :math:`E_i = 0` and entropy 0, and adds nothing.
 
     Args:
         attn_probs: (B, H, T_q, T_k) attention probabilities of one layer (rows sum to 1; masked
@@ -61,7 +71,8 @@ def head_attention_entropy_penalty(
         threshold: :math:`\theta`, a float or an (H,) tensor (learnable in the paper).
         tolerance: :math:`\gamma \ge 0` (default 0.2, the paper's choice).
         reduction: ``"paper_mean"`` or ``"code_sum"``.
-        max_entropy: :math:`E_{max}`; default ``log T_k``.
+        max_entropy: :math:`E_{max}`: a positive float, ``"causal"`` (per query, see above) or
+            None for ``log T_k``.
 
     Returns:
         A scalar in the dtype of ``attn_probs``.
@@ -70,18 +81,38 @@ def head_attention_entropy_penalty(
         >>> a = torch.full((1, 1, 1, 4), 0.25)
         >>> round(float(head_attention_entropy_penalty(a, 0.5, 0.2)), 4)
         0.4805
+
+        Uniform causal attention over 3 queries: entropies (0, log 2, log 3) are each at
+        their query's maximum, so with "causal" and theta = 1 nothing is penalised, while
+        E_max = log 3 sees a mean entropy far below theta log 3:
+
+        >>> c = torch.tensor([[1.0, 0, 0], [0.5, 0.5, 0], [1 / 3, 1 / 3, 1 / 3]]).view(1, 1, 3, 3)
+        >>> float(head_attention_entropy_penalty(c, 1.0, 0.2, max_entropy="causal"))
+        0.0
+        >>> round(float(head_attention_entropy_penalty(c, 1.0, 0.2)), 4)
+        0.2514
     """
     check_tensor(attn_probs, "attn_probs", ndim=4, floating=True)
     check_choice(reduction, "reduction", _REDUCTIONS)
     gamma = check_number(tolerance, "tolerance", low=0.0)
-    heads, t_k = attn_probs.shape[1], attn_probs.shape[3]
+    heads, t_q, t_k = attn_probs.shape[1], attn_probs.shape[2], attn_probs.shape[3]
+    e = attention_row_entropy(attn_probs)  # (B, H, Tq)
+    e_max: Tensor | float  # a scalar, or (Tq,) per query for "causal"
     if max_entropy is None:
         if t_k < 2:
             raise ValueError(f"attn_probs: expected at least 2 keys for E_max = log T, got {t_k}")
         e_max = math.log(t_k)
+    elif isinstance(max_entropy, str):
+        check_choice(max_entropy, "max_entropy", ("causal",))
+        if t_k < max(t_q, 2):
+            raise ValueError(
+                f"attn_probs: max_entropy='causal' needs at least as many keys as queries and "
+                f"at least 2, got {t_q} queries and {t_k} keys"
+            )
+        keys = torch.arange(t_k - t_q + 1, t_k + 1, dtype=e.dtype, device=e.device)
+        e_max = keys.log()
     else:
         e_max = check_positive(max_entropy, "max_entropy")
-    e = attention_row_entropy(attn_probs)  # (B, H, Tq)
     if isinstance(threshold, Tensor):
         check_tensor(threshold, "threshold", ndim=(0, 1), floating=True)
         if threshold.dim() == 1 and threshold.shape[0] != heads:
@@ -94,13 +125,14 @@ def head_attention_entropy_penalty(
         theta = torch.full(
             (heads,), check_number(threshold, "threshold"), dtype=e.dtype, device=e.device
         )
-    band = gamma * e_max
     if reduction == "paper_mean":
-        delta = e.mean(dim=(0, 2)) - theta * e_max  # (H,)
-        per_head = torch.where(delta.abs() > band, delta * delta, torch.zeros_like(delta))
+        mean_max = e_max.mean() if isinstance(e_max, Tensor) else e_max
+        delta = e.mean(dim=(0, 2)) - theta * mean_max  # (H,)
+        per_head = torch.where(delta.abs() > gamma * mean_max, delta * delta, 0.0)
     else:
-        delta = e - (theta * e_max).view(1, heads, 1)
-        pen = torch.where(delta.abs() > band, delta * delta, torch.zeros_like(delta))
+        per_query = e_max.view(1, 1, -1) if isinstance(e_max, Tensor) else e_max
+        delta = e - theta.view(1, heads, 1) * per_query
+        pen = torch.where(delta.abs() > gamma * per_query, delta * delta, 0.0)
         per_head = pen.sum(dim=(0, 2))
     return (per_head.sum() / heads).to(attn_probs.dtype)
 
@@ -122,7 +154,8 @@ class HeadwiseAttentionEntropyRegularizer(nn.Module):
         init_threshold: initial Θ.
         tolerance: γ (0.2).
         reduction: ``"paper_mean"`` (default) or ``"code_sum"``.
-        max_entropy: E_max; default log T_k of each layer's input.
+        max_entropy: E_max; default log T_k of each layer's input; ``"causal"`` for the per-query
+            maximum log(i + 1) of causal attention (see :func:`head_attention_entropy_penalty`).
     """
 
     def __init__(
@@ -132,7 +165,7 @@ class HeadwiseAttentionEntropyRegularizer(nn.Module):
         init_threshold: float = 0.5,
         tolerance: float = 0.2,
         reduction: EntropyReduction = "paper_mean",
-        max_entropy: float | None = None,
+        max_entropy: float | Literal["causal"] | None = None,
     ) -> None:
         super().__init__()
         check_int(num_layers, "num_layers", low=1)
@@ -143,6 +176,10 @@ class HeadwiseAttentionEntropyRegularizer(nn.Module):
         )
         self.tolerance = check_number(tolerance, "tolerance", low=0.0)
         self.reduction: EntropyReduction = reduction
+        if isinstance(max_entropy, str):
+            check_choice(max_entropy, "max_entropy", ("causal",))
+        elif max_entropy is not None:
+            check_positive(max_entropy, "max_entropy")
         self.max_entropy = max_entropy
 
     def forward(self, attentions: Sequence[Tensor]) -> Tensor:

@@ -149,6 +149,12 @@ class ContrastivePartialRankingDistillation(nn.Module):
             raise ValueError(
                 f"student_sim: expected a square (B, B) matrix, got {tuple(student_sim.shape)}"
             )
+        check_tensor(teacher_sim, "teacher_sim", ndim=2, floating=True)
+        if teacher_sim.shape != student_sim.shape:
+            raise ValueError(
+                f"teacher_sim: expected the shape of student_sim {tuple(student_sim.shape)}, "
+                f"got {tuple(teacher_sim.shape)}"
+            )
         k = min(self.num_hard, student_sim.shape[0] - 1)
         i2t = partial_ranking_distillation(student_sim, teacher_sim, k, self.temperature)
         t2i = partial_ranking_distillation(student_sim.t(), teacher_sim.t(), k, self.temperature)

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from inforeg.core.checks import (
+    check_index_range,
     check_int,
     check_labels,
     check_probabilities,
@@ -21,6 +22,7 @@ from inforeg.core.checks import (
     check_tensor,
 )
 from inforeg.core.dtypes import compute_dtype
+from inforeg.core.logspace import p_log_q
 from inforeg.core.reduce import reduce
 from inforeg.core.types import Reduction
 
@@ -72,8 +74,11 @@ def progressive_self_distillation(
     log_p = F.log_softmax(logits.to(dtype), dim=1)
     soft = past_probs.detach().to(dtype)
     hard_term = -log_p.gather(1, targets.long().unsqueeze(1)).squeeze(1)
-    soft_term = -(soft * log_p).sum(dim=1)
-    loss = (1.0 - a) * hard_term + a * soft_term
+    soft_term = -p_log_q(soft, log_p).sum(dim=1)  # masked (-inf) logits: 0 log 0 = 0
+    # A zero weight drops its term (0 * inf would be NaN where a masked class carries mass).
+    loss = (
+        hard_term if a == 0.0 else soft_term if a == 1.0 else (1.0 - a) * hard_term + a * soft_term
+    )
     return reduce(loss, reduction).to(logits.dtype)
 
 
@@ -169,6 +174,8 @@ class ProgressiveSelfDistillation(nn.Module):
             raise ValueError(
                 f"indices: expected {logits.shape[0]} indices to match logits, got {indices.shape[0]}"
             )
+        check_index_range(indices, "indices", self.memory.shape[0])
+        check_labels(targets, "targets", self.num_classes, logits.shape[0])
         past = self.soft_targets(targets, indices).to(logits.device)
         loss = progressive_self_distillation(logits, targets, past, self.alpha, self.reduction)
         if update_memory and self.training:

@@ -230,6 +230,8 @@ class LatentQueryAlignmentLoss(nn.Module):
         mask_pred: Tensor | None = None,
         mask_gold: Tensor | None = None,
     ) -> Tensor:
+        check_tensor(h_pred, "h_pred", ndim=3, floating=True)
+        check_tensor(h_gold, "h_gold", ndim=3, floating=True)
         if isinstance(h_pred, Tensor) and isinstance(h_gold, Tensor):
             if h_pred.dim() == 3 and h_gold.dim() == 3 and h_pred.shape[0] != h_gold.shape[0]:
                 raise ValueError(

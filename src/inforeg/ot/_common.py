@@ -53,10 +53,16 @@ def prepare_problem(
     """
     check_tensor(cost, "cost", min_ndim=2, floating=True)
     n, m = cost.shape[-2], cost.shape[-1]
+    # Uniform weights in the working dtype: 1/3 rounded to bfloat16 sums to 1.002, an
+    # unbalanced problem whose dual potentials diverge.
+    work = compute_dtype(cost)
+    # the result dtype follows the inputs given (default weights take the cost's dtype)
+    in_dtype = torch.promote_types(getattr(a, "dtype", cost.dtype), getattr(b, "dtype", cost.dtype))
+    in_dtype = torch.promote_types(in_dtype, cost.dtype)
     if a is None:
-        a = torch.full((n,), 1.0 / n, dtype=cost.dtype, device=cost.device)
+        a = torch.full((n,), 1.0 / n, dtype=work, device=cost.device)
     if b is None:
-        b = torch.full((m,), 1.0 / m, dtype=cost.dtype, device=cost.device)
+        b = torch.full((m,), 1.0 / m, dtype=work, device=cost.device)
     check_tensor(a, "a", min_ndim=1, floating=True)
     check_tensor(b, "b", min_ndim=1, floating=True)
     if get_checks() != "off":
@@ -77,7 +83,6 @@ def prepare_problem(
             f"cost: batch shapes of a {tuple(a.shape[:-1])}, b {tuple(b.shape[:-1])} and cost "
             f"{tuple(cost.shape[:-2])} do not broadcast"
         ) from exc
-    in_dtype = torch.promote_types(torch.promote_types(a.dtype, b.dtype), cost.dtype)
     dt = compute_dtype(a, b, cost)
     a, b, cost = a.to(dt), b.to(dt), cost.to(dt)
     if normalize:
@@ -92,3 +97,16 @@ def prepare_problem(
     b = b.expand(*batch, m)
     cost = cost.expand(*batch, n, m)
     return a, b, cost, in_dtype
+
+
+def log_weights(w: Tensor) -> Tensor:
+    """``log w`` with ``-inf`` and a zero gradient (not ``0 * inf = NaN``) where ``w == 0``.
+
+    Example:
+        >>> w = torch.tensor([0.5, 0.0], requires_grad=True)
+        >>> log_weights(w).exp().sum().backward()
+        >>> w.grad
+        tensor([1., 0.])
+    """
+    positive = w > 0
+    return torch.where(positive, torch.log(torch.where(positive, w, 1.0)), float("-inf"))

@@ -37,12 +37,19 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
+from inforeg.core.checks import check_number, check_positive
+
 Softmin = Callable[[float, str, Tensor], Tensor]
 """``softmin(eps, side, h)``: the soft c-transform above, for ``side`` in xy, yx, xx, yy."""
 
 Block = Callable[[float, Tensor, Tensor, int, float], tuple[bool, Tensor, Tensor, float]]
 """``block(eps, f, g, steps, tol) -> (converged, f, g, error)``: ``steps`` alternating updates by a
 faster method with the same fixed point; a non-finite error means the block failed."""
+
+
+# The most temperatures a schedule may hold: a ratio diameter / blur of 1e300 at scaling 0.5
+# needs ~1000; more means a scaling too close to 1 (or a non-finite diameter upstream).
+MAX_SCHEDULE_STEPS = 10_000
 
 
 def epsilon_schedule(p: float, diameter: float, blur: float, scaling: float) -> list[float]:
@@ -55,19 +62,45 @@ def epsilon_schedule(p: float, diameter: float, blur: float, scaling: float) -> 
     :func:`inforeg.ot.sinkhorn` uses the middle part with ``p = 1``, ``diameter = max C``,
     ``blur = epsilon`` and ``scaling = epsilon_scaling``.
 
+    Raises:
+        ValueError: ``p``, ``diameter`` or ``blur`` not finite and positive, ``scaling`` outside
+            (0, 1), or a schedule longer than ``MAX_SCHEDULE_STEPS`` (10 000) temperatures.
+
     Example:
         >>> [round(e, 6) for e in epsilon_schedule(2, 1.0, 0.25, 0.5)]
         [1.0, 1.0, 0.25, 0.0625]
         >>> [round(e, 6) for e in epsilon_schedule(1, 4.0, 1.0, 0.5)]
         [4.0, 4.0, 2.0, 1.0]
     """
-    out = [diameter**p]
+    p = check_positive(p, "p")
+    diameter = check_positive(diameter, "diameter")
+    blur = check_positive(blur, "blur")
+    scaling = check_number(
+        scaling, "scaling", low=0.0, high=1.0, low_inclusive=False, high_inclusive=False
+    )
     t, stop, step = p * math.log(diameter), p * math.log(blur), p * math.log(scaling)
+    steps = max(0, math.ceil((stop - t) / step))
+    if steps > MAX_SCHEDULE_STEPS:
+        raise ValueError(
+            f"scaling: the schedule from diameter {diameter:g} to blur {blur:g} at scaling "
+            f"{scaling:g} would take {steps} temperatures (at most {MAX_SCHEDULE_STEPS})"
+        )
+    out = [diameter**p]
     while t > stop:
         out.append(math.exp(t))
         t += step
     out.append(blur**p)
     return out
+
+
+def finite_diameter(diameter: float, fallback: float) -> float:
+    """``diameter`` if finite, else ``fallback`` (no annealing).
+
+    A NaN or inf coordinate or cost makes the measured diameter non-finite; under ``"full"``
+    checks the inputs were rejected before, otherwise the solver runs (bounded, one temperature)
+    and the NaN/inf propagates to the result instead of an unbounded schedule.
+    """
+    return diameter if math.isfinite(diameter) else fallback
 
 
 class MatrixSoftmin:

@@ -9,6 +9,7 @@ quadratic (optionally top-k) semi-dual (:func:`_newton_semi_dual`), torch's L-BF
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Literal
 
@@ -80,6 +81,25 @@ def delta_and_grad(s: Tensor, gamma: float, reg: Reg, k: int) -> tuple[Tensor, T
     return val, g
 
 
+def _nonzero(b: Tensor) -> Tensor:
+    """``b`` with zeros replaced by 1: a finite scale for columns whose plan is 0 anyway."""
+    return torch.where(b == 0, 1.0, b)
+
+
+class _XLogX(torch.autograd.Function):
+    """``x log x`` (0 at 0) with the derivative ``log x + 1`` (-inf at 0; xlogy's is 0 there)."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor) -> Tensor:  # type: ignore[override]
+        ctx.save_for_backward(x)
+        return torch.special.xlogy(x, x)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> Tensor:  # type: ignore[override]
+        (x,) = ctx.saved_tensors
+        return grad * (torch.log(x) + 1.0)
+
+
 def max_omega_and_grad(
     x: Tensor, bj: Tensor, gamma: float, reg: Reg, k: int
 ) -> tuple[Tensor, Tensor]:
@@ -88,7 +108,8 @@ def max_omega_and_grad(
         lse = torch.logsumexp(x / gamma, dim=-1)
         val = gamma * (lse - torch.log(bj))
         return val, torch.softmax(x / gamma, dim=-1)
-    g = sparse_simplex_projection(x / (bj * gamma).unsqueeze(-1), k)
+    # A zero-weight column has no plan (t_j = b_j G_j = 0): any finite scale keeps G_j finite.
+    g = sparse_simplex_projection(x / (_nonzero(bj) * gamma).unsqueeze(-1), k)
     val = (x * g).sum(-1) - 0.5 * gamma * bj * (g * g).sum(-1)
     return val, g
 
@@ -134,7 +155,7 @@ def _semi_dual_l2(
             xs, idx = torch.topk(x, kk, dim=-1, largest=True, sorted=True)
         if cand is not None:
             idx = torch.gather(cand[0], -1, idx)
-    scale = (b * gamma).unsqueeze(-1)
+    scale = (_nonzero(b) * gamma).unsqueeze(-1)  # zero-weight columns: see max_omega_and_grad
     u = xs / scale
     css = torch.cumsum(u, -1) - 1.0
     ind = torch.arange(1, kk + 1, dtype=xs.dtype, device=xs.device)
@@ -192,7 +213,8 @@ def _objective(
     x = alpha.unsqueeze(-2) - ct
     val, g = max_omega_and_grad(x, b, gamma, reg, k)
     plan_t = g * b.unsqueeze(-1)
-    obj = (a * alpha).sum(-1) - (b * val).sum(-1)
+    # b_j max_Omega_j -> 0 as b_j -> 0 (max_Omega_j = +inf there: the -gamma log b_j term).
+    obj = (a * alpha).sum(-1) - torch.where(b == 0, 0.0, b * val).sum(-1)
     grad = a - plan_t.sum(-2)
     return obj, grad, plan_t
 
@@ -314,6 +336,8 @@ def _gamma_schedule(b: Tensor, ct: Tensor, gamma: float) -> list[float]:
     width = float((ct.amax((-2, -1)) - ct.amin((-2, -1))).amax()) * _STAGE_WIDTH
     bmean = float(b.mean())
     out = [gamma]
+    if not (math.isfinite(width) and math.isfinite(bmean) and bmean > 0):
+        return out  # NaN/inf costs or weights (unchecked below "full"): no continuation
     while out[-1] * _STAGE_FACTOR * bmean <= width:
         out.append(out[-1] * _STAGE_FACTOR)
     return out[::-1]
@@ -621,6 +645,11 @@ def _lbfgs(
                 obj, grad = screen.evaluate(params, a, b, gamma, k)[:2]
             else:
                 obj, grad, _ = _objective(params, a, b, ct, gamma, reg, k, formulation)
+            # A problem with NaN/inf data (unchecked below "full") gets a zero gradient: L-BFGS
+            # then stops at once instead of spending max_iter line searches on NaN.
+            bad = ~(torch.isfinite(obj) & torch.isfinite(grad).all(-1))
+            obj = torch.where(bad, 0.0, obj)
+            grad = torch.where(bad.unsqueeze(-1), 0.0, grad)
         params.grad = -grad
         return -obj.sum()
 
@@ -723,11 +752,17 @@ def solve(
     else:
         x = alpha.unsqueeze(-2) - ct
         if reg == "entropy":
-            mval = gamma * (torch.logsumexp(x / gamma, dim=-1) - torch.log(b))
+            # b_j max_Omega_j = gamma (b_j LSE_j - b_j log b_j) is 0 at b_j = 0, where the
+            # potential -max_Omega_j is -inf. b log b is written so that its value is exact and
+            # its derivative is log b + 1 (-inf at 0, not the 0/0 NaN of xlogy's backward).
+            lse = torch.logsumexp(x / gamma, dim=-1)
+            bm = gamma * (b * lse - _XLogX.apply(b))
+            mval = gamma * (lse - torch.log(b))
         else:
-            gj = (plan_t / b_d.unsqueeze(-1)).detach()
+            gj = (plan_t / _nonzero(b_d).unsqueeze(-1)).detach()
             mval = (x * gj).sum(-1) - 0.5 * gamma * b * (gj * gj).sum(-1)
-        value = (a * alpha).sum(-1) - (b * mval).sum(-1)
+            bm = b * mval
+        value = (a * alpha).sum(-1) - bm.sum(-1)
         g = -mval.detach()
     return OTResult(
         plan=plan_t.transpose(-2, -1),

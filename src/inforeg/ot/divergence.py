@@ -24,7 +24,12 @@ from inforeg.core.checks import (
 )
 from inforeg.core.dtypes import compute_dtype
 from inforeg.core.pairwise import safe_sqrt, sqeuclidean
-from inforeg.ot._sinkhorn_loop import Potentials, epsilon_schedule, sinkhorn_loop
+from inforeg.ot._sinkhorn_loop import (
+    Potentials,
+    epsilon_schedule,
+    finite_diameter,
+    sinkhorn_loop,
+)
 
 __all__ = ["SinkhornDivergence", "sinkhorn_divergence"]
 
@@ -302,7 +307,7 @@ def sinkhorn_divergence(
     if diameter is None:
         pts = torch.cat([x.detach().reshape(-1, x.shape[-1]), y.detach().reshape(-1, y.shape[-1])])
         diameter = float((pts.amax(0) - pts.amin(0)).norm())  # one host sync
-        diameter = max(diameter, blur)
+        diameter = finite_diameter(max(diameter, blur), blur)
     else:
         diameter = check_positive(diameter, "diameter")
     eps_list = epsilon_schedule(p, diameter, blur, scaling)

@@ -17,8 +17,13 @@ import torch
 from torch import Tensor
 
 from inforeg.core.checks import check_choice, check_int, check_number, check_positive
-from inforeg.ot._common import OTResult, prepare_problem
-from inforeg.ot._sinkhorn_loop import MatrixSoftmin, epsilon_schedule, sinkhorn_loop
+from inforeg.ot._common import OTResult, log_weights, prepare_problem
+from inforeg.ot._sinkhorn_loop import (
+    MatrixSoftmin,
+    epsilon_schedule,
+    finite_diameter,
+    sinkhorn_loop,
+)
 
 __all__ = ["Sinkhorn", "sinkhorn"]
 
@@ -76,14 +81,23 @@ def _dual_value(
     """Entropic dual objective and plan.
 
     ``D(f, g) = <a, f> + <b, g> - eps * sum_ij a_i b_j (exp((f_i + g_j - C_ij)/eps) - 1)``.
+
+    Zero weights: the plan is built from ``log a``, ``log b`` (no overflow of
+    ``exp((f_i + g_j - C_ij)/eps)`` where both weights vanish), whose gradient at 0 would be
+    ``0 * inf``. There :func:`log_weights` gives a zero gradient and a term of value 0 restores
+    the exact derivative ``dD/da_i = f_i - eps sum_j b_j exp((f_i + g_j - C_ij)/eps) + eps sum b``
+    (``= f_i`` at the optimum, where the sum is 1), and likewise for ``b``.
     """
-    log_plan = (
-        torch.log(a).unsqueeze(-1)
-        + torch.log(b).unsqueeze(-2)
-        + (f.unsqueeze(-1) + g.unsqueeze(-2) - cost) / epsilon
-    )
-    plan = torch.exp(log_plan)
+    log_a, log_b = log_weights(a), log_weights(b)
+    z = (f.unsqueeze(-1) + g.unsqueeze(-2) - cost) / epsilon
+    plan = torch.exp(z + log_a.unsqueeze(-1) + log_b.unsqueeze(-2))
     mass = plan.sum((-2, -1))
+    if a.requires_grad or b.requires_grad:
+        with torch.no_grad():
+            row = torch.logsumexp(z + log_b.unsqueeze(-2), dim=-1).exp()
+            col = torch.logsumexp(z + log_a.unsqueeze(-1), dim=-2).exp()
+        mass = mass + ((a - a.detach()) * torch.where(a == 0, row, 0.0)).sum(-1)
+        mass = mass + ((b - b.detach()) * torch.where(b == 0, col, 0.0)).sum(-1)
     value = (a * f).sum(-1) + (b * g).sum(-1) - epsilon * (mass - a.sum(-1) * b.sum(-1))
     return value, plan
 
@@ -209,7 +223,8 @@ def sinkhorn(
 
     schedule: list[float] = []
     if epsilon_scaling is not None:
-        cmax = float(cost.detach().abs().amax())  # one host sync, to size the schedule
+        # one host sync, to size the schedule
+        cmax = finite_diameter(float(cost.detach().abs().amax()), epsilon)
         if cmax > epsilon:
             # The temperatures strictly between max C and epsilon (the loop then runs at epsilon).
             schedule = epsilon_schedule(1, cmax, epsilon, epsilon_scaling)[1:-1]
@@ -219,7 +234,7 @@ def sinkhorn(
         a_in = a if unroll else a.detach()
         b_in = b if unroll else b.detach()
         softmin = MatrixSoftmin(cost if unroll else cost.detach())
-        loga, logb = torch.log(a_in), torch.log(b_in)
+        loga, logb = log_weights(a_in), log_weights(b_in)
         loop = sinkhorn_loop(
             softmin,
             loga,

@@ -33,7 +33,7 @@ from typing import Any, Protocol
 import torch
 from torch import Tensor
 
-from inforeg.core.checks import check_int, check_positive, check_tensor
+from inforeg.core.checks import check_index_range, check_int, check_positive, check_tensor
 from inforeg.core.dtypes import compute_dtype
 from inforeg.core.threads import run_in_parts
 from inforeg.rl import _cpu_entropy, _triton_entropy
@@ -453,6 +453,7 @@ def selective_log_softmax(
             f"tokens: expected shape {tuple(logits.shape[:-1])} (the leading shape of logits), "
             f"got {tuple(tokens.shape)}"
         )
+    check_index_range(tokens, "tokens", logits.shape[-1])
     lead = logits.shape[:-1]
     if flat.shape[0] == 0:
         return logits.new_zeros(lead)

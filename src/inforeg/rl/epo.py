@@ -69,6 +69,8 @@ def entropy_band_penalty(
         >>> [round(v, 4) for v in entropy_band_penalty(h, torch.tensor(1.0), 0.8, 2.0).tolist()]
         [0.3, 0.0, 0.5]
     """
+    check_tensor(entropy, "entropy", floating=True)
+    check_tensor(reference, "reference", floating=True)
     kl = check_number(kappa_low, "kappa_low", low=0.0)
     kr = check_number(kappa_high, "kappa_high", low=0.0)
     if kr < kl:

@@ -57,6 +57,7 @@ def aggregate(
     Returns:
         A scalar. Responses without real tokens count as 0; an all-masked batch gives 0.
     """
+    check_tensor(loss, "loss", ndim=2, floating=True, nonempty=False)
     return masked_aggregate(loss, mask, mode, norm)
 
 

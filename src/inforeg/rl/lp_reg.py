@@ -15,7 +15,9 @@ from torch import Tensor, nn
 
 from inforeg.core.checks import (
     check_choice,
+    check_index_range,
     check_int,
+    check_log_probs,
     check_number,
     check_same_shape,
     check_tensor,
@@ -78,6 +80,7 @@ def min_p_proxy_logprobs(
             f"tokens: expected shape {tuple(logits.shape[:-1])} (the leading shape of logits), "
             f"got {tuple(tokens.shape)}"
         )
+    check_index_range(tokens, "tokens", logits.shape[-1])
     vocab = logits.shape[-1]
     flat = logits.detach().reshape(-1, vocab)
     tok = tokens.reshape(-1).long()
@@ -171,7 +174,7 @@ def low_probability_loss(
         :math:`-\log\pi_\theta`, a sampled estimate), ``coefficient``.
     """
     check_tensor(logp, "logp", ndim=2, floating=True)
-    check_tensor(proxy_logp, "proxy_logp", ndim=2, floating=True)
+    check_log_probs(proxy_logp, "proxy_logp", ndim=2, floating=True)  # -inf: filtered out
     check_same_shape(logp, proxy_logp, "logp", "proxy_logp")
     rho = check_number(neg_fraction, "neg_fraction", low=0.0, high=1.0, low_inclusive=False)
     beta = check_number(kl_coef, "kl_coef", low=0.0)

@@ -135,6 +135,9 @@ def anchored_penalty(value: Tensor, anchor: Tensor | float, coef: float = 0.005)
         0.000200 0.002000
     """
     beta = check_number(coef, "coef", low=0.0)
+    check_tensor(value, "value", floating=True)
+    if not isinstance(anchor, Tensor):
+        check_number(anchor, "anchor")
     anchor_t = (
         anchor.detach().to(value.dtype)
         if isinstance(anchor, Tensor)

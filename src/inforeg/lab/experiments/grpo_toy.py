@@ -8,7 +8,12 @@ fillers, so there are many correct answers and collapse shows as lost diversity.
 
 Policy: an MLP on one-hot(a) + one-hot(b) + one-hot(position) + one-hot(previous token or BOS)
 (34 inputs; the first layer is written as a sum of embeddings, which is the same linear map),
-64 ReLU units, 10 logits, sampled autoregressively.
+64 ReLU units, 10 logits, sampled autoregressively. With ``units_input=True`` it also sees
+one-hot((a + b) mod 10) (10 more inputs): the units digit is then a function of a feature shared
+by seen and unseen prompts, and the tens digit (the carry, a + b >= 10) a threshold that the sum
+of the a and b embeddings can learn, so held-out prompts measure what RL taught. Without it the
+MLP does not generalise addition to unseen pairs, and held-out pass@k measures only leftover
+randomness.
 """
 
 from __future__ import annotations
@@ -62,20 +67,25 @@ class AdditionTask:
 class ToyPolicy(nn.Module):
     """MLP policy ``(prompts (N, 2), prev tokens, positions) -> logits (.., 10)``."""
 
-    def __init__(self, hidden: int = 64) -> None:
+    def __init__(self, hidden: int = 64, units_input: bool = False) -> None:
         super().__init__()
+        self.emb_units = nn.Embedding(10, hidden) if units_input else None
         self.emb_a = nn.Embedding(10, hidden)
         self.emb_b = nn.Embedding(10, hidden)
         self.emb_pos = nn.Embedding(LENGTH, hidden)
         self.emb_prev = nn.Embedding(VOCAB + 1, hidden)
         self.bias = nn.Parameter(torch.zeros(hidden))
         self.head = nn.Linear(hidden, VOCAB)
-        for emb in (self.emb_a, self.emb_b, self.emb_pos, self.emb_prev):
-            nn.init.uniform_(emb.weight, -(34**-0.5), 34**-0.5)  # as nn.Linear(34, hidden)
+        fan_in = 34 if self.emb_units is None else 44
+        for emb in (self.emb_a, self.emb_b, self.emb_pos, self.emb_prev, self.emb_units):
+            if emb is not None:  # as nn.Linear(fan_in, hidden)
+                nn.init.uniform_(emb.weight, -(fan_in**-0.5), fan_in**-0.5)
 
     def step_logits(self, prompts: Tensor, prev: Tensor, pos: Tensor) -> Tensor:
         """Logits for one position; ``prompts (..., 2)``, ``prev``/``pos`` of shape ``(...)``."""
         h = self.emb_a(prompts[..., 0]) + self.emb_b(prompts[..., 1])
+        if self.emb_units is not None:
+            h = h + self.emb_units((prompts[..., 0] + prompts[..., 1]) % 10)
         h = torch.relu(h + self.emb_pos(pos) + self.emb_prev(prev) + self.bias)
         return self.head(h)
 
@@ -123,12 +133,16 @@ def pass_at_k(
 
 
 def sft_base_policy(
-    task: AdditionTask, steps: int = 300, noise: float = 0.6, seed: int = 0
+    task: AdditionTask,
+    steps: int = 300,
+    noise: float = 0.6,
+    seed: int = 0,
+    units_input: bool = False,
 ) -> ToyPolicy:
     """Weak base model: SFT (Adam 3e-3, batch 256) on noisy answers (each answer token replaced by
     a uniform digit with probability ``noise``; the free token always uniform)."""
     torch.manual_seed(seed)
-    policy = ToyPolicy()
+    policy = ToyPolicy(units_input=units_input)
     opt = torch.optim.Adam(policy.parameters(), lr=3e-3)
     for _ in range(steps):
         prompts = task.train[torch.randint(0, task.train.shape[0], (256,))]
@@ -170,13 +184,15 @@ def grpo_train(
     lr: float = 3e-3,
     before_update: HookFn | None = None,
     log_every: int = 10,
+    on_step: Callable[[int], None] | None = None,
 ) -> dict[str, list[float]]:
     """Minimal GRPO loop: sample ``G`` responses per prompt at T=1, group advantages, one update.
 
     ``loss_fn(policy, batch)`` returns the loss to minimise; ``before_update(policy, batch)`` may
     rebuild the batch (AEPO). Returns curves logged every ``log_every`` steps: ``entropy`` (exact
-    mean token entropy at visited states), ``free-slot entropy``, ``reward`` and
-    ``zero-std fraction`` (share of groups with identical rewards).
+    mean token entropy at visited states), ``free-slot entropy``, ``answer entropy`` (the two
+    answer tokens), ``reward`` and ``zero-std fraction`` (share of groups with identical rewards).
+    ``on_step(n)`` is called after the ``n``-th update (e.g. to evaluate on validation).
     """
     from inforeg.rl.entropy import token_entropy
     from inforeg.rl.grpo import grpo_advantages
@@ -185,6 +201,7 @@ def grpo_train(
     curves: dict[str, list[float]] = {
         "entropy": [],
         "free-slot entropy": [],
+        "answer entropy": [],
         "reward": [],
         "zero-std fraction": [],
     }
@@ -201,6 +218,7 @@ def grpo_train(
                 r = rewards.view(-1, group_size)
                 curves["entropy"].append(float(ent.mean()))
                 curves["free-slot entropy"].append(float(ent[:, 0].mean()))
+                curves["answer entropy"].append(float(ent[:, 1:].mean()))
                 curves["reward"].append(float(rewards.mean()))
                 curves["zero-std fraction"].append(float((r.amax(1) == r.amin(1)).float().mean()))
         if before_update is not None:
@@ -209,4 +227,6 @@ def grpo_train(
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        if on_step is not None:
+            on_step(step + 1)
     return curves

@@ -14,8 +14,8 @@ probability, uniform marginals; the plan's support is the assignment). The gate 
 softmax probability in every arm, so the router learns through the gates alike.
 
 Protocol 2 for (b): per seed a stratified train/validation/test split of digits; every routed arm
-has a 2-point grid of its own (learning rate; for the balancing-loss arm, the loss weight) and
-picks the grid point and epoch with the best validation accuracy.
+has the same 2-point learning-rate grid and picks the grid point and epoch with the best
+validation accuracy.
 """
 
 from __future__ import annotations
@@ -41,10 +41,10 @@ EPOCHS, QUICK_EPOCHS = 10, 1
 TOP1, TOP1_LB, OT_ROUTE = "MoE top-1", "MoE top-1 + balancing loss", "MoE sparse-OT routing"
 GRIDS: dict[str, dict[str, list[Any]]] = {
     TOP1: {"lr": [3e-3, 1e-2]},
-    TOP1_LB: {"balance_weight": [0.01, 0.1]},
+    TOP1_LB: {"lr": [3e-3, 1e-2]},
     OT_ROUTE: {"lr": [3e-3, 1e-2]},
 }
-LR = 3e-3  # the balancing-loss arm's learning rate (it tunes the loss weight instead)
+BALANCE_WEIGHT = 0.01  # the Switch Transformer's alpha
 
 
 # ---------------------------------------------------------------------------------------------
@@ -161,7 +161,7 @@ def route(probs: Tensor, routing: str) -> Tensor:
 
 
 def _fit(arm: str, point: dict[str, Any], data: Any, seed: int, epochs: int) -> Selected:
-    hp = {"lr": LR, "balance_weight": 0.0, **point}
+    hp = {"balance_weight": BALANCE_WEIGHT if arm == TOP1_LB else 0.0, **point}
     routing = "ot" if arm == OT_ROUTE else "top1"
     g = seed_everything(seed)
     model = TinyMoE()
@@ -292,10 +292,20 @@ EXPERIMENT = Experiment(
         "64-32 + ReLU, router Linear 32-4 (softmax), 4 experts 32-64-32 added residually with "
         "gate = router probability, linear head. Batches of 32 tokens, capacity 8 per expert "
         "(factor 1.0) in training and evaluation. Top-1: Switch routing in batch order, "
-        "overflow dropped (residual only). Balancing loss: Switch aux loss E sum_j f_j P_j. "
+        "overflow dropped (residual only). Balancing loss: Switch aux loss alpha E sum_j f_j P_j, "
+        "alpha = 0.01 (Switch's value). "
         "Sparse-OT routing: sparse_ot(uniform, uniform, 1 - probs, k = 8, γ = 1, max_iter 20), "
         "tokens routed to every expert in the plan's support (at most 32 assignments in all). "
-        "Adam, 10 epochs (1 and the first grid point with --quick)."
+        "Adam, 10 epochs (1 and the first grid point with --quick). Changed after the first full "
+        "run: the balancing-loss arm tuned its loss weight {0.01, 0.1} at a fixed lr 3e-3 while "
+        "the other arms chose lr 1e-2 in every seed, so its deficit (sparse OT +0.048 [0.035, "
+        "0.060]) was mostly the learning rate; it now tunes the same lr grid at alpha 0.01. "
+        "Findings (full run, 10 seeds): rounded costs are 0.003 above EMD for sparse OT vs "
+        "0.012 (γ 10) and 0.119 (γ 100) for quadratic OT (171 / 479 non-zeros), 10/10 seeds; "
+        "the sparse plans' raw row errors are 0.04 / 0.03 (L1). In the MoE, top-1 drops 45% of "
+        "test tokens (balancing loss: 32%, sparse OT: 6%), yet test accuracy is 0.934 / 0.931 vs "
+        "0.924 for sparse-OT routing (-0.011 [-0.022, +0.001] and -0.007 [-0.020, +0.006], "
+        "inconclusive): the residual path carries dropped tokens on digits."
     ),
     claims=(
         _cost_claim(10.0),

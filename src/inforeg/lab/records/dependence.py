@@ -15,6 +15,7 @@ RECORDS = [
         spec="dependence_and_estimators.md §11",
         arxiv="2509.09114",
         code="rkl71/MambaRec",
+        experiment="mambarec-alignment",
         api=(
             _D + "ModalityAlignmentLoss",
             _D + "modality_alignment_mmd",
@@ -30,8 +31,9 @@ RECORDS = [
         ),
         notes=(
             "Venue CIKM 2025 taken from spec. Only the alignment losses (biased Gaussian MMD on "
-            "L2-normalised features, InfoNCE tau 0.2); the recommender itself and an experiment "
-            "are not built. The code grid-searches sigma and the weight (no single default)."
+            "L2-normalised features, InfoNCE tau 0.2); the experiment uses a scaled-down "
+            "recommender. The code grid-searches sigma and the weight (no single default). "
+            "Experiment: MMD closes the modality gap, ranking claims inconclusive; see results/."
         ),
     ),
     Record(
@@ -54,7 +56,7 @@ RECORDS = [
             _D + "distance_correlation_sqr",
         ),
         experiment="fairness-dcov",
-        status="verified",
+        status="reproduced",
         reference_tests=(
             "tests/dependence/test_fairness.py",
             "tests/dependence/test_distance_covariance.py",
@@ -66,9 +68,8 @@ RECORDS = [
             "the standard sign (Chakraborty & Zhang). Their JdCov subtracts n/(n-3) for every c; "
             "inforeg subtracts c^m n/(n-3) (same at c = 1). The lambda selection rule on the "
             "JSD curve is not verified (smallest lambda reaching a target is offered). "
-            "Experiment: CCdCov claims held; the JdCov claim did not (as a minimised penalty the "
-            "unbiased JdCov^2 is not bounded below and not scale-invariant: at lambda 100 the "
-            "model blew up), so not reproduced."
+            "Experiment (disparity-RMSE frontier): both CCdCov claims held; clamped JdCov was "
+            "inconclusive (unclamped, the unbiased JdCov^2 is unbounded below as a penalty)."
         ),
     ),
     Record(
@@ -186,7 +187,8 @@ RECORDS = [
         notes=(
             "The official code's conditional-CS denominator is sum_i K_ji^2, the paper's "
             "(sum_i K_ji)^2: default paper, legacy_denominator=True for the code. The training "
-            "code uses the normalised CS-QMI and log2 (both defaults of CSIBLoss)."
+            "code uses the normalised CS-QMI and log2 (both defaults of CSIBLoss). Experiment "
+            "(early-stopped, tuned arms): no paper claim held (all inconclusive); see results/."
         ),
     ),
 ]

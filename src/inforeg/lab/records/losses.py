@@ -65,9 +65,8 @@ RECORDS = [
             "only through the full-precision share 1/(n_bits+1) (the paper presents the noise as "
             "a differentiable surrogate). ADQ is provided as AdaptiveDeviationScale (branch * "
             "(a*std(skip)+b) + skip, a=1.5, b=0); the full SR search space, hardware (BitOps) "
-            "penalty and LSQ/HWGQ final training are not implemented. quantnas-toy (3-edge 1-D "
-            "conv toy, c = 0.5): final entropy per edge 0.020 vs 1.043 nats (5/5 seeds); "
-            "supernet-to-discrete MSE gap 0.0012 vs 0.083 (5/5 seeds, large variance)."
+            "penalty and LSQ/HWGQ final training are not in the library (quantnas-toy adds a "
+            "BitOps penalty of its own)."
         ),
     ),
     Record(
@@ -95,10 +94,9 @@ RECORDS = [
             "(layers x heads) parameter as in the paper; the HF example reuses the first layer's "
             "thresholds for all layers. Initial theta is not in the release (0.5 default). "
             "Checked against the spec's value and float64 brute force for both reductions with "
-            "causal masks. attention-entropy-tiny-lm (2-layer pre-LN transformer on a copy task, "
-            "not the paper's LayerNorm-free private-inference GPT-2): no measurable effect at "
-            "weight 0.1 -- deviation from 0.5 log T 0.2095 vs 0.2099 (3/5 seeds), test loss "
-            "0.0114 vs 0.0108; the learnable thresholds absorb most of the penalty here."
+            "causal masks; max_entropy='causal' gives the per-query maximum log(i + 1). "
+            "attention-entropy-tiny-lm (protocol 2, LN-free 4-layer char LM): perplexity "
+            "inconclusive, +0.17 [-0.01, +0.36] (penalty worse); theta absorbs the penalty."
         ),
     ),
     Record(

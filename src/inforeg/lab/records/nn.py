@@ -123,7 +123,9 @@ RECORDS = [
         ),
         extra_families=("estimators",),
         notes=(
-            "infomec lives in inforeg.estimators. Continuous-latent NMI uses inforeg's Ross "
+            "infomec lives in inforeg.estimators; infoe_fit fits InfoE's regressions on another "
+            "split (the authors fit and score on the same data). Continuous-latent NMI uses "
+            "inforeg's Ross "
             "estimator (k = 10, 1e-10 jitter with a fixed seed) instead of sklearn's "
             "mutual_info_classif with its random jitter, so it is deterministic; InfoE's "
             "unpenalised logistic regression is spelled C=inf (sklearn >= 1.8). The paper's "
