@@ -26,8 +26,10 @@ points when larger), detached.
 Conventions: the functions return the *squared* MMD. geomloss's kernel ``SamplesLoss`` returns
 half the biased estimate with ``blur`` = sigma (pinned by a test).
 
-Memory: the three kernel sums stream through :func:`inforeg.core.pairwise.pairwise_reduce`,
-O(n * chunk) with ``chunk_size`` set (also in the backward pass).
+Memory: the three kernel sums are streamed in blocks of ``chunk_size`` rows, O(n * chunk) (also
+in the backward pass). Above 4 features with constant bandwidths they use one GEMM per tile, only
+the upper half of the symmetric sums and a closed-form backward (``dependence/_kernel_sum.py``);
+otherwise :func:`inforeg.core.pairwise.pairwise_reduce`.
 
 Shapes: x (n, d) or (n,), y (m, d) or (m,); returns a 0-d tensor in the input dtype.
 
@@ -46,7 +48,9 @@ from torch import Tensor, nn
 from inforeg.core.checks import check_choice, check_int, check_number
 from inforeg.core.dtypes import compute_dtype
 from inforeg.core.pairwise import pairwise_reduce, safe_sqrt
+from inforeg.dependence._kernel_sum import kernel_sum
 from inforeg.dependence._utils import (
+    DIRECT_MAX_FEATURES,
     Bandwidth,
     as_samples,
     kernel_blocks,
@@ -93,6 +97,29 @@ def _pair_kernel(a: Tensor, b: Tensor, kernel: str, bandwidths: Tensor | None) -
     if kernel == "gaussian":
         return torch.exp(-d2.unsqueeze(1) / (2.0 * bandwidths * bandwidths)).sum(1)
     return torch.exp(-safe_sqrt(d2).unsqueeze(1) / bandwidths).sum(1)
+
+
+def _kernel_sums(
+    x: Tensor, y: Tensor, kernel: str, bw: Tensor | None, chunk_size: int | None
+) -> tuple[Tensor, Tensor, Tensor]:
+    """sum k(x, x), sum k(y, y), sum k(x, y).
+
+    The fast path (one GEMM per tile, symmetric halves, closed-form backward) needs the matmul
+    expansion of distances, so it is used above ``DIRECT_MAX_FEATURES`` features (below, exact
+    coordinate differences keep tied points at distance 0) and with constant bandwidths.
+    """
+    if x.shape[1] > DIRECT_MAX_FEATURES and (bw is None or not bw.requires_grad):
+        return (
+            kernel_sum(x, None, kernel, bw, chunk_size),
+            kernel_sum(y, None, kernel, bw, chunk_size),
+            kernel_sum(x, y, kernel, bw, chunk_size),
+        )
+    n, m = x.shape[0], y.shape[0]
+    return (
+        pairwise_reduce(kernel_blocks(x, None, kernel, bw), n, "sum", chunk_size, m=n),
+        pairwise_reduce(kernel_blocks(y, None, kernel, bw), m, "sum", chunk_size, m=m),
+        pairwise_reduce(kernel_blocks(x, y, kernel, bw), n, "sum", chunk_size, m=m),
+    )
 
 
 def mmd(
@@ -144,9 +171,7 @@ def mmd(
             - _pair_kernel(x1, y0, kernel, bw)
         )
         return terms.mean().to(x2.dtype)
-    kxx = pairwise_reduce(kernel_blocks(xc, None, kernel, bw), n, "sum", chunk_size, m=n)
-    kyy = pairwise_reduce(kernel_blocks(yc, None, kernel, bw), m, "sum", chunk_size, m=m)
-    kxy = pairwise_reduce(kernel_blocks(xc, yc, kernel, bw), n, "sum", chunk_size, m=m)
+    kxx, kyy, kxy = _kernel_sums(xc, yc, kernel, bw, chunk_size)
     if estimator == "biased":
         out = kxx / (n * n) + kyy / (m * m) - 2.0 * kxy / (n * m)
     else:
