@@ -93,15 +93,19 @@ def plot_paired_differences(claims: Sequence[dict[str, Any]], path: Path) -> boo
     return True
 
 
+def metric_names(summary: dict[str, dict[str, Any]]) -> list[str]:
+    """Every metric any arm reports, in first-seen order (arms may report different metrics)."""
+    return list(dict.fromkeys(m for arm in summary.values() for m in arm))
+
+
 def plot_metrics(summary: dict[str, dict[str, dict[str, Any]]], path: Path) -> list[str]:
     """One panel per varying metric: each seed's value per arm, mean ± std; returns the metrics
     plotted (constant ones are skipped). Arms may report different metrics: a panel shows the
     arms that have its metric."""
     arms = list(summary)
-    every = list(dict.fromkeys(m for a in arms for m in summary[a]))
     metrics = [
         m
-        for m in every
+        for m in metric_names(summary)
         if len({round(v, 12) for a in arms if m in summary[a] for v in summary[a][m]["values"]}) > 1
     ]
     if not metrics:
@@ -251,7 +255,7 @@ def render_markdown(exp: Experiment, payload: dict[str, Any], plots: Sequence[st
             lines.append(f"| {arm} | {grid} | {t['grid_size']} | {picks} |")
     summary = payload["summary"]
     arms = list(summary)
-    metrics = list(summary[arms[0]])
+    metrics = metric_names(summary)
     lines += [
         "",
         "## Measured (mean ± std over seeds, at each arm's selected point)",
@@ -260,7 +264,10 @@ def render_markdown(exp: Experiment, payload: dict[str, Any], plots: Sequence[st
         "|---|" + "---|" * len(metrics),
     ]
     for a in arms:
-        cells = [f"{summary[a][m]['mean']:.4f} ± {summary[a][m]['std']:.4f}" for m in metrics]
+        cells = [
+            f"{summary[a][m]['mean']:.4f} ± {summary[a][m]['std']:.4f}" if m in summary[a] else "—"
+            for m in metrics
+        ]
         lines.append(f"| {a} | " + " | ".join(cells) + " |")
     if plots:
         lines += ["", "## Plots", ""] + [f"![{p}]({p})" for p in plots]
