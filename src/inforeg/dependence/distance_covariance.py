@@ -60,11 +60,10 @@ from inforeg.core.checks import check_choice, check_int, check_number, check_sam
 from inforeg.core.dtypes import compute_dtype
 from inforeg.core.pairwise import (
     BlockFn,
-    centered_product_sum,
-    centered_sum_from_rows,
     safe_sqrt,
     stream_rows,
 )
+from inforeg.dependence._centering import centered_product_sum, centered_sum_from_rows
 from inforeg.dependence._utils import (
     DIRECT_MAX_FEATURES,
     as_samples,
@@ -160,7 +159,7 @@ def _center(ab: Tensor, ra: Tensor, rb: Tensor, n: int, unbiased: bool) -> Tenso
 def _center_sums(
     ab: Tensor, rarb: Tensor, sa: Tensor, sb: Tensor, n: int, unbiased: bool
 ) -> Tensor:
-    """:func:`inforeg.core.pairwise.centered_sum_from_rows` from ``r^a.r^b`` and the totals."""
+    """:func:`inforeg.dependence._centering.centered_sum_from_rows` from ``r^a.r^b`` and the totals."""
     if unbiased:
         return ab - 2.0 / (n - 2) * rarb + sa * sb / ((n - 1) * (n - 2))
     return ab - 2.0 / n * rarb + sa * sb / (n * n)

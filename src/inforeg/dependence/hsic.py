@@ -26,7 +26,8 @@ correlation of the induced distances 1 - K / max K, which equals :func:`cka` (``
 Kernels: ``gaussian`` exp(-d^2/(2 sigma^2)) (sigma = median heuristic when None, per variable),
 ``laplacian`` exp(-d/sigma), ``linear`` <a, b>. Sequences of bandwidths sum the kernels.
 
-Memory: streamed through :func:`inforeg.core.pairwise.centered_product_sum`, O(n * chunk) with
+Memory: streamed through
+:func:`inforeg.dependence._centering.centered_product_sum`, O(n * chunk) with
 ``chunk_size`` (backward included).
 
 Shapes: x (n, p) or (n,), y (n, q) or (n,); returns a 0-d tensor in the input dtype.
@@ -48,7 +49,8 @@ from torch.utils.checkpoint import checkpoint
 
 from inforeg.core.checks import check_choice, check_int, check_number, check_same_length
 from inforeg.core.dtypes import compute_dtype
-from inforeg.core.pairwise import BlockFn, centered_product_sum, default_chunk_size
+from inforeg.core.pairwise import BlockFn, default_chunk_size
+from inforeg.dependence._centering import centered_product_sum
 from inforeg.dependence._utils import (
     as_samples,
     kernel_blocks,
