@@ -17,6 +17,11 @@ Three things make it robust:
 - When one rank's worker raises, its peers fail too ("Connection reset by peer" in their next
   collective), and whichever failure arrives first used to be the one reported. The worker's own
   error is recorded, so the root cause is the one raised.
+- A rank that finished its work and its final barrier can still abort while gloo tears down
+  ("terminate called without an active exception" from a joinable C++ thread at interpreter
+  exit, seen intermittently in CI). Each rank marks itself done after the final barrier and
+  leaves with ``os._exit(0)`` after destroying its group, skipping the C++ static destructors;
+  a signal death after every rank marked itself done is a teardown crash, not a test failure.
 - Every wait is bounded: a collective times out after ``timeout`` seconds and the whole run after
   ``timeout + grace`` (the processes are then terminated), with an error naming the worker.
 """
@@ -33,13 +38,17 @@ from typing import Any
 
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from torch.multiprocessing import ProcessRaisedException
+from torch.multiprocessing import ProcessExitedException, ProcessRaisedException
 
 TIMEOUT_S = 300.0  # one spawned test takes ~50 s on 2 cores at load 30; a hang fails, slowly
 
 
 def _error_file(tmp: str, rank: int) -> str:
     return os.path.join(tmp, f"worker-error-{rank}.txt")
+
+
+def _done_file(tmp: str, rank: int) -> str:
+    return os.path.join(tmp, f"worker-done-{rank}")
 
 
 def _entry(
@@ -67,8 +76,12 @@ def _entry(
         # the peer still sends aborts the process ("terminate called without an active
         # exception"), seen intermittently without this barrier.
         dist.barrier()
-    finally:
+    except BaseException:
         dist.destroy_process_group()
+        raise
+    open(_done_file(tmp, rank), "w").close()
+    dist.destroy_process_group()
+    os._exit(0)  # no interpreter teardown: see the module docstring
 
 
 def _root_cause(err: ProcessRaisedException, tmp: str, pids: list[int]) -> Exception:
@@ -122,6 +135,10 @@ def run_distributed(
                         f"run_distributed: {getattr(fn, '__name__', fn)!s} on {world_size} "
                         f"processes did not finish within {timeout + grace:.0f} s"
                     )
+        except ProcessExitedException:
+            if all(os.path.exists(_done_file(tmp, r)) for r in range(world_size)):
+                return  # every rank finished and synchronised: a teardown crash only
+            raise
         except ProcessRaisedException as err:
             cause = _root_cause(err, tmp, [p.pid for p in context.processes])
             if cause is err:
