@@ -34,8 +34,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from inforeg.lab.experiments.base import Claim, Experiment, RegimeCheck, SeedResult
-from inforeg.lab.experiments.progress import step
-from inforeg.lab.experiments.protocol import BestOnValidation, Selected, grid_size, tune
+from inforeg.lab.experiments.protocol import BestOnValidation, Selected, tune_arms
 
 N_USERS, N_ITEMS, LATENT, PER_USER = 400, 300, 8, 20
 IMG_DIM, TXT_DIM = 32, 24
@@ -265,17 +264,8 @@ def run_seed(seed: int, quick: bool) -> SeedResult:
     metrics: dict[str, dict[str, float]] = {}
     tuning: dict[str, dict[str, Any]] = {}
     regime: dict[str, float] = {}
-    total, done = sum(grid_size(g) for g in GRIDS.values()), 0
-    for arm, grid in GRIDS.items():
-
-        def fit_point(point: dict[str, Any], arm: str = arm) -> Selected:
-            nonlocal done
-            sel = fit(arm, point, data, seed, epochs)
-            done += 1
-            step(done, total, "grid point")
-            return sel
-
-        chosen, sel = tune(grid, fit_point)
+    tuned = tune_arms(GRIDS, lambda arm, point: fit(arm, point, data, seed, epochs))
+    for arm, (chosen, sel) in tuned.items():
         tuning[arm] = {k: list(v) if isinstance(v, tuple) else v for k, v in chosen.items()}
         metrics[arm] = {
             **sel.metrics,

@@ -27,8 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from inforeg.lab.experiments.base import Claim, Experiment, RegimeCheck, SeedResult
-from inforeg.lab.experiments.progress import step
-from inforeg.lab.experiments.protocol import BestOnValidation, Selected, grid_size, tune
+from inforeg.lab.experiments.protocol import BestOnValidation, Selected, tune_arms
 from inforeg.lab.experiments.training import make_mlp, minibatches, seed_everything
 
 C = 4  # classes: y = 2 b1 + b2
@@ -206,17 +205,8 @@ def run_seed(seed: int, quick: bool) -> SeedResult:
     epochs = 8 if quick else 100
     metrics: dict[str, dict[str, float]] = {}
     tuning: dict[str, dict[str, Any]] = {}
-    total, done = sum(grid_size(g) for g in GRIDS.values()), 0
-    for arm, grid in GRIDS.items():
-
-        def fit_point(point: dict[str, Any], arm: str = arm) -> Selected:
-            nonlocal done
-            sel = fit(arm, point, data, seed, epochs)
-            done += 1
-            step(done, total, "grid point")
-            return sel
-
-        tuning[arm], sel = tune(grid, fit_point)
+    tuned = tune_arms(GRIDS, lambda arm, point: fit(arm, point, data, seed, epochs))
+    for arm, (tuning[arm], sel) in tuned.items():
         metrics[arm] = {**sel.metrics, "validation fused accuracy": sel.score}
     solo = solo_v_probe(data, seed, epochs)
     regime = {

@@ -23,6 +23,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from inforeg.lab.experiments.progress import step
+
 VERDICTS = ("held", "did not hold", "inconclusive", "not testable here")
 
 
@@ -126,6 +128,34 @@ def tune(
     if best is None or best_point is None:
         raise RuntimeError("tune: every grid point gave a NaN validation score")
     return best_point, best
+
+
+def tune_arms(
+    grids: Mapping[str, Mapping[str, Sequence[Any]]],
+    fit: Callable[[str, dict[str, Any]], Selected],
+    higher_is_better: bool = True,
+) -> dict[str, tuple[dict[str, Any], Selected]]:
+    """:func:`tune` for every arm of ``grids`` in order, ``fit(arm, point)`` per grid point, with
+    one progress report per point fitted across all arms; returns ``{arm: (point, Selected)}``.
+
+    >>> grids = {"base": {"lr": [0.1, 0.01]}, "method": {"beta": [1, 2]}}
+    >>> out = tune_arms(grids, lambda arm, p: Selected(-sum(p.values()), {}))
+    >>> {arm: point for arm, (point, _) in out.items()}
+    {'base': {'lr': 0.01}, 'method': {'beta': 1}}
+    """
+    total, done = sum(grid_size(g) for g in grids.values()), 0
+    out: dict[str, tuple[dict[str, Any], Selected]] = {}
+    for arm, grid in grids.items():
+
+        def fit_point(point: dict[str, Any], arm: str = arm) -> Selected:
+            nonlocal done
+            sel = fit(arm, point)
+            done += 1
+            step(done, total, "grid point")
+            return sel
+
+        out[arm] = tune(grid, fit_point, higher_is_better)
+    return out
 
 
 # --------------------------------------------------------------------------------------------

@@ -29,8 +29,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from inforeg.lab.experiments.base import Claim, Experiment, RegimeCheck, SeedResult
-from inforeg.lab.experiments.progress import step
-from inforeg.lab.experiments.protocol import BestOnValidation, Selected, grid_size, tune
+from inforeg.lab.experiments.protocol import BestOnValidation, Selected, tune_arms
 from inforeg.lab.experiments.training import make_mlp, seed_everything
 
 N_PEND = 4  # pendulums: state dimension 2 * N_PEND = 8
@@ -181,17 +180,10 @@ def run_seed(seed: int, quick: bool) -> SeedResult:
     steps = 30 if quick else 800
     metrics: dict[str, dict[str, float]] = {}
     tuning: dict[str, dict[str, Any]] = {}
-    total, done = sum(grid_size(g) for g in GRIDS.values()), 0
-    for arm, grid in GRIDS.items():
-
-        def fit_point(point: dict[str, Any], arm: str = arm) -> Selected:
-            nonlocal done
-            sel = fit(arm, point, data, seed, steps)
-            done += 1
-            step(done, total, "grid point")
-            return sel
-
-        tuning[arm], sel = tune(grid, fit_point, higher_is_better=False)
+    tuned = tune_arms(
+        GRIDS, lambda arm, point: fit(arm, point, data, seed, steps), higher_is_better=False
+    )
+    for arm, (tuning[arm], sel) in tuned.items():
         metrics[arm] = {**sel.metrics, "validation forecast NMSE": sel.score}
     regime = {
         "InfoNCE latent effective rank": metrics[NCE]["latent effective rank"],
