@@ -30,6 +30,7 @@ Reproducibility: every Monte Carlo draw comes from the ``generator`` passed to `
 
 from __future__ import annotations
 
+import abc
 import math
 from collections.abc import Callable
 from typing import Literal
@@ -168,7 +169,7 @@ def _check_generator(generator: torch.Generator | None, x: Tensor) -> None:
         )
 
 
-class _Smoothed(nn.Module):
+class _Smoothed(nn.Module, abc.ABC):
     """Shared Monte Carlo machinery: branch vote counts, CERTIFY's selection, PREDICT."""
 
     ABSTAIN = ABSTAIN
@@ -178,8 +179,9 @@ class _Smoothed(nn.Module):
         self.num_classes = check_int(num_classes, "num_classes", low=2)
         self.sigma = check_positive(sigma, "sigma")
 
+    @abc.abstractmethod
     def _branch_logits(self, batch: Tensor, generator: torch.Generator | None) -> list[Tensor]:
-        raise NotImplementedError
+        """The base classifiers' logits on noisy copies of ``batch``, one tensor per branch."""
 
     def _counts(
         self, x: Tensor, num: int, batch_size: int, generator: torch.Generator | None
@@ -219,8 +221,9 @@ class _Smoothed(nn.Module):
         check_int(batch_size, "batch_size", low=1)
         _check_generator(generator, x)
 
+    @abc.abstractmethod
     def _radius(self, n_a: list[int], n: int, alpha: float) -> float:
-        raise NotImplementedError
+        """The certified radius from the top class's counts ``n_a`` (one per branch) of ``n``."""
 
     @torch.no_grad()
     def certify(
