@@ -631,6 +631,7 @@ TABLE: dict[str, Callable[[], tuple[Any, ...]]] = {
         {"num_layers": 2, "num_heads": 2},
         _fn(attentions=[_probs(1, 2, 3, 3), _probs(1, 2, 3, 3, seed=1)]),
     ),
+    "losses.attention_row_entropy": lambda: (None, _fn(attn_probs=_probs(1, 2, 3, 3))),
     "losses.QuantizationNoise": lambda: (
         {},
         _fn(x=_randn(4, 3), weights=torch.tensor([0.3, 0.2], dtype=D64)),

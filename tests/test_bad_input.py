@@ -4,7 +4,8 @@ For every name in every family's ``__all__`` (``inforeg.FAMILIES``) the harness 
 call (``tests/_valid_calls.py``: recorded from the docstring examples, or from a small table) and
 applies mutations, one argument at a time: wrong rank (drop / add a dimension), integer and bool
 dtypes, batch-size mismatch, empty batch, one sample, NaN and +-inf under each checks level, one
-``-inf`` logit, data scaled by 1e6 and 1e-6, zero / negative / NaN / inf hyper-parameters, labels
+``-inf`` logit (a 0 entry, rows renormalised, where the valid value holds probability rows),
+data scaled by 1e6 and 1e-6, zero / negative / NaN / inf hyper-parameters, labels
 out of range, bfloat16 inputs. Each outcome must be one of
 
 * ``error``: a ``ValueError`` or ``TypeError`` whose message names an argument of the call
@@ -125,6 +126,12 @@ class Case:
     masked_item: tuple[str, int] | None = None  # (sequence argument, index) of a masked tensor
 
 
+def _probability_rows(v: torch.Tensor) -> bool:
+    """True when every row (last dimension) of ``v`` is a probability vector."""
+    ones = torch.ones((), dtype=v.dtype)
+    return bool((v >= 0).all()) and bool(torch.allclose(v.sum(-1), ones.expand(v.shape[:-1])))
+
+
 def _tensor_mutations(v: torch.Tensor, name: str) -> Iterator[tuple[str, Any, dict[str, Any]]]:
     """(mutation, new value, flags) for one tensor argument."""
     if v.is_floating_point() and v.numel() > 0:
@@ -135,8 +142,12 @@ def _tensor_mutations(v: torch.Tensor, name: str) -> Iterator[tuple[str, Any, di
                 yield f"{label}@{mode}", w, {"mode": mode, "bad_values": True}
         if LOGIT_NAMES.search(name) and v.dim() >= 1 and v.shape[-1] > 2:
             w = v.clone()
-            w[..., 1] = -math.inf
-            yield "masked_logit", w, {"masked": True}
+            if _probability_rows(v):  # attention probabilities: a masked entry is 0, not -inf
+                w[..., 1] = 0.0
+                yield "masked_prob", w / w.sum(-1, keepdim=True), {"masked": True}
+            else:
+                w[..., 1] = -math.inf
+                yield "masked_logit", w, {"masked": True}
         yield "scale_1e6", v * 1e6, {}
         yield "scale_1e-6", v * 1e-6, {}
         yield "int", v.round().long(), {}
