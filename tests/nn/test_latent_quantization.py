@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -57,3 +59,11 @@ def test_bad_input():
         ScalarCodebookQuantizer(3, n_values=1)
     with pytest.raises(ValueError, match="high"):
         ScalarCodebookQuantizer(3, low=1.0, high=0.0)
+
+
+def test_qlae_param_groups_bad_input():
+    for bad in (math.nan, math.inf, -0.1):
+        with pytest.raises(ValueError, match="weight_decay"):
+            qlae_param_groups(torch.nn.Linear(2, 2), bad)
+    with pytest.raises(TypeError, match="model"):
+        qlae_param_groups([torch.nn.Linear(2, 2)])  # type: ignore[arg-type]

@@ -275,6 +275,8 @@ def adversarial_comp_sum_loss(
 
     with torch.no_grad():
         clean_ref = model(x).detach()
+        check_tensor(clean_ref, "model(x)", ndim=2, floating=True)  # (B, K) scores
+        check_labels(targets, "targets", clean_ref.shape[1], clean_ref.shape[0])
         x_adv = project(x.detach() + init_std * torch.randn_like(x))
     for _ in range(steps):
         x_adv = x_adv.detach().requires_grad_(True)
