@@ -68,6 +68,7 @@ LABEL_NAMES = re.compile(r"label|target|token|class|group|y$|indices|factors")
 # Callables whose result holds -inf by design (from finite input), with the reason.
 INF_BY_DESIGN: dict[str, str] = {
     "rl.min_p_proxy_logprobs": "tokens outside the min-p set get proxy log-probability -inf",
+    "estimators.QGaussian": "log_prob is -inf outside the compact support of q < 1 (density 0)",
 }
 
 # (callable key, case name) -> reason. Case names are "<argument>:<mutation>". Known failures
