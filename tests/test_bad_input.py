@@ -430,3 +430,39 @@ def harness_stats() -> dict[str, Any] | None:
         "kinds": dict(_STATS),
         "known_failures": len(KNOWN_FAILURES),
     }
+
+
+def _raised(call: Call) -> BaseException:
+    with pytest.raises(Exception) as info:  # any exception: the rule is what is tested
+        call.run()
+    return info.value
+
+
+def test_user_code_rule_is_strict() -> None:
+    """Only an error whose innermost non-torch frame is a passed-in callable's is user code."""
+    from inforeg.core.checks import check_positive
+    from inforeg.dependence import VIBHead, gradient_penalty
+
+    class Critic(torch.nn.Module):
+        def __init__(self, fail: str) -> None:
+            super().__init__()
+            self.fail = fail
+            self.lin = torch.nn.Linear(3, 2).double()
+
+        def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+            if self.fail == "inforeg":  # the user's network calls inforeg code that raises
+                check_positive(-1.0, "scale")
+            return self.lin(x.float() if self.fail == "torch" else x) @ y.T
+
+    x, y = torch.randn(4, 3, dtype=torch.float64), torch.randn(4, 2, dtype=torch.float64)
+    call = Call("dependence.gradient_penalty", gradient_penalty, {"x": x, "y": y})
+    in_user_layer = dataclasses.replace(call, args={**call.args, "critic": Critic("torch")})
+    assert _raised_in_user_code(_raised(in_user_layer), in_user_layer)
+    via_inforeg = dataclasses.replace(call, args={**call.args, "critic": Critic("inforeg")})
+    assert not _raised_in_user_code(_raised(via_inforeg), via_inforeg)
+    checked_first = dataclasses.replace(
+        in_user_layer, args={**in_user_layer.args, "x": x.long()}
+    )  # inforeg's own check of x raises before the critic runs
+    assert not _raised_in_user_code(_raised(checked_first), checked_first)
+    inforeg_net = dataclasses.replace(call, args={**call.args, "critic": VIBHead(3, 2)})
+    assert _user_code(inforeg_net) == (set(), set())
