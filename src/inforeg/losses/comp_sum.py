@@ -20,6 +20,7 @@ from inforeg.core.checks import (
     check_labels,
     check_number,
     check_positive,
+    check_same_shape,
     check_tensor,
 )
 from inforeg.core.dtypes import compute_dtype
@@ -190,11 +191,7 @@ def margin_vector_distance(logits_adv: Tensor, logits_clean: Tensor, targets: Te
     """
     check_tensor(logits_adv, "logits_adv", ndim=2, floating=True)
     check_tensor(logits_clean, "logits_clean", ndim=2, floating=True)
-    if logits_adv.shape != logits_clean.shape:
-        raise ValueError(
-            f"logits_clean: expected the same shape as logits_adv {tuple(logits_adv.shape)}, "
-            f"got {tuple(logits_clean.shape)}"
-        )
+    check_same_shape(logits_adv, logits_clean, "logits_adv", "logits_clean")
     check_labels(targets, "targets", logits_adv.shape[1], logits_adv.shape[0])
     d = logits_adv.to(compute_dtype(logits_adv)) - logits_clean.to(compute_dtype(logits_adv))
     d_y = d.gather(1, targets.long().unsqueeze(1))
