@@ -40,6 +40,12 @@ def comp_sum_tau(kind: CompSumKind, q: float = 0.7) -> float:
     return {"sum_exp": 0.0, "ce": 1.0, "mae": 2.0}[kind]
 
 
+def _tau_of(kind: CompSumKind, q: float, tau: float | None) -> float:
+    """The exponent the comp-sum functions and Modules use: ``tau`` if given (checked >= 0),
+    else the one that ``kind`` (and ``q``) name."""
+    return comp_sum_tau(kind, q) if tau is None else check_number(tau, "tau", low=0.0)
+
+
 def _log_p_target(logits: Tensor, targets: Tensor, dim: int) -> Tensor:
     d = check_dim(dim, logits)
     log_p = torch.log_softmax(logits.to(compute_dtype(logits)), dim=d)
@@ -116,7 +122,7 @@ def comp_sum_loss(
         0.4521
     """
     _check_class_input(logits, targets, dim)
-    t = comp_sum_tau(kind, q) if tau is None else check_number(tau, "tau", low=0.0)
+    t = _tau_of(kind, q, tau)
     if math.isinf(t):
         raise ValueError(f"tau: expected a finite value, got {tau}")
     loss = _phi_of_log_p(_log_p_target(logits, targets, dim), t)
@@ -158,7 +164,7 @@ class CompSumLoss(nn.Module):
         reduction: Reduction = "mean",
     ) -> None:
         super().__init__()
-        self.tau = comp_sum_tau(kind, q) if tau is None else check_number(tau, "tau", low=0.0)
+        self.tau = _tau_of(kind, q, tau)
         self.dim = dim
         self.reduction: Reduction = reduction
 
@@ -262,7 +268,7 @@ def adversarial_comp_sum_loss(
         if step_size is None
         else check_positive(step_size, "step_size")
     )
-    t = comp_sum_tau(kind, q) if tau is None else check_number(tau, "tau", low=0.0)
+    t = _tau_of(kind, q, tau)
 
     def project(z: Tensor) -> Tensor:
         z = torch.maximum(torch.minimum(z, x + epsilon), x - epsilon)
@@ -305,7 +311,7 @@ class AdversarialCompSumLoss(nn.Module):
         reduction: Reduction = "mean",
     ) -> None:
         super().__init__()
-        self.tau = comp_sum_tau(kind, q) if tau is None else check_number(tau, "tau", low=0.0)
+        self.tau = _tau_of(kind, q, tau)
         self.nu = check_number(nu, "nu", low=0.0)
         self.rho = check_positive(rho, "rho")
         self.epsilon = check_number(epsilon, "epsilon", low=0.0)
