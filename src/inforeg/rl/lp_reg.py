@@ -15,7 +15,6 @@ from torch import Tensor, nn
 
 from inforeg.core.checks import (
     check_choice,
-    check_index_range,
     check_int,
     check_log_probs,
     check_number,
@@ -24,7 +23,7 @@ from inforeg.core.checks import (
 )
 from inforeg.core.dtypes import compute_dtype
 from inforeg.core.reduce import AGGREGATION_MODES, masked_aggregate
-from inforeg.rl.entropy import default_entropy_chunk, selective_log_softmax
+from inforeg.rl.entropy import check_token_ids, default_entropy_chunk, selective_log_softmax
 from inforeg.rl.grpo import clipped_surrogate
 
 __all__ = ["LowProbabilityRegularizer", "low_probability_loss", "min_p_proxy_logprobs"]
@@ -74,13 +73,7 @@ def min_p_proxy_logprobs(
     check_tensor(logits, "logits", min_ndim=1, floating=True)
     kappa = check_number(min_p, "min_p", low=0.0, high=1.0, low_inclusive=False)
     t = check_number(temperature, "temperature", low=0.0, low_inclusive=False)
-    check_tensor(tokens, "tokens", integer=True, nonempty=False)
-    if tuple(tokens.shape) != tuple(logits.shape[:-1]):
-        raise ValueError(
-            f"tokens: expected shape {tuple(logits.shape[:-1])} (the leading shape of logits), "
-            f"got {tuple(tokens.shape)}"
-        )
-    check_index_range(tokens, "tokens", logits.shape[-1])
+    check_token_ids(tokens, logits)
     vocab = logits.shape[-1]
     flat = logits.detach().reshape(-1, vocab)
     tok = tokens.reshape(-1).long()
