@@ -16,6 +16,8 @@ out of range, bfloat16 inputs. Each outcome must be one of
 * ``inf_from_mask``: +-inf (never NaN) in the result of a call with a masked (``-inf``) logit:
   a masked entry's log-probability is ``-inf``, a target on a masked class has infinite loss
   (the gradient is checked only when the value is finite);
+* ``inf_by_design``: +-inf (never NaN) from a callable listed in :data:`INF_BY_DESIGN` with the
+  reason (e.g. a log-density outside a compact support);
 * under ``"shapes"``/``"off"`` checks, an exception from torch or scipy raised by NaN/inf input
   counts as ``propagated`` (the values are not looked at without a host sync);
 * ``user_code``: an exception raised inside a user-supplied callable of the valid call (the
