@@ -87,9 +87,6 @@ KNOWN_FAILURES: dict[tuple[str, str], str] = {
         "nn layer (convert the Module with .to(torch.bfloat16)); open: say so in the docstring"
         for key in ("nn.AttentiveWaveBlock", "nn.CBAM", "nn.NonLocalBlock2d")
     },
-    ("dependence.MINE", "x:scale_1e6"): "silent_nan: the DV bound's exp(T) overflows when the "
-    "critic's scores reach ~1e6 (open: log-mean-exp in the EMA-corrected estimate)",
-    ("dependence.MINE", "y:scale_1e6"): "silent_nan: as x:scale_1e6",
     ("dependence.vib_kl", "logvar:scale_1e6"): "inf: exp(logvar) overflows beyond ~709 as in "
     "float64 (open: document the range or clamp)",
     ("rl.kl_k3", "logp:masked_logit"): _K3,
