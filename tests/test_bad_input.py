@@ -87,8 +87,6 @@ KNOWN_FAILURES: dict[tuple[str, str], str] = {
     },
     ("dependence.vib_kl", "logvar:scale_1e6"): "inf: exp(logvar) overflows beyond ~709 as in "
     "float64 (open: document the range or clamp)",
-    ("estimators.infomec", "latents:bool"): "torch's error on bool subtraction in the discrete "
-    "path (open: cast bool latents or raise TypeError naming latents)",
     ("nn.BetaNoiseMaskPolicy", "x:int"): _POLICY,
     ("nn.BetaNoiseMaskPolicy", "x:bool"): _POLICY,
     ("nn.BetaNoiseMaskPolicy", "x:bf16"): _POLICY,
