@@ -63,9 +63,6 @@ _USER_NET = (
     "given a bf16 or mis-shaped input; the library does not know the network's dtype or width"
 )
 _VMAP = "a 3-D feature tensor goes to vmap, which fails naming an internal argument (open)"
-_POLICY = (
-    "BetaNoiseMaskPolicy's float32 network is called on x without a dtype check or cast (open)"
-)
 KNOWN_FAILURES: dict[tuple[str, str], str] = {
     **{
         (key, f"{arg}:{mut}"): _USER_NET
@@ -80,18 +77,8 @@ KNOWN_FAILURES: dict[tuple[str, str], str] = {
         for mut in ("bf16", "drop_dim")
         if not (key.endswith(("MCRRegularizer", "permutation_jsd")) and mut == "drop_dim")
     },
-    **{
-        (key, "x:bf16"): "a float32 layer given a bf16 input: torch's own dtype error, as for any "
-        "nn layer (convert the Module with .to(torch.bfloat16)); open: say so in the docstring"
-        for key in ("nn.AttentiveWaveBlock", "nn.CBAM", "nn.NonLocalBlock2d")
-    },
     ("dependence.vib_kl", "logvar:scale_1e6"): "inf: exp(logvar) overflows beyond ~709 as in "
     "float64 (open: document the range or clamp)",
-    ("nn.BetaNoiseMaskPolicy", "x:int"): _POLICY,
-    ("nn.BetaNoiseMaskPolicy", "x:bool"): _POLICY,
-    ("nn.BetaNoiseMaskPolicy", "x:bf16"): _POLICY,
-    ("nn.BetaNoiseMaskPolicy", "x:one_sample"): "BatchNorm in training mode needs 2+ samples: "
-    "torch's error naming no argument (open: document or check the batch)",
     ("ot.LogSinkhorn", "feat_x:add_dim"): _VMAP,
     ("ot.LogSinkhorn", "feat_y:add_dim"): _VMAP,
     ("ot.log_sinkhorn_correspondence", "feat_x:add_dim"): _VMAP,
