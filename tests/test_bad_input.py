@@ -62,7 +62,6 @@ _USER_NET = (
     "torch's error from inside the user's network (the table's float64 nn.Linear critic/head) "
     "given a bf16 or mis-shaped input; the library does not know the network's dtype or width"
 )
-_VMAP = "a 3-D feature tensor goes to vmap, which fails naming an internal argument (open)"
 KNOWN_FAILURES: dict[tuple[str, str], str] = {
     **{
         (key, f"{arg}:{mut}"): _USER_NET
@@ -79,10 +78,6 @@ KNOWN_FAILURES: dict[tuple[str, str], str] = {
     },
     ("dependence.vib_kl", "logvar:scale_1e6"): "inf: exp(logvar) overflows beyond ~709 as in "
     "float64 (open: document the range or clamp)",
-    ("ot.LogSinkhorn", "feat_x:add_dim"): _VMAP,
-    ("ot.LogSinkhorn", "feat_y:add_dim"): _VMAP,
-    ("ot.log_sinkhorn_correspondence", "feat_x:add_dim"): _VMAP,
-    ("ot.log_sinkhorn_correspondence", "feat_y:add_dim"): _VMAP,
 }
 
 _STATS: collections.Counter[str] = collections.Counter()
