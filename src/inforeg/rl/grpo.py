@@ -216,13 +216,13 @@ def kl_k3(logp: Tensor, ref_logp: Tensor, clamp: float | None = None) -> Tensor:
     ``[-20, 20]`` and the result to ``[-10, 10]``: pass ``clamp=10.0`` for that.
 
     Range and masked tokens. The default (TRL's formula) is exact wherever the result is
-    representable: :math:`e^\Delta` overflows, and the value is ``+inf``, for :math:`\Delta`
-    from 88 in float32 (709 in float64), as in TRL (but never NaN, with a zero gradient
-    there). With ``clamp``
-    the value is verl's, finite for any input. A ``-inf`` log-prob (a masked token) follows the
-    limit: ``+inf`` where only one of the two log-probs is ``-inf`` (the clamped form gives
-    verl's bound), and 0 where both are (the token lies outside both supports). Gradients of
-    the finite entries are unaffected by the others (no ``inf - inf`` reaches autograd).
+    representable; the value is ``+inf`` for :math:`\Delta \ge 88` in float32 (709 in
+    float64), where :math:`e^\Delta` overflows or nearly does, as in TRL but never NaN, with a
+    zero gradient there. With ``clamp`` the value is verl's, finite for any input. A ``-inf``
+    log-prob (a masked token) follows the limit: ``+inf`` where only one of the two log-probs
+    is ``-inf`` (the clamped form gives verl's bound), and 0 where both are (the token lies
+    outside both supports). Gradients of the finite entries are unaffected by the others (no
+    ``inf - inf`` or ``0 * inf`` reaches autograd).
 
     Args:
         logp: log-probs of the sampled tokens under the current policy, any shape.
