@@ -147,3 +147,7 @@ def test_check_matches_module_dtype():
         C.check_matches_module_dtype(torch.zeros(2, 3, dtype=torch.float64), layer, "x")
     with torch.autocast("cpu", dtype=torch.bfloat16):  # autocast casts inside the layer
         C.check_matches_module_dtype(torch.zeros(2, 3, dtype=torch.bfloat16), layer, "x")
+    with pytest.raises(TypeError, match="x: expected dtype torch.float32"):  # no autocast there
+        C.check_matches_module_dtype(
+            torch.zeros(2, 3, dtype=torch.bfloat16, device="meta"), layer, "x"
+        )

@@ -194,6 +194,13 @@ def check_finite_number(value: object, name: str, *, low: float | None = None) -
     return check_number(value, name, low=low)
 
 
+def _autocast_enabled(device_type: str) -> bool:
+    try:
+        return torch.is_autocast_enabled(device_type)
+    except RuntimeError:  # a device type without autocast (e.g. "meta")
+        return False
+
+
 def check_matches_module_dtype(x: Tensor, module: torch.nn.Module, name: str) -> None:
     """Raise ``TypeError`` unless floating ``x`` has the dtype of ``module``'s floating parameters.
 
@@ -205,7 +212,7 @@ def check_matches_module_dtype(x: Tensor, module: torch.nn.Module, name: str) ->
     if _mode == "off" or not x.is_floating_point():
         return
     param = next((p for p in module.parameters() if p.is_floating_point()), None)
-    if param is None or param.dtype == x.dtype or torch.is_autocast_enabled(x.device.type):
+    if param is None or param.dtype == x.dtype or _autocast_enabled(x.device.type):
         return
     raise TypeError(
         f"{name}: expected dtype {param.dtype}, the dtype of the {type(module).__name__}'s "
