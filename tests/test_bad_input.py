@@ -67,22 +67,16 @@ EXTRA_BYTES = 1 << 30  # address-space growth allowed per call
 LOGIT_NAMES = re.compile(r"logit|score|log_?p|logp|attention")
 LABEL_NAMES = re.compile(r"label|target|token|class|group|y$|indices|factors")
 
-# Callables whose result holds -inf by design (from finite input), with the reason.
+# Callables whose result holds +-inf by design (from finite input), with the reason.
 INF_BY_DESIGN: dict[str, str] = {
     "rl.min_p_proxy_logprobs": "tokens outside the min-p set get proxy log-probability -inf",
     "estimators.QGaussian": "log_prob is -inf outside the compact support of q < 1 (density 0)",
+    "rl.kl_k3": "the default is TRL's unclamped e^d - d - 1: +inf where e^d overflows (d from 88 "
+    "in float32, 709 in float64; documented); clamp= gives verl's bounded form",
 }
 
 # (callable key, case name) -> reason. Case names are "<argument>:<mutation>". Known failures
 # out of reach for now (issue 18); the outcome each one gives is in the reason.
-_K3 = (
-    "kl_k3 = exp(r) - r - 1 with r = ref_logp - logp: a -inf or 1e6-scaled log-prob overflows "
-    "(inf - inf = NaN); the float64 result overflows too: range to document or clamp (open)"
-)
-_VMAP = "a 3-D feature tensor goes to vmap, which fails naming an internal argument (open)"
-_POLICY = (
-    "BetaNoiseMaskPolicy's float32 network is called on x without a dtype check or cast (open)"
-)
 _PLANE = (
     "estimators/adaptive_binning.py (another helper's file): information_plane passes each layer "
     "to the estimator unchecked, so its error names the estimator's t, not activations[i], and "
@@ -94,28 +88,6 @@ KNOWN_FAILURES: dict[tuple[str, str], str] = {
         for key in ("estimators.information_plane", "estimators.InformationPlane")
         for mut in ("nan@full", "inf@full", "-inf@full", "int", "bool", "empty")
     },
-    **{
-        (key, "x:bf16"): "a float32 layer given a bf16 input: torch's own dtype error, as for any "
-        "nn layer (convert the Module with .to(torch.bfloat16)); open: say so in the docstring"
-        for key in ("nn.AttentiveWaveBlock", "nn.CBAM", "nn.NonLocalBlock2d")
-    },
-    ("dependence.MINE", "x:scale_1e6"): "silent_nan: the DV bound's exp(T) overflows when the "
-    "critic's scores reach ~1e6 (open: log-mean-exp in the EMA-corrected estimate)",
-    ("dependence.MINE", "y:scale_1e6"): "silent_nan: as x:scale_1e6",
-    ("rl.kl_k3", "logp:masked_logit"): _K3,
-    ("rl.kl_k3", "logp:scale_1e6"): _K3,
-    ("rl.low_probability_loss", "logp:masked_logit"): _K3 + " (via kl_k3)",
-    ("estimators.infomec", "latents:bool"): "torch's error on bool subtraction in the discrete "
-    "path (open: cast bool latents or raise TypeError naming latents)",
-    ("nn.BetaNoiseMaskPolicy", "x:int"): _POLICY,
-    ("nn.BetaNoiseMaskPolicy", "x:bool"): _POLICY,
-    ("nn.BetaNoiseMaskPolicy", "x:bf16"): _POLICY,
-    ("nn.BetaNoiseMaskPolicy", "x:one_sample"): "BatchNorm in training mode needs 2+ samples: "
-    "torch's error naming no argument (open: document or check the batch)",
-    ("ot.LogSinkhorn", "feat_x:add_dim"): _VMAP,
-    ("ot.LogSinkhorn", "feat_y:add_dim"): _VMAP,
-    ("ot.log_sinkhorn_correspondence", "feat_x:add_dim"): _VMAP,
-    ("ot.log_sinkhorn_correspondence", "feat_y:add_dim"): _VMAP,
 }
 
 _STATS: collections.Counter[str] = collections.Counter()
