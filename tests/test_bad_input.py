@@ -77,18 +77,7 @@ INF_BY_DESIGN: dict[str, str] = {
 
 # (callable key, case name) -> reason. Case names are "<argument>:<mutation>". Known failures
 # out of reach for now (issue 18); the outcome each one gives is in the reason.
-_PLANE = (
-    "estimators/adaptive_binning.py (another helper's file): information_plane passes each layer "
-    "to the estimator unchecked, so its error names the estimator's t, not activations[i], and "
-    "an empty layer gives torch's reshape error (open: check each layer as activations[i])"
-)
-KNOWN_FAILURES: dict[tuple[str, str], str] = {
-    **{
-        (key, f"activations[0]:{mut}"): _PLANE
-        for key in ("estimators.information_plane", "estimators.InformationPlane")
-        for mut in ("nan@full", "inf@full", "-inf@full", "int", "bool", "empty")
-    },
-}
+KNOWN_FAILURES: dict[tuple[str, str], str] = {}
 
 _STATS: collections.Counter[str] = collections.Counter()
 _CALLABLES: set[str] = set()

@@ -154,3 +154,17 @@ def test_kl_k3_masked_tokens_and_overflow_are_never_nan():
     # half precision: computed in float32, returned in the input dtype
     kb = kl_k3(lp32.bfloat16(), torch.zeros(3, dtype=torch.bfloat16))
     assert kb.dtype == torch.bfloat16 and float(kb[1]) == inf
+
+
+def test_clipped_surrogate_masked_token_in_both_policies_is_finite():
+    # Regression: a token with log-prob -inf under both the policy and the old policy (a masked
+    # token) gave ratio exp(-inf - -inf) = NaN; equal log-probs now mean ratio 1.
+    logp = torch.tensor([[-0.5, -math.inf, -1.0]], requires_grad=True)
+    old = torch.tensor([[-0.7, -math.inf, -1.0]])
+    adv = torch.tensor([1.0])
+    mask = torch.tensor([[1.0, 0.0, 1.0]])
+    loss = clipped_surrogate(logp, old, adv, mask=mask, mode="token-mean")
+    loss.backward()
+    assert torch.isfinite(loss) and torch.isfinite(logp.grad).all()
+    want = clipped_surrogate(logp[:, [0, 2]].detach(), old[:, [0, 2]], adv, mode="token-mean")
+    torch.testing.assert_close(loss.detach(), want)

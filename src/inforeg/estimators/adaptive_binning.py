@@ -282,6 +282,8 @@ def information_plane(
             )
     points = []
     for i, t in enumerate(activations):
+        # Checked here under the caller's name: the estimators below would name their own ``t``.
+        check_tensor(t, f"activations[{i}]", min_ndim=1, floating=True)
         t2 = t.reshape(t.shape[0], -1)
         if estimator == "kde":
             r = kde_mutual_information(t2, y, variance=variance, base=base)

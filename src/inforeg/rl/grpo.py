@@ -193,7 +193,11 @@ def clipped_surrogate(
     if mask is not None:
         check_tensor(mask, "mask", ndim=2, nonempty=False)
         check_same_shape(logp, mask, "logp", "mask")
-    ratio = torch.exp(torch.clamp(logp - old_logp.detach(), -20.0, 20.0))
+    old = old_logp.detach()
+    # A token masked (-inf) under both policies has ratio 1, not exp(-inf - -inf) = NaN.
+    both_masked = torch.isneginf(logp) & torch.isneginf(old)
+    log_ratio = torch.where(both_masked, torch.zeros_like(logp), logp - old)
+    ratio = torch.exp(torch.clamp(log_ratio, -20.0, 20.0))
     adv = adv.detach()
     loss = torch.maximum(-adv * ratio, -adv * torch.clamp(ratio, 1.0 - lo, 1.0 + hi))
     if dual_clip is not None:
