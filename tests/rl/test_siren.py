@@ -287,3 +287,49 @@ def test_kernel_bfloat16_and_bad_rows():
     bad[1] = float("-inf")
     bad[2, 0] = float("inf")
     assert torch.isnan(top_p_entropy(bad)).all()
+
+
+@needs_kernel
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_kernel_full_entropy_output(dtype):
+    """The kernel's second output, the full-row entropy from its first pass: token_entropy's
+    value (the same code: bit for bit) and the float64 entropy; NaN for rows with no
+    distribution; the top-p outputs do not depend on whether it is asked for."""
+    g = torch.Generator().manual_seed(6)
+    z = torch.randn(40, 3001, generator=g) * torch.linspace(0.05, 8.0, 40).view(-1, 1)
+    z[5, ::4] = float("-inf")  # masked vocabulary
+    z[6, 100:] = float("-inf")
+    z = z.to(dtype)
+    for t in (1.0, 0.7):
+        full = _cpu_entropy.top_p_forward(z, 1.0 / t, 0.8, 10000, want_full=True)[4]
+        assert full is not None and full.dtype == torch.float32
+        assert torch.equal(full, _cpu_entropy.entropy_forward(z, 1.0 / t)[0])
+        logp = torch.log_softmax(z.double() / t, -1)
+        ref = -(logp.exp() * logp.masked_fill(torch.isinf(logp), 0.0)).sum(-1)
+        torch.testing.assert_close(full.double(), ref, atol=2e-6, rtol=2e-6)
+    without = _cpu_entropy.top_p_forward(z, 1.0, 0.8, 10000)
+    with_full = _cpu_entropy.top_p_forward(z, 1.0, 0.8, 10000, want_full=True)
+    assert without[4] is None
+    for a, b in zip(without[:4], with_full[:4], strict=True):
+        assert torch.equal(a, b)
+    bad = torch.zeros(3, 100, dtype=dtype)
+    bad[0, 5] = float("nan")
+    bad[1] = float("-inf")
+    bad[2, 0] = float("inf")
+    assert torch.isnan(_cpu_entropy.top_p_forward(bad, 1.0, 0.8, 10000, True)[4]).all()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_module_entropy_stat_is_token_entropy(dtype):
+    """stats['entropy'] (from the kernel's first pass on CPU float32, from token_entropy on the
+    other paths) is the token-mean of token_entropy over the mask, in float64 too."""
+    g = torch.Generator().manual_seed(7)
+    z = (torch.randn(3, 9, 700, generator=g) * 3).to(dtype)
+    mask = torch.ones(3, 9)
+    mask[1, 5:] = 0
+    reg = SelectiveEntropyRegularizer(top_p=0.8, temperature=0.9)
+    _, stats = reg(z, mask)
+    h64 = token_entropy(z.double(), 0.9)
+    expected = (h64 * mask.double()).sum() / mask.sum()
+    torch.testing.assert_close(stats["entropy"].double(), expected, atol=1e-5, rtol=1e-5)
+    assert not stats["entropy"].requires_grad
