@@ -592,24 +592,57 @@ static inline int64_t compress_store(vi m, vf v, vf e, float *cx, float *ce)
 #endif
 }
 
-/* the values lo <= x < hi and their e, in order, into cx, ce (which may be x, e); returns their
- * number */
-static int64_t compact(const float *x, const float *e, int64_t len, float lo, float hi, float *cx,
-                       float *ce)
+/* The values lo <= x < hi and their e, in order, into cx, ce (which may be x, e); returns their
+ * number. With want_above, also adds the sums of e and e (x c - m2) over the values x >= hi
+ * (those it drops above the interval) to *above_s, *above_u (float32 lanes over FLUSH values,
+ * then double). */
+static inline __attribute__((always_inline)) int64_t
+compact_sums(const float *x, const float *e, int64_t len, float lo, float hi, float *cx,
+             float *ce, const int want_above, float c, float m2, double *above_s,
+             double *above_u)
 {
-    const vf vlo = vsplat(lo), vhi = vsplat(hi);
-    int64_t n = 0, i = 0;
-    for (; i + LANES <= len; i += LANES) {
-        vf v = vload(x, F32, i);
-        n += compress_store((v >= vlo) & (v < vhi), v, vload(e, F32, i), cx + n, ce + n);
+    const vf vlo = vsplat(lo), vhi = vsplat(hi), vc = vsplat(c), vm2 = vsplat(m2);
+    const vf zero = vsplat(0.0f);
+    int64_t n = 0, full = len - len % LANES;
+    double s = 0.0, u = 0.0;
+    vf as = zero, au = zero;
+    for (int64_t i = 0; i < full; i += LANES) {
+        vf v = vload(x, F32, i), ev = vload(e, F32, i);
+        vi above = v >= vhi;
+        if (want_above) { /* (values >= hi > -inf: finite w) */
+            as += vselect(above, ev, zero);
+            au += vselect(above, ev * (v * vc - vm2), zero);
+            if ((i + LANES) % FLUSH == 0 || i + LANES == full) {
+                for (int j = 0; j < LANES; j++) {
+                    s += as[j];
+                    u += au[j];
+                }
+                as = au = zero;
+            }
+        }
+        n += compress_store((v >= vlo) & ~above, v, ev, cx + n, ce + n);
     }
-    for (; i < len; i++) {
+    for (int64_t i = full; i < len; i++) {
         float v = x[i], ev = e[i];
+        if (want_above && v >= hi) {
+            s += ev;
+            u += (double)ev * ((double)v * c - m2);
+        }
         cx[n] = v;
         ce[n] = ev;
         n += (v >= lo) & (v < hi);
     }
+    if (want_above) {
+        *above_s += s;
+        *above_u += u;
+    }
     return n;
+}
+
+static int64_t compact(const float *x, const float *e, int64_t len, float lo, float hi, float *cx,
+                       float *ce)
+{
+    return compact_sums(x, e, len, lo, hi, cx, ce, 0, 0.0f, 0.0f, NULL, NULL);
 }
 
 /* The candidates of a row of `vocab` values (the second read, from cache after row_sums): the
@@ -708,13 +741,15 @@ static void row_top_p(const void *z, int dtype, int64_t row_stride, int64_t row,
     double mass_hi = 0.0, mass;
     /* the search set: cx (every value >= lo_f), then (each time at most half of it lies in
      * [lo, hi)) only the values in [lo, hi), compacted in index order into dx (in place after
-     * the first time); base_* count what lies above it */
+     * the first time); base_* count what lies above it, and above_* sum e and e w over it for
+     * the entropy */
     const float *sx = cx, *se = ce;
     int64_t slen = n0, base_cnt = 0;
-    double base_mass = 0.0;
+    double base_mass = 0.0, above_s = 0.0, above_u = 0.0;
     for (int step = 0; cnt_lo - cnt_hi > GATHER && hi - lo > 1u; step++) {
         if (cnt_lo - cnt_hi <= slen / 2) {
-            slen = compact(sx, se, slen, key_value(lo), key_value(hi), dx, de);
+            slen = compact_sums(sx, se, slen, key_value(lo), key_value(hi), dx, de, 1, c, m2,
+                                &above_s, &above_u);
             sx = dx;
             se = de;
             base_cnt = cnt_hi;
@@ -733,21 +768,13 @@ static void row_top_p(const void *z, int dtype, int64_t row_stride, int64_t row,
             cnt_lo = cnt;
         }
     }
-    /* gather the values in [lo, hi), block by block (most blocks hold none); positions in the
-     * search set follow the index order */
+    /* gather the values in [lo, hi) (compacted into whichever of cx, dx the search set is not
+     * in); their positions follow the index order */
     const float lo_v = key_value(lo), hi_v = key_value(hi);
-    int64_t n = 0;
-    for (int64_t off = 0; off < slen; off += 4 * LANES) {
-        int64_t len = slen - off < 4 * LANES ? slen - off : 4 * LANES;
-        int any = 0;
-        for (int64_t i = 0; i < len; i++)
-            any |= (sx[off + i] >= lo_v) & (sx[off + i] < hi_v);
-        if (!any)
-            continue;
-        for (int64_t i = off; i < off + len; i++)
-            if (sx[i] >= lo_v && sx[i] < hi_v)
-                cand[n++] = (cand_t){sx[i], se[i], (int32_t)i};
-    }
+    float *gx = sx == cx ? dx : cx, *ge = sx == cx ? de : ce;
+    const int64_t n = compact(sx, se, slen, lo_v, hi_v, gx, ge);
+    for (int64_t i = 0; i < n; i++)
+        cand[i] = (cand_t){gx[i], ge[i], (int32_t)i};
     if (n <= 64) { /* insertion sort (stable: index order among ties) */
         for (int64_t i = 1; i < n; i++) {
             cand_t v = cand[i];
@@ -794,7 +821,9 @@ static void row_top_p(const void *z, int dtype, int64_t row_stride, int64_t row,
     const float g = gt[row];
     double s, u;
     int64_t n_gt;
-    masked_sums(cx, ce, n0, g, 0, 1, c, m2, &n_gt, &s, &u); /* the kept set is in cx */
+    masked_sums(sx, se, slen, g, 0, 1, c, m2, &n_gt, &s, &u); /* the kept set: there and above */
+    s += above_s;
+    u += above_u;
     s += (double)r_eq * p_theta;
     u += (double)r_eq * p_theta * ((double)theta * c - m2);
     double log2_s = log2(s);
