@@ -58,11 +58,14 @@ def top_p_entropy(
     compiler): a sort-free kernel (:mod:`inforeg.rl._cpu_entropy`). Since the kept set is a
     prefix of the sorted logits, it is :math:`\{z \ge t\}` for a threshold :math:`t`, and
     "mass :math:`< p_\text{top}` and count :math:`\le` ``top_k``" is monotone in :math:`t`;
-    :math:`t` is found by bisection on the logits' ordered float bit pattern (vectorised passes
-    over the row, then over the shrinking set of values between the bounds), the last <= 32
-    values are sorted and scanned exactly as the sorted path does, and
-    :math:`\hat H = \log S - \sum_{v\in S} e^{y_v} y_v / S` is summed over the row with the
-    set as a mask (masses in double precision, relative to the row maximum). **Elsewhere**
+    :math:`t` is found by bisection over the logits' ordered float keys. The row is read
+    twice: once as :func:`~inforeg.rl.token_entropy`'s forward pass does (maximum, total mass
+    and, for :class:`SelectiveEntropyRegularizer`'s statistic, the full entropy), then the
+    values above a bound the nucleus cannot lie below are compacted with their exponentials
+    (vectorised passes over that shrinking set follow), the last <= 32 values are sorted and
+    scanned exactly as the sorted path does, and
+    :math:`\hat H = \log S - \sum_{v\in S} e^{y_v} y_v / S` is summed over the kept set
+    (masses in double precision, relative to the row maximum). **Elsewhere**
     (float64, float16, CUDA, strided rows): ``torch.topk(k=top_k, sorted=True)`` and a
     cumulative sum. Ties at the threshold: both keep the same number of tied tokens (so the
     same value); the kernel keeps the lowest indices among them, ``topk`` an order of its own,
@@ -277,9 +280,10 @@ class SelectiveEntropyRegularizer(nn.Module):
 
     Forward:
         ``logits (N, T, V)``, ``mask (N, T)`` -> ``(loss, stats)``; ``stats`` holds detached
-        tensors: ``entropy`` (exact full entropy, token-mean over ``mask``), ``top_p_entropy``
-        (token-mean), ``selected_entropy`` (:math:`H_\text{sel}`), ``masked_fraction`` (share of
-        real tokens selected), ``anchor`` and ``coefficient``.
+        tensors: ``entropy`` (exact full entropy, token-mean over ``mask``; on the CPU kernel
+        path from the top-p kernel's first pass, :func:`~inforeg.rl.token_entropy`'s value),
+        ``top_p_entropy`` (token-mean), ``selected_entropy`` (:math:`H_\text{sel}`),
+        ``masked_fraction`` (share of real tokens selected), ``anchor`` and ``coefficient``.
     """
 
     anchor: Tensor
