@@ -218,7 +218,19 @@ def _kernel_vs_float64(
 
 @needs_kernel
 @pytest.mark.parametrize(
-    "case", ["normal", "peaked", "flat", "top_k", "top1", "masked", "temperature", "top_p=0.999"]
+    "case",
+    [
+        "normal",
+        "peaked",
+        "flat",
+        "top_k",
+        "top1",
+        "masked",
+        "temperature",
+        "top_p=0.999",
+        "top_p~1",
+        "masked, top_p~1",
+    ],
 )
 def test_kernel_matches_sorted_float64(case):
     g = torch.Generator().manual_seed(3)
@@ -240,13 +252,17 @@ def test_kernel_matches_sorted_float64(case):
         z[:, ::3] = float("-inf")
     elif case == "temperature":
         z, top_p, t = z * 2, 0.95, 0.7
-    else:  # all but a sliver of the mass (exactly 1.0 leaves the last token to rounding)
+    elif case == "top_p=0.999":  # all but a sliver of the mass
         top_p = 0.999
+    else:  # every value is a candidate (no lower bound); exactly 1.0 is left to rounding
+        z, top_p = z * 0.3, 0.99995  # (a flat row: the last cumulative sums step by ~1e-4)
+        if case.startswith("masked"):
+            z[:, ::3] = float("-inf")
     h, grad = _kernel_vs_float64(z, top_p, top_k, t)
     assert torch.isfinite(h).all() and torch.isfinite(grad).all()
     if case == "top1":
         assert torch.all(h == 0) and torch.all(grad == 0)
-    if case == "masked":
+    if case.startswith("masked"):
         assert torch.all(grad[:, ::3] == 0)
 
 
