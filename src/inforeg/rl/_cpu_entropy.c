@@ -722,13 +722,14 @@ static void row_top_p(const void *z, int dtype, int64_t row_stride, int64_t row,
     /* the candidates (the second read, from cache): e = 2^(w), w = x c - m2 (base 2, relative
      * to the maximum, so e <= 1), exactly 0 below the floor (-inf logits); p = e / s with s from
      * row_sums (the same sum up to rounding). Only the values x >= lo_f: lo_f is the logit with
-     * p = (1 - top_p) / (2V): the values below it hold less than (1 - top_p) / 2 of the mass,
-     * so {x >= lo_f} holds more than top_p and the kept set lies above it. */
+     * p = 0.9 (1 - top_p) / V, rounded down: the values below it hold less than 0.9 (1 - top_p)
+     * of the mass, so {x >= lo_f} holds more than top_p (by 0.1 (1 - top_p) >= 1e-5 of the
+     * mass: far above the rounding of the sums) and the kept set lies above it. */
     const float c = inv_t * LOG2E, m2 = rs.m2, xmax = rs.xmax;
     float lo_f = -INFINITY;
     if (top_p < 1.0 - 1e-4) {
-        lo_f = (float)(((double)m2 + log2(0.5 * (1.0 - top_p) * rs.s / (double)vocab)) / c);
-        lo_f = lo_f < xmax ? lo_f : xmax;
+        lo_f = (float)(((double)m2 + log2(0.9 * (1.0 - top_p) * rs.s / (double)vocab)) / c);
+        lo_f = nextafterf(lo_f < xmax ? lo_f : xmax, -INFINITY);
     }
     float *cx = buf, *ce = cx + vocab, *dx = ce + vocab, *de = dx + vocab;
     const int64_t esize = dtype == F32 ? 4 : 2;
