@@ -230,6 +230,7 @@ def _kernel_vs_float64(
         "top_p=0.999",
         "top_p~1",
         "masked, top_p~1",
+        "binades",
     ],
 )
 def test_kernel_matches_sorted_float64(case):
@@ -252,6 +253,9 @@ def test_kernel_matches_sorted_float64(case):
         z[:, ::3] = float("-inf")
     elif case == "temperature":
         z, top_p, t = z * 2, 0.95, 0.7
+    elif case == "binades":  # |z| from 1e-37 to 1: the value midpoints give way to the keys'
+        u = torch.rand(z.shape, generator=g)
+        z = z.sign() * torch.pow(10.0, -37.0 * u)
     elif case == "top_p=0.999":  # all but a sliver of the mass
         top_p = 0.999
     else:  # every value is a candidate (no lower bound); exactly 1.0 is left to rounding
