@@ -287,8 +287,5 @@ EXPERIMENT = Experiment(
         "validation bag AUC"
     ),
     run_seed=run_seed,
-    protocol=2,
-    seeds=10,
-    quick_seeds=2,
     requires=("sklearn",),  # the digits data
 )

@@ -380,7 +380,4 @@ EXPERIMENT = Experiment(
         "run, then best grid point; test metrics averaged over the same 3 evaluations"
     ),
     run_seed=run_seed,
-    protocol=2,
-    seeds=10,
-    quick_seeds=2,
 )

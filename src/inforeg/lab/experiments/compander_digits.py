@@ -164,8 +164,6 @@ EXPERIMENT = Experiment(
     splits=SPLITS,
     selection="validation accuracy: the best epoch and weight decay per arm and seed",
     run_seed=run_seed,
-    protocol=2,
-    seeds=10,
     quick_seeds=1,
     requires=("sklearn",),
 )

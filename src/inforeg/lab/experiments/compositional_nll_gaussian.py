@@ -193,7 +193,4 @@ EXPERIMENT = Experiment(
         "(area under the validation curve)"
     ),
     run_seed=run_seed,
-    protocol=2,
-    seeds=10,
-    quick_seeds=2,
 )

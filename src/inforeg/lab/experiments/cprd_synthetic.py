@@ -240,7 +240,4 @@ EXPERIMENT = Experiment(
     splits={f"{k} (pairs)": v for k, v in N_PAIRS.items()},
     selection="per seed and arm: the grid point and epoch with the best validation R@1",
     run_seed=run_seed,
-    protocol=2,
-    seeds=10,
-    quick_seeds=2,
 )

@@ -195,8 +195,6 @@ EXPERIMENT = Experiment(
     splits=SPLITS,
     selection="validation accuracy: the best epoch and learning rate per arm and seed",
     run_seed=run_seed,
-    protocol=2,
-    seeds=10,
     quick_seeds=1,
     requires=("sklearn",),
 )

@@ -245,8 +245,5 @@ EXPERIMENT = Experiment(
         "per seed and arm: the grid point and epoch with the lowest validation RMSE (OLS: none)"
     ),
     run_seed=run_seed,
-    protocol=2,
-    seeds=10,
-    quick_seeds=2,
     requires=("sklearn",),  # the diabetes data
 )

@@ -261,8 +261,5 @@ EXPERIMENT = Experiment(
         "then best learning rate; ties keep the earlier epoch / first grid point"
     ),
     run_seed=run_seed,
-    protocol=2,
-    seeds=10,
-    quick_seeds=2,
     requires=("sklearn", "scipy"),  # digits, k-means and NMI; Hungarian matching
 )

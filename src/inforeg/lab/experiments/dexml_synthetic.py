@@ -233,7 +233,4 @@ EXPERIMENT = Experiment(
     splits={f"{k} (queries)": v for k, v in N_QUERIES.items()},
     selection="per seed and loss: the temperature and epoch with the best validation P@1",
     run_seed=run_seed,
-    protocol=2,
-    seeds=10,
-    quick_seeds=2,
 )

@@ -247,8 +247,5 @@ EXPERIMENT = Experiment(
         "DRS (official)'s networks"
     ),
     run_seed=run_seed,
-    protocol=2,
-    seeds=10,
-    quick_seeds=2,
     requires=("sklearn",),  # the digits data
 )

@@ -238,8 +238,5 @@ EXPERIMENT = Experiment(
         "accuracy is at chance by design); untrained: nothing to select"
     ),
     run_seed=run_seed,
-    protocol=2,
-    seeds=10,
-    quick_seeds=2,
     requires=("sklearn",),
 )

@@ -225,7 +225,4 @@ EXPERIMENT = Experiment(
     selection="per arm: the number of coordinate-descent sweeps with the best validation accuracy",
     run_seed=run_seed,
     requires=("sklearn",),
-    protocol=2,
-    seeds=10,
-    quick_seeds=2,
 )

@@ -254,8 +254,5 @@ EXPERIMENT = Experiment(
         "the arm's best validation epoch"
     ),
     run_seed=run_seed,
-    protocol=2,
-    seeds=10,
-    quick_seeds=2,
     requires=("sklearn",),  # the digits data
 )

@@ -368,8 +368,5 @@ EXPERIMENT = Experiment(
         "disjoint from the test ones"
     ),
     run_seed=run_seed,
-    protocol=2,
-    seeds=10,
-    quick_seeds=2,
     requires=("sklearn",),  # the digits data
 )

@@ -398,8 +398,5 @@ EXPERIMENT = Experiment(
         "validation labels in the noisy settings)"
     ),
     run_seed=run_seed,
-    protocol=2,
-    seeds=10,
-    quick_seeds=2,
     requires=("sklearn",),  # the digits data
 )

@@ -385,7 +385,4 @@ EXPERIMENT = Experiment(
         "with the best validation pass@1"
     ),
     run_seed=run_seed,
-    protocol=2,
-    seeds=10,
-    quick_seeds=2,
 )

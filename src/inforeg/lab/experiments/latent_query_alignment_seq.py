@@ -204,7 +204,4 @@ EXPERIMENT = Experiment(
     splits={"train": N_TRAIN, "validation": N_VAL, "test": N_TEST},
     selection="per arm: lr and epoch with the best validation token accuracy (greedy decoding)",
     run_seed=run_seed,
-    protocol=2,
-    seeds=10,
-    quick_seeds=2,
 )

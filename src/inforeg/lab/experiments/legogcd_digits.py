@@ -240,8 +240,5 @@ EXPERIMENT = Experiment(
         "within a run, then best grid point; ties keep the earlier epoch / first grid point"
     ),
     run_seed=run_seed,
-    protocol=2,
-    seeds=10,
-    quick_seeds=2,
     requires=("sklearn", "scipy"),  # the digits data; Hungarian matching
 )

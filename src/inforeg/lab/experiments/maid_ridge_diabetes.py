@@ -305,7 +305,4 @@ EXPERIMENT = Experiment(
     ),
     run_seed=run_seed,
     requires=("sklearn",),
-    protocol=2,
-    seeds=10,
-    quick_seeds=2,
 )

@@ -294,7 +294,4 @@ EXPERIMENT = Experiment(
         "(probes fitted on validation latents, read on test)"
     ),
     run_seed=run_seed,
-    protocol=2,
-    seeds=10,
-    quick_seeds=2,
 )

@@ -402,8 +402,5 @@ EXPERIMENT = Experiment(
         "split), per arm: best evaluation within a run, then best grid point"
     ),
     run_seed=run_seed,
-    protocol=2,
-    seeds=10,
-    quick_seeds=2,
     requires=("sklearn",),
 )

@@ -331,8 +331,5 @@ EXPERIMENT = Experiment(
         "best validation accuracy, and the largest beta within 0.05 of plain's validation accuracy"
     ),
     run_seed=run_seed,
-    protocol=2,
-    seeds=10,
-    quick_seeds=2,
     requires=("sklearn",),
 )

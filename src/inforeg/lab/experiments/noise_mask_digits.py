@@ -222,8 +222,5 @@ EXPERIMENT = Experiment(
     splits={"train": 1005, "validation": 252, "test": 540},
     selection="per arm: lr and epoch with the best clean validation accuracy",
     run_seed=run_seed,
-    protocol=2,
-    seeds=10,
-    quick_seeds=2,
     requires=("sklearn",),
 )

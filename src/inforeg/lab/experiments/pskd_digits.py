@@ -191,8 +191,5 @@ EXPERIMENT = Experiment(
         "the earlier epoch / first grid point"
     ),
     run_seed=run_seed,
-    protocol=2,
-    seeds=10,
-    quick_seeds=2,
     requires=("sklearn",),  # the digits data
 )

@@ -316,8 +316,5 @@ EXPERIMENT = Experiment(
         "(InfoE probes fitted on training images); no early stopping"
     ),
     run_seed=run_seed,
-    protocol=2,
-    seeds=10,
-    quick_seeds=2,
     requires=("sklearn",),  # InfoE's logistic regressions
 )

@@ -270,7 +270,4 @@ EXPERIMENT = Experiment(
         "the lowest validation MSE (the search length is fixed by the entropy schedule)"
     ),
     run_seed=run_seed,
-    protocol=2,
-    seeds=10,
-    quick_seeds=2,
 )

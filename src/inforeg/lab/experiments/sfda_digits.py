@@ -344,8 +344,5 @@ EXPERIMENT = Experiment(
         "labelled set for every arm); the source model's epoch on source validation accuracy"
     ),
     run_seed=run_seed,
-    protocol=2,
-    seeds=10,
-    quick_seeds=2,
     requires=("sklearn",),
 )

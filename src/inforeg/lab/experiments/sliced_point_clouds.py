@@ -307,7 +307,4 @@ EXPERIMENT = Experiment(
         "refinement starts from the selected CE + SW net"
     ),
     run_seed=run_seed,
-    protocol=2,
-    seeds=10,
-    quick_seeds=2,
 )

@@ -342,8 +342,5 @@ EXPERIMENT = Experiment(
         "with the best validation accuracy"
     ),
     run_seed=run_seed,
-    protocol=2,
-    seeds=10,
-    quick_seeds=2,
     requires=("sklearn", "scipy"),
 )

@@ -304,8 +304,6 @@ EXPERIMENT = Experiment(
         "per arm and seed"
     ),
     run_seed=run_seed,
-    protocol=2,
-    seeds=10,
     quick_seeds=1,
     requires=("sklearn",),
 )

@@ -310,7 +310,4 @@ EXPERIMENT = Experiment(
         "best validation probe accuracy"
     ),
     run_seed=run_seed,
-    protocol=2,
-    seeds=10,
-    quick_seeds=2,
 )
