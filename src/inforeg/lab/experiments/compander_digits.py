@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 from inforeg.lab.experiments._digit_images import digit_images, stratified_split
 from inforeg.lab.experiments.base import Claim, Experiment, RegimeCheck, SeedResult
-from inforeg.lab.experiments.protocol import BestOnValidation, Selected, tune
+from inforeg.lab.experiments.protocol import BestOnValidation, Selected, tune_arms
 from inforeg.lab.experiments.training import make_mlp, minibatches
 from inforeg.nn import WeightCompander, apply_weight_compander
 
@@ -98,19 +98,13 @@ def run_seed(seed: int, quick: bool) -> SeedResult:
     mean, std = x[idx["train"]].mean(), x[idx["train"]].std()
     data = {k: ((x[v] - mean) / std, y[v]) for k, v in idx.items()}
     epochs = QUICK_EPOCHS if quick else EPOCHS
-    metrics: dict[str, dict[str, float]] = {}
-    chosen: dict[str, dict[str, Any]] = {}
-    for arm in ARMS:
-
-        def fit(point: dict[str, Any], arm: str = arm) -> Selected:
-            return _fit(arm, point["weight_decay"], seed, data, epochs)
-
-        point, sel = tune(GRIDS[arm], fit)
-        metrics[arm] = {**sel.metrics, "selected epoch": float(sel.step)}
-        chosen[arm] = {**point, "epoch": sel.step}
+    tuned = tune_arms(
+        GRIDS, lambda arm, point: _fit(arm, point["weight_decay"], seed, data, epochs)
+    )
+    metrics = tuned.metrics("selected epoch")
     plain = metrics["plain"]
     regime = {"plain generalisation gap": plain["train accuracy"] - plain["validation accuracy"]}
-    return SeedResult(metrics, tuning=chosen, regime=regime, splits=dict(SPLITS))
+    return SeedResult(metrics, tuning=tuned.points("epoch"), regime=regime, splits=dict(SPLITS))
 
 
 _PAPER = (

@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from inforeg.lab.experiments._digit_images import digit_images, stratified_split
 from inforeg.lab.experiments.base import Claim, Experiment, RegimeCheck, SeedResult
-from inforeg.lab.experiments.protocol import BestOnValidation, Selected, tune
+from inforeg.lab.experiments.protocol import BestOnValidation, Selected, tune_arms
 from inforeg.lab.experiments.training import minibatches
 from inforeg.nn import CRReLU
 
@@ -115,18 +115,9 @@ def run_seed(seed: int, quick: bool) -> SeedResult:
     idx = stratified_split(y, SPLITS, seed)
     data = {k: (x[v], y[v]) for k, v in idx.items()}
     epochs = QUICK_EPOCHS if quick else EPOCHS
-    metrics: dict[str, dict[str, float]] = {}
-    chosen: dict[str, dict[str, Any]] = {}
-    for arm in ACTIVATIONS:
-
-        def fit(point: dict[str, Any], arm: str = arm) -> Selected:
-            return _fit(arm, point["lr"], seed, data, epochs)
-
-        point, sel = tune(GRIDS[arm], fit)
-        metrics[arm] = {**sel.metrics, "selected epoch": float(sel.step)}
-        chosen[arm] = {**point, "epoch": sel.step}
-        if arm == "CRReLU":
-            chosen[arm]["learned eps"] = sel.extras["eps"]
+    tuned = tune_arms(GRIDS, lambda arm, point: _fit(arm, point["lr"], seed, data, epochs))
+    metrics, chosen = tuned.metrics("selected epoch"), tuned.points("epoch")
+    chosen["CRReLU"]["learned eps"] = tuned["CRReLU"][1].extras["eps"]
     regime = {"ReLU test error": 1.0 - metrics["ReLU"]["test accuracy"]}
     return SeedResult(
         metrics, tuning=chosen, regime=regime, splits={k: int(v.numel()) for k, v in idx.items()}

@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 from inforeg.lab.experiments._clustering import clustering_accuracy, nmi
 from inforeg.lab.experiments.base import Claim, Experiment, RegimeCheck, SeedResult
-from inforeg.lab.experiments.protocol import BestOnValidation, Selected, tune
+from inforeg.lab.experiments.protocol import BestOnValidation, Selected, tune_arms
 from inforeg.lab.experiments.training import minibatches, seed_everything
 
 K = 10
@@ -156,19 +156,19 @@ def run_seed(seed: int, quick: bool) -> SeedResult:
                 best.update(epoch, nmi(assign(xv), data.y_val), test_scores)
         return best.result(final_clusters_used=used[-1], used=used)
 
-    metrics: dict[str, dict[str, float]] = {}
-    chosen: dict[str, dict[str, Any]] = {}
-    curves: dict[str, dict[str, list[float]]] = {"clusters used on the training split": {}}
-    regime: dict[str, float] = {}
-    for arm, grid in GRIDS.items():
-        chosen[arm], sel = tune(grid, functools.partial(fit, arm))
-        metrics[arm] = dict(sel.metrics, **{"selected epoch": float(sel.step)})
-        curves["clusters used on the training split"][arm] = sel.extras["used"]
-        if arm == KMEANS:
-            regime["k-means test NMI"] = sel.metrics["test NMI"]
-        if arm == NO_NORM:
-            regime["p^2 clusters used (final epoch)"] = sel.extras["final_clusters_used"]
-    return SeedResult(metrics, curves, tuning=chosen, regime=regime, splits=data.sizes)
+    tuned = tune_arms(GRIDS, fit)
+    regime = {
+        "k-means test NMI": tuned[KMEANS][1].metrics["test NMI"],
+        "p^2 clusters used (final epoch)": tuned[NO_NORM][1].extras["final_clusters_used"],
+    }
+    curves = {"clusters used on the training split": tuned.extras("used")}
+    return SeedResult(
+        tuned.metrics("selected epoch"),
+        curves,
+        tuning=tuned.points(),
+        regime=regime,
+        splits=data.sizes,
+    )
 
 
 EXPERIMENT = Experiment(
