@@ -18,7 +18,7 @@ from torch import Tensor, nn
 from inforeg.lab.experiments._digit_images import digit_images, stratified_split
 from inforeg.lab.experiments.base import Claim, Experiment, RegimeCheck, SeedResult
 from inforeg.lab.experiments.protocol import BestOnValidation, Selected, tune_arms
-from inforeg.lab.experiments.training import make_mlp, minibatches
+from inforeg.lab.experiments.training import make_mlp, train_epoch
 from inforeg.nn import WeightCompander, apply_weight_compander
 
 SPLITS = {"train": 200, "validation": 300, "test": 1297}
@@ -82,11 +82,9 @@ def _fit(
 
     best = BestOnValidation(higher_is_better=True)
     for epoch in range(epochs):
-        for idx in minibatches(x_tr.shape[0], BATCH, order):
-            loss = F.cross_entropy(model(x_tr[idx]), y_tr[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+        train_epoch(
+            opt, len(x_tr), BATCH, order, lambda i: F.cross_entropy(model(x_tr[i]), y_tr[i])
+        )
         best.update(epoch, _accuracy(model, x_va, y_va), measure)
     return best.result()
 

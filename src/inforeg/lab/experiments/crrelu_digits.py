@@ -19,7 +19,7 @@ from torch import Tensor, nn
 from inforeg.lab.experiments._digit_images import digit_images, stratified_split
 from inforeg.lab.experiments.base import Claim, Experiment, RegimeCheck, SeedResult
 from inforeg.lab.experiments.protocol import BestOnValidation, Selected, tune_arms
-from inforeg.lab.experiments.training import minibatches
+from inforeg.lab.experiments.training import train_epoch
 from inforeg.nn import CRReLU
 
 SPLITS = {"train": 500, "validation": 300, "test": 997}
@@ -98,11 +98,9 @@ def _fit(
     best = BestOnValidation(higher_is_better=True)
     for epoch in range(epochs):
         model.train()
-        for idx in minibatches(x_tr.shape[0], BATCH, order):
-            loss = F.cross_entropy(model(x_tr[idx]), y_tr[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+        train_epoch(
+            opt, len(x_tr), BATCH, order, lambda i: F.cross_entropy(model(x_tr[i]), y_tr[i])
+        )
         val = _evaluate(model, x_va, y_va)["test accuracy"]
         best.update(epoch, val, lambda: _evaluate(model, x_te, y_te))
     eps_final = [float(p.detach()) for p in eps]

@@ -18,7 +18,7 @@ from torch import Tensor, nn
 from inforeg.lab.experiments._clustering import clustering_accuracy, nmi
 from inforeg.lab.experiments.base import Claim, Experiment, RegimeCheck, SeedResult
 from inforeg.lab.experiments.protocol import BestOnValidation, Selected, tune_arms
-from inforeg.lab.experiments.training import minibatches, seed_everything
+from inforeg.lab.experiments.training import minibatches, seed_everything, train_epoch
 
 K = 10
 CODE = 10
@@ -103,11 +103,7 @@ def run_seed(seed: int, quick: bool) -> SeedResult:
     ae = DenoisingAE(x.shape[1])
     opt = torch.optim.Adam(ae.parameters(), lr=1e-3)
     for _ in range(pre_epochs):
-        for idx in minibatches(x.shape[0], 100, gen):
-            loss = ae.reconstruction(x[idx])[1]
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+        train_epoch(opt, x.shape[0], 100, gen, lambda i: ae.reconstruction(x[i])[1])
     pretrained = {k: v.clone() for k, v in ae.state_dict().items()}
     with torch.no_grad():
         z0 = ae.encode(x)

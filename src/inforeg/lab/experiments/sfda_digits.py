@@ -24,7 +24,7 @@ from torch import Tensor
 from inforeg.lab.experiments.base import Claim, Experiment, RegimeCheck, SeedResult
 from inforeg.lab.experiments.metrics import accuracy
 from inforeg.lab.experiments.protocol import BestOnValidation, Selected, tune_arms
-from inforeg.lab.experiments.training import make_mlp, minibatches, seed_everything
+from inforeg.lab.experiments.training import make_mlp, minibatches, seed_everything, train_epoch
 
 ROTATION_DEG = 15.0
 CONTRAST = 0.7
@@ -124,11 +124,9 @@ def _source_model(d: dict[str, Tensor], seed: int, epochs: int) -> dict[str, Ten
     state: dict[str, Tensor] = {}
     for epoch in range(epochs):
         model.train()
-        for idx in minibatches(d["xs"].shape[0], 64, gen):
-            loss = F.cross_entropy(model(d["xs"][idx]), d["ys"][idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+        train_epoch(
+            opt, len(d["xs"]), 64, gen, lambda i: F.cross_entropy(model(d["xs"][i]), d["ys"][i])
+        )
         model.eval()
         with torch.no_grad():
             val = accuracy(model(d["xs_val"]), d["ys_val"])

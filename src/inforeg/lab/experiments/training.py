@@ -40,6 +40,22 @@ def minibatches(n: int, batch_size: int, generator: torch.Generator) -> Iterator
         yield order[start : start + batch_size]
 
 
+def train_epoch(
+    opt: torch.optim.Optimizer,
+    n: int,
+    batch_size: int,
+    generator: torch.Generator,
+    loss_of: Callable[[Tensor], Tensor],
+) -> None:
+    """One pass over shuffled minibatches of ``range(n)``: ``loss_of(indices)``, then one
+    optimiser step on it."""
+    for idx in minibatches(n, batch_size, generator):
+        loss = loss_of(idx)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+
 def train_classifier(
     model: nn.Module,
     x: Tensor,
@@ -63,11 +79,11 @@ def train_classifier(
         if on_epoch_start is not None:
             on_epoch_start(epoch)
         model.train()
-        for idx in minibatches(x.shape[0], batch_size, generator):
-            loss = loss_fn(model(x[idx]), y[idx], idx, epoch)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+
+        def loss_of(idx: Tensor, epoch: int = epoch) -> Tensor:
+            return loss_fn(model(x[idx]), y[idx], idx, epoch)
+
+        train_epoch(opt, x.shape[0], batch_size, generator, loss_of)
         sched.step()
         if on_epoch_end is not None:
             on_epoch_end(epoch)

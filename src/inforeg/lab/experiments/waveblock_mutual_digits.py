@@ -36,7 +36,7 @@ from torch import Tensor, nn
 from inforeg.lab.experiments._digit_images import digit_images, stratified_split
 from inforeg.lab.experiments.base import Claim, Experiment, RegimeCheck, SeedResult
 from inforeg.lab.experiments.protocol import BestOnValidation, Selected, tune_arms
-from inforeg.lab.experiments.training import minibatches
+from inforeg.lab.experiments.training import minibatches, train_epoch
 from inforeg.nn import AttentiveWaveBlock, WaveBlock
 
 SPLITS = {"source": 700, "target train": 600, "target validation": 200, "target test": 297}
@@ -101,11 +101,9 @@ def _pretrain(block: str, init_seed: int, x: Tensor, y: Tensor, epochs: int) -> 
     opt = torch.optim.Adam(model.parameters(), lr=PRETRAIN_LR)
     order = torch.Generator().manual_seed(init_seed)
     for _ in range(epochs):
-        for idx in minibatches(x.shape[0], PRETRAIN_BATCH, order):
-            loss = F.cross_entropy(model(x[idx]), y[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+        train_epoch(
+            opt, x.shape[0], PRETRAIN_BATCH, order, lambda i: F.cross_entropy(model(x[i]), y[i])
+        )
     return model
 
 
