@@ -9,8 +9,6 @@ initial effective weights (identical across arms) and the data order.
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -18,7 +16,7 @@ from torch import Tensor, nn
 from inforeg.lab.experiments._digit_images import digit_images, stratified_split
 from inforeg.lab.experiments.base import Claim, Experiment, RegimeCheck, SeedResult
 from inforeg.lab.experiments.protocol import BestOnValidation, Selected, tune_arms
-from inforeg.lab.experiments.training import make_mlp, train_epoch
+from inforeg.lab.experiments.training import decay_groups, make_mlp, train_epoch
 from inforeg.nn import WeightCompander, apply_weight_compander
 
 SPLITS = {"train": 200, "validation": 300, "test": 1297}
@@ -61,12 +59,7 @@ def _fit(
     if arm == "compander":  # the registration keeps the initial effective weights
         apply_weight_compander(model)
     hyper = [p for m in model.modules() if isinstance(m, WeightCompander) for p in m.parameters()]
-    hyper_ids = {id(p) for p in hyper}
-    rest = [p for p in model.parameters() if id(p) not in hyper_ids]
-    groups: list[dict[str, Any]] = [{"params": rest, "weight_decay": wd}]
-    if hyper:
-        groups.append({"params": hyper, "weight_decay": 0.0})
-    opt = torch.optim.Adam(groups, lr=LR)
+    opt = torch.optim.Adam(decay_groups(model, wd, exempt=hyper), lr=LR)
     order = torch.Generator().manual_seed(seed)
     x_tr, y_tr = data["train"]
     x_va, y_va = data["validation"]

@@ -10,7 +10,6 @@ the initialisation (identical across arms) and the data order.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -19,7 +18,7 @@ from torch import Tensor, nn
 from inforeg.lab.experiments._digit_images import digit_images, stratified_split
 from inforeg.lab.experiments.base import Claim, Experiment, RegimeCheck, SeedResult
 from inforeg.lab.experiments.protocol import BestOnValidation, Selected, tune_arms
-from inforeg.lab.experiments.training import train_epoch
+from inforeg.lab.experiments.training import decay_groups, train_epoch
 from inforeg.nn import CRReLU
 
 SPLITS = {"train": 500, "validation": 300, "test": 997}
@@ -86,10 +85,7 @@ def _fit(
     torch.manual_seed(seed)  # the same initial weights for every arm (activations hold no RNG)
     model = TinyViT(ACTIVATIONS[arm])
     eps = [p for n, p in model.named_parameters() if n.endswith(".eps")]
-    rest = [p for n, p in model.named_parameters() if not n.endswith(".eps")]
-    groups: list[dict[str, Any]] = [{"params": rest, "weight_decay": WEIGHT_DECAY}]
-    if eps:
-        groups.append({"params": eps, "weight_decay": 0.0})
+    groups = decay_groups(model, WEIGHT_DECAY, exempt=eps)
     opt = torch.optim.AdamW(groups, lr=lr)
     order = torch.Generator().manual_seed(seed)
     x_tr, y_tr = data["train"]

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -31,6 +32,20 @@ def make_mlp(
         width = hidden
     layers.append(nn.Linear(width, out_dim))
     return nn.Sequential(*layers)
+
+
+def decay_groups(
+    model: nn.Module, weight_decay: float, exempt: Sequence[Tensor]
+) -> list[dict[str, Any]]:
+    """Optimiser parameter groups: ``model``'s parameters with ``weight_decay``, except those in
+    ``exempt`` (e.g. a learnable activation or compander parameter), which get a second group
+    without decay when there are any."""
+    ids = {id(p) for p in exempt}
+    rest = [p for p in model.parameters() if id(p) not in ids]
+    groups: list[dict[str, Any]] = [{"params": rest, "weight_decay": weight_decay}]
+    if exempt:
+        groups.append({"params": list(exempt), "weight_decay": 0.0})
+    return groups
 
 
 def minibatches(n: int, batch_size: int, generator: torch.Generator) -> Iterator[Tensor]:
