@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from inforeg.lab.experiments.base import Claim, Experiment, RegimeCheck, SeedResult
-from inforeg.lab.experiments.protocol import BestOnValidation, Selected, tune
+from inforeg.lab.experiments.protocol import BestOnValidation, Selected, tune_arms
 from inforeg.lab.experiments.training import make_mlp, seed_everything, train_epoch
 
 SIGMAS = (0.25, 0.5)
@@ -141,14 +141,11 @@ def run_seed(seed: int, quick: bool) -> SeedResult:
     regime: dict[str, float] = {}
     for sigma in SIGMAS:
         tag = f"σ={sigma}"
-        chosen = {}
-        for arm in (RS, DRS):
 
-            def fit(point: dict[str, Any], arm: str = arm, sigma: float = sigma) -> Selected:
-                return _train(arm, data, sigma, point["lr"], seed, epochs)
+        def fit(arm: str, point: dict[str, Any], sigma: float = sigma) -> Selected:
+            return _train(arm, data, sigma, point["lr"], seed, epochs)
 
-            point, sel = tune(GRIDS[arm], fit)
-            chosen[arm] = (point, sel)
+        chosen = tune_arms(GRIDS, fit)
         (rs_point, rs_sel), (drs_point, drs_sel) = chosen[RS], chosen[DRS]
         regime[f"RS accuracy lost to noise {tag}"] = rs_sel.extras["clean_accuracy"] - rs_sel.score
         rs = RandomizedSmoothing(rs_sel.extras["nets"][0], 10, sigma)
