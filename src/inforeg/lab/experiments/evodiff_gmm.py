@@ -25,7 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from inforeg.lab.experiments.base import Claim, Experiment, RegimeCheck, SeedResult
-from inforeg.lab.experiments.protocol import Selected, tune
+from inforeg.lab.experiments.protocol import Selected, tune_arms
 
 Denoiser = Callable[[Tensor, Tensor], Tensor]
 
@@ -116,16 +116,15 @@ def _exact_part(seed: int, quick: bool) -> tuple[dict, dict, dict]:
         return float((x - ref).flatten(1).norm(dim=1).mean())
 
     metrics: dict[str, dict[str, float]] = {}
-    chosen: dict[str, dict[str, Any]] = {}
     nfes = (5, 10) if quick else NFES
-    for arm, grid in GRIDS.items():
-
-        def fit(point: dict[str, Any], arm: str = arm) -> Selected:
-            score = -error(sample(arm, point, den, z_val, SELECT_NFE), ref_val)
-            return Selected(score, {})
-
-        point, _ = tune(grid, fit)
-        chosen[arm] = point
+    tuned = tune_arms(
+        GRIDS,
+        lambda arm, point: Selected(
+            -error(sample(arm, point, den, z_val, SELECT_NFE), ref_val), {}
+        ),
+    )
+    chosen = tuned.points()
+    for arm, point in chosen.items():
         metrics[arm] = {}
         for nfe in nfes:
             out = sample(arm, point, den, z_test, nfe)
@@ -211,20 +210,21 @@ def _learned_part(seed: int, quick: bool) -> tuple[dict, dict, dict]:
     def score(x: Tensor, true: Tensor) -> float:
         return float(mmd(x, true, bandwidth=MMD_BANDWIDTH))
 
-    metrics: dict[str, dict[str, float]] = {}
-    chosen: dict[str, dict[str, Any]] = {}
     nfes = (5, 10) if quick else NFES
-    for arm, grid in GRIDS.items():
-
-        def fit(point: dict[str, Any], arm: str = arm) -> Selected:
-            return Selected(-score(sample(arm, point, den, z_val, SELECT_NFE), true_val), {})
-
-        point, _ = tune(grid, fit)
-        chosen[arm] = point
-        metrics[arm] = {
+    tuned = tune_arms(
+        GRIDS,
+        lambda arm, point: Selected(
+            -score(sample(arm, point, den, z_val, SELECT_NFE), true_val), {}
+        ),
+    )
+    chosen = tuned.points()
+    metrics = {
+        arm: {
             f"learned: MMD @{nfe}": score(sample(arm, point, den, z_test, nfe), true_test)
             for nfe in nfes
         }
+        for arm, point in chosen.items()
+    }
     converged = score(sample("DPM-Solver++(2M)", CONVERGED, den, z_test, 100), true_test)
     regime = {
         f"learned: DPM++ MMD gap @{nfe}": metrics["DPM-Solver++(2M)"][f"learned: MMD @{nfe}"]
