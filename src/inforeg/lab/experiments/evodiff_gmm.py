@@ -68,6 +68,16 @@ def sample(arm: str, point: dict[str, Any], den: Denoiser, z: Tensor, nfe: int) 
         return evodiff_sample(den, z, sig, final_step=point["final_step"])
 
 
+def _select(
+    den: Denoiser, z_val: Tensor, error: Callable[[Tensor], float]
+) -> dict[str, dict[str, Any]]:
+    """Each arm's grid point whose samples from ``z_val`` at ``SELECT_NFE`` calls have the lowest
+    validation ``error``."""
+    return tune_arms(
+        GRIDS, lambda arm, point: Selected(-error(sample(arm, point, den, z_val, SELECT_NFE)), {})
+    ).points()
+
+
 # ---------------------------------------------------------------------------------------------
 # (a) exact denoiser of a digits mixture
 # ---------------------------------------------------------------------------------------------
@@ -117,13 +127,7 @@ def _exact_part(seed: int, quick: bool) -> tuple[dict, dict, dict]:
 
     metrics: dict[str, dict[str, float]] = {}
     nfes = (5, 10) if quick else NFES
-    tuned = tune_arms(
-        GRIDS,
-        lambda arm, point: Selected(
-            -error(sample(arm, point, den, z_val, SELECT_NFE), ref_val), {}
-        ),
-    )
-    chosen = tuned.points()
+    chosen = _select(den, z_val, lambda x: error(x, ref_val))
     for arm, point in chosen.items():
         metrics[arm] = {}
         for nfe in nfes:
@@ -211,13 +215,7 @@ def _learned_part(seed: int, quick: bool) -> tuple[dict, dict, dict]:
         return float(mmd(x, true, bandwidth=MMD_BANDWIDTH))
 
     nfes = (5, 10) if quick else NFES
-    tuned = tune_arms(
-        GRIDS,
-        lambda arm, point: Selected(
-            -score(sample(arm, point, den, z_val, SELECT_NFE), true_val), {}
-        ),
-    )
-    chosen = tuned.points()
+    chosen = _select(den, z_val, lambda x: score(x, true_val))
     metrics = {
         arm: {
             f"learned: MMD @{nfe}": score(sample(arm, point, den, z_test, nfe), true_test)
