@@ -20,7 +20,7 @@ import pkgutil
 from dataclasses import dataclass, field
 from typing import Literal, get_args
 
-from inforeg import FAMILIES
+from inforeg import FAMILIES  # the library lists its families; records name one of them
 from inforeg.lab.plugins import lookup
 
 Status = Literal["planned", "implemented", "verified", "reproduced"]
