@@ -26,9 +26,12 @@ correlation of the induced distances 1 - K / max K, which equals :func:`cka` (``
 Kernels: ``gaussian`` exp(-d^2/(2 sigma^2)) (sigma = median heuristic when None, per variable),
 ``laplacian`` exp(-d/sigma), ``linear`` <a, b>. Sequences of bandwidths sum the kernels.
 
-Memory: streamed through
-:func:`inforeg.dependence._centering.centered_product_sum`, O(n * chunk) with
-``chunk_size`` (backward included).
+Memory and speed: K and L are symmetric, so only their tiles on or above the diagonal are
+formed, each by one GEMM plus exp (:func:`inforeg.dependence._kernel_sum.centred_kernel_products`,
+the tiler MMD uses); one pass gives sum K*L (and K*K, L*L for CKA) and the row sums the centring
+needs. Memory is O(n * chunk) with ``chunk_size``; backward streams the tiles again with a
+closed-form gradient. Bandwidths that require a gradient take the generic path (row blocks
+checkpointed through autograd), with the same values.
 
 Shapes: x (n, p) or (n,), y (n, q) or (n,); returns a 0-d tensor in the input dtype.
 
@@ -48,7 +51,7 @@ from torch import Tensor, nn
 
 from inforeg.core.checks import check_choice, check_int, check_number, check_same_length
 from inforeg.core.dtypes import compute_dtype
-from inforeg.core.pairwise import stream_rows
+from inforeg.core.pairwise import BlockFn, stream_rows
 from inforeg.dependence._centering import centered_sum_from_rows
 from inforeg.dependence._kernel_sum import centred_kernel_products
 from inforeg.dependence._utils import (
@@ -105,17 +108,10 @@ def _prepare(
 
 
 def _generic_products(
-    x: Tensor,
-    y: Tensor,
-    kernels: tuple[str, str],
-    bandwidths: tuple[Tensor | None, Tensor | None],
-    unbiased: bool,
-    chunk_size: int | None,
+    kb: BlockFn, lb: BlockFn, n: int, unbiased: bool, chunk_size: int | None
 ) -> Tensor:
-    """``[<K, L>, <K, K>, <L, L>]`` centred, through checkpointed row blocks and autograd: the
-    path for bandwidths that need a gradient (the fast path treats them as constants)."""
-    kb = kernel_blocks(x, None, kernels[0], bandwidths[0], zero_diagonal=unbiased)
-    lb = kernel_blocks(y, None, kernels[1], bandwidths[1], zero_diagonal=unbiased)
+    """``[<K, L>, <K, K>, <L, L>]`` centred, from row blocks of K and L checkpointed through
+    autograd: the path for bandwidths that need a gradient (the fast path takes constants)."""
 
     def rows(start: int, stop: int) -> Tensor:
         k = kb(start, stop)
@@ -124,7 +120,6 @@ def _generic_products(
             ((k * l_).sum(1), (k * k).sum(1), (l_ * l_).sum(1), k.sum(1), l_.sum(1)), 1
         )
 
-    n = x.shape[0]
     r = stream_rows(rows, n, chunk_size)
     rk, rl = r[:, 3], r[:, 4]
     centring: Literal["double", "u"] = "u" if unbiased else "double"
@@ -149,15 +144,17 @@ def _statistic(
     x2, xc, yc, bx, by = _prepare(x, y, *options)
     unbiased = estimator == "unbiased"
     kernels, bandwidths = (kernel_x, kernel_y), (bx, by)
+    n = x2.shape[0]
     if any(b is not None and b.requires_grad for b in bandwidths):
-        sums = _generic_products(xc, yc, kernels, bandwidths, unbiased, chunk_size)
+        kb = kernel_blocks(xc, None, kernel_x, bx, zero_diagonal=unbiased)
+        lb = kernel_blocks(yc, None, kernel_y, by, zero_diagonal=unbiased)
+        sums = _generic_products(kb, lb, n, unbiased, chunk_size)
     else:
         sums = centred_kernel_products(
             xc, yc, kernels, bandwidths, unbiased, normalized, chunk_size
         )
     if normalized:
         return safe_ratio(sums[0], sums[1] * sums[2]).to(x2.dtype)
-    n = x2.shape[0]
     scale = n * (n - 3) if unbiased else (n - 1) ** 2
     return (sums[0] / scale).to(x2.dtype)
 
