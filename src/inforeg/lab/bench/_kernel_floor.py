@@ -35,12 +35,17 @@ def one_pass(groups: Sequence[Sequence[Pair]], chunk: int = CHUNK) -> torch.Tens
 
 
 def beside_floor(
-    floor: Callable[[], torch.Tensor], *fns: Callable[[], torch.Tensor]
+    floor: Callable[[], torch.Tensor], *fns: Callable[[], torch.Tensor], rounds: int = 1
 ) -> tuple[Timing, list[Timing]]:
-    """Each of ``fns`` timed once between two timings of ``floor``, on ``FLOOR_THREADS``
-    threads; returns the faster floor and the timings of ``fns``."""
+    """Each of ``fns`` timed once per round, between timings of ``floor`` (before the first
+    round and after each), on ``FLOOR_THREADS`` threads; returns the fastest floor and the
+    fastest timing of each of ``fns`` (on a loaded machine one timing can be 2x off)."""
     with intra_op_threads(FLOOR_THREADS):
-        first = measure_once(floor)
-        timings = [measure_once(fn) for fn in fns]
-        second = measure_once(floor)
-    return min(first, second, key=lambda t: t[0]), timings
+        floors = [measure_once(floor)]
+        runs: list[list[Timing]] = [[] for _ in fns]
+        for _ in range(rounds):
+            for fn, times in zip(fns, runs, strict=True):
+                times.append(measure_once(fn))
+            floors.append(measure_once(floor))
+    fastest = [min(times, key=lambda t: t[0]) for times in runs]
+    return min(floors, key=lambda t: t[0]), fastest
