@@ -30,8 +30,9 @@ Memory and speed: K and L are symmetric, so only their tiles on or above the dia
 formed, each by one GEMM plus exp (:func:`inforeg.dependence._kernel_sum.centred_kernel_products`,
 the tiler MMD uses); one pass gives sum K*L (and K*K, L*L for CKA) and the row sums the centring
 needs. Memory is O(n * chunk) with ``chunk_size``; backward streams the tiles again with a
-closed-form gradient. Bandwidths that require a gradient take the generic path (row blocks
-checkpointed through autograd), with the same values.
+closed-form gradient, which is not itself differentiable (no second derivatives, as with
+``mmd``'s fast path). Bandwidths that require a gradient take the
+generic path (row blocks checkpointed through autograd), with the same values.
 
 Shapes: x (n, p) or (n,), y (n, q) or (n,); returns a 0-d tensor in the input dtype.
 
