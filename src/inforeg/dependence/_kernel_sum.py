@@ -293,8 +293,10 @@ class _CentredProducts(torch.autograd.Function):
                 rk[j0:j1] += k.sum(0)
                 rl[j0:j1] += l_.sum(0)
             w = 1.0 if diag else 2.0
+            # the tiles are not needed after their sums: square / multiply in place
             if self_products:
-                sums += w * torch.stack(((k * l_).sum(), (k * k).sum(), (l_ * l_).sum()))
+                kl = (k * l_).sum()
+                sums += w * torch.stack((kl, k.square_().sum(), l_.square_().sum()))
             else:
                 sums += w * l_.mul_(k).sum()
         centring: Literal["double", "u"] = "u" if unbiased else "double"
