@@ -326,7 +326,7 @@ class _CentredProducts(torch.autograd.Function):
         # centered_sum_from_rows); it is the weight of the other kernel's entry (i, j)
         m1, m2 = (n - 2, (n - 1) * (n - 2)) if unbiased else (n, n * n)
         ck, cl = (rk / m1).to(x.dtype), (rl / m1).to(x.dtype)
-        uk, ul = (ck - rk.sum() / m2).to(x.dtype), (cl - rl.sum() / m2).to(x.dtype)
+        uk, ul = ((r / m1 - r.sum() / m2).to(x.dtype) for r in (rk, rl))  # in float64 first
         x1, y1 = gk.rhs(x), gl.rhs(y)
         acc_x, acc_y = torch.zeros_like(x1), torch.zeros_like(y1)
         for i0, i1, j0, j1 in _tiles(n, n, ctx.chunk, True):
