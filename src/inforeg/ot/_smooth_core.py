@@ -9,6 +9,7 @@ quadratic (optionally top-k) semi-dual (:func:`_newton_semi_dual`), torch's L-BF
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Callable
 from typing import Literal
@@ -677,6 +678,43 @@ def _lbfgs(
     return params.detach(), n_iter
 
 
+def _maximise(
+    a: Tensor,
+    b: Tensor,
+    ct: Tensor,
+    gamma: float,
+    reg: Reg,
+    k: int,
+    formulation: Formulation,
+    max_iter: int,
+    tol: float,
+    history_size: int,
+    restarts: int,
+    method: Method,
+) -> tuple[Tensor, int]:
+    """Optimal (semi-)dual parameters and the iterations: Newton for the quadratic semi-dual
+    (L-BFGS from its best point if it stalls at a top-k kink), else L-BFGS."""
+    if method != "lbfgs" and reg != "entropy" and formulation == "semi_dual":
+        alpha, n_iter, stalled, screen = _newton_semi_dual(
+            a, b, ct.contiguous(), gamma, k, max_iter, tol
+        )
+        if bool(torch.isfinite(alpha).all()):  # host sync
+            if not bool(stalled.any()) or n_iter >= max_iter:
+                return alpha, n_iter
+            # Newton stalled at a kink of the top-k selection: L-BFGS from its best point within
+            # the remaining budget, without restarts (they rarely help at kinks).
+            change_tol = _POLISH_FTOL * float((ct.abs().amax((-2, -1)) * a.sum(-1)).amax())
+            rest = (a, b, ct, gamma, reg, k, formulation, max_iter - n_iter, tol, history_size)
+            polished, more = _lbfgs(*rest, _POLISH_RESTARTS, alpha, screen, change_tol)
+            return polished, n_iter + more
+    else:
+        n_iter = 0
+    # Entropy, the dual, or a non-finite Newton result: L-BFGS from zero with the budget left.
+    args = (a, b, ct, gamma, reg, k, formulation, max_iter - n_iter, tol, history_size, restarts)
+    alpha, more = _lbfgs(*args)
+    return alpha, n_iter + more
+
+
 def solve(
     a: Tensor,
     b: Tensor,
@@ -699,35 +737,27 @@ def solve(
     newton_ok = reg != "entropy" and formulation == "semi_dual"
     if method == "newton" and not newton_ok:
         raise ValueError("method='newton' needs the quadratic regulariser and the semi-dual")
-    alpha_beta: Tensor | None = None
-    n_iter = 0
-    init: Tensor | None = None
-    polish: _Screen | None = None
-    change_tol: float | None = None
-    if method != "lbfgs" and newton_ok:
-        alpha_n, n_iter, stalled, screen = _newton_semi_dual(
-            a_d, b_d, ct_d.contiguous(), gamma, k, max_iter, tol
+    # Small CPU problems: one intra-op thread for the solvers (restored afterwards). Their
+    # iterations are many tiny tensor operations (plus, for Newton, an n x n factorisation), for
+    # which thread hand-offs cost more than they save; on a loaded machine each op also waits for
+    # a descheduled thread (n = 300, k = 3 at load ~6 on 2 cores: Newton 2.1-2.8 s on two
+    # threads, 0.12-0.19 s on one).
+    small = cost.device.type == "cpu" and cost.numel() <= _SINGLE_THREAD_ELEMENTS
+    with intra_op_threads(1) if small else contextlib.nullcontext():
+        alpha_beta, n_iter = _maximise(
+            a_d,
+            b_d,
+            ct_d,
+            gamma,
+            reg,
+            k,
+            formulation,
+            max_iter,
+            tol,
+            history_size,
+            restarts,
+            method,
         )
-        if bool(torch.isfinite(alpha_n).all()):
-            alpha_beta = alpha_n
-            if bool(stalled.any()) and n_iter < max_iter:
-                # Newton stalled at a kink of the top-k selection: L-BFGS from its best point
-                # within the remaining budget.
-                init, alpha_beta, polish = alpha_n, None, screen
-    if alpha_beta is None:  # entropy, the dual, a stalled or a non-finite Newton result
-        budget = max_iter - n_iter
-        if init is not None:  # after a Newton stall: no restarts (they rarely help at kinks)
-            restarts = _POLISH_RESTARTS
-            change_tol = _POLISH_FTOL * float((ct_d.abs().amax((-2, -1)) * a_d.sum(-1)).amax())
-        args = (a_d, b_d, ct_d, gamma, reg, k, formulation, budget, tol, history_size, restarts)
-        # Small CPU problems: one intra-op thread (restored afterwards); each L-BFGS iteration
-        # is many tiny tensor operations, for which thread hand-offs cost more than they save.
-        if cost.device.type != "cpu" or cost.numel() > _SINGLE_THREAD_ELEMENTS:
-            alpha_beta, more = _lbfgs(*args, init, polish, change_tol)
-        else:
-            with intra_op_threads(1):
-                alpha_beta, more = _lbfgs(*args, init, polish, change_tol)
-        n_iter += more
     with torch.no_grad():
         _, grad, plan_opt = _objective(
             alpha_beta, a_d, b_d, ct_d, gamma, reg, k, formulation, want_plan=True
