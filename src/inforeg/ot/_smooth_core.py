@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Callable
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import torch
 from torch import Tensor
@@ -22,6 +22,21 @@ from inforeg.ot._common import OTResult
 
 Reg = Literal["l2", "entropy", "sparse"]
 Formulation = Literal["dual", "semi_dual"]
+
+
+class _Problem(NamedTuple):
+    """One (batched) regularised OT problem in the transposed layout: weights ``a``
+    ``(*batch, n)`` and ``b`` ``(*batch, m)``, cost ``ct`` ``(*batch, m, n)``, regulariser
+    ``reg`` with strength ``gamma`` and at most ``k`` non-zeros per column (``k >= n``: none),
+    and the formulation maximised."""
+
+    a: Tensor
+    b: Tensor
+    ct: Tensor
+    gamma: float
+    reg: Reg
+    k: int
+    formulation: Formulation
 
 
 def sparse_simplex_projection(z: Tensor, k: int) -> Tensor:
@@ -175,19 +190,12 @@ def _semi_dual_l2(
 
 
 def _objective(
-    params: Tensor,
-    a: Tensor,
-    b: Tensor,
-    ct: Tensor,
-    gamma: float,
-    reg: Reg,
-    k: int,
-    formulation: Formulation,
-    want_plan: bool = False,
+    params: Tensor, problem: _Problem, want_plan: bool = False
 ) -> tuple[Tensor, Tensor, Tensor | None]:
     """Dual objective (to maximise) per problem, its gradient, and (optionally) the plan
     (transposed). With ``k < n`` only the top-k entries of each column are touched after the
     selection, so an evaluation costs one pass over the cost plus the selection."""
+    a, b, ct, gamma, reg, k, formulation = problem
     n = a.shape[-1]
     alpha = params[..., :n]
     sparse = reg != "entropy" and k < n
@@ -616,13 +624,7 @@ Method = Literal["auto", "newton", "lbfgs"]
 
 
 def _lbfgs(
-    a: Tensor,
-    b: Tensor,
-    ct: Tensor,
-    gamma: float,
-    reg: Reg,
-    k: int,
-    formulation: Formulation,
+    problem: _Problem,
     max_iter: int,
     tol: float,
     history_size: int,
@@ -634,8 +636,9 @@ def _lbfgs(
     """Maximise the (semi-)dual with torch's L-BFGS (strong Wolfe line search) from ``init``
     (default zero). It stops at ``max|grad| <= tol`` or when an iteration changes the objective
     or the parameters by less than ``change_tol`` (default ``tol * 1e-3``)."""
+    a, b, gamma, k = problem.a, problem.b, problem.gamma, problem.k
     n, m = a.shape[-1], b.shape[-1]
-    size = n + m if formulation == "dual" else n
+    size = n + m if problem.formulation == "dual" else n
     if init is None:
         init = torch.zeros(*a.shape[:-1], size, dtype=a.dtype, device=a.device)
     params = init.clone().requires_grad_(True)
@@ -645,7 +648,7 @@ def _lbfgs(
             if screen is not None:  # the semi-dual on Newton's screened candidates
                 obj, grad = screen.evaluate(params, a, b, gamma, k)[:2]
             else:
-                obj, grad, _ = _objective(params, a, b, ct, gamma, reg, k, formulation)
+                obj, grad, _ = _objective(params, problem)
             # A problem with NaN/inf data (unchecked below "full") gets a zero gradient: L-BFGS
             # then stops at once instead of spending max_iter line searches on NaN.
             bad = ~(torch.isfinite(obj) & torch.isfinite(grad).all(-1))
@@ -679,21 +682,11 @@ def _lbfgs(
 
 
 def _maximise(
-    a: Tensor,
-    b: Tensor,
-    ct: Tensor,
-    gamma: float,
-    reg: Reg,
-    k: int,
-    formulation: Formulation,
-    max_iter: int,
-    tol: float,
-    history_size: int,
-    restarts: int,
-    method: Method,
+    problem: _Problem, max_iter: int, tol: float, history_size: int, restarts: int, method: Method
 ) -> tuple[Tensor, int]:
     """Optimal (semi-)dual parameters and the iterations: Newton for the quadratic semi-dual
     (L-BFGS from its best point if it stalls at a top-k kink), else L-BFGS."""
+    a, b, ct, gamma, reg, k, formulation = problem
     if method != "lbfgs" and reg != "entropy" and formulation == "semi_dual":
         alpha, n_iter, stalled, screen = _newton_semi_dual(
             a, b, ct.contiguous(), gamma, k, max_iter, tol
@@ -704,14 +697,14 @@ def _maximise(
             # Newton stalled at a kink of the top-k selection: L-BFGS from its best point within
             # the remaining budget, without restarts (they rarely help at kinks).
             change_tol = _POLISH_FTOL * float((ct.abs().amax((-2, -1)) * a.sum(-1)).amax())
-            rest = (a, b, ct, gamma, reg, k, formulation, max_iter - n_iter, tol, history_size)
-            polished, more = _lbfgs(*rest, _POLISH_RESTARTS, alpha, screen, change_tol)
+            budget = max_iter - n_iter
+            args = (budget, tol, history_size, _POLISH_RESTARTS, alpha, screen, change_tol)
+            polished, more = _lbfgs(problem, *args)
             return polished, n_iter + more
     else:
         n_iter = 0
     # Entropy, the dual, or a non-finite Newton result: L-BFGS from zero with the budget left.
-    args = (a, b, ct, gamma, reg, k, formulation, max_iter - n_iter, tol, history_size, restarts)
-    alpha, more = _lbfgs(*args)
+    alpha, more = _lbfgs(problem, max_iter - n_iter, tol, history_size, restarts)
     return alpha, n_iter + more
 
 
@@ -732,10 +725,9 @@ def solve(
     """Maximise the (semi-)dual (semismooth Newton for the quadratic semi-dual, else L-BFGS);
     return the plan recovered from the potentials and the envelope-differentiable value."""
     ct = cost.transpose(-2, -1)
-    a_d, b_d, ct_d = a.detach(), b.detach(), ct.detach()
+    problem = _Problem(a.detach(), b.detach(), ct.detach(), gamma, reg, k, formulation)
     n = a.shape[-1]
-    newton_ok = reg != "entropy" and formulation == "semi_dual"
-    if method == "newton" and not newton_ok:
+    if method == "newton" and (reg == "entropy" or formulation != "semi_dual"):
         raise ValueError("method='newton' needs the quadratic regulariser and the semi-dual")
     # Small CPU problems: one intra-op thread for the solvers (restored afterwards). Their
     # iterations are many tiny tensor operations (plus, for Newton, an n x n factorisation), for
@@ -744,24 +736,9 @@ def solve(
     # threads, 0.12-0.19 s on one).
     small = cost.device.type == "cpu" and cost.numel() <= _SINGLE_THREAD_ELEMENTS
     with intra_op_threads(1) if small else contextlib.nullcontext():
-        alpha_beta, n_iter = _maximise(
-            a_d,
-            b_d,
-            ct_d,
-            gamma,
-            reg,
-            k,
-            formulation,
-            max_iter,
-            tol,
-            history_size,
-            restarts,
-            method,
-        )
+        alpha_beta, n_iter = _maximise(problem, max_iter, tol, history_size, restarts, method)
     with torch.no_grad():
-        _, grad, plan_opt = _objective(
-            alpha_beta, a_d, b_d, ct_d, gamma, reg, k, formulation, want_plan=True
-        )
+        _, grad, plan_opt = _objective(alpha_beta, problem, want_plan=True)
     assert plan_opt is not None
     plan_t = plan_opt
     converged = bool(grad.abs().amax() <= max(tol, 1e-12))
@@ -789,7 +766,7 @@ def solve(
             bm = gamma * (b * lse - _XLogX.apply(b))
             mval = gamma * (lse - torch.log(b))
         else:
-            gj = (plan_t / _nonzero(b_d).unsqueeze(-1)).detach()
+            gj = (plan_t / _nonzero(problem.b).unsqueeze(-1)).detach()
             mval = (x * gj).sum(-1) - 0.5 * gamma * b * (gj * gj).sum(-1)
             bm = b * mval
         value = (a * alpha).sum(-1) - bm.sum(-1)

@@ -14,7 +14,7 @@ import torch
 
 from inforeg.lab.bench.base import Benchmark, BenchResult, compare_row, measure
 from inforeg.ot import sparse_ot
-from inforeg.ot._smooth_core import _objective
+from inforeg.ot._smooth_core import _objective, _Problem
 
 
 def semi_dual_objective(
@@ -22,7 +22,7 @@ def semi_dual_objective(
 ) -> float:
     """The top-k semi-dual objective (to maximise) at source potentials ``alpha``."""
     ct = cost.transpose(-2, -1).contiguous()
-    return float(_objective(alpha, a, b, ct, gamma, "sparse", k, "semi_dual")[0])
+    return float(_objective(alpha, _Problem(a, b, ct, gamma, "sparse", k, "semi_dual"))[0])
 
 
 def _cpu_seconds(fn: Callable[[], Any], repeat: int = 5) -> float:
