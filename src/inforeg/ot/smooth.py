@@ -63,10 +63,10 @@ def smooth_ot(
     zero potentials, like POT's scipy L-BFGS-B. ``method="lbfgs"`` forces L-BFGS, ``"newton"``
     Newton (``"l2"`` semi-dual only). Both stop when the largest gradient entry is below
     ``tol`` or after ``max_iter`` iterations, and read scalars on the host once per iteration.
-    Batched problems are solved jointly (the objective is separable). L-BFGS on CPU problems
-    with at most 2**18 cost entries (all batches together) runs with one intra-op thread,
-    restored afterwards: each iteration is many tiny tensor operations, for which thread
-    hand-offs cost more than they save.
+    Batched problems are solved jointly (the objective is separable). Both solvers run with one
+    intra-op thread on CPU problems with at most 2**18 cost entries (all batches together),
+    restored afterwards: each iteration is many tiny tensor operations (and for Newton one
+    ``n x n`` factorisation), for which thread hand-offs cost more than they save.
 
     Gradient: envelope theorem -- ``value`` is the objective at the detached optimal potentials
     with ``a``, ``b``, ``cost`` attached, so :math:`\partial\,\mathrm{value}/\partial C = T`,
