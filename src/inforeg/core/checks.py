@@ -302,16 +302,8 @@ def check_labels(targets: Tensor, name: str, num_classes: int, batch: int) -> No
 
 def check_module_input(x: Tensor, name: str, module: torch.nn.Module, features: int) -> None:
     """Check an input of a Module's layers: floating, ``features`` wide in the last dimension and
-    of the dtype of the Module's parameters (a layer does not cast its input; convert one of the
-    two with ``.to()``)."""
+    of the Module's dtype (:func:`check_matches_module_dtype`)."""
     check_tensor(x, name, min_ndim=1, floating=True)
-    if _mode == "off":
-        return
-    if x.shape[-1] != features:
+    if _mode != "off" and x.shape[-1] != features:
         raise ValueError(f"{name}: expected {features} features (last dimension), got {_shape(x)}")
-    param = next(module.parameters(), None)
-    if param is not None and x.dtype != param.dtype:
-        raise TypeError(
-            f"{name}: expected dtype {param.dtype} (the Module's parameters; convert the input "
-            f"or the Module with .to()), got {x.dtype}"
-        )
+    check_matches_module_dtype(x, module, name)
