@@ -817,9 +817,9 @@ int inforeg_top_p_backward(const void *z, void *gz, int dtype, int64_t rows, int
 /* ---- Fused LM head (inforeg.rl.fused_linear): a tile of logits at a time ----
  * The LM head computes the logits in tiles of rows x a block of columns [col0, col0 + vocab) of
  * the vocabulary; tok[row] - col0 is the chosen token's column in the tile (outside it: none).
- * Forward (lm_row_stats): the tile's row statistics (row_stats above) plus the chosen logit;
- * the caller merges the blocks' (lse, H). A block whose logits are all -inf (masked vocabulary)
- * has no distribution of its own: it gets lse = -inf and H = 0, its share in the merge (0).
+ * Forward (lm_row_stats): the tile's row statistics (row_stats above), merged into the running
+ * (lse, H) of the rows over the vocabulary blocks, plus the chosen logit. A block whose logits
+ * are all -inf (masked vocabulary) has no share; a row with no finite logit keeps lse = -inf.
  * Backward (lm_row_backward): with lse and H of the whole row, both terms of
  *   g_ent dH/dz + g_logp dlog p_tok/dz = p (k w + kh) + (g_logp / T) onehot(tok),
  *   k = -(g_ent / T) ln 2, kh = -(g_ent / T) H - g_logp / T   (w = log2 p, see grad_block)
@@ -831,22 +831,36 @@ typedef struct {
     int dtype, backward;
     int64_t lo, hi, vocab, row_stride, col0;
     float inv_t;
-    float *lse, *ent, *picked; /* forward: written; backward: lse, ent read */
-    const float *g_logp, *g_ent;
+    double *run_lse, *run_ent; /* forward: the running lse and H of the rows, merged into */
+    float *picked;             /* forward: the chosen logit, written where it is in the tile */
+    const float *lse, *ent, *g_logp, *g_ent; /* backward: lse, H of the rows; upstream grads */
     const int64_t *tok;
 } lm_job_t;
 
 static void lm_row_stats(const lm_job_t *j, int64_t row)
 {
-    const int64_t base = row * j->row_stride, t = j->tok[row] - j->col0;
-    row_stats(j->z, j->dtype, j->row_stride, row, j->vocab, j->inv_t, j->lse, j->ent);
-    if (j->lse[row] != j->lse[row] && block_max((const char *)j->z + base * (j->dtype == F32 ? 4 : 2),
-                                                j->dtype, j->vocab) == -INFINITY) {
-        j->lse[row] = -INFINITY; /* masked block, not NaN input */
-        j->ent[row] = 0.0f;
-    }
+    const int64_t esize = j->dtype == F32 ? 4 : 2, t = j->tok[row] - j->col0;
+    const char *x = (const char *)j->z + row * j->row_stride * esize;
+    float bl, be; /* the block's lse and H (row_stats of the one row at x) */
+    row_stats(x, j->dtype, j->row_stride, 0, j->vocab, j->inv_t, &bl, &be);
+    if (bl != bl && block_max(x, j->dtype, j->vocab) == -INFINITY)
+        bl = -INFINITY; /* masked block, not NaN input: no share */
     if (t >= 0 && t < j->vocab)
-        j->picked[row] = load(j->z, j->dtype, base + t);
+        j->picked[row] = load(x, j->dtype, t);
+    /* merge into the running (L, E) of the row: shares a = e^(L - n), b = e^(bl - n) of the
+     * merged n = log(e^L + e^bl); H = a E + b be - a log a - b log b. NaN propagates. */
+    double L = j->run_lse[row], E = j->run_ent[row], b = bl;
+    if (b == -INFINITY)
+        return;
+    if (L == -INFINITY) {
+        j->run_lse[row] = b;
+        j->run_ent[row] = be;
+        return;
+    }
+    double n = L > b ? L + log1p(exp(b - L)) : b + log1p(exp(L - b));
+    double sa = exp(L - n), sb = exp(b - n);
+    j->run_ent[row] = sa * E + sb * be - sa * (L - n) - sb * (b - n);
+    j->run_lse[row] = n;
 }
 
 static void lm_row_backward(const lm_job_t *j, int64_t row)
@@ -917,14 +931,14 @@ static int lm_run_rows(lm_job_t base, int64_t rows, int threads) /* as run_rows 
     return 0;
 }
 
-/* lse, ent (rows,) of the tile, and picked[row] = z[row, tok[row] - col0] where that column is
- * in the tile (other entries untouched); all float32. */
+/* Merge the tile's row statistics into run_lse, run_ent (rows,) (float64; start at -inf, 0),
+ * and set picked[row] = z[row, tok[row] - col0] where that column is in the tile (float32). */
 int inforeg_lm_head_stats(const void *z, int dtype, int64_t rows, int64_t vocab,
                           int64_t row_stride, int64_t col0, float inv_t, const int64_t *tok,
-                          float *lse, float *ent, float *picked, int threads)
+                          double *run_lse, double *run_ent, float *picked, int threads)
 {
     lm_job_t base = {(void *)z, NULL, dtype, 0, 0, 0, vocab, row_stride, col0, inv_t,
-                     lse, ent, picked, NULL, NULL, tok};
+                     run_lse, run_ent, picked, NULL, NULL, NULL, NULL, tok};
     return lm_run_rows(base, rows, threads);
 }
 
@@ -935,7 +949,7 @@ int inforeg_lm_head_backward(void *z, void *gz, int dtype, int64_t rows, int64_t
                              const float *lse, const float *ent, const float *g_logp,
                              const float *g_ent, int threads)
 {
-    lm_job_t base = {z, gz, dtype, 1, 0, 0, vocab, row_stride, col0, inv_t, (float *)lse,
-                     (float *)ent, NULL, g_logp, g_ent, tok};
+    lm_job_t base = {z, gz, dtype, 1, 0, 0, vocab, row_stride, col0, inv_t,
+                     NULL, NULL, NULL, lse, ent, g_logp, g_ent, tok};
     return lm_run_rows(base, rows, threads);
 }

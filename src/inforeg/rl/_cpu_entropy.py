@@ -327,16 +327,23 @@ def _lm_library() -> ctypes.CDLL:
 
 
 def lm_head_stats(
-    z: Tensor, col0: int, inv_t: float, tok: Tensor, lse: Tensor, ent: Tensor, picked: Tensor
+    z: Tensor,
+    col0: int,
+    inv_t: float,
+    tok: Tensor,
+    run_lse: Tensor,
+    run_ent: Tensor,
+    picked: Tensor,
 ) -> None:
-    """Into the float32 ``(R,)`` tensors ``lse`` and ``ent``: the row statistics of the tile
-    ``z (R, Vb)``, columns ``[col0, col0 + Vb)`` of the logits (a block of only ``-inf`` logits:
-    ``lse = -inf``, ``ent = 0``); into ``picked[r]``: ``z[r, tok[r] - col0]`` where that column
-    is in the tile (other entries unchanged). ``tok`` is contiguous int64."""
+    """Merge the row statistics of the tile ``z (R, Vb)``, columns ``[col0, col0 + Vb)`` of the
+    logits, into the running float64 ``(R,)`` ``run_lse`` and ``run_ent`` of the rows (start:
+    ``-inf`` and 0; a block of only ``-inf`` logits adds nothing), and set the float32
+    ``picked[r] = z[r, tok[r] - col0]`` where that column is in the tile. ``tok`` is contiguous
+    int64."""
     rows, vocab = z.shape
     _lm_library().inforeg_lm_head_stats(
         z.data_ptr(), _DTYPE_CODES[z.dtype], rows, vocab, vocab, col0, inv_t, tok.data_ptr(),
-        lse.data_ptr(), ent.data_ptr(), picked.data_ptr(), _threads(z),
+        run_lse.data_ptr(), run_ent.data_ptr(), picked.data_ptr(), _threads(z),
     )  # fmt: skip
 
 

@@ -151,20 +151,14 @@ class _FusedLinearLogprobsEntropy(torch.autograd.Function):
         ent = torch.zeros(rows, dtype=torch.float64, device=hidden.device)
         # NaN stays where no block held the token (an out-of-range id when checks are off)
         picked = torch.full((rows,), math.nan, dtype=acc, device=hidden.device)
-        block_lse = torch.empty(rows, dtype=acc, device=hidden.device)
-        block_ent = torch.empty_like(block_lse)
         buf = hidden.new_empty(min(chunk, rows) * _vocab_block(min(chunk, rows), vocab))
         for r0, r1, v0, v1 in _tiles(rows, vocab, chunk):
             z = _logits_into(buf, hidden[r0:r1], weight, bias, v0, v1)
-            tok = tokens[r0:r1]
-            if acc == torch.float32 and _cpu_entropy.usable(z):
-                _cpu_entropy.lm_head_stats(
-                    z, v0, inv_t, tok, block_lse[r0:r1], block_ent[r0:r1], picked[r0:r1]
-                )
-                lse_b, ent_b = block_lse[r0:r1], block_ent[r0:r1]
+            tok, run = tokens[r0:r1], (lse[r0:r1], ent[r0:r1])
+            if acc == torch.float32 and _cpu_entropy.usable(z):  # merges in C: no per-tile ops
+                _cpu_entropy.lm_head_stats(z, v0, inv_t, tok, *run, picked[r0:r1])
             else:
-                lse_b, ent_b = _stats_torch(z, v0, inv_t, tok, picked[r0:r1])
-            _merge(lse[r0:r1], ent[r0:r1], lse_b, ent_b)
+                _merge(*run, *_stats_torch(z, v0, inv_t, tok, picked[r0:r1]))
         # every logit -inf: no distribution (NaN, as the fused kernels give)
         dead = lse == -math.inf
         lse = torch.where(dead, math.nan, lse).to(acc)
