@@ -99,18 +99,11 @@ def _stats_torch(
     return lse, -torch.xlogy(q, q).sum(1)
 
 
-def _grad_torch(
-    z: Tensor,
-    v0: int,
-    inv_t: float,
-    tok: Tensor,
-    lse: Tensor,
-    ent: Tensor,
-    g_logp: Tensor,
-    g_ent: Tensor,
-) -> Tensor:
-    """The PyTorch path of :func:`inforeg.rl._cpu_entropy.lm_head_backward`: the tile's
-    gradient ``p (-(g_ent / T)(log p + H) - g_logp / T) + (g_logp / T) onehot(tok)``."""
+def _grad_torch(z: Tensor, v0: int, inv_t: float, *rows: Tensor) -> Tensor:
+    """The PyTorch path of :func:`inforeg.rl._cpu_entropy.lm_head_backward` (``rows``: its
+    ``tok, lse, ent, g_logp, g_ent``): the tile's gradient
+    ``p (-(g_ent / T)(log p + H) - g_logp / T) + (g_logp / T) onehot(tok)``."""
+    tok, lse, ent, g_logp, g_ent = rows
     logp = z.to(lse.dtype) * inv_t - lse.unsqueeze(1)
     p = logp.exp()
     k = (g_ent * -inv_t).unsqueeze(1)

@@ -120,7 +120,7 @@ def _case(tokens_n: int, vocab: int, dim: int, full: bool) -> list[dict[str, Any
         first.append(measure_once(fn))
     # then the sides alternate, so that a change of the machine's load hits both
     seconds = [[t] for t, _, _ in first]
-    for _ in range(1 if full else 2):
+    for _ in range(2):
         for fn, times in zip(fns, seconds):
             t0 = time.perf_counter()
             fn()
@@ -184,8 +184,8 @@ def run(quick: bool) -> BenchResult:
         "grads / logits' is inforeg's peak memory growth minus the gradients of hidden and W "
         "(which any path returns), over the size of the float32 logits. The sides alternate "
         "(inforeg, unfused, inforeg, ...), so that a change of the machine's load hits both: "
-        "the T = 4096 row is the best of 2 calls per side (after a warm-up at a small size), "
-        "the other rows the best of 3 after a warm-up call. "
+        "every row is the best of 3 calls per side (the T = 4096 row after a warm-up at a small "
+        "size, the others after a warm-up call). "
         "The per-pass table comes from torch.profiler inside the timed calls (the fastest call "
         "of each side): the matmuls are the profiler's aten::mm/addmm/addmm_ events, "
         "'kernels + rest' is the phase's wall time minus its matmuls (the C kernels, the merges, "
