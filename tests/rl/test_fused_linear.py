@@ -230,3 +230,24 @@ def test_bad_options(kw, match):
     h, w, b, t = _problem()
     with pytest.raises(ValueError, match=match):
         fused_linear_logprobs_entropy(h, w, t, bias=b, **kw)
+
+
+def test_bfloat16_vocabulary_blocks_match_the_unfused_bfloat16_path(monkeypatch):
+    """bfloat16 tiles (C kernel, gradient written in place over the bfloat16 logits) against
+    the unfused path on the same bfloat16 logits."""
+    _spy_tiles(monkeypatch, 8 * 100 * 4)
+    hidden, weight, b, tokens = (
+        t.bfloat16() if t.is_floating_point() else t
+        for t in _problem(lead=(16,), vocab=300, dim=16)
+    )
+    leaves = [t.requires_grad_(True) for t in (hidden, weight, b)]
+    got = fused_linear_logprobs_entropy(hidden, weight, tokens, bias=b, chunk_size=8)
+    ref = _unfused(hidden, weight, b, tokens, 1.0)
+    for x, y in zip(got, ref):
+        assert x.dtype == torch.bfloat16
+        torch.testing.assert_close(x.float(), y.float(), rtol=0.02, atol=0.02)
+    grads = torch.autograd.grad(got[0].float().sum() + got[1].float().sum(), leaves)
+    refs = torch.autograd.grad(ref[0].float().sum() + ref[1].float().sum(), leaves)
+    for x, y in zip(grads, refs):
+        assert x.dtype == torch.bfloat16
+        torch.testing.assert_close(x.float(), y.float(), rtol=0.05, atol=0.05)
