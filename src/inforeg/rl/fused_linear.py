@@ -35,8 +35,9 @@ __all__ = ["default_lm_head_chunk", "fused_linear_logprobs_entropy"]
 _TILE_BYTES = 1 << 26
 # Tokens per tile at least (vocabularies above _TILE_BYTES / (4 * 4096) = 4096 get blocks of
 # the vocabulary instead of fewer tokens): the matmuls then keep the shape of a big GEMM. On
-# 2 cores, h @ W_block.T took ~55-60 GFLOP/s as 4096 x 1024 x {2048, 4096} tiles against ~20
-# for 55 full-vocabulary rows (the previous default) and ~45 for 256 (benchmarks/fused-lm-head.md).
+# 2 loaded cores, h @ W_block.T ran at 38-60 GFLOP/s as 4096 x 1024 x {2048, 4096} tiles (as
+# fast as one big matmul) against 17-20 for 55 full-vocabulary rows (the previous default) and
+# 30-46 for 256 (benchmarks/fused-lm-head.md, analysis).
 _TILE_ROWS = 4096
 # floor for log p where logits are -inf (p = 0 there; 0 * floor is 0 where 0 * -inf is NaN)
 _LOGP_FLOOR = -1.0e4
@@ -227,7 +228,9 @@ def fused_linear_logprobs_entropy(
     float32), each tile's row statistics are merged over the blocks (the entropy of a mixture:
     :math:`H = \sum_b a_b H_b - \sum_b a_b \log a_b`, :math:`a_b` the block's probability
     mass), and the backward pass recomputes each tile and overwrites it with its gradient. Extra
-    memory is one tile, plus float32 accumulators for the gradients of half-precision inputs;
+    memory is one tile on the C kernel's path (float32 and bfloat16 on CPU; a few tile-sized
+    temporaries on the PyTorch path used elsewhere), plus float32 accumulators for the
+    gradients of half-precision inputs;
     the weight gradient itself is as large as the weight, as with any LM head. Time: four
     matmuls of the ``T x D x V`` size against three for the unfused path (the recompute).
 
