@@ -14,6 +14,10 @@ command runs on CPU-only CI. A test that parametrizes ``device`` or ``dtype`` it
 
 from __future__ import annotations
 
+import collections
+import sys
+from typing import Any
+
 import pytest
 import torch
 
@@ -85,3 +89,59 @@ def device(request: pytest.FixtureRequest) -> torch.device:
 def dtype(request: pytest.FixtureRequest) -> torch.dtype:
     """A floating dtype from ``--dtype``."""
     return DTYPES[request.param]
+
+
+# The bad-input harness's summary line (tests/test_bad_input.py, issue 18), written in the
+# terminal summary so that it shows under -q (a print inside a passing test is captured).
+# Under xdist every worker sends its counts to the controller (workeroutput).
+_WORKER_STATS = pytest.StashKey[list[dict[str, Any]]]()
+
+
+def _local_harness_stats() -> dict[str, Any] | None:
+    """The harness module's counts in this process (whatever name the import mode gave it)."""
+    for name, module in list(sys.modules.items()):
+        if name.rpartition(".")[2] == "test_bad_input" and hasattr(module, "harness_stats"):
+            return module.harness_stats()  # type: ignore[no-any-return]
+    return None
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.stash[_WORKER_STATS] = []
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    workeroutput = getattr(session.config, "workeroutput", None)
+    stats = _local_harness_stats()
+    if workeroutput is not None and stats is not None:
+        workeroutput["bad_input_harness"] = stats
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    stats = getattr(node, "workeroutput", {}).get("bad_input_harness")
+    if stats is not None:
+        node.config.stash[_WORKER_STATS].append(stats)
+
+
+def harness_summary(parts: list[dict[str, Any]]) -> str:
+    """One line from the harness counts of one or more processes."""
+    callables = set().union(*(p["callables"] for p in parts))
+    containers = set().union(*(p["containers"] for p in parts))
+    kinds: collections.Counter[str] = collections.Counter()
+    for p in parts:
+        kinds.update(p["kinds"])
+    by_kind = ", ".join(f"{k} {v}" for k, v in sorted(kinds.items()))
+    return (
+        f"bad-input harness: {len(callables)} of {parts[0]['public']} public callables "
+        f"({len(containers)} result containers through their producers), "
+        f"{sum(kinds.values())} cases: {by_kind}; {parts[0]['known_failures']} known failures"
+    )
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    parts = list(config.stash.get(_WORKER_STATS, []))
+    local = _local_harness_stats()
+    if local is not None:
+        parts.append(local)
+    if parts:
+        terminalreporter.write_line(harness_summary(parts))

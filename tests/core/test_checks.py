@@ -103,7 +103,7 @@ def test_finite_numbers_and_broadcastable_tensors():
     for bad in (float("inf"), float("-inf")):
         with pytest.raises(ValueError, match="eps: expected a finite number"):
             C.check_finite_number(bad, "eps")
-    with pytest.raises(ValueError, match=r"w: expected a finite number >= 0.0, got inf"):
+    with pytest.raises(ValueError, match=r"w: expected a finite number in \[0.0, inf\), got inf"):
         C.check_finite_number(float("inf"), "w", low=0.0)
     with pytest.raises(ValueError, match="w: expected a value in"):
         C.check_finite_number(-1.0, "w", low=0.0)
@@ -116,3 +116,38 @@ def test_finite_numbers_and_broadcastable_tensors():
         ValueError, match=r"mu: expected a tensor broadcastable to v \(2, 3\), got shape \(2\)"
     ):
         C.check_broadcastable(torch.ones(2), "mu", x, "v")
+
+
+def test_check_number_rejects_infinity_unless_allowed():
+    # Regression (issue 18): an infinite hyper-parameter passed check_number and reached the
+    # computation (inf * 0 = NaN).
+    for bad in (float("inf"), float("-inf")):
+        with pytest.raises(ValueError, match=r"weight: expected a finite number in \(-inf, inf\)"):
+            C.check_number(bad, "weight")
+        with pytest.raises(ValueError, match=r"tau: expected a finite number in \[0.0, inf\)"):
+            C.check_number(bad, "tau", low=0.0)
+    assert C.check_number(float("inf"), "clip", low=0.0, finite=False) == float("inf")
+    with pytest.raises(ValueError, match="clip: expected a value in"):
+        C.check_number(float("-inf"), "clip", low=0.0, finite=False)
+    with pytest.raises(ValueError, match="clip: expected a number, got NaN"):
+        C.check_number(float("nan"), "clip", finite=False)
+
+
+def test_check_matches_module_dtype():
+    layer = torch.nn.Linear(3, 2)
+    C.check_matches_module_dtype(torch.zeros(2, 3), layer, "x")
+    C.check_matches_module_dtype(torch.zeros(2, 3, dtype=torch.long), layer, "x")  # not floating
+    C.check_matches_module_dtype(torch.zeros(2, 3, dtype=torch.bfloat16), torch.nn.ReLU(), "x")
+    msg = r"x: expected dtype torch.float32, the dtype of the Linear's parameters, got " + (
+        r"torch.bfloat16; convert the module with .to\(torch.bfloat16\)"
+    )
+    with pytest.raises(TypeError, match=msg):
+        C.check_matches_module_dtype(torch.zeros(2, 3, dtype=torch.bfloat16), layer, "x")
+    with C.checks("off"):
+        C.check_matches_module_dtype(torch.zeros(2, 3, dtype=torch.float64), layer, "x")
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # autocast casts inside the layer
+        C.check_matches_module_dtype(torch.zeros(2, 3, dtype=torch.bfloat16), layer, "x")
+    with pytest.raises(TypeError, match="x: expected dtype torch.float32"):  # no autocast there
+        C.check_matches_module_dtype(
+            torch.zeros(2, 3, dtype=torch.bfloat16, device="meta"), layer, "x"
+        )

@@ -86,7 +86,7 @@ def test_mine_module_ema_gradient():
     mine = MINE(Bilinear(3))
     x, y = torch.randn(64, 3), torch.randn(64, 3)
     est = mine(x, y)
-    assert torch.isfinite(est) and torch.isfinite(mine.ema)
+    assert torch.isfinite(est) and torch.isfinite(mine.log_ema)
     est.backward()
     assert mine.critic.w.weight.grad is not None
     mine.eval()
@@ -96,7 +96,60 @@ def test_mine_module_ema_gradient():
     perm = torch.randperm(64)
     ref = mine_lower_bound(mine.critic(x, y), mine.critic(x, y[perm]))
     torch.testing.assert_close(v, ref)
-    assert "ema" in mine.state_dict()
+    assert "log_ema" in mine.state_dict()
+
+
+def _mine_step_before_log_space(mine, x, y, ema):  # type: ignore[no-untyped-def]
+    # MINE.forward (DV, training) as it was before issue 18: the EMA of mean exp(T) itself.
+    perm = torch.randperm(y.shape[0])
+    tj, tm = mine._scores(x, y), mine._scores(x, y[perm])
+    value = mine_lower_bound(tj, tm)
+    batch_mean = torch.exp(tm).mean()
+    with torch.no_grad():
+        ema = batch_mean.clone() if ema is None else 0.9 * ema + 0.1 * batch_mean
+    surrogate = tj.mean() - batch_mean / ema
+    return value.detach() + surrogate - surrogate.detach(), ema
+
+
+def test_mine_log_space_ema_matches_the_direct_formula():
+    # Same values, EMA and gradients as the direct formula on ordinary scores, over 4 steps.
+    torch.manual_seed(3)
+    new = MINE(Bilinear(3), ema_rate=0.1).double()
+    old = MINE(Bilinear(3), ema_rate=0.1).double()
+    old.load_state_dict(new.state_dict())
+    ema = None
+    for step in range(4):
+        x, y = torch.randn(32, 3, dtype=torch.float64), torch.randn(32, 3, dtype=torch.float64)
+        torch.manual_seed(10 + step)
+        v_new = new(x, y)
+        torch.manual_seed(10 + step)
+        v_old, ema = _mine_step_before_log_space(old, x, y, ema)
+        torch.testing.assert_close(v_new, v_old, rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(new.log_ema.exp(), ema, rtol=1e-12, atol=0.0)
+        g_new = torch.autograd.grad(v_new, new.critic.w.weight)[0]
+        g_old = torch.autograd.grad(v_old, old.critic.w.weight)[0]
+        torch.testing.assert_close(g_new, g_old, rtol=1e-10, atol=1e-12)
+
+
+def test_mine_large_scores_stay_finite():
+    # Regression (issue 18): scores of order 1e6 overflowed exp() in the EMA-corrected DV
+    # estimate (NaN value and gradient).
+    torch.manual_seed(0)
+    mine = MINE(Bilinear(3)).double()
+    for _ in range(2):
+        x = torch.randn(16, 3, dtype=torch.float64) * 1e3
+        y = torch.randn(16, 3, dtype=torch.float64) * 1e3
+        est = mine(x, y)
+        (grad,) = torch.autograd.grad(est, mine.critic.w.weight)
+        assert torch.isfinite(est) and torch.isfinite(mine.log_ema) and torch.isfinite(grad).all()
+
+
+def test_mine_loads_a_state_dict_with_the_former_ema_buffer():
+    mine = MINE(Bilinear(2))
+    state = {k: v for k, v in mine.state_dict().items() if k != "log_ema"}
+    state["ema"] = torch.tensor(2.0)
+    mine.load_state_dict(state)
+    assert float(mine.log_ema) == pytest.approx(math.log(2.0))
 
 
 def test_wdm_kr_and_gp():

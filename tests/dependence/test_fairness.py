@@ -153,3 +153,11 @@ def test_bad_input():
     bad[0] = float("nan")
     with checks("full"), pytest.raises(ValueError, match="xs\\[0\\]"):
         joint_distance_covariance([bad, x])
+
+
+def test_encode_attributes_rejects_negative_codes():
+    codes = torch.tensor([0, 1, -1, 2])
+    with pytest.raises(ValueError, match=r"attributes\[1\]: expected categorical codes >= 0"):
+        encode_attributes([torch.randn(4), codes])
+    with checks("full"), pytest.raises(ValueError, match=r"attributes\[0\]"):
+        encode_attributes([codes], num_classes=[3])

@@ -32,12 +32,13 @@ def _brute(x: torch.Tensor, y: torch.Tensor, kernel: str, bw: list[float] | None
 @pytest.mark.parametrize(("kernel", "bw"), CASES)
 @pytest.mark.parametrize("same", [True, False])
 @pytest.mark.parametrize("chunk", [1, 5, 100])
-def test_values_and_grads_match_brute_force(monkeypatch, kernel, bw, same, chunk):
+@pytest.mark.parametrize("features", [6, 3])  # GEMM of augmented rows / direct differences
+def test_values_and_grads_match_brute_force(monkeypatch, kernel, bw, same, chunk, features):
     monkeypatch.setattr(ks, "TILE_COLS", 7)  # several column tiles per row block
     g = torch.Generator().manual_seed(3)
-    x = torch.randn(23, 6, generator=g, dtype=torch.float64)
+    x = torch.randn(23, features, generator=g, dtype=torch.float64)
     x[5] = x[3]  # a tied pair: zero distance off the diagonal
-    y = torch.randn(19, 6, generator=g, dtype=torch.float64)
+    y = torch.randn(19, features, generator=g, dtype=torch.float64)
     x.requires_grad_(True)
     y.requires_grad_(True)
     bws = None if bw is None else torch.tensor(bw, dtype=torch.float64)

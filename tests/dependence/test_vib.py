@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -74,3 +76,33 @@ def test_bad_input():
     bad[0, 0] = float("nan")
     with checks("full"), pytest.raises(ValueError, match="mu"):
         vib_kl(bad, torch.zeros(2, 3))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_kl_log_variance_clamp(dtype):
+    """Above half the log of the dtype's largest value the log-variance is clamped: finite value
+    (the bound's), zero gradient; just below it value and gradient are the exact formula's."""
+    bound = 0.5 * math.log(torch.finfo(dtype).max)
+    mu = torch.zeros(1, 1, dtype=dtype)
+    below = torch.tensor([[bound - 1.0]], dtype=dtype, requires_grad=True)
+    value = vib_kl(mu, below)
+    (grad,) = torch.autograd.grad(value, below)
+    lv = float(below)
+    assert float(value) == pytest.approx(0.5 * (math.exp(lv) - 1.0 - lv), rel=1e-5)
+    assert float(grad) == pytest.approx(0.5 * (math.exp(lv) - 1.0), rel=1e-5)
+    above = torch.tensor([[1e4]], dtype=dtype, requires_grad=True)
+    value = vib_kl(mu, above)
+    (grad,) = torch.autograd.grad(value, above)
+    assert torch.isfinite(value) and float(grad) == 0.0
+
+
+def test_mid_loss_and_head_name_their_arguments():
+    out = VIBHead(4, 3)(torch.randn(5, 4))
+    with pytest.raises(ValueError, match="output.logvar"):
+        MIDLoss()(out._replace(logvar=out.logvar[:1]), torch.zeros(5, dtype=torch.long))
+    with checks("full"), pytest.raises(ValueError, match="target"):
+        MIDLoss()(out, torch.full((5,), 3))
+    with pytest.raises(TypeError, match="features"):
+        VIBHead(4, 3)(torch.randn(5, 4, dtype=torch.bfloat16))
+    with pytest.raises(ValueError, match="features"):
+        VIBHead(4, 3)(torch.randn(5, 3))

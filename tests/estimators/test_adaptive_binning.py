@@ -179,3 +179,16 @@ def test_value_range_bad_input():
         adaptive_binning_mutual_information(t, y, binning="fixed", value_range=(0.0, float("inf")))
     with pytest.raises(ValueError, match="value_ranges"):
         information_plane([t], y, "fixed", value_ranges=[(0.0, 1.0), (0.0, 1.0)])
+
+
+@pytest.mark.parametrize("low", [torch.bfloat16, torch.float16])
+def test_bin_edges_of_half_input_equal_those_of_the_same_values_in_float32(low):
+    # Issue 18 reported bf16 edges 0.13 from the float32 ones: the edges follow the distinct
+    # values, which bf16 merges; on the same values the computation (float64) agrees exactly.
+    g = torch.Generator().manual_seed(0)
+    t = torch.relu(torch.randn(100, 5, generator=g)).to(low)
+    for lower in (None, 0.0):
+        edges = adaptive_bin_edges(t, 30, lower)
+        assert edges.dtype == torch.float64
+        assert torch.equal(edges, adaptive_bin_edges(t.float(), 30, lower))
+        assert torch.equal(edges, adaptive_bin_edges(t.double(), 30, lower))

@@ -132,3 +132,16 @@ def test_infoe_fit_bad_input():
     fit[:, 0] = fit[:, 0].clamp_max(2)  # value 3 of source 0 never seen by the fit split
     with pytest.raises(ValueError, match="infoe_fit"):
         infomec(s, s, infoe_fit=(fit, fit))
+
+
+def test_bool_latents_are_discrete_codes():
+    # Regression (issue 18): bool latents failed inside (torch's bool subtraction error).
+    g = torch.Generator().manual_seed(2)
+    s = torch.randint(0, 2, (200, 2), generator=g)
+    z = torch.cat([s.bool(), torch.rand(200, 1, generator=g) > 0.5], 1)
+    res = infomec(z, s)
+    ref = infomec(z.long(), s)
+    assert (res.infom, res.infoe, res.infoc) == (ref.infom, ref.infoe, ref.infoc)
+    torch.testing.assert_close(res.nmi, ref.nmi)
+    held = infomec(z[100:], s[100:], infoe_fit=(z[:100], s[:100]))
+    assert held.infoe == infomec(z[100:].long(), s[100:], infoe_fit=(z[:100].long(), s[:100])).infoe

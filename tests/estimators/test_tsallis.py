@@ -8,6 +8,7 @@ import pytest
 import torch
 
 import inforeg
+from inforeg.core.checks import checks
 from inforeg.estimators import QGaussian, tsallis_entropy
 from tests._helpers import gradcheck64
 
@@ -80,3 +81,11 @@ class TestQGaussian:
             QGaussian(3.0)
         with pytest.raises(ValueError, match="beta"):
             QGaussian(1.5, beta=-1.0)
+
+
+def test_qgaussian_log_prob_checks_value():
+    d = QGaussian(1.5, beta=2.0, loc=0.5)
+    with pytest.raises(TypeError, match="value"):
+        d.log_prob(torch.tensor([True, False]))
+    with checks("full"), pytest.raises(ValueError, match="value: expected finite"):
+        d.log_prob(torch.tensor([0.0, float("nan")]))

@@ -128,6 +128,21 @@ def test_missing_matplotlib_fails_fast_with_the_install_line(capsys, monkeypatch
     assert not any(tmp_path.iterdir())  # no empty run folder
 
 
+def test_bench_missing_peer_fails_fast_with_the_install_line(capsys, monkeypatch, tmp_path):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "ot" else real(name, *a)
+    )
+    _one_line_error(
+        capsys,
+        ["bench", "sinkhorn", "--quick", "--out", str(tmp_path)],
+        "sinkhorn needs ot: pip install 'inforeg[ref]'",
+    )
+    assert not any(tmp_path.iterdir())  # failed before any work or output
+
+
 def test_demo_index_lists_every_run(tmp_path):
     from inforeg.lab.experiments.runner import run_experiment
     from inforeg.lab.summary import write_index

@@ -199,15 +199,15 @@ def _fake(**overrides):
         splits={"train": 10, "validation": 5, "test": 5},
         selection="validation acc, best epoch and grid point per arm",
         run_seed=_fake_seed,
-        protocol=2,
-        seeds=10,
     )
     kw.update(overrides)
     return Experiment(**kw)
 
 
 def test_protocol_2_is_validated_on_construction():
-    assert protocol_problems(_fake()) == []
+    exp = _fake()  # protocol 2 with 10 seeds (2 with --quick) are the defaults
+    assert (exp.protocol, exp.seeds, exp.quick_seeds) == (2, 10, 2)
+    assert protocol_problems(exp) == []
     with pytest.raises(ValueError, match="at least 10"):
         _fake(seeds=5)
     with pytest.raises(ValueError, match="must name a regime check"):

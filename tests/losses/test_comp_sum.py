@@ -195,3 +195,14 @@ def test_property_monotone_in_tau_and_bounded():
         assert 0.0 <= float(comp_sum_loss(z, y, kind="mae")) <= 1.0
 
     check()
+
+
+def test_adversarial_loss_names_the_model_output_and_targets():
+    model = torch.nn.Linear(3, 3)
+    x = torch.randn(4, 3)
+    with pytest.raises(ValueError, match=r"model\(x\): expected a 2-D"):
+        adversarial_comp_sum_loss(model, x.unsqueeze(0), torch.zeros(4, dtype=torch.long))
+    with pytest.raises(ValueError, match="targets: expected 4 labels"):
+        adversarial_comp_sum_loss(model, x, torch.zeros(3, dtype=torch.long))
+    with checks("full"), pytest.raises(ValueError, match="targets: expected labels in"):
+        adversarial_comp_sum_loss(model, x, torch.full((4,), 3))

@@ -169,3 +169,16 @@ def test_bad_input():
     with checks("full"):
         with pytest.raises(ValueError, match="attn_probs"):
             head_attention_entropy_penalty(torch.full((1, 1, 1, 2), float("nan")))
+
+
+def test_module_errors_name_the_layer():
+    reg = HeadwiseAttentionEntropyRegularizer(num_layers=2, num_heads=2)
+    good = torch.full((1, 2, 3, 3), 1 / 3)
+    with pytest.raises(ValueError, match=r"attentions\[1\]: expected a 4-D"):
+        reg([good, good[0]])
+    with pytest.raises(ValueError, match=r"attentions\[0\]: expected 2 heads"):
+        reg([good[:, :1], good])
+    with pytest.raises(TypeError, match=r"attentions\[1\]"):
+        reg([good, good.long()])
+    with checks("full"), pytest.raises(ValueError, match=r"attentions\[0\]: expected finite"):
+        reg([good.masked_fill(good > 0, math.nan), good])

@@ -158,3 +158,14 @@ def test_signatures_are_the_spec_contract():
         ("channels", inspect.Parameter.empty),
         ("inter_channels", None),
     ]
+
+
+@pytest.mark.parametrize("make", [lambda: CBAM(16), lambda: NonLocalBlock2d(16)])
+def test_input_in_another_dtype_than_the_parameters_names_x(make):
+    # Regression (issue 18): a bf16 input to a float32 module failed inside torch's conv/linear
+    # with an error naming no argument.
+    module = make()
+    x = torch.randn(2, 16, 3, 3)
+    with pytest.raises(TypeError, match=r"x: expected dtype torch.float32.*\.to\(torch.bfloat16\)"):
+        module(x.bfloat16())
+    assert module.to(torch.bfloat16)(x.bfloat16()).dtype == torch.bfloat16

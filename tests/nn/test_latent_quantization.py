@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -57,3 +59,34 @@ def test_bad_input():
         ScalarCodebookQuantizer(3, n_values=1)
     with pytest.raises(ValueError, match="high"):
         ScalarCodebookQuantizer(3, low=1.0, high=0.0)
+
+
+def test_qlae_param_groups_bad_input():
+    for bad in (math.nan, math.inf, -0.1):
+        with pytest.raises(ValueError, match="weight_decay"):
+            qlae_param_groups(torch.nn.Linear(2, 2), bad)
+    with pytest.raises(TypeError, match="model"):
+        qlae_param_groups([torch.nn.Linear(2, 2)])  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("low", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("scale", [0.3, 3.0, 100.0])
+def test_half_precision_matches_float32_on_the_same_values(low, scale):
+    # Regression (issue 18): in bf16, |z - v| rounded near-ties to the wrong code (quantized
+    # values off by up to 0.5 of a code step and more); in fp16 the squared errors overflowed
+    # to inf. Now computed in float32: the same codes, losses within the output's rounding.
+    g = torch.Generator().manual_seed(0)
+    z = (torch.randn(2000, 4, generator=g) * scale).to(low)
+    for codebook in (
+        torch.linspace(-0.5, 0.5, 10).repeat(4, 1).to(low),
+        (torch.randn(4, 10, generator=g) * scale).to(low),
+    ):
+        got = scalar_quantize(z, codebook)
+        want = scalar_quantize(z.float(), codebook.float())
+        assert torch.equal(got.indices, want.indices)
+        assert got.quantized.dtype == low and torch.equal(got.quantized.float(), want.quantized)
+        for name in ("quantization_loss", "commitment_loss"):
+            value = getattr(got, name)
+            assert value.dtype == low and torch.isfinite(value)
+            ref = getattr(want, name).to(low).float()  # float32 result rounded to the output
+            torch.testing.assert_close(value.float(), ref, rtol=0.0, atol=0.0)

@@ -337,3 +337,23 @@ def test_policy_identity_features_and_bad_input():
     bad[0, 0] = math.nan
     with checks("full"), pytest.raises(ValueError, match="x"):
         policy(bad)
+
+
+def test_policy_checks_the_dtype_and_a_one_sample_training_batch():
+    # Regression (issue 18): int, bool and bf16 input, and a one-sample batch in train() mode,
+    # failed inside torch's Linear / BatchNorm with errors naming no argument.
+    policy = BetaNoiseMaskPolicy(None, feature_dim=4, grid=2)
+    x = torch.randn(3, 4)
+    with pytest.raises(TypeError, match=r"x: expected floating-point features .* torch.int64"):
+        policy(x.long())
+    with pytest.raises(TypeError, match=r"x: expected floating-point features .* torch.bool"):
+        policy(x > 0)
+    with pytest.raises(TypeError, match=r"x: expected dtype torch.float32.*\.to\(torch.bfloat16\)"):
+        policy(x.bfloat16())
+    la, lb = policy.to(torch.bfloat16)(x.bfloat16())  # converted: fine
+    assert la.dtype == lb.dtype == torch.bfloat16
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # autocast: fine
+        BetaNoiseMaskPolicy(None, feature_dim=4, grid=2)(x.bfloat16())
+    with pytest.raises(ValueError, match=r"x: a batch of 1 sample in training mode"):
+        policy(x[:1].bfloat16())
+    assert policy.eval()(x[:1].bfloat16())[0].shape == (1, 4)

@@ -182,3 +182,14 @@ def test_signatures_are_the_spec_contract():
         0.3,
         1.5,
     )
+
+
+@pytest.mark.parametrize("attention", ["cbam", "nonlocal"])
+def test_attentive_block_input_dtype_is_checked(attention):
+    # Regression (issue 18): bf16 input to a float32 block failed inside torch, naming nothing.
+    block = AttentiveWaveBlock(16, attention=attention)
+    x = torch.randn(2, 16, 4, 4)
+    msg = r"x: expected dtype torch.float32, the dtype of the AttentiveWaveBlock's parameters"
+    with pytest.raises(TypeError, match=msg):
+        block(x.bfloat16())
+    assert block.to(torch.bfloat16)(x.bfloat16()).dtype == torch.bfloat16

@@ -325,3 +325,22 @@ def test_w1d_gaussians_closed_form(m1, s1, m2, s2, seed):
     v = (m2 + s2 * z)[torch.randperm(n, generator=g)]
     expected = (m1 - m2) ** 2 + (s1 - s2) ** 2 * float((z * z).mean())
     assert float(wasserstein_1d(u, v, p=2)) == pytest.approx(expected, rel=1e-9, abs=1e-12)
+
+
+def test_refinement_batch_dimensions_broadcast_or_raise():
+    # Regression (issue 18): a 3-D feature tensor beside a 2-D one went to vmap, which failed
+    # naming an internal argument. The batch dimensions now broadcast, as in torch.cdist.
+    g = torch.Generator().manual_seed(5)
+    fx = torch.randn(4, 3, generator=g, dtype=D64)
+    fy = torch.randn(5, 3, generator=g, dtype=D64)
+    p_xy, p_yx = log_sinkhorn_correspondence(fx, fy, sigma=0.5)
+    for bx, by in ((fx[None], fy), (fx, fy[None]), (fx.expand(2, 1, 4, 3), fy.expand(3, 5, 3))):
+        b_xy, b_yx = log_sinkhorn_correspondence(bx, by, sigma=0.5)
+        batch = torch.broadcast_shapes(bx.shape[:-2], by.shape[:-2])
+        assert b_xy.shape == (*batch, 4, 5) and b_yx.shape == (*batch, 5, 4)
+        assert_close(b_xy, p_xy.expand_as(b_xy))
+        assert_close(b_yx, p_yx.expand_as(b_yx))
+    with pytest.raises(ValueError, match=r"feat_y: expected batch dimensions broadcastable"):
+        log_sinkhorn_correspondence(fx.expand(2, 4, 3), fy.expand(3, 5, 3))
+    with pytest.raises(ValueError, match=r"feat_y: expected batch dimensions broadcastable"):
+        LogSinkhorn()(fx.expand(2, 4, 3), fy.expand(3, 5, 3))

@@ -387,3 +387,29 @@ def test_non_finite_input_is_bounded_and_rejected_under_full_checks(bad, where):
             SparsityConstrainedOT(k=2)(args["a"], args["b"], args["cost"])
     with checks("full"), pytest.raises(ValueError, match=f"^{where}: expected finite"):
         sparse_ot(args["a"], args["b"], args["cost"], k=2)
+
+
+def test_small_cpu_problems_solve_on_one_thread(monkeypatch):
+    # Newton (like L-BFGS) runs with one intra-op thread on small CPU problems and restores the
+    # caller's setting: on a loaded 2-core machine two threads made it 10-20x slower.
+    import inforeg.ot._smooth_core as core
+
+    seen: list[int] = []
+    newton = core._newton_semi_dual
+
+    def spy(*args, **kwargs):
+        seen.append(torch.get_num_threads())
+        return newton(*args, **kwargs)
+
+    monkeypatch.setattr(core, "_newton_semi_dual", spy)
+    a, b, c = uniform_problem(12, 10, seed=20)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        sparse_ot(a, b, c, k=3, gamma=0.1)
+        assert seen == [1] and torch.get_num_threads() == 2
+        monkeypatch.setattr(core, "_SINGLE_THREAD_ELEMENTS", 0)  # "large": the caller's threads
+        sparse_ot(a, b, c, k=3, gamma=0.1)
+        assert seen == [1, 2]
+    finally:
+        torch.set_num_threads(before)

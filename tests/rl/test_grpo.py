@@ -127,3 +127,44 @@ def test_bad_input():
         aggregate(lp, None, "sum")
     with pytest.raises(ValueError, match="ref_logp"):
         kl_k3(lp, torch.zeros(3))
+
+
+def test_kl_k3_masked_tokens_and_overflow_are_never_nan():
+    # Regression (issue 18): a -inf log-prob gave inf - inf = NaN, and so did exp overflow
+    # beyond ~88.7 (float32). Documented outcome: the limit (+inf where one side is -inf or
+    # e^d overflows, 0 outside both supports), finite gradients for the finite entries.
+    inf = math.inf
+    lp = torch.tensor([-0.5, -inf, -inf, -1.0, -1e6, -1.0], dtype=torch.float64)
+    ref = torch.tensor([-1.5, -inf, -0.3, -inf, -2.0, -1e6], dtype=torch.float64)
+    lp.requires_grad_(True)
+    k = kl_k3(lp, ref)
+    # d = -1: e^-1 + 1 - 1; d = -(1e6 - 1): e^d - d - 1 = 1e6 - 2
+    assert k.tolist() == pytest.approx([math.exp(-1.0), 0.0, inf, inf, inf, 1e6 - 2.0])
+    (g,) = torch.autograd.grad(k[[0, 1, 5]].sum(), lp)  # infinite entries left out
+    assert torch.isfinite(g).all()
+    assert g.tolist() == pytest.approx([1.0 - math.exp(-1.0), 0.0, 0.0, 0.0, 0.0, 1.0])
+    # TRL's plain formula on ordinary entries; float32 overflow (d >= 88) gives +inf
+    lp32 = torch.tensor([-0.1, -90.0, -80.0])
+    k32 = kl_k3(lp32, torch.zeros(3))
+    assert float(k32[1]) == inf and math.isfinite(float(k32[2]))
+    torch.testing.assert_close(k32[[0, 2]], (torch.exp(-lp32) + lp32 - 1)[[0, 2]])
+    # verl's clamped form: finite everywhere, 0 outside both supports
+    kc = kl_k3(lp.detach(), ref, clamp=10.0)
+    assert kc.tolist()[1:] == pytest.approx([0.0, 10.0, 10.0, 10.0, 10.0])
+    # half precision: computed in float32, returned in the input dtype
+    kb = kl_k3(lp32.bfloat16(), torch.zeros(3, dtype=torch.bfloat16))
+    assert kb.dtype == torch.bfloat16 and float(kb[1]) == inf
+
+
+def test_clipped_surrogate_masked_token_in_both_policies_is_finite():
+    # Regression: a token with log-prob -inf under both the policy and the old policy (a masked
+    # token) gave ratio exp(-inf - -inf) = NaN; equal log-probs now mean ratio 1.
+    logp = torch.tensor([[-0.5, -math.inf, -1.0]], requires_grad=True)
+    old = torch.tensor([[-0.7, -math.inf, -1.0]])
+    adv = torch.tensor([1.0])
+    mask = torch.tensor([[1.0, 0.0, 1.0]])
+    loss = clipped_surrogate(logp, old, adv, mask=mask, mode="token-mean")
+    loss.backward()
+    assert torch.isfinite(loss) and torch.isfinite(logp.grad).all()
+    want = clipped_surrogate(logp[:, [0, 2]].detach(), old[:, [0, 2]], adv, mode="token-mean")
+    torch.testing.assert_close(loss.detach(), want)

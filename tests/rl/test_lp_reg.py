@@ -143,3 +143,30 @@ def test_minus_inf_proxy_logprobs_accepted_under_full_checks():
         proxy[1, 2] = float("nan")
         with pytest.raises(ValueError, match="proxy_logp: expected log-probabilities"):
             low_probability_loss(logp, old, adv, proxy)
+
+
+def test_masked_current_logprob_gives_finite_loss_stats_and_gradient():
+    # Regression (issue 18): one -inf current log-prob (a masked token) made k3 NaN through
+    # inf - inf, and the NaN reached the "kl" statistic and the gradient.
+    from inforeg.rl import low_probability_loss
+
+    g = torch.Generator().manual_seed(1)
+    logp = -torch.rand(4, 5, generator=g, dtype=torch.float64)
+    logp[1, 2] = -math.inf
+    logp.requires_grad_(True)
+    old = -torch.rand(4, 5, generator=g, dtype=torch.float64)
+    adv = torch.randn(4, 5, generator=g, dtype=torch.float64)
+    proxy = -torch.rand(4, 5, generator=g, dtype=torch.float64)
+    padding = torch.ones(4, 5)
+    padding[1, 2] = 0.0
+    for frac in (0.01, 0.5):  # nothing selected (k = 1), and a selection
+        for mask in (None, padding):
+            loss, stats = low_probability_loss(logp, old, adv, proxy, mask, neg_fraction=frac)
+            assert torch.isfinite(loss)
+            (grad,) = torch.autograd.grad(loss, logp)
+            assert torch.isfinite(grad).all()
+            assert not any(bool(v.isnan().any()) for v in stats.values())
+            # the sampled-entropy estimate -log pi is +inf on a real -inf token, finite when
+            # the token is padding
+            assert bool(torch.isfinite(stats["entropy"])) == (mask is not None)
+            assert torch.isfinite(stats["kl"])

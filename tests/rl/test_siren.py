@@ -218,7 +218,20 @@ def _kernel_vs_float64(
 
 @needs_kernel
 @pytest.mark.parametrize(
-    "case", ["normal", "peaked", "flat", "top_k", "top1", "masked", "temperature", "top_p=0.999"]
+    "case",
+    [
+        "normal",
+        "peaked",
+        "flat",
+        "top_k",
+        "top1",
+        "masked",
+        "temperature",
+        "top_p=0.999",
+        "top_p~1",
+        "masked, top_p~1",
+        "binades",
+    ],
 )
 def test_kernel_matches_sorted_float64(case):
     g = torch.Generator().manual_seed(3)
@@ -240,13 +253,20 @@ def test_kernel_matches_sorted_float64(case):
         z[:, ::3] = float("-inf")
     elif case == "temperature":
         z, top_p, t = z * 2, 0.95, 0.7
-    else:  # all but a sliver of the mass (exactly 1.0 leaves the last token to rounding)
+    elif case == "binades":  # |z| from 1e-37 to 1: the value midpoints give way to the keys'
+        u = torch.rand(z.shape, generator=g)
+        z = z.sign() * torch.pow(10.0, -37.0 * u)
+    elif case == "top_p=0.999":  # all but a sliver of the mass
         top_p = 0.999
+    else:  # every value is a candidate (no lower bound); exactly 1.0 is left to rounding
+        z, top_p = z * 0.3, 0.99995  # (a flat row: the last cumulative sums step by ~1e-4)
+        if case.startswith("masked"):
+            z[:, ::3] = float("-inf")
     h, grad = _kernel_vs_float64(z, top_p, top_k, t)
     assert torch.isfinite(h).all() and torch.isfinite(grad).all()
     if case == "top1":
         assert torch.all(h == 0) and torch.all(grad == 0)
-    if case == "masked":
+    if case.startswith("masked"):
         assert torch.all(grad[:, ::3] == 0)
 
 
@@ -287,3 +307,49 @@ def test_kernel_bfloat16_and_bad_rows():
     bad[1] = float("-inf")
     bad[2, 0] = float("inf")
     assert torch.isnan(top_p_entropy(bad)).all()
+
+
+@needs_kernel
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_kernel_full_entropy_output(dtype):
+    """The kernel's second output, the full-row entropy from its first pass: token_entropy's
+    value (the same code: bit for bit) and the float64 entropy; NaN for rows with no
+    distribution; the top-p outputs do not depend on whether it is asked for."""
+    g = torch.Generator().manual_seed(6)
+    z = torch.randn(40, 3001, generator=g) * torch.linspace(0.05, 8.0, 40).view(-1, 1)
+    z[5, ::4] = float("-inf")  # masked vocabulary
+    z[6, 100:] = float("-inf")
+    z = z.to(dtype)
+    for t in (1.0, 0.7):
+        full = _cpu_entropy.top_p_forward(z, 1.0 / t, 0.8, 10000, want_full=True)[4]
+        assert full is not None and full.dtype == torch.float32
+        assert torch.equal(full, _cpu_entropy.entropy_forward(z, 1.0 / t)[0])
+        logp = torch.log_softmax(z.double() / t, -1)
+        ref = -(logp.exp() * logp.masked_fill(torch.isinf(logp), 0.0)).sum(-1)
+        torch.testing.assert_close(full.double(), ref, atol=2e-6, rtol=2e-6)
+    without = _cpu_entropy.top_p_forward(z, 1.0, 0.8, 10000)
+    with_full = _cpu_entropy.top_p_forward(z, 1.0, 0.8, 10000, want_full=True)
+    assert without[4] is None
+    for a, b in zip(without[:4], with_full[:4], strict=True):
+        assert torch.equal(a, b)
+    bad = torch.zeros(3, 100, dtype=dtype)
+    bad[0, 5] = float("nan")
+    bad[1] = float("-inf")
+    bad[2, 0] = float("inf")
+    assert torch.isnan(_cpu_entropy.top_p_forward(bad, 1.0, 0.8, 10000, True)[4]).all()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_module_entropy_stat_is_token_entropy(dtype):
+    """stats['entropy'] (from the kernel's first pass on CPU float32, from token_entropy on the
+    other paths) is the token-mean of token_entropy over the mask, in float64 too."""
+    g = torch.Generator().manual_seed(7)
+    z = (torch.randn(3, 9, 700, generator=g) * 3).to(dtype)
+    mask = torch.ones(3, 9)
+    mask[1, 5:] = 0
+    reg = SelectiveEntropyRegularizer(top_p=0.8, temperature=0.9)
+    _, stats = reg(z, mask)
+    h64 = token_entropy(z.double(), 0.9)
+    expected = (h64 * mask.double()).sum() / mask.sum()
+    torch.testing.assert_close(stats["entropy"].double(), expected, atol=1e-5, rtol=1e-5)
+    assert not stats["entropy"].requires_grad

@@ -162,8 +162,14 @@ def check_number(
     high: float | None = None,
     low_inclusive: bool = True,
     high_inclusive: bool = True,
+    finite: bool = True,
 ) -> float:
-    """Check a real hyper-parameter against an interval; return it as float."""
+    """Check a real hyper-parameter against an interval; return it as float.
+
+    NaN is always rejected; ``+-inf`` too unless ``finite=False`` (for a hyper-parameter whose
+    infinite value means something, e.g. "no clipping"), so that an infinite weight or
+    temperature cannot reach the computation as ``inf * 0 = NaN``.
+    """
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         if isinstance(value, Tensor) and value.numel() == 1:
             raise TypeError(f"{name}: expected a Python number, got a tensor (use .item())")
@@ -173,20 +179,46 @@ def check_number(
         raise ValueError(f"{name}: expected a number, got NaN")
     below = low is not None and (v < low or (v == low and not low_inclusive))
     above = high is not None and (v > high or (v == high and not high_inclusive))
-    if below or above:
+    infinite = finite and math.isinf(v)
+    if below or above or infinite:
         left = "(-inf" if low is None else ("[" if low_inclusive else "(") + str(low)
         right = "inf)" if high is None else str(high) + ("]" if high_inclusive else ")")
-        raise ValueError(f"{name}: expected a value in {left}, {right}, got {value}")
+        kind = "a finite number" if infinite else "a value"
+        raise ValueError(f"{name}: expected {kind} in {left}, {right}, got {value}")
     return v
 
 
 def check_finite_number(value: object, name: str, *, low: float | None = None) -> float:
-    """Check a finite real hyper-parameter (``low <= value`` when ``low`` is given)."""
-    v = check_number(value, name, low=low)
-    if math.isinf(v):
-        bound = f" >= {low}" if low is not None else ""
-        raise ValueError(f"{name}: expected a finite number{bound}, got {value}")
-    return v
+    """Check a finite real hyper-parameter (``low <= value`` when ``low`` is given); the same
+    as :func:`check_number`, whose default is finite."""
+    return check_number(value, name, low=low)
+
+
+def _autocast_enabled(device_type: str) -> bool:
+    try:
+        return torch.is_autocast_enabled(device_type)
+    except RuntimeError:  # a device type without autocast (e.g. "meta")
+        return False
+
+
+def check_matches_module_dtype(x: Tensor, module: torch.nn.Module, name: str) -> None:
+    """Raise ``TypeError`` unless floating ``x`` has the dtype of ``module``'s floating parameters.
+
+    A torch layer given, say, bfloat16 input with float32 weights fails deep inside with a
+    message naming no argument; this says which argument and how to convert. Skipped under
+    ``"off"`` checks, for a module without floating parameters, and under autocast (which casts
+    inside the layers). Metadata only: no host sync.
+    """
+    if _mode == "off" or not x.is_floating_point():
+        return
+    param = next((p for p in module.parameters() if p.is_floating_point()), None)
+    if param is None or param.dtype == x.dtype or _autocast_enabled(x.device.type):
+        return
+    raise TypeError(
+        f"{name}: expected dtype {param.dtype}, the dtype of the {type(module).__name__}'s "
+        f"parameters, got {x.dtype}; convert the module with .to({x.dtype}) or the input with "
+        f".to({param.dtype})"
+    )
 
 
 def check_broadcastable(x: Tensor, name: str, target: Tensor, target_name: str) -> None:
@@ -202,10 +234,7 @@ def check_broadcastable(x: Tensor, name: str, target: Tensor, target_name: str) 
 
 def check_positive(value: object, name: str) -> float:
     """Check ``value > 0`` (a finite real number)."""
-    v = check_number(value, name, low=0.0, low_inclusive=False)
-    if math.isinf(v):
-        raise ValueError(f"{name}: expected a finite positive number, got {value}")
-    return v
+    return check_number(value, name, low=0.0, low_inclusive=False)
 
 
 def check_probability(value: object, name: str) -> float:
@@ -269,3 +298,12 @@ def check_labels(targets: Tensor, name: str, num_classes: int, batch: int) -> No
             f"{name}: expected {batch} labels to match the batch, got {targets.shape[0]}"
         )
     check_index_range(targets, name, num_classes, "labels")
+
+
+def check_module_input(x: Tensor, name: str, module: torch.nn.Module, features: int) -> None:
+    """Check an input of a Module's layers: floating, ``features`` wide in the last dimension and
+    of the Module's dtype (:func:`check_matches_module_dtype`)."""
+    check_tensor(x, name, min_ndim=1, floating=True)
+    if _mode != "off" and x.shape[-1] != features:
+        raise ValueError(f"{name}: expected {features} features (last dimension), got {_shape(x)}")
+    check_matches_module_dtype(x, module, name)

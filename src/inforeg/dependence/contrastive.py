@@ -170,7 +170,7 @@ def mine_lower_bound(
 
 
 class MINE(nn.Module):
-    """MINE estimator with a critic network and the EMA bias-corrected DV gradient.
+    r"""MINE estimator with a critic network and the EMA bias-corrected DV gradient.
 
     Args:
         critic: module mapping row-aligned (x, y) batches to (n,) or (n, 1) scores.
@@ -180,10 +180,18 @@ class MINE(nn.Module):
     ``forward(x, y)`` shuffles y with ``torch.randperm`` for the marginal pairs and returns the
     lower-bound estimate (maximise it, i.e. minimise its negative). For ``"dv"`` in training
     mode the returned value equals the DV bound but its gradient divides by the EMA instead of
-    the batch mean (state: the ``ema`` buffer, updated under no_grad).
+    the batch mean (state: the ``log_ema`` buffer, updated under no_grad).
+
+    Everything runs in log space, so critic scores of any size give finite values and
+    gradients: with :math:`\ell = \log\frac1n\sum_i e^{\bar T_i}` (logsumexp - log n),
+    the EMA is kept as its log, :math:`\log m \leftarrow \operatorname{logaddexp}(\log(1-r) +
+    \log m,\ \log r + \ell)`, and the gradient surrogate :math:`\frac1n\sum_i T_i -
+    e^{\ell - \log m}` has the gradient of :math:`\frac1n\sum_i T_i - \frac{\frac1n\sum_i
+    e^{\bar T_i}}{m}` (the paper's). A state dict saved with the former ``ema`` buffer (the
+    EMA itself) still loads.
     """
 
-    ema: Tensor
+    log_ema: Tensor
 
     def __init__(
         self, critic: nn.Module, kind: Literal["dv", "nwj"] = "dv", ema_rate: float = 0.01
@@ -193,7 +201,13 @@ class MINE(nn.Module):
         self.critic = critic
         self.kind = kind
         self.ema_rate = check_number(ema_rate, "ema_rate", low=0.0, high=1.0, low_inclusive=False)
-        self.register_buffer("ema", torch.tensor(float("nan")))
+        self.register_buffer("log_ema", torch.tensor(float("nan")))
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # type: ignore[no-untyped-def]
+        old = state_dict.pop(prefix + "ema", None)  # the EMA itself, before log space
+        if old is not None and prefix + "log_ema" not in state_dict:
+            state_dict[prefix + "log_ema"] = torch.log(old)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def _scores(self, x: Tensor, y: Tensor) -> Tensor:
         return self.critic(x, y).reshape(-1)
@@ -208,15 +222,19 @@ class MINE(nn.Module):
         value = mine_lower_bound(tj, tm, self.kind)
         if self.kind == "nwj" or not self.training:
             return value
-        batch_mean = torch.exp(tm).mean()
+        log_batch_mean = torch.logsumexp(tm, 0) - math.log(tm.shape[0])
         with torch.no_grad():
+            r = self.ema_rate
+            keep = math.log1p(-r) if r < 1 else -math.inf  # log(1 - r)
+            decayed = self.log_ema.to(log_batch_mean.dtype) + keep
             new = torch.where(
-                torch.isnan(self.ema),
-                batch_mean,
-                (1 - self.ema_rate) * self.ema + self.ema_rate * batch_mean,
+                torch.isnan(self.log_ema),
+                log_batch_mean,
+                torch.logaddexp(decayed, log_batch_mean + math.log(r)),
             )
-            self.ema.copy_(new.to(self.ema.dtype))
-        surrogate = tj.mean() - batch_mean / self.ema.to(batch_mean.dtype)
+            self.log_ema.copy_(new.to(self.log_ema.dtype))
+        # exp(l - log m) has the gradient (grad of mean e^T) / m: the paper's EMA correction
+        surrogate = tj.mean() - torch.exp(log_batch_mean - self.log_ema.to(log_batch_mean.dtype))
         return value.detach() + surrogate - surrogate.detach()
 
 

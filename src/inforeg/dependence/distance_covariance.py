@@ -519,6 +519,24 @@ def _fast_all(
 # --------------------------------------------------------------------------- public API
 
 
+def _statistic(
+    x: Tensor, y: Tensor, options: tuple[float, bool, Method, int | None], correlation: bool
+) -> Tensor:
+    """dCov^2 (``correlation``: dCor^2) for the public functions; ``options`` are their
+    exponent, unbiased, method and chunk_size."""
+    exponent, unbiased, method, chunk_size = options
+    x2, y2, m = _validate(x, y, exponent, method, unbiased)
+    dtype = compute_dtype(x2, y2)
+    xc, yc = _centred(x2.to(dtype)), _centred(y2.to(dtype))
+    if m == "fast":
+        xy, xx, yy = _fast_all(xc, yc, unbiased)
+    elif correlation:
+        xy, xx, yy = _naive_all(xc, yc, exponent, unbiased, chunk_size)
+    else:  # the covariance alone streams only the cross product
+        return _naive_cov(xc, yc, exponent, unbiased, chunk_size).to(x2.dtype)
+    return (safe_ratio(xy, xx * yy) if correlation else xy).to(x2.dtype)
+
+
 def distance_covariance_sqr(
     x: Tensor,
     y: Tensor,
@@ -549,14 +567,7 @@ def distance_covariance_sqr(
         >>> float(distance_covariance_sqr(a, b))
         1.0
     """
-    x2, y2, m = _validate(x, y, exponent, method, unbiased)
-    dtype = compute_dtype(x2, y2)
-    xc, yc = _centred(x2.to(dtype)), _centred(y2.to(dtype))
-    if m == "fast":
-        out = _fast_all(xc, yc, unbiased)[0]
-    else:
-        out = _naive_cov(xc, yc, exponent, unbiased, chunk_size)
-    return out.to(x2.dtype)
+    return _statistic(x, y, (exponent, unbiased, method, chunk_size), correlation=False)
 
 
 def distance_covariance(
@@ -595,14 +606,7 @@ def distance_correlation_sqr(
         >>> round(float(distance_correlation_sqr(a, b, unbiased=True)), 6)
         -0.5
     """
-    x2, y2, m = _validate(x, y, exponent, method, unbiased)
-    dtype = compute_dtype(x2, y2)
-    xc, yc = _centred(x2.to(dtype)), _centred(y2.to(dtype))
-    if m == "fast":
-        xy, xx, yy = _fast_all(xc, yc, unbiased)
-    else:
-        xy, xx, yy = _naive_all(xc, yc, exponent, unbiased, chunk_size)
-    return safe_ratio(xy, xx * yy).to(x2.dtype)
+    return _statistic(x, y, (exponent, unbiased, method, chunk_size), correlation=True)
 
 
 def distance_correlation(

@@ -49,6 +49,7 @@ from torch import Tensor, nn
 
 from inforeg.core.checks import (
     check_choice,
+    check_index_range,
     check_int,
     check_number,
     check_same_length,
@@ -166,7 +167,17 @@ def encode_attributes(
                     f"attributes[{i}]: categorical codes must be 1-D, got {tuple(a.shape)}"
                 )
             k = None if num_classes is None else num_classes[i]
-            cols.append(F.one_hot(a.long(), int(a.max()) + 1 if k is None else k).to(dtype))
+            if k is None:  # the size comes from the codes (a sync), so check them here too
+                lo, hi = int(a.min()), int(a.max())
+                if lo < 0:
+                    raise ValueError(
+                        f"attributes[{i}]: expected categorical codes >= 0, got values in "
+                        f"[{lo}, {hi}]"
+                    )
+                k = hi + 1
+            else:
+                check_index_range(a, f"attributes[{i}]", k, "categorical codes")
+            cols.append(F.one_hot(a.long(), k).to(dtype))
     return torch.cat(cols, dim=1)
 
 

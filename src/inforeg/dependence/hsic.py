@@ -26,9 +26,13 @@ correlation of the induced distances 1 - K / max K, which equals :func:`cka` (``
 Kernels: ``gaussian`` exp(-d^2/(2 sigma^2)) (sigma = median heuristic when None, per variable),
 ``laplacian`` exp(-d/sigma), ``linear`` <a, b>. Sequences of bandwidths sum the kernels.
 
-Memory: streamed through
-:func:`inforeg.dependence._centering.centered_product_sum`, O(n * chunk) with
-``chunk_size`` (backward included).
+Memory and speed: K and L are symmetric, so only their tiles on or above the diagonal are
+formed, each by one GEMM plus exp (:func:`inforeg.dependence._kernel_sum.centred_kernel_products`,
+the tiler MMD uses); one pass gives sum K*L (and K*K, L*L for CKA) and the row sums the centring
+needs. Memory is O(n * chunk) with ``chunk_size``; backward streams the tiles again with a
+closed-form gradient, which is not itself differentiable (no second derivatives, as with
+``mmd``'s fast path). Bandwidths that require a gradient take the
+generic path (row blocks checkpointed through autograd), with the same values.
 
 Shapes: x (n, p) or (n,), y (n, q) or (n,); returns a 0-d tensor in the input dtype.
 
@@ -45,12 +49,12 @@ from typing import Literal
 
 import torch
 from torch import Tensor, nn
-from torch.utils.checkpoint import checkpoint
 
 from inforeg.core.checks import check_choice, check_int, check_number, check_same_length
 from inforeg.core.dtypes import compute_dtype
-from inforeg.core.pairwise import BlockFn, default_chunk_size
-from inforeg.dependence._centering import centered_product_sum
+from inforeg.core.pairwise import BlockFn, stream_rows
+from inforeg.dependence._centering import centered_sum_from_rows
+from inforeg.dependence._kernel_sum import centred_kernel_products
 from inforeg.dependence._utils import (
     as_samples,
     kernel_blocks,
@@ -74,7 +78,8 @@ def _prepare(
     bandwidth_y: BW,
     estimator: str,
     chunk_size: object,
-) -> tuple[Tensor, Tensor, BlockFn, BlockFn, torch.dtype]:
+) -> tuple[Tensor, Tensor, Tensor, Tensor | None, Tensor | None]:
+    """Checked inputs: the samples as (n, d), both in the compute dtype, and the bandwidths."""
     x2 = as_samples(x, "x")
     y2 = as_samples(y, "y")
     check_same_length(x2, y2, "x", "y")
@@ -100,14 +105,59 @@ def _prepare(
         if kernel_y == "linear"
         else resolve_bandwidths(bandwidth_y, "bandwidth_y", yc, dtype=dtype)
     )
-    zero = estimator == "unbiased"
-    kb = kernel_blocks(xc, None, kernel_x, bx, zero_diagonal=zero)
-    lb = kernel_blocks(yc, None, kernel_y, by, zero_diagonal=zero)
-    return x2, y2, kb, lb, dtype
+    return x2, xc, yc, bx, by
 
 
-def _scale(total: Tensor, n: int, estimator: str) -> Tensor:
-    return total / (n * (n - 3)) if estimator == "unbiased" else total / ((n - 1) ** 2)
+def _generic_products(
+    kb: BlockFn, lb: BlockFn, n: int, unbiased: bool, chunk_size: int | None
+) -> Tensor:
+    """``[<K, L>, <K, K>, <L, L>]`` centred, from row blocks of K and L checkpointed through
+    autograd: the path for bandwidths that need a gradient (the fast path takes constants)."""
+
+    def rows(start: int, stop: int) -> Tensor:
+        k = kb(start, stop)
+        l_ = lb(start, stop)
+        return torch.stack(
+            ((k * l_).sum(1), (k * k).sum(1), (l_ * l_).sum(1), k.sum(1), l_.sum(1)), 1
+        )
+
+    r = stream_rows(rows, n, chunk_size)
+    rk, rl = r[:, 3], r[:, 4]
+    centring: Literal["double", "u"] = "u" if unbiased else "double"
+    return torch.stack(
+        (
+            centered_sum_from_rows(r[:, 0].sum(), rk, rl, n, centring),
+            centered_sum_from_rows(r[:, 1].sum(), rk, rk, n, centring),
+            centered_sum_from_rows(r[:, 2].sum(), rl, rl, n, centring),
+        )
+    )
+
+
+def _statistic(
+    x: Tensor,
+    y: Tensor,
+    options: tuple[str, str, BW, BW, str, int | None],
+    normalized: bool,
+) -> Tensor:
+    """HSIC (``normalized``: CKA) for :func:`hsic` and :func:`cka`; ``options`` are their
+    kernel_x, kernel_y, bandwidth_x, bandwidth_y, estimator and chunk_size."""
+    kernel_x, kernel_y, bandwidth_x, bandwidth_y, estimator, chunk_size = options
+    x2, xc, yc, bx, by = _prepare(x, y, *options)
+    unbiased = estimator == "unbiased"
+    kernels, bandwidths = (kernel_x, kernel_y), (bx, by)
+    n = x2.shape[0]
+    if any(b is not None and b.requires_grad for b in bandwidths):
+        kb = kernel_blocks(xc, None, kernel_x, bx, zero_diagonal=unbiased)
+        lb = kernel_blocks(yc, None, kernel_y, by, zero_diagonal=unbiased)
+        sums = _generic_products(kb, lb, n, unbiased, chunk_size)
+    else:
+        sums = centred_kernel_products(
+            xc, yc, kernels, bandwidths, unbiased, normalized, chunk_size
+        )
+    if normalized:
+        return safe_ratio(sums[0], sums[1] * sums[2]).to(x2.dtype)
+    scale = n * (n - 3) if unbiased else (n - 1) ** 2
+    return (sums[0] / scale).to(x2.dtype)
 
 
 def hsic(
@@ -140,53 +190,8 @@ def hsic(
         >>> round(float(hsic(x, x**2, bandwidth_x=1.0, bandwidth_y=1.0)), 6)
         0.229077
     """
-    x2, _, kb, lb, _ = _prepare(
-        x, y, kernel_x, kernel_y, bandwidth_x, bandwidth_y, estimator, chunk_size
-    )
-    n = x2.shape[0]
-    centering: Literal["double", "u"] = "u" if estimator == "unbiased" else "double"
-    total = centered_product_sum(kb, lb, n, centering=centering, chunk_size=chunk_size)
-    return _scale(total, n, estimator).to(x2.dtype)
-
-
-def _fused(
-    kb: BlockFn, lb: BlockFn, n: int, unbiased: bool, chunk_size: int | None
-) -> tuple[Tensor, ...]:
-    """Centred <K,L>, <K,K>, <L,L> in one streamed pass (each kernel block formed once)."""
-
-    def rows(start: int, stop: int) -> Tensor:
-        k = kb(start, stop)
-        l_ = lb(start, stop)
-        return torch.stack(
-            ((k * l_).sum(1), (k * k).sum(1), (l_ * l_).sum(1), k.sum(1), l_.sum(1)), 1
-        )
-
-    step = default_chunk_size(n, n) if chunk_size is None else min(chunk_size, n)
-    if step >= n:
-        r = rows(0, n)
-    else:
-        grad = torch.is_grad_enabled()
-        r = torch.cat(
-            [
-                checkpoint(rows, s, min(s + step, n), use_reentrant=False)
-                if grad
-                else rows(s, min(s + step, n))
-                for s in range(0, n, step)
-            ]
-        )
-    rk, rl = r[:, 3], r[:, 4]
-    sk, sl = rk.sum(), rl.sum()
-
-    def center(ab: Tensor, ra: Tensor, rb: Tensor, sa: Tensor, sb: Tensor) -> Tensor:
-        if unbiased:
-            return ab - 2.0 / (n - 2) * (ra * rb).sum() + sa * sb / ((n - 1) * (n - 2))
-        return ab - 2.0 / n * (ra * rb).sum() + sa * sb / (n * n)
-
-    return (
-        center(r[:, 0].sum(), rk, rl, sk, sl),
-        center(r[:, 1].sum(), rk, rk, sk, sk),
-        center(r[:, 2].sum(), rl, rl, sl, sl),
-    )
+    options = (kernel_x, kernel_y, bandwidth_x, bandwidth_y, estimator, chunk_size)
+    return _statistic(x, y, options, normalized=False)
 
 
 def cka(
@@ -204,11 +209,8 @@ def cka(
     Arguments as :func:`hsic`. With ``kernel_x = kernel_y = "linear"`` this is linear CKA
     (Kornblith et al. 2019). In [0, 1] for the biased estimator; the unbiased one can be negative.
     """
-    x2, _, kb, lb, _ = _prepare(
-        x, y, kernel_x, kernel_y, bandwidth_x, bandwidth_y, estimator, chunk_size
-    )
-    kl, kk, ll = _fused(kb, lb, x2.shape[0], estimator == "unbiased", chunk_size)
-    return safe_ratio(kl, kk * ll).to(x2.dtype)
+    options = (kernel_x, kernel_y, bandwidth_x, bandwidth_y, estimator, chunk_size)
+    return _statistic(x, y, options, normalized=True)
 
 
 class HSICLoss(nn.Module):

@@ -22,13 +22,22 @@ CrossEntropyLoss, a double softmax).
 
 from __future__ import annotations
 
+import math
 from typing import Literal, NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from inforeg.core.checks import check_choice, check_int, check_number, check_tensor
+from inforeg.core.checks import (
+    check_choice,
+    check_int,
+    check_labels,
+    check_module_input,
+    check_number,
+    check_same_shape,
+    check_tensor,
+)
 from inforeg.core.dtypes import upcast
 from inforeg.core.reduce import reduce
 
@@ -39,6 +48,12 @@ def vib_kl(
     mu: Tensor, logvar: Tensor, reduction: Literal["mean", "sum", "none"] = "mean"
 ) -> Tensor:
     """KL(N(mu, diag exp(logvar)) || N(0, I)) per sample, summed over the last dim (nats).
+
+    ``logvar`` is clamped above at half the log of the compute dtype's largest value (44.4 in
+    float32, 354.9 in float64), where ``exp(logvar)`` would otherwise overflow to inf (as it does
+    in float64 beyond 709.8): value and gradient are exact below the bound; above it the value is
+    the bound's and the gradient with respect to ``logvar`` is zero. (A variance of e^44 is far
+    outside any trained head's range: VIBHead's log-variance is 2 log softplus(.).)
 
     Args:
         mu: means (B, K); logvar: log variances, the same shape.
@@ -52,17 +67,18 @@ def vib_kl(
         >>> print(f"{float(vib_kl(mu, logvar)):.4f}")
         0.6534
     """
-    check_tensor(mu, "mu", min_ndim=1, floating=True)
-    check_tensor(logvar, "logvar", min_ndim=1, floating=True)
-    if mu.shape != logvar.shape:
-        raise ValueError(
-            f"logvar: expected shape {tuple(mu.shape)} to match mu, got {tuple(logvar.shape)}"
-        )
     check_choice(reduction, "reduction", ("mean", "sum", "none"))
+    return reduce(_kl_per_sample(mu, logvar, "mu", "logvar"), reduction).to(mu.dtype)
+
+
+def _kl_per_sample(mu: Tensor, logvar: Tensor, name_mu: str, name_logvar: str) -> Tensor:
+    """vib_kl's per-sample KL in the compute dtype, the arguments checked under the given names."""
+    check_tensor(mu, name_mu, min_ndim=1, floating=True)
+    check_tensor(logvar, name_logvar, min_ndim=1, floating=True)
+    check_same_shape(mu, logvar, name_mu, name_logvar)
     m = upcast(mu)
-    lv = logvar.to(m.dtype)
-    per = 0.5 * (m * m + lv.exp() - 1.0 - lv).sum(-1)
-    return reduce(per, reduction).to(mu.dtype)
+    lv = logvar.to(m.dtype).clamp_max(0.5 * math.log(torch.finfo(m.dtype).max))
+    return 0.5 * (m * m + lv.exp() - 1.0 - lv).sum(-1)
 
 
 class VIBOutput(NamedTuple):
@@ -107,7 +123,9 @@ class VIBHead(nn.Module):
         self.classifier = nn.Linear(k, num_classes)
 
     def forward(self, features: Tensor) -> VIBOutput:
-        """Return logits, mu and logvar."""
+        """Return logits, mu and logvar. ``features`` (..., D) must have the dtype of the head's
+        parameters (convert the head with ``.to()``)."""
+        check_module_input(features, "features", self, self.encoder.in_features)
         h = self.encoder(features)
         mu, raw = h[..., : self.k], h[..., self.k :]
         std = F.softplus(raw - self.std_offset).clamp_min(1e-7)
@@ -127,6 +145,12 @@ class MIDLoss(nn.Module):
         self.beta = check_number(beta, "beta", low=0.0)
 
     def forward(self, output: VIBOutput, target: Tensor) -> Tensor:
-        """Return the MID training loss."""
-        ce = F.cross_entropy(output.logits, target)
-        return ce + self.beta * vib_kl(output.mu, output.logvar)
+        """Return the MID training loss: ``output`` from :class:`VIBHead`, ``target`` (B,)
+        class indices."""
+        if not isinstance(output, VIBOutput):
+            raise TypeError(f"output: expected a VIBOutput, got {type(output).__name__}")
+        logits = check_tensor(output.logits, "output.logits", ndim=2, floating=True)
+        check_labels(target, "target", logits.shape[1], logits.shape[0])
+        kl = _kl_per_sample(output.mu, output.logvar, "output.mu", "output.logvar").mean()
+        ce = F.cross_entropy(upcast(logits), target)
+        return (ce + self.beta * kl).to(logits.dtype)

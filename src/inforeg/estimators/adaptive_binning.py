@@ -43,6 +43,12 @@ def adaptive_bin_edges(t: Tensor, n_bins: int = 30, lower_edge: float | None = N
     ``[lower, u[floor(k |u| / n_bins)] for k < n_bins, max(u)]``. The lower edge is 0 for ReLU /
     softplus and -1.000001 for tanh in the authors' code; ``None`` uses ``min(t)``. Values equal to
     the lower edge (e.g. ReLU zeros) get their own bin.
+
+    Computed in float64 whatever the input dtype, and returned in float64 (edges rounded to
+    the input's half precision would bin values on the wrong side). The edges depend on the
+    *distinct* values, so bfloat16 activations, which merge nearby values, give other edges
+    than the same activations in float32 (of the order of the spacing between distinct values,
+    0.09 for 500 ReLU'd standard normals): that is the input's rounding, not the computation's.
     """
     check_tensor(t, "t", floating=True, nonempty=True)
     check_int(n_bins, "n_bins", low=1)
@@ -276,6 +282,8 @@ def information_plane(
             )
     points = []
     for i, t in enumerate(activations):
+        # Checked here under the caller's name: the estimators below would name their own ``t``.
+        check_tensor(t, f"activations[{i}]", min_ndim=1, floating=True)
         t2 = t.reshape(t.shape[0], -1)
         if estimator == "kde":
             r = kde_mutual_information(t2, y, variance=variance, base=base)

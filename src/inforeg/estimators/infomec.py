@@ -86,6 +86,11 @@ def normalized_mutual_information_matrix(
     return out
 
 
+def _bool_as_codes(latents: Tensor) -> Tensor:
+    """Bool latents as 0/1 integer codes (their range and one-hot columns need arithmetic)."""
+    return latents.long() if latents.dtype == torch.bool else latents
+
+
 def _features(
     z: np.ndarray, z_fit: np.ndarray, discrete_latents: bool
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -178,9 +183,10 @@ def infomec(
     ``1/n`` (no preference); InfoC is 0 with a single active latent. Needs scikit-learn (InfoE).
 
     Args:
-        latents: (n, n_z), float (continuous) or integer (discrete) codes.
+        latents: (n, n_z), float (continuous) or integer or bool (discrete) codes; bool
+            latents are read as 0/1 codes.
         factors: (n, n_s) integer ground-truth sources (n_s >= 2).
-        discrete_latents: default: True for integer latents.
+        discrete_latents: default: True for integer and bool latents.
         n_neighbors: k of the continuous MI estimator (10, as the paper).
         infoe_fit: optional ``(latents, factors)`` of another split to fit InfoE's regressions
             on; they are then scored on ``latents``/``factors`` (a held-out score: in-sample,
@@ -214,6 +220,8 @@ def infomec(
                 "infoe_fit: the fit split needs as many latents and sources as latents/factors, "
                 f"got {tuple(infoe_fit[0].shape)} and {tuple(infoe_fit[1].shape)}"
             )
+        infoe_fit = (_bool_as_codes(infoe_fit[0]), infoe_fit[1])
+    latents = _bool_as_codes(latents)
     n_s = factors.shape[1]
     if n_s < 2:
         raise ValueError(f"factors: InfoM needs at least 2 sources, got {n_s}")

@@ -151,6 +151,8 @@ class QGaussian(Distribution):
         return torch.full_like(self.beta, float("inf") if q < 2.0 else float("nan"))
 
     def log_prob(self, value: Tensor) -> Tensor:
+        """Log density at ``value`` (floating); -inf outside the compact support of q < 1."""
+        check_tensor(value, "value", floating=True, nonempty=False)
         q = self.q
         u = -self.beta * (value - self.loc) ** 2
         norm = 0.5 * torch.log(self.beta) - _log_cq(q)

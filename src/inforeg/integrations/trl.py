@@ -372,18 +372,8 @@ class InforegGRPOTrainer(GRPOTrainer):
         self, control: EntropySmoothingRegularizer, batch: dict[str, Any]
     ) -> None:
         """EPO's history update: the exact entropies of the rollout just generated."""
-        ids = torch.cat([batch["prompt_ids"], batch["completion_ids"]], dim=1)
-        attention = torch.cat([batch["prompt_mask"], batch["completion_mask"]], dim=1)
-        with torch.no_grad():
-            _, entropies, _ = self._get_per_token_logps_and_entropies(
-                self.model,
-                ids,
-                attention,
-                batch["completion_ids"].shape[1],
-                batch_size=self.args.per_device_train_batch_size,
-                compute_entropy=True,
-            )
-        control.history.update(entropies, _loss_mask(batch))
+        _, entropies = self._rollout_logps_and_entropies(batch, compute_entropy=True)
+        control.history.update(cast(Tensor, entropies), _loss_mask(batch))
 
     def _aepo_rollout(self, inputs: list[dict[str, Any]], batch: dict[str, Any]) -> dict[str, Any]:
         """AEPO's rollout change (code semantics of the authors' verl fork).
@@ -405,7 +395,7 @@ class InforegGRPOTrainer(GRPOTrainer):
         batch = _replace_rows(batch, extra, rows, int(self._tokenizer.pad_token_id))
         mask = _loss_mask(batch)
         batch["num_items_in_batch"] = self.accelerator.gather(mask.sum()).sum()
-        logp = self._rollout_logps(batch)
+        logp, _ = self._rollout_logps_and_entropies(batch, compute_entropy=False)
         aepo.update(logp, mask)
         mode = "train"
         for name, value in (
@@ -435,15 +425,20 @@ class InforegGRPOTrainer(GRPOTrainer):
             self._logs = logs
         return extra
 
-    def _rollout_logps(self, batch: dict[str, Any]) -> Tensor:
+    def _rollout_logps_and_entropies(
+        self, batch: dict[str, Any], compute_entropy: bool
+    ) -> tuple[Tensor, Tensor | None]:
+        """TRL's per-token log-probabilities of a rollout's completions (and their entropies if
+        ``compute_entropy``) under the current model, without gradients."""
         ids = torch.cat([batch["prompt_ids"], batch["completion_ids"]], dim=1)
         attention = torch.cat([batch["prompt_mask"], batch["completion_mask"]], dim=1)
         with torch.no_grad():
-            logps, _, _ = self._get_per_token_logps_and_entropies(
+            logps, entropies, _ = self._get_per_token_logps_and_entropies(
                 self.model,
                 ids,
                 attention,
                 batch["completion_ids"].shape[1],
                 batch_size=self.args.per_device_train_batch_size,
+                compute_entropy=compute_entropy,
             )
-        return logps
+        return logps, entropies

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
-from inforeg.lab.plugins import suggest, unknown_name
+from inforeg.lab.plugins import require, suggest, unknown_name
 from inforeg.lab.registry import FAMILIES
 
 
@@ -176,6 +176,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     if args.name not in found:
         raise UsageError(f"bench: {unknown_name('benchmark', args.name, found)}")
     bench = found[args.name]
+    require(bench.name, bench.requires)
     path = write(bench, bench.run(args.quick), args.out)
     print(path.read_text(encoding="utf-8"))
     return 0

@@ -1,4 +1,5 @@
-"""Find named objects (experiments, benchmarks) declared in the modules of a package."""
+"""Find named objects (experiments, benchmarks) declared in the modules of a package, and check
+the optional packages they need."""
 
 from __future__ import annotations
 
@@ -50,3 +51,29 @@ def lookup(found: dict[str, Any], name: str, what: str) -> Any:
     if name not in found:
         raise KeyError(unknown_name(what, name, found))
     return found[name]
+
+
+# Optional module -> the extra of inforeg that installs it.
+EXTRAS = {
+    "matplotlib": "plot",
+    "rich": "cli",
+    "sklearn": "examples",
+    "scipy": "ref",
+    "ot": "ref",
+    "geomloss": "ref",
+    "dcor": "ref",
+    "hyppo": "ref",
+}
+
+
+def require(name: str, modules: Iterable[str]) -> None:
+    """Raise ImportError with the exact ``pip install`` line when one of the optional ``modules``
+    that ``name`` (an experiment, a benchmark) needs is not installed; nothing is imported."""
+    import importlib.util
+
+    missing = [m for m in dict.fromkeys(modules) if importlib.util.find_spec(m) is None]
+    if missing:
+        extras = sorted({EXTRAS.get(m, "all") for m in missing})
+        raise ImportError(
+            f"{name} needs {', '.join(missing)}: pip install 'inforeg[{','.join(extras)}]'"
+        )

@@ -20,25 +20,12 @@ import pkgutil
 from dataclasses import dataclass, field
 from typing import Literal, get_args
 
+from inforeg import FAMILIES  # the library lists its families; records name one of them
 from inforeg.lab.plugins import lookup
 
-Family = Literal[
-    "losses",
-    "dependence",
-    "estimators",
-    "ot",
-    "rl",
-    "nn",
-    "optim",
-    "robust",
-    "diffusion",
-    "quant",
-    "data",
-]
 Status = Literal["planned", "implemented", "verified", "reproduced"]
 
 STATUSES: tuple[Status, ...] = get_args(Status)
-FAMILIES: tuple[str, ...] = get_args(Family)
 
 
 @dataclass(frozen=True)

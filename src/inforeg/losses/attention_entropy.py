@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from inforeg.core.checks import check_int, check_number, check_tensor
+from inforeg.core.checks import check_int, check_module_input, check_number, check_tensor
 from inforeg.core.dtypes import compute_dtype
 from inforeg.core.reduce import reduce
 from inforeg.core.types import Reduction
@@ -122,6 +122,7 @@ class ABMIL(nn.Module):
 
     ``forward(x, mask=None)`` takes (N, D) for one bag or (B, N, D) with an optional (B, N) mask
     and returns ``(logits, attention_logits)``: (C,)/(B, C) and (N,)/(B, N) pre-softmax scores.
+    ``x`` must have the dtype of the Module's parameters (convert the Module with ``.to()``).
     """
 
     def __init__(
@@ -146,6 +147,7 @@ class ABMIL(nn.Module):
 
     def forward(self, x: Tensor, mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
         check_tensor(x, "x", ndim=(2, 3), floating=True)
+        check_module_input(x, "x", self, self.reduce.in_features)
         single = x.dim() == 2
         xb = x.unsqueeze(0) if single else x
         mb = None if mask is None else (mask.unsqueeze(0) if single else mask)

@@ -20,6 +20,7 @@ from inforeg.core.checks import (
     check_labels,
     check_number,
     check_positive,
+    check_same_shape,
     check_tensor,
 )
 from inforeg.core.dtypes import compute_dtype
@@ -37,6 +38,12 @@ def comp_sum_tau(kind: CompSumKind, q: float = 0.7) -> float:
         q = check_number(q, "q", low=0.0, high=1.0, low_inclusive=False)
         return 1.0 + q
     return {"sum_exp": 0.0, "ce": 1.0, "mae": 2.0}[kind]
+
+
+def _tau_of(kind: CompSumKind, q: float, tau: float | None) -> float:
+    """The exponent the comp-sum functions and Modules use: ``tau`` if given (checked >= 0),
+    else the one that ``kind`` (and ``q``) name."""
+    return comp_sum_tau(kind, q) if tau is None else check_number(tau, "tau", low=0.0)
 
 
 def _log_p_target(logits: Tensor, targets: Tensor, dim: int) -> Tensor:
@@ -115,7 +122,7 @@ def comp_sum_loss(
         0.4521
     """
     _check_class_input(logits, targets, dim)
-    t = comp_sum_tau(kind, q) if tau is None else check_number(tau, "tau", low=0.0)
+    t = _tau_of(kind, q, tau)
     if math.isinf(t):
         raise ValueError(f"tau: expected a finite value, got {tau}")
     loss = _phi_of_log_p(_log_p_target(logits, targets, dim), t)
@@ -157,7 +164,7 @@ class CompSumLoss(nn.Module):
         reduction: Reduction = "mean",
     ) -> None:
         super().__init__()
-        self.tau = comp_sum_tau(kind, q) if tau is None else check_number(tau, "tau", low=0.0)
+        self.tau = _tau_of(kind, q, tau)
         self.dim = dim
         self.reduction: Reduction = reduction
 
@@ -190,11 +197,7 @@ def margin_vector_distance(logits_adv: Tensor, logits_clean: Tensor, targets: Te
     """
     check_tensor(logits_adv, "logits_adv", ndim=2, floating=True)
     check_tensor(logits_clean, "logits_clean", ndim=2, floating=True)
-    if logits_adv.shape != logits_clean.shape:
-        raise ValueError(
-            f"logits_clean: expected the same shape as logits_adv {tuple(logits_adv.shape)}, "
-            f"got {tuple(logits_clean.shape)}"
-        )
+    check_same_shape(logits_adv, logits_clean, "logits_adv", "logits_clean")
     check_labels(targets, "targets", logits_adv.shape[1], logits_adv.shape[0])
     d = logits_adv.to(compute_dtype(logits_adv)) - logits_clean.to(compute_dtype(logits_adv))
     d_y = d.gather(1, targets.long().unsqueeze(1))
@@ -265,7 +268,7 @@ def adversarial_comp_sum_loss(
         if step_size is None
         else check_positive(step_size, "step_size")
     )
-    t = comp_sum_tau(kind, q) if tau is None else check_number(tau, "tau", low=0.0)
+    t = _tau_of(kind, q, tau)
 
     def project(z: Tensor) -> Tensor:
         z = torch.maximum(torch.minimum(z, x + epsilon), x - epsilon)
@@ -275,6 +278,8 @@ def adversarial_comp_sum_loss(
 
     with torch.no_grad():
         clean_ref = model(x).detach()
+        check_tensor(clean_ref, "model(x)", ndim=2, floating=True)  # (B, K) scores
+        check_labels(targets, "targets", clean_ref.shape[1], clean_ref.shape[0])
         x_adv = project(x.detach() + init_std * torch.randn_like(x))
     for _ in range(steps):
         x_adv = x_adv.detach().requires_grad_(True)
@@ -308,7 +313,7 @@ class AdversarialCompSumLoss(nn.Module):
         reduction: Reduction = "mean",
     ) -> None:
         super().__init__()
-        self.tau = comp_sum_tau(kind, q) if tau is None else check_number(tau, "tau", low=0.0)
+        self.tau = _tau_of(kind, q, tau)
         self.nu = check_number(nu, "nu", low=0.0)
         self.rho = check_positive(rho, "rho")
         self.epsilon = check_number(epsilon, "epsilon", low=0.0)

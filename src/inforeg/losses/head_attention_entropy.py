@@ -92,21 +92,33 @@ def head_attention_entropy_penalty(
         >>> round(float(head_attention_entropy_penalty(c, 1.0, 0.2)), 4)
         0.2514
     """
-    check_tensor(attn_probs, "attn_probs", ndim=4, floating=True)
+    return _layer_penalty(attn_probs, "attn_probs", threshold, tolerance, reduction, max_entropy)
+
+
+def _layer_penalty(
+    attn_probs: Tensor,
+    name: str,
+    threshold: Tensor | float,
+    tolerance: float,
+    reduction: EntropyReduction,
+    max_entropy: float | Literal["causal"] | None,
+) -> Tensor:
+    """:func:`head_attention_entropy_penalty` with ``attn_probs`` named ``name`` in errors."""
+    check_tensor(attn_probs, name, ndim=4, floating=True)
     check_choice(reduction, "reduction", _REDUCTIONS)
     gamma = check_number(tolerance, "tolerance", low=0.0)
     heads, t_q, t_k = attn_probs.shape[1], attn_probs.shape[2], attn_probs.shape[3]
-    e = attention_row_entropy(attn_probs)  # (B, H, Tq)
+    e = entropy_from_probs(attn_probs.to(compute_dtype(attn_probs)), dim=-1)  # (B, H, Tq)
     e_max: Tensor | float  # a scalar, or (Tq,) per query for "causal"
     if max_entropy is None:
         if t_k < 2:
-            raise ValueError(f"attn_probs: expected at least 2 keys for E_max = log T, got {t_k}")
+            raise ValueError(f"{name}: expected at least 2 keys for E_max = log T, got {t_k}")
         e_max = math.log(t_k)
     elif isinstance(max_entropy, str):
         check_choice(max_entropy, "max_entropy", ("causal",))
         if t_k < max(t_q, 2):
             raise ValueError(
-                f"attn_probs: max_entropy='causal' needs at least as many keys as queries and "
+                f"{name}: max_entropy='causal' needs at least as many keys as queries and "
                 f"at least 2, got {t_q} queries and {t_k} keys"
             )
         keys = torch.arange(t_k - t_q + 1, t_k + 1, dtype=e.dtype, device=e.device)
@@ -183,13 +195,22 @@ class HeadwiseAttentionEntropyRegularizer(nn.Module):
         self.max_entropy = max_entropy
 
     def forward(self, attentions: Sequence[Tensor]) -> Tensor:
-        if len(attentions) != self.threshold.shape[0]:
-            raise ValueError(
-                f"attentions: expected {self.threshold.shape[0]} layers, got {len(attentions)}"
-            )
+        layers, heads = self.threshold.shape
+        if len(attentions) != layers:
+            raise ValueError(f"attentions: expected {layers} layers, got {len(attentions)}")
+        for i, a in enumerate(attentions):  # rank and dtype: checked in _layer_penalty
+            if isinstance(a, Tensor) and a.dim() == 4 and a.shape[1] != heads:
+                raise ValueError(
+                    f"attentions[{i}]: expected {heads} heads (dim 1), got shape {tuple(a.shape)}"
+                )
         total = sum(
-            head_attention_entropy_penalty(
-                a, self.threshold[i], self.tolerance, self.reduction, self.max_entropy
+            _layer_penalty(
+                a,
+                f"attentions[{i}]",
+                self.threshold[i],
+                self.tolerance,
+                self.reduction,
+                self.max_entropy,
             )
             for i, a in enumerate(attentions)
         )

@@ -8,7 +8,9 @@ block, with the constants of the authors' code.
   embedded dot-product version of ``awb/models_post_a_s2/non_local_dot_product.py`` (no
   sub-sampling, as in the AWB models).
 
-See :class:`inforeg.nn.AttentiveWaveBlock` for how they combine with WaveBlock.
+See :class:`inforeg.nn.AttentiveWaveBlock` for how they combine with WaveBlock. Both raise
+``TypeError`` naming ``x`` when its dtype differs from their parameters' (convert the module
+with ``.to(dtype)``, or run under autocast), as a torch layer would, but saying so.
 """
 
 from __future__ import annotations
@@ -16,16 +18,17 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from inforeg.core.checks import check_int, check_tensor
+from inforeg.core.checks import check_int, check_matches_module_dtype, check_tensor
 from inforeg.core.dtypes import compute_dtype
 
 __all__ = ["CBAM", "NonLocalBlock2d"]
 
 
-def _check_feature_map(x: Tensor, channels: int) -> None:
+def _check_feature_map(x: Tensor, module: nn.Module, channels: int) -> None:
     check_tensor(x, "x", ndim=4, floating=True)
     if x.shape[1] != channels:
         raise ValueError(f"x: expected {channels} channels (dim 1), got shape {tuple(x.shape)}")
+    check_matches_module_dtype(x, module, "x")
 
 
 class CBAM(nn.Module):
@@ -79,7 +82,7 @@ class CBAM(nn.Module):
         self.spatial_bn = nn.BatchNorm2d(1, eps=1e-5, momentum=0.01)
 
     def forward(self, x: Tensor) -> Tensor:
-        _check_feature_map(x, self.channels)
+        _check_feature_map(x, self, self.channels)
         gate_c = torch.sigmoid(self.mlp(x.mean(dim=(2, 3))) + self.mlp(x.amax(dim=(2, 3))))
         x = x * gate_c[:, :, None, None]
         pooled = torch.cat([x.amax(dim=1, keepdim=True), x.mean(dim=1, keepdim=True)], dim=1)
@@ -131,7 +134,7 @@ class NonLocalBlock2d(nn.Module):
         nn.init.zeros_(self.out_bn.bias)
 
     def forward(self, x: Tensor) -> Tensor:
-        _check_feature_map(x, self.channels)
+        _check_feature_map(x, self, self.channels)
         b, _, h, w = x.shape
         dtype = compute_dtype(x)  # the sums over positions run in float32 for half input
         theta = self.theta(x).flatten(2).transpose(1, 2).to(dtype)  # (B, N, C')

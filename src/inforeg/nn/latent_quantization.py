@@ -11,7 +11,8 @@ from typing import Any, Literal, NamedTuple
 import torch
 from torch import Tensor, nn
 
-from inforeg.core.checks import check_choice, check_int, check_tensor
+from inforeg.core.checks import check_choice, check_finite_number, check_int, check_tensor
+from inforeg.core.dtypes import compute_dtype
 from inforeg.core.reduce import reduce
 
 __all__ = ["QuantizerOutput", "ScalarCodebookQuantizer", "qlae_param_groups", "scalar_quantize"]
@@ -48,6 +49,10 @@ def scalar_quantize(
         codebook: (n_z, n_values) scalar codebooks, one row per dimension.
         reduction: over the batch for the two losses (per-sample losses are dimension means).
 
+    Half-precision inputs are compared and the losses computed in float32, then cast back:
+    ``quantized`` in the codebook's dtype, the losses in the promoted dtype of ``z`` and
+    ``codebook``.
+
     Example (0.12 is nearest to 0, -0.4 to -0.5; loss ``(0.12^2 + 0.1^2) / 2``):
 
         >>> z = torch.tensor([[0.12, -0.4]], dtype=torch.float64)
@@ -65,12 +70,18 @@ def scalar_quantize(
             f"codebook: expected {z.shape[1]} rows (one per latent dimension), got {codebook.shape[0]}"
         )
     check_choice(reduction, "reduction", ("mean", "sum", "none"))
-    dist = (z.detach()[:, :, None] - codebook.detach()[None, :, :]).abs()  # (B, n_z, n_v)
+    # Half inputs: distances and losses in float32 (a bf16 |z - v| rounds near-ties to the
+    # wrong code, and fp16 squares overflow), results cast back.
+    dt = compute_dtype(z, codebook)
+    zc, cb = z.to(dt), codebook.to(dt)
+    dist = (zc.detach()[:, :, None] - cb.detach()[None, :, :]).abs()  # (B, n_z, n_v)
     idx = dist.argmin(-1)
-    q = codebook.unsqueeze(0).expand(z.shape[0], -1, -1).gather(2, idx.unsqueeze(-1)).squeeze(-1)
+    qc = cb.unsqueeze(0).expand(z.shape[0], -1, -1).gather(2, idx.unsqueeze(-1)).squeeze(-1)
+    q = qc.to(codebook.dtype)
     z_hat = z + (q - z).detach()
-    quant = reduce((z.detach() - q).pow(2).mean(1), reduction)
-    commit = reduce((z - q.detach()).pow(2).mean(1), reduction)
+    out = torch.promote_types(z.dtype, codebook.dtype)
+    quant = reduce((zc.detach() - qc).pow(2).mean(1), reduction).to(out)
+    commit = reduce((zc - qc.detach()).pow(2).mean(1), reduction).to(out)
     return QuantizerOutput(z_hat, q, idx, quant, commit)
 
 
@@ -104,7 +115,11 @@ class ScalarCodebookQuantizer(nn.Module):
 
 def qlae_param_groups(model: nn.Module, weight_decay: float = 0.1) -> list[dict[str, Any]]:
     """Parameter groups for ``torch.optim.AdamW``: weight decay on weights, none on biases
-    (1-d parameters) and on ``ScalarCodebookQuantizer`` codebooks (the paper's split)."""
+    (1-d parameters) and on ``ScalarCodebookQuantizer`` codebooks (the paper's split).
+    ``weight_decay`` must be finite and >= 0."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model: expected an nn.Module, got {type(model).__name__}")
+    weight_decay = check_finite_number(weight_decay, "weight_decay", low=0.0)
     codebooks = {id(m.codebook) for m in model.modules() if isinstance(m, ScalarCodebookQuantizer)}
     decay: list[nn.Parameter] = []
     no_decay: list[nn.Parameter] = []

@@ -113,6 +113,14 @@ class LatentQueryPooling(nn.Module):
         return pooled.transpose(1, 2).reshape(b, self.num_queries, d).to(h.dtype)
 
 
+def _check_options(distance: str, detach_target: object, reduction: str) -> None:
+    """The option checks shared by :func:`latent_query_alignment` and its Module."""
+    check_choice(distance, "distance", _DISTANCES)
+    if not isinstance(detach_target, bool):
+        raise TypeError(f"detach_target: expected a bool, got {type(detach_target).__name__}")
+    check_choice(reduction, "reduction", ("mean", "sum", "none"))
+
+
 def latent_query_alignment(
     pooled_pred: Tensor,
     pooled_gold: Tensor,
@@ -150,10 +158,7 @@ def latent_query_alignment(
     check_tensor(pooled_pred, "pooled_pred", ndim=3, floating=True)
     check_tensor(pooled_gold, "pooled_gold", ndim=3, floating=True)
     check_same_shape(pooled_pred, pooled_gold, "pooled_pred", "pooled_gold")
-    check_choice(distance, "distance", _DISTANCES)
-    if not isinstance(detach_target, bool):
-        raise TypeError(f"detach_target: expected a bool, got {type(detach_target).__name__}")
-    check_choice(reduction, "reduction", ("mean", "sum", "none"))
+    _check_options(distance, detach_target, reduction)
     dtype = compute_dtype(pooled_pred, pooled_gold)
     pred = pooled_pred.to(dtype)
     gold = pooled_gold.to(dtype)
@@ -214,10 +219,7 @@ class LatentQueryAlignmentLoss(nn.Module):
         reduction: Reduction = "mean",
     ) -> None:
         super().__init__()
-        check_choice(distance, "distance", _DISTANCES)
-        if not isinstance(detach_target, bool):
-            raise TypeError(f"detach_target: expected a bool, got {type(detach_target).__name__}")
-        check_choice(reduction, "reduction", ("mean", "sum", "none"))
+        _check_options(distance, detach_target, reduction)
         self.pool = LatentQueryPooling(dim, num_queries=num_queries, num_heads=num_heads)
         self.distance: Distance = distance
         self.detach_target = detach_target

@@ -41,6 +41,7 @@ from torch import Tensor, nn
 from inforeg.core.checks import (
     check_choice,
     check_int,
+    check_matches_module_dtype,
     check_number,
     check_positive,
     check_probability,
@@ -297,6 +298,10 @@ class BetaNoiseMaskPolicy(nn.Module):
         base_momentum: μ of the base EMA (code: 0.99).
         generator: optional generator for the U(0, 1) initial bases.
 
+    ``forward(x)`` raises ``TypeError`` when the features of ``x`` are not floating or not in
+    the heads' dtype (convert the module with ``.to(dtype)``; autocast is fine), and
+    ``ValueError`` for a one-sample batch in ``train()`` mode (BatchNorm needs two samples).
+
     Example:
         >>> policy = BetaNoiseMaskPolicy(None, feature_dim=3, grid=2)
         >>> log_alpha, log_beta = policy(torch.randn(5, 3))
@@ -339,6 +344,17 @@ class BetaNoiseMaskPolicy(nn.Module):
             raise ValueError(
                 f"x: expected features of shape (B, {self.feature_dim}) from `features`, "
                 f"got {tuple(feats.shape)}"
+            )
+        if not feats.is_floating_point():
+            raise TypeError(
+                f"x: expected floating-point features from `features` (the heads are "
+                f"{self.base_alpha.dtype} layers), got dtype {feats.dtype}"
+            )
+        check_matches_module_dtype(feats, self.alpha_head, "x")
+        if self.training and feats.shape[0] == 1:
+            raise ValueError(
+                "x: a batch of 1 sample in training mode: the heads' BatchNorm needs at least 2 "
+                "samples per batch (use .eval() to score single samples)"
             )
         head_a = self.alpha_head(feats)
         head_b = self.beta_head(feats)

@@ -26,7 +26,14 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from inforeg.core.checks import check_choice, check_int, check_number, check_positive, check_tensor
+from inforeg.core.checks import (
+    check_choice,
+    check_int,
+    check_matches_module_dtype,
+    check_number,
+    check_positive,
+    check_tensor,
+)
 from inforeg.core.dtypes import compute_dtype
 from inforeg.nn.feature_attention import CBAM, NonLocalBlock2d
 
@@ -151,7 +158,8 @@ class AttentiveWaveBlock(nn.Module):
     waving); ``attention="nonlocal"`` follows ``awb/models_post_a_s2/resnet.py`` (waving, then a
     non-local block, which carries its own residual). The paper places one block after ResNet-50's
     layer2 (512 channels) and one after layer3 (1024 channels). In ``eval()`` the WaveBlock is the
-    identity, so the block reduces to its attention part.
+    identity, so the block reduces to its attention part. ``x`` must have the dtype of the
+    block's parameters (``TypeError`` naming ``x`` otherwise: convert with ``.to(dtype)``).
 
     Args:
         channels: number of input channels C of the (B, C, H, W) feature map.
@@ -184,6 +192,8 @@ class AttentiveWaveBlock(nn.Module):
         self.wave = WaveBlock(ratio, factor, generator)
 
     def forward(self, x: Tensor) -> Tensor:
+        check_tensor(x, "x", ndim=4, floating=True)
+        check_matches_module_dtype(x, self, "x")
         if self.attention_kind == "cbam":
             return self.wave(self.attention(x) + x)
         return self.attention(self.wave(x))

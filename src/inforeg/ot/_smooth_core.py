@@ -9,9 +9,10 @@ quadratic (optionally top-k) semi-dual (:func:`_newton_semi_dual`), torch's L-BF
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Callable
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import torch
 from torch import Tensor
@@ -21,6 +22,21 @@ from inforeg.ot._common import OTResult
 
 Reg = Literal["l2", "entropy", "sparse"]
 Formulation = Literal["dual", "semi_dual"]
+
+
+class _Problem(NamedTuple):
+    """One (batched) regularised OT problem in the transposed layout: weights ``a``
+    ``(*batch, n)`` and ``b`` ``(*batch, m)``, cost ``ct`` ``(*batch, m, n)``, regulariser
+    ``reg`` with strength ``gamma`` and at most ``k`` non-zeros per column (``k >= n``: none),
+    and the formulation maximised."""
+
+    a: Tensor
+    b: Tensor
+    ct: Tensor
+    gamma: float
+    reg: Reg
+    k: int
+    formulation: Formulation
 
 
 def sparse_simplex_projection(z: Tensor, k: int) -> Tensor:
@@ -174,19 +190,12 @@ def _semi_dual_l2(
 
 
 def _objective(
-    params: Tensor,
-    a: Tensor,
-    b: Tensor,
-    ct: Tensor,
-    gamma: float,
-    reg: Reg,
-    k: int,
-    formulation: Formulation,
-    want_plan: bool = False,
+    params: Tensor, problem: _Problem, want_plan: bool = False
 ) -> tuple[Tensor, Tensor, Tensor | None]:
     """Dual objective (to maximise) per problem, its gradient, and (optionally) the plan
     (transposed). With ``k < n`` only the top-k entries of each column are touched after the
     selection, so an evaluation costs one pass over the cost plus the selection."""
+    a, b, ct, gamma, reg, k, formulation = problem
     n = a.shape[-1]
     alpha = params[..., :n]
     sparse = reg != "entropy" and k < n
@@ -615,13 +624,7 @@ Method = Literal["auto", "newton", "lbfgs"]
 
 
 def _lbfgs(
-    a: Tensor,
-    b: Tensor,
-    ct: Tensor,
-    gamma: float,
-    reg: Reg,
-    k: int,
-    formulation: Formulation,
+    problem: _Problem,
     max_iter: int,
     tol: float,
     history_size: int,
@@ -633,8 +636,9 @@ def _lbfgs(
     """Maximise the (semi-)dual with torch's L-BFGS (strong Wolfe line search) from ``init``
     (default zero). It stops at ``max|grad| <= tol`` or when an iteration changes the objective
     or the parameters by less than ``change_tol`` (default ``tol * 1e-3``)."""
+    a, b, gamma, k = problem.a, problem.b, problem.gamma, problem.k
     n, m = a.shape[-1], b.shape[-1]
-    size = n + m if formulation == "dual" else n
+    size = n + m if problem.formulation == "dual" else n
     if init is None:
         init = torch.zeros(*a.shape[:-1], size, dtype=a.dtype, device=a.device)
     params = init.clone().requires_grad_(True)
@@ -644,7 +648,7 @@ def _lbfgs(
             if screen is not None:  # the semi-dual on Newton's screened candidates
                 obj, grad = screen.evaluate(params, a, b, gamma, k)[:2]
             else:
-                obj, grad, _ = _objective(params, a, b, ct, gamma, reg, k, formulation)
+                obj, grad, _ = _objective(params, problem)
             # A problem with NaN/inf data (unchecked below "full") gets a zero gradient: L-BFGS
             # then stops at once instead of spending max_iter line searches on NaN.
             bad = ~(torch.isfinite(obj) & torch.isfinite(grad).all(-1))
@@ -677,6 +681,33 @@ def _lbfgs(
     return params.detach(), n_iter
 
 
+def _maximise(
+    problem: _Problem, max_iter: int, tol: float, history_size: int, restarts: int, method: Method
+) -> tuple[Tensor, int]:
+    """Optimal (semi-)dual parameters and the iterations: Newton for the quadratic semi-dual
+    (L-BFGS from its best point if it stalls at a top-k kink), else L-BFGS."""
+    a, b, ct, gamma, reg, k, formulation = problem
+    if method != "lbfgs" and reg != "entropy" and formulation == "semi_dual":
+        alpha, n_iter, stalled, screen = _newton_semi_dual(
+            a, b, ct.contiguous(), gamma, k, max_iter, tol
+        )
+        if bool(torch.isfinite(alpha).all()):  # host sync
+            if not bool(stalled.any()) or n_iter >= max_iter:
+                return alpha, n_iter
+            # Newton stalled at a kink of the top-k selection: L-BFGS from its best point within
+            # the remaining budget, without restarts (they rarely help at kinks).
+            change_tol = _POLISH_FTOL * float((ct.abs().amax((-2, -1)) * a.sum(-1)).amax())
+            budget = max_iter - n_iter
+            args = (budget, tol, history_size, _POLISH_RESTARTS, alpha, screen, change_tol)
+            polished, more = _lbfgs(problem, *args)
+            return polished, n_iter + more
+    else:
+        n_iter = 0
+    # Entropy, the dual, or a non-finite Newton result: L-BFGS from zero with the budget left.
+    alpha, more = _lbfgs(problem, max_iter - n_iter, tol, history_size, restarts)
+    return alpha, n_iter + more
+
+
 def solve(
     a: Tensor,
     b: Tensor,
@@ -694,44 +725,20 @@ def solve(
     """Maximise the (semi-)dual (semismooth Newton for the quadratic semi-dual, else L-BFGS);
     return the plan recovered from the potentials and the envelope-differentiable value."""
     ct = cost.transpose(-2, -1)
-    a_d, b_d, ct_d = a.detach(), b.detach(), ct.detach()
+    problem = _Problem(a.detach(), b.detach(), ct.detach(), gamma, reg, k, formulation)
     n = a.shape[-1]
-    newton_ok = reg != "entropy" and formulation == "semi_dual"
-    if method == "newton" and not newton_ok:
+    if method == "newton" and (reg == "entropy" or formulation != "semi_dual"):
         raise ValueError("method='newton' needs the quadratic regulariser and the semi-dual")
-    alpha_beta: Tensor | None = None
-    n_iter = 0
-    init: Tensor | None = None
-    polish: _Screen | None = None
-    change_tol: float | None = None
-    if method != "lbfgs" and newton_ok:
-        alpha_n, n_iter, stalled, screen = _newton_semi_dual(
-            a_d, b_d, ct_d.contiguous(), gamma, k, max_iter, tol
-        )
-        if bool(torch.isfinite(alpha_n).all()):
-            alpha_beta = alpha_n
-            if bool(stalled.any()) and n_iter < max_iter:
-                # Newton stalled at a kink of the top-k selection: L-BFGS from its best point
-                # within the remaining budget.
-                init, alpha_beta, polish = alpha_n, None, screen
-    if alpha_beta is None:  # entropy, the dual, a stalled or a non-finite Newton result
-        budget = max_iter - n_iter
-        if init is not None:  # after a Newton stall: no restarts (they rarely help at kinks)
-            restarts = _POLISH_RESTARTS
-            change_tol = _POLISH_FTOL * float((ct_d.abs().amax((-2, -1)) * a_d.sum(-1)).amax())
-        args = (a_d, b_d, ct_d, gamma, reg, k, formulation, budget, tol, history_size, restarts)
-        # Small CPU problems: one intra-op thread (restored afterwards); each L-BFGS iteration
-        # is many tiny tensor operations, for which thread hand-offs cost more than they save.
-        if cost.device.type != "cpu" or cost.numel() > _SINGLE_THREAD_ELEMENTS:
-            alpha_beta, more = _lbfgs(*args, init, polish, change_tol)
-        else:
-            with intra_op_threads(1):
-                alpha_beta, more = _lbfgs(*args, init, polish, change_tol)
-        n_iter += more
+    # Small CPU problems: one intra-op thread for the solvers (restored afterwards). Their
+    # iterations are many tiny tensor operations (plus, for Newton, an n x n factorisation), for
+    # which thread hand-offs cost more than they save; on a loaded machine each op also waits for
+    # a descheduled thread (n = 300, k = 3 at load ~6 on 2 cores: Newton 2.1-2.8 s on two
+    # threads, 0.12-0.19 s on one).
+    small = cost.device.type == "cpu" and cost.numel() <= _SINGLE_THREAD_ELEMENTS
+    with intra_op_threads(1) if small else contextlib.nullcontext():
+        alpha_beta, n_iter = _maximise(problem, max_iter, tol, history_size, restarts, method)
     with torch.no_grad():
-        _, grad, plan_opt = _objective(
-            alpha_beta, a_d, b_d, ct_d, gamma, reg, k, formulation, want_plan=True
-        )
+        _, grad, plan_opt = _objective(alpha_beta, problem, want_plan=True)
     assert plan_opt is not None
     plan_t = plan_opt
     converged = bool(grad.abs().amax() <= max(tol, 1e-12))
@@ -759,7 +766,7 @@ def solve(
             bm = gamma * (b * lse - _XLogX.apply(b))
             mval = gamma * (lse - torch.log(b))
         else:
-            gj = (plan_t / _nonzero(b_d).unsqueeze(-1)).detach()
+            gj = (plan_t / _nonzero(problem.b).unsqueeze(-1)).detach()
             mval = (x * gj).sum(-1) - 0.5 * gamma * b * (gj * gj).sum(-1)
             bm = b * mval
         value = (a * alpha).sum(-1) - bm.sum(-1)

@@ -242,6 +242,22 @@ def max_sliced_wasserstein(
     return wpp.amax(-1) ** (1.0 / p)
 
 
+def _batched_sqeuclidean(fx: Tensor, fy: Tensor) -> Tensor:
+    """``(*batch, N1, N2)`` squared distances; the leading dimensions broadcast (as cdist)."""
+    if fx.dim() == 2 and fy.dim() == 2:
+        return sqeuclidean(fx, fy)
+    try:
+        batch = torch.broadcast_shapes(fx.shape[:-2], fy.shape[:-2])
+    except RuntimeError:
+        raise ValueError(
+            f"feat_y: expected batch dimensions broadcastable with feat_x's "
+            f"{tuple(fx.shape[:-2])}, got {tuple(fy.shape[:-2])}"
+        ) from None
+    fx = fx.expand(*batch, *fx.shape[-2:]).reshape(-1, *fx.shape[-2:])
+    fy = fy.expand(*batch, *fy.shape[-2:]).reshape(-1, *fy.shape[-2:])
+    return torch.vmap(sqeuclidean)(fx, fy).reshape(*batch, fx.shape[-2], fy.shape[-2])
+
+
 def log_sinkhorn_correspondence(
     feat_x: Tensor, feat_y: Tensor, sigma: float = 0.1, n_iter: int = 10
 ) -> tuple[Tensor, Tensor]:
@@ -262,7 +278,8 @@ def log_sinkhorn_correspondence(
 
     Args:
         feat_x: features ``(*batch, N1, D)``.
-        feat_y: features ``(*batch, N2, D)``.
+        feat_y: features ``(*batch, N2, D)``; the batch dimensions broadcast with feat_x's
+            (as in ``torch.cdist``).
         sigma: temperature (default 0.1, the authors' value).
         n_iter: Sinkhorn rounds (default 10).
 
@@ -285,7 +302,7 @@ def log_sinkhorn_correspondence(
     in_dtype = torch.promote_types(feat_x.dtype, feat_y.dtype)
     dt = compute_dtype(feat_x, feat_y)
     fx, fy = feat_x.to(dt), feat_y.to(dt)
-    d = sqeuclidean(fx, fy) if fx.dim() == 2 else torch.vmap(sqeuclidean)(fx, fy)
+    d = _batched_sqeuclidean(fx, fy)
     # Sinkhorn on the cost d / mean(d) at temperature 2 sigma^2 (log P = -d / (2 sigma^2)) with
     # unit marginals (log-weights 0): n_iter alternating updates at a constant temperature.
     softmin = MatrixSoftmin(d / d.mean((-2, -1), keepdim=True))

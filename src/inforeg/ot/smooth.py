@@ -6,7 +6,7 @@ Reference: M. Blondel, V. Seguy, A. Rolet, "Smooth and Sparse Optimal Transport"
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import Tensor
@@ -63,10 +63,10 @@ def smooth_ot(
     zero potentials, like POT's scipy L-BFGS-B. ``method="lbfgs"`` forces L-BFGS, ``"newton"``
     Newton (``"l2"`` semi-dual only). Both stop when the largest gradient entry is below
     ``tol`` or after ``max_iter`` iterations, and read scalars on the host once per iteration.
-    Batched problems are solved jointly (the objective is separable). L-BFGS on CPU problems
-    with at most 2**18 cost entries (all batches together) runs with one intra-op thread,
-    restored afterwards: each iteration is many tiny tensor operations, for which thread
-    hand-offs cost more than they save.
+    Batched problems are solved jointly (the objective is separable). Both solvers run with one
+    intra-op thread on CPU problems with at most 2**18 cost entries (all batches together),
+    restored afterwards: each iteration is many tiny tensor operations (and for Newton one
+    ``n x n`` factorisation), for which thread hand-offs cost more than they save.
 
     Gradient: envelope theorem -- ``value`` is the objective at the detached optimal potentials
     with ``a``, ``b``, ``cost`` attached, so :math:`\partial\,\mathrm{value}/\partial C = T`,
@@ -127,7 +127,33 @@ def _cast(r: OTResult, dtype: torch.dtype) -> OTResult:
     )
 
 
-class SmoothOT(torch.nn.Module):
+class _SolverModule(torch.nn.Module):
+    """Module forms of :func:`smooth_ot` and :func:`inforeg.ot.sparse_ot`: the solver settings
+    they share, checked at construction and passed on by :meth:`_settings`."""
+
+    def __init__(
+        self,
+        formulation: Literal["dual", "semi_dual"],
+        max_iter: int,
+        tol: float,
+        normalize: bool,
+        method: Literal["auto", "newton", "lbfgs"],
+    ) -> None:
+        super().__init__()
+        check_choice(formulation, "formulation", ("dual", "semi_dual"))
+        check_choice(method, "method", ("auto", "newton", "lbfgs"))
+        self.formulation = formulation
+        self.max_iter = max_iter
+        self.tol = tol
+        self.normalize = normalize
+        self.method = method
+
+    def _settings(self) -> dict[str, Any]:
+        keys = ("formulation", "max_iter", "tol", "normalize", "method")
+        return {key: getattr(self, key) for key in keys}
+
+
+class SmoothOT(_SolverModule):
     """Module form of :func:`smooth_ot` (stores the hyper-parameters)."""
 
     def __init__(
@@ -140,29 +166,11 @@ class SmoothOT(torch.nn.Module):
         normalize: bool = False,
         method: Literal["auto", "newton", "lbfgs"] = "auto",
     ) -> None:
-        super().__init__()
+        super().__init__(formulation, max_iter, tol, normalize, method)
         self.gamma = check_positive(gamma, "gamma")
         check_choice(regularizer, "regularizer", ("l2", "entropy"))
-        check_choice(formulation, "formulation", ("dual", "semi_dual"))
-        check_choice(method, "method", ("auto", "newton", "lbfgs"))
         self.regularizer: Literal["l2", "entropy"] = regularizer
-        self.formulation: Literal["dual", "semi_dual"] = formulation
-        self.max_iter = max_iter
-        self.tol = tol
-        self.normalize = normalize
-        self.method: Literal["auto", "newton", "lbfgs"] = method
 
     def forward(self, a: Tensor | None, b: Tensor | None, cost: Tensor) -> OTResult:
         """Solve the regularised OT problem(s)."""
-        return smooth_ot(
-            a,
-            b,
-            cost,
-            self.gamma,
-            self.regularizer,
-            self.formulation,
-            self.max_iter,
-            self.tol,
-            normalize=self.normalize,
-            method=self.method,
-        )
+        return smooth_ot(a, b, cost, self.gamma, self.regularizer, **self._settings())

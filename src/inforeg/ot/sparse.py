@@ -10,13 +10,13 @@ from __future__ import annotations
 
 from typing import Literal
 
-import torch
+import torch  # noqa: F401 (the docstring examples use it)
 from torch import Tensor
 
 from inforeg.core.checks import check_choice, check_int, check_number, check_positive, check_tensor
 from inforeg.ot._common import OTResult, prepare_problem
 from inforeg.ot._smooth_core import delta_and_grad, solve, sparse_simplex_projection
-from inforeg.ot.smooth import _cast
+from inforeg.ot.smooth import _cast, _SolverModule
 
 __all__ = ["SparsityConstrainedOT", "delta_k", "projection_sparse_simplex", "sparse_ot"]
 
@@ -158,7 +158,7 @@ def sparse_ot(
     return _cast(r, in_dtype)
 
 
-class SparsityConstrainedOT(torch.nn.Module):
+class SparsityConstrainedOT(_SolverModule):
     """Module form of :func:`sparse_ot` (stores ``k``, ``gamma`` and the solver settings)."""
 
     def __init__(
@@ -171,28 +171,10 @@ class SparsityConstrainedOT(torch.nn.Module):
         normalize: bool = False,
         method: Literal["auto", "newton", "lbfgs"] = "auto",
     ) -> None:
-        super().__init__()
+        super().__init__(formulation, max_iter, tol, normalize, method)
         self.k = check_int(k, "k", low=1)
         self.gamma = check_positive(gamma, "gamma")
-        check_choice(formulation, "formulation", ("semi_dual", "dual"))
-        check_choice(method, "method", ("auto", "newton", "lbfgs"))
-        self.formulation: Literal["semi_dual", "dual"] = formulation
-        self.max_iter = max_iter
-        self.tol = tol
-        self.normalize = normalize
-        self.method: Literal["auto", "newton", "lbfgs"] = method
 
     def forward(self, a: Tensor | None, b: Tensor | None, cost: Tensor) -> OTResult:
         """Solve the sparsity-constrained OT problem(s)."""
-        return sparse_ot(
-            a,
-            b,
-            cost,
-            self.k,
-            self.gamma,
-            self.formulation,
-            self.max_iter,
-            self.tol,
-            normalize=self.normalize,
-            method=self.method,
-        )
+        return sparse_ot(a, b, cost, self.k, self.gamma, **self._settings())

@@ -209,24 +209,28 @@ static inline float block_max(const void *x, int dtype, int64_t len) /* NaN if a
     return b;
 }
 
-/* Row statistics lse[row] and, when ent != NULL, the entropy ent[row], in one read of the row.
- * Online softmax over blocks in base 2 (w = y log2 e, y = z / T), relative to a reference m2
- * (the maximum of w seen so far): s = sum 2^(w - m2), u = sum 2^(w - m2) (w - m2) <= 0.
+/* Sums of one row in one read: an online softmax over blocks in base 2 (w = y log2 e,
+ * y = z / T), relative to a reference m2 (the maximum of w seen so far):
+ * s = sum 2^(w - m2), u = sum 2^(w - m2) (w - m2) <= 0 (when want_u), and the row maximum.
  * A block is summed against the current reference while its own maximum is found in the same
  * pass; if that maximum exceeds the reference by more than SLACK (the first block with a finite
  * value, or a rare jump) the block is summed again against it. Moving the reference from m2 to
  * m2' > m2 rescales exactly: u <- a (u + s (m2 - m2')), s <- a s with a = 2^(m2 - m2').
- * Then lse = (m2 + log2 s) ln 2 and H = (log2 s - u / s) ln 2: two non-negative terms. */
-static void row_stats(const void *z, int dtype, int64_t row_stride, int64_t row, int64_t vocab,
-                      float inv_t, float *lse, float *ent)
+ * Returns 0 for a row with a distribution; 1 for NaN or +inf logits, or every logit -inf. */
+typedef struct {
+    float xmax, m2; /* the row maximum and the final reference m2 = xmax * c */
+    double s, u;
+} row_sums_t;
+
+static int row_sums(const void *z, int dtype, int64_t row_stride, int64_t row, int64_t vocab,
+                    float inv_t, int want_u, row_sums_t *out)
 {
-    const int want_u = ent != NULL;
     const int64_t esize = dtype == F32 ? 4 : 2;
     const char *raw = (const char *)z + row * row_stride * esize;
     const float c = inv_t * LOG2E;
-    float m2 = -INFINITY;    /* reference: the running maximum of w */
-    double s = 0.0, u = 0.0; /* sums relative to m2 */
-    int bad = 0;             /* NaN or +inf seen */
+    float m2 = -INFINITY, xmax = -INFINITY; /* reference: the running maximum of w */
+    double s = 0.0, u = 0.0;                /* sums relative to m2 */
+    int bad = 0;                            /* NaN or +inf seen */
     for (int64_t off = 0; off < vocab; off += BLOCK) {
         int64_t len = vocab - off < BLOCK ? vocab - off : BLOCK;
         const char *x = raw + off * esize;
@@ -250,6 +254,7 @@ static void row_stats(const void *z, int dtype, int64_t row_stride, int64_t row,
             bad = 1;
         s += bs;
         u += bu;
+        xmax = bmax > xmax ? bmax : xmax;
         if (b2 > m2 && !bad) { /* keep the reference at the maximum */
             double a = exp2((double)m2 - (double)b2);
             u = a * (u + s * ((double)m2 - (double)b2));
@@ -257,17 +262,26 @@ static void row_stats(const void *z, int dtype, int64_t row_stride, int64_t row,
             m2 = b2;
         }
     }
-    /* NaN or +inf logits, or a row with every logit -inf (no distribution): NaN */
-    if (bad || m2 == -INFINITY || m2 != m2) {
-        lse[row] = NAN;
-        if (want_u)
+    *out = (row_sums_t){xmax, m2, s, u};
+    return bad || m2 == -INFINITY || m2 != m2;
+}
+
+/* Row statistics lse[row] and, when ent != NULL, the entropy ent[row], in one read of the row
+ * (row_sums): lse = (m2 + log2 s) ln 2 and H = (log2 s - u / s) ln 2, two non-negative terms. */
+static void row_stats(const void *z, int dtype, int64_t row_stride, int64_t row, int64_t vocab,
+                      float inv_t, float *lse, float *ent)
+{
+    row_sums_t r;
+    if (row_sums(z, dtype, row_stride, row, vocab, inv_t, ent != NULL, &r)) {
+        lse[row] = NAN; /* NaN or +inf logits, or no distribution */
+        if (ent != NULL)
             ent[row] = NAN;
         return;
     }
-    double log2_s = log2(s); /* s >= 1: the maximum contributes 2^0 */
-    lse[row] = (float)(((double)m2 + log2_s) * LN2);
-    if (want_u)
-        ent[row] = (float)((log2_s - u / s) * LN2);
+    double log2_s = log2(r.s); /* s >= 1: the maximum contributes 2^0 */
+    lse[row] = (float)(((double)r.m2 + log2_s) * LN2);
+    if (ent != NULL)
+        ent[row] = (float)((log2_s - r.u / r.s) * LN2);
 }
 
 /* Gradient of one block, x[0, len) -> o[0, len), all float32 (w = x c - l2, c = log2(e) / T,
@@ -358,48 +372,51 @@ typedef struct {
     int64_t top_k;
     float *gt;    /* top-p: kept = {z > gt} plus the first req[row] (index order) with z == gt */
     int64_t *req;
+    float *ent_full; /* top-p forward: the full-row entropy (or NULL) */
 } job_t;
-
-static void row_top_p(const void *z, int dtype, int64_t row_stride, int64_t row, int64_t vocab,
-                      float inv_t, double top_p, int64_t top_k, float *xbuf, float *pbuf,
-                      void *gbuf, float *lse_kept, float *ent, float *gt, int64_t *req);
-static void row_top_p_backward(const void *z, void *gz, int dtype, int64_t row_stride,
-                               int64_t row, int64_t vocab, float inv_t, const float *lse_kept,
-                               const float *ent, const float *grad, const float *gt,
-                               const int64_t *req, float *xbuf);
 
 typedef struct {
     float x, p;
     int32_t idx;
 } cand_t;
 
+static void row_top_p(const void *z, int dtype, int64_t row_stride, int64_t row, int64_t vocab,
+                      float inv_t, double top_p, int64_t top_k, float *buf, cand_t *cand,
+                      float *lse_kept, float *ent, float *ent_full, float *gt, int64_t *req);
+static void row_top_p_backward(const void *z, void *gz, int dtype, int64_t row_stride,
+                               int64_t row, int64_t vocab, float inv_t, const float *lse_kept,
+                               const float *ent, const float *grad, const float *gt,
+                               const int64_t *req, float *xbuf);
+
 static void *run_job(void *arg)
 {
     job_t *j = (job_t *)arg;
-    if (j->backward >= 2) { /* top-p: per-thread work rows (widened logits, p, candidates) */
-        float *xbuf = malloc((size_t)j->vocab * sizeof(float));
-        float *pbuf = j->backward == 2 ? malloc((size_t)j->vocab * sizeof(float)) : NULL;
-        /* candidates, then the compacted search set (two float rows) */
-        void *gbuf =
-            j->backward == 2 ? malloc((size_t)j->vocab * (sizeof(cand_t) + 2 * sizeof(float)))
-                             : NULL;
-        int ok = xbuf && (j->backward == 3 || (pbuf && gbuf));
+    if (j->backward >= 2) { /* top-p: per-thread work rows */
+        const int fwd = j->backward == 2;
+        /* forward: the candidates and two compacted search sets (values, e); backward: the
+         * widened row */
+        float *buf = malloc((size_t)j->vocab * (fwd ? 4 : 1) * sizeof(float));
+        cand_t *cand = fwd ? malloc((size_t)j->vocab * sizeof(cand_t)) : NULL;
+        int ok = buf && (!fwd || cand);
         for (int64_t r = j->lo; r < j->hi; r++) {
             if (!ok) { /* out of memory: NaN results (never a silent wrong value) */
-                if (j->backward == 2)
-                    j->ent[r] = j->lse[r] = NAN;
+                if (fwd) {
+                    j->ent[r] = j->lse[r] = j->gt[r] = NAN;
+                    j->req[r] = 0;
+                    if (j->ent_full != NULL)
+                        j->ent_full[r] = NAN;
+                }
                 continue;
             }
-            if (j->backward == 2)
+            if (fwd)
                 row_top_p(j->z, j->dtype, j->row_stride, r, j->vocab, j->inv_t, j->top_p,
-                          j->top_k, xbuf, pbuf, gbuf, j->lse, j->ent, j->gt, j->req);
+                          j->top_k, buf, cand, j->lse, j->ent, j->ent_full, j->gt, j->req);
             else
                 row_top_p_backward(j->z, j->gz, j->dtype, j->row_stride, r, j->vocab, j->inv_t,
-                                   j->lse, j->ent, j->grad, j->gt, j->req, xbuf);
+                                   j->lse, j->ent, j->grad, j->gt, j->req, buf);
         }
-        free(xbuf);
-        free(pbuf);
-        free(gbuf);
+        free(buf);
+        free(cand);
         return NULL;
     }
     for (int64_t r = j->lo; r < j->hi; r++) {
@@ -469,14 +486,15 @@ int inforeg_row_backward(const void *z, void *gz, int dtype, int64_t rows, int64
  * Kept set of a row (the top-p semantics of the topk path): over the logits sorted in decreasing
  * order (ties by index), the longest prefix with cumulative probability < top_p and at most
  * top_k tokens, and at least the top-1 token. Here the prefix is {z >= t} for a threshold t
- * found by bisection on the float's ordered bit pattern: the set {z >= t} is "valid" (mass <
- * top_p, count <= top_k) for t above the answer and not below it, so each pass over the row
- * (compare, masked sums: vectorised) halves the key interval [lo, hi) with {z >= hi} valid and
- * {z >= lo} not. The bisection stops when at most GATHER values lie in [lo, hi) (or the interval
- * is one value wide: ties); those are gathered, sorted (value descending, index ascending) and
- * scanned exactly as the sorted path does. The search starts from lo = the logit with
- * p = (1 - top_p) / (2V): the values below it hold less than (1 - top_p) / 2 of the mass, so
- * {z >= lo} already holds more than top_p and the answer lies above it. */
+ * found by bisection: the set {z >= t} is "valid" (mass < top_p, count <= top_k) for t above
+ * the answer and not below it, so each pass over the search set (compare, masked sums:
+ * vectorised) halves the interval of the floats' ordered keys [lo, hi) with {z >= hi} valid
+ * and {z >= lo} not (pivot: the midpoint of the values). The row is read twice: row_sums (the
+ * maximum, and the full entropy when asked), then the exponentials, keeping only the values
+ * above a bound lo_f that the answer cannot lie below (see row_top_p); the search runs over
+ * those, compacted again whenever at most half of them lie in [lo, hi). It stops when at most
+ * GATHER values lie in [lo, hi) (or the interval is one value wide: ties); those are gathered,
+ * sorted (value descending, index ascending) and scanned exactly as the sorted path does. */
 #define GATHER 32
 
 static inline uint32_t order_key(float f) /* monotone: a < b <=> key(a) < key(b) (no NaN) */
@@ -550,29 +568,131 @@ static void mass_at_least(const float *x, const float *e, int64_t len, float t, 
     masked_sums(x, e, len, t, 1, 0, 0.0f, 0.0f, cnt, mass, &unused);
 }
 
-/* the values lo <= x < hi and their e, in order, into cx, ce; returns their number */
+/* Appends the lanes of v and (ce != NULL) e where m is true, in order, at cx and ce; returns
+ * their number. Writes LANES values at each (callers compact in place or into buffers of the
+ * row's length, so the extra lanes land on values already read). No branch on the mask: whether
+ * a block holds a candidate is unpredictable (a mispredicted branch per block cost 2x). */
+static inline int64_t compress_store(vi m, vf v, vf e, float *cx, float *ce)
+{
+#if defined(__AVX512F__) && LANES == 16
+    __mmask16 k = _mm512_cmplt_epi32_mask((__m512i)m, _mm512_setzero_si512()); /* true: -1 */
+    _mm512_storeu_ps(cx, _mm512_maskz_compress_ps(k, (__m512)v));
+    if (ce != NULL)
+        _mm512_storeu_ps(ce, _mm512_maskz_compress_ps(k, (__m512)e));
+    return __builtin_popcount((unsigned)k);
+#else
+    int64_t n = 0;
+    for (int j = 0; j < LANES; j++) {
+        cx[n] = v[j];
+        if (ce != NULL)
+            ce[n] = e[j];
+        n -= m[j];
+    }
+    return n;
+#endif
+}
+
+/* The values lo <= x < hi and their e, in order, into cx, ce (which may be x, e); returns their
+ * number. With want_above, also adds the sums of e and e (x c - m2) over the values x >= hi
+ * (those it drops above the interval) to *above_s, *above_u (float32 lanes over FLUSH values,
+ * then double). */
+static inline __attribute__((always_inline)) int64_t
+compact_sums(const float *x, const float *e, int64_t len, float lo, float hi, float *cx,
+             float *ce, const int want_above, float c, float m2, double *above_s,
+             double *above_u)
+{
+    const vf vlo = vsplat(lo), vhi = vsplat(hi), vc = vsplat(c), vm2 = vsplat(m2);
+    const vf zero = vsplat(0.0f);
+    int64_t n = 0, full = len - len % LANES;
+    double s = 0.0, u = 0.0;
+    vf as = zero, au = zero;
+    for (int64_t i = 0; i < full; i += LANES) {
+        vf v = vload(x, F32, i), ev = vload(e, F32, i);
+        vi above = v >= vhi;
+        if (want_above) { /* (values >= hi > -inf: finite w) */
+            as += vselect(above, ev, zero);
+            au += vselect(above, ev * (v * vc - vm2), zero);
+            if ((i + LANES) % FLUSH == 0 || i + LANES == full) {
+                for (int j = 0; j < LANES; j++) {
+                    s += as[j];
+                    u += au[j];
+                }
+                as = au = zero;
+            }
+        }
+        n += compress_store((v >= vlo) & ~above, v, ev, cx + n, ce + n);
+    }
+    for (int64_t i = full; i < len; i++) {
+        float v = x[i], ev = e[i];
+        if (want_above && v >= hi) {
+            s += ev;
+            u += (double)ev * ((double)v * c - m2);
+        }
+        cx[n] = v;
+        ce[n] = ev;
+        n += (v >= lo) & (v < hi);
+    }
+    if (want_above) {
+        *above_s += s;
+        *above_u += u;
+    }
+    return n;
+}
+
 static int64_t compact(const float *x, const float *e, int64_t len, float lo, float hi, float *cx,
                        float *ce)
 {
-    int64_t n = 0, i = 0;
-#if defined(__AVX512F__) && LANES == 16
-    const __m512 vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi);
-    for (; i + 16 <= len; i += 16) {
-        __m512 v = _mm512_loadu_ps(x + i);
-        __mmask16 m = _mm512_cmp_ps_mask(v, vlo, _CMP_GE_OQ) & _mm512_cmp_ps_mask(v, vhi, _CMP_LT_OQ);
-        if (!m)
-            continue;
-        _mm512_storeu_ps(cx + n, _mm512_maskz_compress_ps(m, v));
-        _mm512_storeu_ps(ce + n, _mm512_maskz_compress_ps(m, _mm512_loadu_ps(e + i)));
-        n += __builtin_popcount((unsigned)m);
+    return compact_sums(x, e, len, lo, hi, cx, ce, 0, 0.0f, 0.0f, NULL, NULL);
+}
+
+/* The candidates of a row of `vocab` values (the second read, from cache after row_sums): the
+ * values x >= lo into cx, in index order, and their e = 2^(x c - m2) (0 below the floor: -inf
+ * logits) into ce; returns their number. */
+static int64_t candidates(const void *z, int dtype, int64_t vocab, float c, float m2, float lo,
+                          float *cx, float *ce)
+{
+    const vf vt = vsplat(lo), vc = vsplat(c), vm2 = vsplat(m2), vlo = vsplat(EXP2_LO);
+    int64_t n = 0, full = vocab - vocab % LANES;
+    for (int64_t i = 0; i < full; i += LANES) {
+        vf v = vload(z, dtype, i);
+        n += compress_store(v >= vt, v, v, cx + n, NULL);
     }
-#endif
-    for (; i < len; i++) { /* (no AVX-512, or the last values) */
-        cx[n] = x[i];
-        ce[n] = e[i];
-        n += (x[i] >= lo) & (x[i] < hi);
+    for (int64_t i = full; i < vocab; i++) {
+        float v = load(z, dtype, i);
+        cx[n] = v;
+        n += v >= lo;
+    }
+    int64_t nfull = n - n % LANES;
+    for (int64_t k = 0; k < nfull; k += LANES) {
+        vf w = vload(cx, F32, k) * vc - vm2;
+        vf e = vselect(w < vlo, vsplat(0.0f), vexp2(vmax(w, vlo)));
+        memcpy(ce + k, &e, sizeof e);
+    }
+    if (nfull < n) { /* the last values, padded with -inf (e = 0, not written) */
+        float pad[LANES];
+        for (int64_t j = 0; j < LANES; j++)
+            pad[j] = nfull + j < n ? cx[nfull + j] : -INFINITY;
+        vf w = vload(pad, F32, 0) * vc - vm2;
+        vf e = vselect(w < vlo, vsplat(0.0f), vexp2(vmax(w, vlo)));
+        for (int64_t j = 0; nfull + j < n; j++)
+            ce[nfull + j] = e[j];
     }
     return n;
+}
+
+/* A key strictly between lo and hi (hi - lo > 1): the midpoint of their values, which halves the
+ * interval where the logits are (bisecting the keys spends steps on the binades near 0 when the
+ * interval spans 0), else (infinite or not strictly inside, or after 40 steps: each value step
+ * halves a width that may start at 2^128) the midpoint of the keys. */
+static inline uint32_t pivot(uint32_t lo, uint32_t hi, int step)
+{
+    if (step < 40) {
+        float m = 0.5f * key_value(lo) + 0.5f * key_value(hi);
+        uint32_t k = order_key(m);
+        if (m == m && k > lo && k < hi)
+            return k;
+    }
+    return lo + (hi - lo) / 2u;
 }
 
 static int cand_cmp(const void *a, const void *b) /* value descending, then index ascending */
@@ -584,82 +704,59 @@ static int cand_cmp(const void *a, const void *b) /* value descending, then inde
 }
 
 static void row_top_p(const void *z, int dtype, int64_t row_stride, int64_t row, int64_t vocab,
-                      float inv_t, double top_p, int64_t top_k, float *xbuf, float *pbuf,
-                      void *gbuf, float *lse_kept, float *ent, float *gt, int64_t *req)
+                      float inv_t, double top_p, int64_t top_k, float *buf, cand_t *cand,
+                      float *lse_kept, float *ent, float *ent_full, float *gt, int64_t *req)
 {
-    cand_t *cand = (cand_t *)gbuf;
-    const float *x = xbuf;
-    if (dtype == F32) {
-        x = (const float *)z + row * row_stride;
-    } else {
-        const uint16_t *h = (const uint16_t *)z + row * row_stride;
-#pragma omp simd
-        for (int64_t i = 0; i < vocab; i++)
-            xbuf[i] = bf16_to_f32(h[i]);
-    }
     req[row] = 0;
-    const float xmax = block_max(x, F32, vocab); /* NaN if any is NaN */
-    if (xmax != xmax || xmax == INFINITY || xmax == -INFINITY) { /* no distribution */
-        lse_kept[row] = ent[row] = gt[row] = NAN;
+    /* pass 1 (from memory): the row maximum, the sum s of 2^(w - m2) and, when asked, the
+     * full-row entropy (token_entropy's value: the same code) */
+    row_sums_t rs;
+    if (row_sums(z, dtype, row_stride, row, vocab, inv_t, ent_full != NULL, &rs)) {
+        lse_kept[row] = ent[row] = gt[row] = NAN; /* no distribution */
+        if (ent_full != NULL)
+            ent_full[row] = NAN;
         return;
     }
-    /* e = 2^(w), w = x c - m2 (base 2, relative to the maximum, so e <= 1), exactly 0 below the
-     * floor (-inf logits); p = e / s_all. Masses are compared unnormalised, against
-     * top_p * s_all: the same rounded e in both (no rounded log-sum-exp in between). */
-    const float c = inv_t * LOG2E, m2 = xmax * c;
-    const vf vc = vsplat(c), vm2 = vsplat(m2), vlo = vsplat(EXP2_LO);
-    double s_all = 0.0; /* sum e: float32 lanes over FLUSH values, then double */
-    {
-        int64_t full = vocab - vocab % LANES;
-        vf acc = {0};
-        for (int64_t i = 0; i < full; i += LANES) {
-            vf w = vload(x, F32, i) * vc - vm2;
-            vf e = vselect(w < vlo, vsplat(0.0f), vexp2(vmax(w, vlo)));
-            memcpy(pbuf + i, &e, sizeof e);
-            acc += e;
-            if ((i + LANES) % FLUSH == 0 || i + LANES == full) {
-                for (int j = 0; j < LANES; j++)
-                    s_all += acc[j];
-                acc = (vf){0};
-            }
-        }
-        for (int64_t i = full; i < vocab; i++) {
-            float w = x[i] * c - m2;
-            pbuf[i] = w < EXP2_LO ? 0.0f : exp2f(w);
-            s_all += pbuf[i];
-        }
-    }
-    const double target = top_p * s_all;
-    /* the search interval of keys [lo, hi): {x >= hi} valid (hi above the maximum: empty) */
+    if (ent_full != NULL)
+        ent_full[row] = (float)((log2(rs.s) - rs.u / rs.s) * LN2);
+    /* the candidates (the second read, from cache): e = 2^(w), w = x c - m2 (base 2, relative
+     * to the maximum, so e <= 1), exactly 0 below the floor (-inf logits); p = e / s with s from
+     * row_sums (the same sum up to rounding). Only the values x >= lo_f: lo_f is the logit with
+     * p = 0.9 (1 - top_p) / V, rounded down: the values below it hold less than 0.9 (1 - top_p)
+     * of the mass, so {x >= lo_f} holds more than top_p (by 0.1 (1 - top_p) >= 1e-5 of the
+     * mass: far above the rounding of the sums) and the kept set lies above it. */
+    const float c = inv_t * LOG2E, m2 = rs.m2, xmax = rs.xmax;
     float lo_f = -INFINITY;
     if (top_p < 1.0 - 1e-4) {
-        lo_f = (float)(((double)m2 + log2(0.5 * (1.0 - top_p) * s_all / (double)vocab)) / c);
-        lo_f = lo_f < xmax ? lo_f : xmax;
+        lo_f = (float)(((double)m2 + log2(0.9 * (1.0 - top_p) * rs.s / (double)vocab)) / c);
+        lo_f = nextafterf(lo_f < xmax ? lo_f : xmax, -INFINITY);
     }
+    float *cx = buf, *ce = cx + vocab, *dx = ce + vocab, *de = dx + vocab;
+    const int64_t esize = dtype == F32 ? 4 : 2;
+    const int64_t n0 = candidates((const char *)z + row * row_stride * esize, dtype, vocab, c,
+                                  m2, lo_f, cx, ce);
+    const double target = top_p * rs.s;
+    /* the search interval of keys [lo, hi): {x >= hi} valid (hi above the maximum: empty) */
     uint32_t lo = order_key(lo_f), hi = order_key(xmax) + 1u;
-    int64_t cnt_lo, cnt_hi = 0, cnt;
+    int64_t cnt_lo = n0, cnt_hi = 0, cnt; /* the counts of {x >= lo} and {x >= hi} */
     double mass_hi = 0.0, mass;
-    /* the search set: the row, then (each time at most a quarter of it lies in [lo, hi)) only
-     * the values in [lo, hi), compacted in index order; base_* count what lies above it */
-    float *cx = (float *)(cand + vocab), *ce = cx + vocab;
-    const float *sx = x, *se = pbuf;
-    int64_t slen = vocab, base_cnt = 0;
-    double base_mass = 0.0;
-    if (lo_f > -INFINITY) { /* start from the values >= lo only (all of them when top_p ~ 1) */
-        slen = compact(x, pbuf, vocab, key_value(lo), key_value(hi), cx, ce);
-        sx = cx;
-        se = ce;
-    }
-    cnt_lo = slen; /* hi is above the maximum: [lo, hi) holds every value >= lo */
-    while (cnt_lo - cnt_hi > GATHER && hi - lo > 1u) {
-        if (cnt_lo - cnt_hi <= slen / 4) { /* (in place after the first time) */
-            slen = compact(sx, se, slen, key_value(lo), key_value(hi), cx, ce);
-            sx = cx;
-            se = ce;
+    /* the search set: cx (every value >= lo_f), then (each time at most half of it lies in
+     * [lo, hi)) only the values in [lo, hi), compacted in index order into dx (in place after
+     * the first time); base_* count what lies above it, and above_* sum e and e w over it for
+     * the entropy */
+    const float *sx = cx, *se = ce;
+    int64_t slen = n0, base_cnt = 0;
+    double base_mass = 0.0, above_s = 0.0, above_u = 0.0;
+    for (int step = 0; cnt_lo - cnt_hi > GATHER && hi - lo > 1u; step++) {
+        if (cnt_lo - cnt_hi <= slen / 2) {
+            slen = compact_sums(sx, se, slen, key_value(lo), key_value(hi), dx, de, 1, c, m2,
+                                &above_s, &above_u);
+            sx = dx;
+            se = de;
             base_cnt = cnt_hi;
             base_mass = mass_hi;
         }
-        uint32_t mid = lo + (hi - lo) / 2u;
+        uint32_t mid = pivot(lo, hi, step);
         mass_at_least(sx, se, slen, key_value(mid), &cnt, &mass);
         cnt += base_cnt;
         mass += base_mass;
@@ -672,21 +769,13 @@ static void row_top_p(const void *z, int dtype, int64_t row_stride, int64_t row,
             cnt_lo = cnt;
         }
     }
-    /* gather the values in [lo, hi), block by block (most blocks hold none); positions in the
-     * search set follow the index order */
+    /* gather the values in [lo, hi) (compacted into whichever of cx, dx the search set is not
+     * in); their positions follow the index order */
     const float lo_v = key_value(lo), hi_v = key_value(hi);
-    int64_t n = 0;
-    for (int64_t off = 0; off < slen; off += 4 * LANES) {
-        int64_t len = slen - off < 4 * LANES ? slen - off : 4 * LANES;
-        int any = 0;
-        for (int64_t i = 0; i < len; i++)
-            any |= (sx[off + i] >= lo_v) & (sx[off + i] < hi_v);
-        if (!any)
-            continue;
-        for (int64_t i = off; i < off + len; i++)
-            if (sx[i] >= lo_v && sx[i] < hi_v)
-                cand[n++] = (cand_t){sx[i], se[i], (int32_t)i};
-    }
+    float *gx = sx == cx ? dx : cx, *ge = sx == cx ? de : ce;
+    const int64_t n = compact(sx, se, slen, lo_v, hi_v, gx, ge);
+    for (int64_t i = 0; i < n; i++)
+        cand[i] = (cand_t){gx[i], ge[i], (int32_t)i};
     if (n <= 64) { /* insertion sort (stable: index order among ties) */
         for (int64_t i = 1; i < n; i++) {
             cand_t v = cand[i];
@@ -733,7 +822,9 @@ static void row_top_p(const void *z, int dtype, int64_t row_stride, int64_t row,
     const float g = gt[row];
     double s, u;
     int64_t n_gt;
-    masked_sums(x, pbuf, vocab, g, 0, 1, c, m2, &n_gt, &s, &u);
+    masked_sums(sx, se, slen, g, 0, 1, c, m2, &n_gt, &s, &u); /* the kept set: there and above */
+    s += above_s;
+    u += above_u;
     s += (double)r_eq * p_theta;
     u += (double)r_eq * p_theta * ((double)theta * c - m2);
     double log2_s = log2(s);
@@ -792,14 +883,16 @@ static void row_top_p_backward(const void *z, void *gz, int dtype, int64_t row_s
     }
 }
 
-/* SIREN top-p entropy ent (rows,), lse_kept (rows,) = log of the kept mass + lse, and the kept
- * set's description gt (rows,), req (rows,), for the backward pass. */
+/* SIREN top-p entropy ent (rows,), lse_kept (rows,) = log of the kept mass + lse, the kept
+ * set's description gt (rows,), req (rows,), for the backward pass, and (ent_full != NULL) the
+ * full-row entropy (rows,), token_entropy's value, from the pass that finds the maximum. */
 int inforeg_top_p_forward(const void *z, int dtype, int64_t rows, int64_t vocab,
                           int64_t row_stride, float inv_t, double top_p, int64_t top_k,
-                          float *lse_kept, float *ent, float *gt, int64_t *req, int threads)
+                          float *lse_kept, float *ent, float *gt, int64_t *req, float *ent_full,
+                          int threads)
 {
     job_t base = {z, NULL, dtype, row_stride, 0, 0, vocab, inv_t, lse_kept, ent, NULL, NULL, 2,
-                  top_p, top_k, gt, req};
+                  top_p, top_k, gt, req, ent_full};
     return run_rows(base, rows, threads);
 }
 

@@ -159,7 +159,7 @@ def _load(path: Path) -> ctypes.CDLL:
     lib.inforeg_row_backward.argtypes = [p, p, i32, i64, i64, i64, f32, p, p, p, p, i32]
     lib.inforeg_row_backward.restype = i32
     f64 = ctypes.c_double
-    lib.inforeg_top_p_forward.argtypes = [p, i32, i64, i64, i64, f32, f64, i64, p, p, p, p, i32]
+    lib.inforeg_top_p_forward.argtypes = [p, i32, i64, i64, i64, f32, f64, i64, p, p, p, p, p, i32]
     lib.inforeg_top_p_forward.restype = i32
     lib.inforeg_top_p_backward.argtypes = [p, p, i32, i64, i64, i64, f32, p, p, p, p, p, i32]
     lib.inforeg_top_p_backward.restype = i32
@@ -245,14 +245,20 @@ def lse_forward(z: Tensor, inv_t: float) -> Tensor:
     return _forward(z, inv_t, False)[1]
 
 
+def _gradient_setup(z: Tensor, grad: Tensor) -> tuple[ctypes.CDLL, Tensor, Tensor]:
+    """The library, an empty gradient like ``z`` and the incoming ``grad`` as float32, for the
+    backward entry points."""
+    lib = library()
+    assert lib is not None, "usable() is checked first"
+    gz = torch.empty(z.shape, dtype=z.dtype)
+    return lib, gz, grad.to(torch.float32).contiguous()
+
+
 def _backward(
     z: Tensor, lse: Tensor, grad: Tensor, inv_t: float, ent: Tensor | None, tok: Tensor | None
 ) -> Tensor:
-    lib = library()
-    assert lib is not None, "usable() is checked first"
+    lib, gz, g = _gradient_setup(z, grad)
     rows, vocab = z.shape
-    gz = torch.empty(rows, vocab, dtype=z.dtype)
-    g = grad.to(torch.float32).contiguous()
     lse = lse.contiguous()
     ent = None if ent is None else ent.to(torch.float32).contiguous()
     tok = None if tok is None else tok.to(torch.int64).contiguous()
@@ -274,33 +280,33 @@ def selective_backward(z: Tensor, tok: Tensor, lse: Tensor, grad: Tensor, inv_t:
 
 
 def top_p_forward(
-    z: Tensor, inv_t: float, top_p: float, top_k: int
-) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """SIREN's top-p entropy per row of ``z (R, V)`` without a sort: ``(H, lse_kept, gt, req)``,
-    float32 (``req`` int64). The kept set of a row is ``{z > gt}`` plus the first ``req`` values
-    equal to ``gt`` in index order (``req = -1``: the top-1 token alone); ``lse_kept`` is the
-    log-sum-exp of ``z / T`` over the kept set."""
+    z: Tensor, inv_t: float, top_p: float, top_k: int, want_full: bool = False
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor | None]:
+    """SIREN's top-p entropy per row of ``z (R, V)`` without a sort: ``(H, lse_kept, gt, req,
+    H_full)``, float32 (``req`` int64). The kept set of a row is ``{z > gt}`` plus the first
+    ``req`` values equal to ``gt`` in index order (``req = -1``: the top-1 token alone);
+    ``lse_kept`` is the log-sum-exp of ``z / T`` over the kept set. ``H_full`` (when
+    ``want_full``, else None) is the entropy of the whole row, :func:`entropy_forward`'s value,
+    from the kernel's first pass over the row."""
     lib = library()
     assert lib is not None, "usable() is checked first"
     rows, vocab = z.shape
     ent, lse, gt = (torch.empty(rows, dtype=torch.float32) for _ in range(3))
     req = torch.empty(rows, dtype=torch.int64)
+    full = torch.empty(rows, dtype=torch.float32) if want_full else None
     lib.inforeg_top_p_forward(
         z.data_ptr(), _DTYPE_CODES[z.dtype], rows, vocab, vocab, inv_t, top_p, top_k,
-        lse.data_ptr(), ent.data_ptr(), gt.data_ptr(), req.data_ptr(), _threads(z),
+        lse.data_ptr(), ent.data_ptr(), gt.data_ptr(), req.data_ptr(), _ptr(full), _threads(z),
     )  # fmt: skip
-    return ent, lse, gt, req
+    return ent, lse, gt, req, full
 
 
 def top_p_backward(
     z: Tensor, lse: Tensor, ent: Tensor, gt: Tensor, req: Tensor, grad: Tensor, inv_t: float
 ) -> Tensor:
     """``grad * dH/dz`` of :func:`top_p_forward`'s entropy (0 outside the kept set)."""
-    lib = library()
-    assert lib is not None, "usable() is checked first"
+    lib, gz, g = _gradient_setup(z, grad)
     rows, vocab = z.shape
-    gz = torch.empty(rows, vocab, dtype=z.dtype)
-    g = grad.to(torch.float32).contiguous()
     lib.inforeg_top_p_backward(
         z.data_ptr(), gz.data_ptr(), _DTYPE_CODES[z.dtype], rows, vocab, vocab, inv_t,
         lse.data_ptr(), ent.data_ptr(), g.data_ptr(), gt.data_ptr(), req.data_ptr(), _threads(z),

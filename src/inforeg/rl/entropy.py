@@ -418,6 +418,18 @@ class _SelectiveLogSoftmax(torch.autograd.Function):
         return gz, None, None, None
 
 
+def check_token_ids(tokens: Tensor, logits: Tensor) -> None:
+    """Raise unless ``tokens`` holds integer ids in ``[0, V)`` with the leading shape of the
+    ``(..., V)`` ``logits`` (the chosen-token argument of the functions that take both)."""
+    check_tensor(tokens, "tokens", integer=True, nonempty=False)
+    if tuple(tokens.shape) != tuple(logits.shape[:-1]):
+        raise ValueError(
+            f"tokens: expected shape {tuple(logits.shape[:-1])} (the leading shape of logits), "
+            f"got {tuple(tokens.shape)}"
+        )
+    check_index_range(tokens, "tokens", logits.shape[-1])
+
+
 def selective_log_softmax(
     logits: Tensor, tokens: Tensor, temperature: float = 1.0, chunk_size: int | None = None
 ) -> Tensor:
@@ -447,13 +459,7 @@ def selective_log_softmax(
         ``(...)`` log-probabilities in the dtype of ``logits`` (float32 accumulation inside).
     """
     flat, inv_t, chunk = _flatten_logits(logits, temperature, chunk_size)
-    check_tensor(tokens, "tokens", integer=True, nonempty=False)
-    if tuple(tokens.shape) != tuple(logits.shape[:-1]):
-        raise ValueError(
-            f"tokens: expected shape {tuple(logits.shape[:-1])} (the leading shape of logits), "
-            f"got {tuple(tokens.shape)}"
-        )
-    check_index_range(tokens, "tokens", logits.shape[-1])
+    check_token_ids(tokens, logits)
     lead = logits.shape[:-1]
     if flat.shape[0] == 0:
         return logits.new_zeros(lead)

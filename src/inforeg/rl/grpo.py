@@ -8,6 +8,7 @@ length; per-token tensors are ``(N, T)`` and ``mask`` is 1 on real response toke
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 import torch
@@ -21,6 +22,7 @@ from inforeg.core.checks import (
     check_same_shape,
     check_tensor,
 )
+from inforeg.core.dtypes import compute_dtype
 from inforeg.core.reduce import AGGREGATION_MODES, masked_aggregate
 
 __all__ = ["aggregate", "clipped_surrogate", "grpo_advantages", "kl_k3"]
@@ -191,7 +193,11 @@ def clipped_surrogate(
     if mask is not None:
         check_tensor(mask, "mask", ndim=2, nonempty=False)
         check_same_shape(logp, mask, "logp", "mask")
-    ratio = torch.exp(torch.clamp(logp - old_logp.detach(), -20.0, 20.0))
+    old = old_logp.detach()
+    # A token masked (-inf) under both policies has ratio 1, not exp(-inf - -inf) = NaN.
+    both_masked = torch.isneginf(logp) & torch.isneginf(old)
+    log_ratio = torch.where(both_masked, torch.zeros_like(logp), logp - old)
+    ratio = torch.exp(torch.clamp(log_ratio, -20.0, 20.0))
     adv = adv.detach()
     loss = torch.maximum(-adv * ratio, -adv * torch.clamp(ratio, 1.0 - lo, 1.0 + hi))
     if dual_clip is not None:
@@ -210,24 +216,51 @@ def kl_k3(logp: Tensor, ref_logp: Tensor, clamp: float | None = None) -> Tensor:
 
     zero iff the log-probs are equal; unbiased for the KL when the token is sampled from
     :math:`\pi_\theta`. TRL adds ``beta * k3`` per token before aggregation (``beta`` default
-    0.0); verl's ``low_var_kl`` clamps :math:`\Delta` to ``[-20, 20]`` and the result to
-    ``[-10, 10]``: pass ``clamp=10.0`` for that.
+    0.0), with this plain formula and no clamp; verl's ``low_var_kl`` clamps :math:`\Delta` to
+    ``[-20, 20]`` and the result to ``[-10, 10]``: pass ``clamp=10.0`` for that.
+
+    Range and masked tokens. The default (TRL's formula) is exact wherever the result is
+    representable; the value is ``+inf`` for :math:`\Delta \ge 88` in float32 (709 in
+    float64), where :math:`e^\Delta` overflows or nearly does, as in TRL but never NaN, with a
+    zero gradient there. With ``clamp`` the value is verl's, finite for any input. A ``-inf``
+    log-prob (a masked token) follows the limit: ``+inf`` where only one of the two log-probs
+    is ``-inf`` (the clamped form gives verl's bound), and 0 where both are (the token lies
+    outside both supports). Gradients of the finite entries are unaffected by the others (no
+    ``inf - inf`` or ``0 * inf`` reaches autograd).
 
     Args:
         logp: log-probs of the sampled tokens under the current policy, any shape.
         ref_logp: the same under the reference policy, same shape.
         clamp: clamp the result to ``[-clamp, clamp]`` (and :math:`\Delta` to ``[-20, 20]``)
-            as verl; None (default) for the plain estimator.
+            as verl; None (default) for the plain estimator, as TRL.
 
     Returns:
-        Per-token values, same shape and dtype as ``logp``.
+        Per-token values, same shape and dtype as ``logp`` (computed in float32 for half input).
+
+    Example (:math:`\Delta = \log 2`: :math:`2 - \log 2 - 1`; a token masked under both
+    policies: 0; under the current one only: ``+inf``, or verl's bound 10 with ``clamp``):
+
+        >>> logp = torch.tensor([0.0, -math.inf, -math.inf])
+        >>> ref = torch.tensor([math.log(2.0), -math.inf, 0.0])
+        >>> kl_k3(logp, ref)
+        tensor([0.3069, 0.0000,    inf])
+        >>> kl_k3(logp, ref, clamp=10.0)
+        tensor([ 0.3069,  0.0000, 10.0000])
     """
     check_tensor(logp, "logp", floating=True, nonempty=False)
     check_tensor(ref_logp, "ref_logp", floating=True, nonempty=False)
     check_same_shape(logp, ref_logp, "logp", "ref_logp")
-    delta = ref_logp - logp
-    if clamp is not None:
-        c = check_positive(clamp, "clamp")
+    c = None if clamp is None else check_positive(clamp, "clamp")
+    dtype = compute_dtype(logp, ref_logp)
+    lp, ref = logp.to(dtype), ref_logp.to(dtype)
+    outside_both = (lp == -math.inf) & (ref == -math.inf)  # inf - inf: the limit is 0
+    delta = torch.where(outside_both, 0.0, ref - lp)
+    if c is not None:
         delta = torch.clamp(delta, -20.0, 20.0)
-        return torch.clamp(torch.expm1(delta) - delta, -c, c)
-    return torch.expm1(delta) - delta
+        return torch.clamp(torch.expm1(delta) - delta, -c, c).to(logp.dtype)
+    # Where e^delta overflows (delta above floor(log max)) or delta is +-inf the value is +inf
+    # (NaN stays NaN) and the formula sees 0, so autograd never meets inf - inf or 0 * inf.
+    ok = (delta > -math.inf) & (delta < math.floor(math.log(torch.finfo(dtype).max)))
+    safe = torch.where(ok, delta, 0.0)
+    k3 = torch.where(ok, torch.expm1(safe) - safe, delta.detach().abs() * math.inf)
+    return k3.to(logp.dtype)

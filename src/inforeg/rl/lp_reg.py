@@ -15,7 +15,6 @@ from torch import Tensor, nn
 
 from inforeg.core.checks import (
     check_choice,
-    check_index_range,
     check_int,
     check_log_probs,
     check_number,
@@ -24,8 +23,8 @@ from inforeg.core.checks import (
 )
 from inforeg.core.dtypes import compute_dtype
 from inforeg.core.reduce import AGGREGATION_MODES, masked_aggregate
-from inforeg.rl.entropy import default_entropy_chunk, selective_log_softmax
-from inforeg.rl.grpo import clipped_surrogate
+from inforeg.rl.entropy import check_token_ids, default_entropy_chunk, selective_log_softmax
+from inforeg.rl.grpo import clipped_surrogate, kl_k3
 
 __all__ = ["LowProbabilityRegularizer", "low_probability_loss", "min_p_proxy_logprobs"]
 
@@ -74,13 +73,7 @@ def min_p_proxy_logprobs(
     check_tensor(logits, "logits", min_ndim=1, floating=True)
     kappa = check_number(min_p, "min_p", low=0.0, high=1.0, low_inclusive=False)
     t = check_number(temperature, "temperature", low=0.0, low_inclusive=False)
-    check_tensor(tokens, "tokens", integer=True, nonempty=False)
-    if tuple(tokens.shape) != tuple(logits.shape[:-1]):
-        raise ValueError(
-            f"tokens: expected shape {tuple(logits.shape[:-1])} (the leading shape of logits), "
-            f"got {tuple(tokens.shape)}"
-        )
-    check_index_range(tokens, "tokens", logits.shape[-1])
+    check_token_ids(tokens, logits)
     vocab = logits.shape[-1]
     flat = logits.detach().reshape(-1, vocab)
     tok = tokens.reshape(-1).long()
@@ -189,10 +182,9 @@ def low_probability_loss(
     adv = adv.expand_as(logp)
     proxy = proxy_logp.detach().to(logp.dtype)
     sel, _k = _select_low_prob_negatives(logp, adv, m, proxy, rho)
-    # sanitise the proxy where not selected (it may be -inf) before exp/negation
+    # sanitise the proxy where not selected (it may be -inf): k3 = 0 there
     safe_proxy = torch.where(sel, proxy, logp.detach())
-    delta = torch.clamp(safe_proxy - logp, -20.0, 20.0)
-    k3 = torch.clamp(torch.expm1(delta) - delta, -clamp, clamp)
+    k3 = kl_k3(logp, safe_proxy, clamp=clamp)
     ratio = torch.exp(torch.clamp(logp - old_logp.detach(), -20.0, 20.0))
     reg = -adv * ratio + beta * k3
     per_token = torch.where(sel, reg, surrogate)
@@ -207,7 +199,8 @@ def low_probability_loss(
             "masked_fraction": n_sel / mf.sum().clamp_min(1.0),
             "num_selected": n_sel,
             "kl": (k3.detach() * sel).sum() / n_sel.clamp_min(1),
-            "entropy": masked_aggregate(-logp.detach(), mf, "token-mean"),
+            # zero outside the mask first: a padded -inf log-prob would give inf * 0 = NaN
+            "entropy": masked_aggregate(torch.where(m, -logp.detach(), 0.0), mf, "token-mean"),
             "coefficient": logp.new_full((), beta),
         }
     return loss, stats

@@ -58,11 +58,14 @@ def top_p_entropy(
     compiler): a sort-free kernel (:mod:`inforeg.rl._cpu_entropy`). Since the kept set is a
     prefix of the sorted logits, it is :math:`\{z \ge t\}` for a threshold :math:`t`, and
     "mass :math:`< p_\text{top}` and count :math:`\le` ``top_k``" is monotone in :math:`t`;
-    :math:`t` is found by bisection on the logits' ordered float bit pattern (vectorised passes
-    over the row, then over the shrinking set of values between the bounds), the last <= 32
-    values are sorted and scanned exactly as the sorted path does, and
-    :math:`\hat H = \log S - \sum_{v\in S} e^{y_v} y_v / S` is summed over the row with the
-    set as a mask (masses in double precision, relative to the row maximum). **Elsewhere**
+    :math:`t` is found by bisection over the logits' ordered float keys. The row is read
+    twice: once as :func:`~inforeg.rl.token_entropy`'s forward pass does (maximum, total mass
+    and, for :class:`SelectiveEntropyRegularizer`'s statistic, the full entropy), then the
+    values above a bound the nucleus cannot lie below are compacted with their exponentials
+    (vectorised passes over that shrinking set follow), the last <= 32 values are sorted and
+    scanned exactly as the sorted path does, and
+    :math:`\hat H = \log S - \sum_{v\in S} e^{y_v} y_v / S` is summed over the kept set
+    (masses in double precision, relative to the row maximum). **Elsewhere**
     (float64, float16, CUDA, strided rows): ``torch.topk(k=top_k, sorted=True)`` and a
     cumulative sum. Ties at the threshold: both keep the same number of tied tokens (so the
     same value); the kernel keeps the lowest indices among them, ``topk`` an order of its own,
@@ -91,32 +94,51 @@ def top_p_entropy(
         >>> float(top_p_entropy(z, top_p=0.5)) == 0.0
         True
     """
+    return _top_p_and_full_entropy(logits, top_p, top_k, temperature, want_full=False)[0]
+
+
+def _top_p_and_full_entropy(
+    logits: Tensor, top_p: float, top_k: int, temperature: float, want_full: bool
+) -> tuple[Tensor, Tensor | None]:
+    """:func:`top_p_entropy` and, when ``want_full``, the detached full entropy per position
+    (:func:`inforeg.rl.token_entropy`'s value): the kernel computes it in the pass over the row
+    that finds the maximum; the other paths call ``token_entropy``."""
     check_tensor(logits, "logits", min_ndim=1, floating=True)
     p_top = check_number(top_p, "top_p", low=0.0, high=1.0, low_inclusive=False)
     k = min(check_int(top_k, "top_k", low=1), logits.shape[-1])
     t = check_number(temperature, "temperature", low=0.0, low_inclusive=False)
     flat = logits.reshape(-1, logits.shape[-1])
     if flat.shape[0] > 0 and _cpu_entropy.usable(flat):
-        ent = _TopPEntropy.apply(flat, 1.0 / t, p_top, k)
-        return ent.to(logits.dtype).view(logits.shape[:-1])
-    return _top_p_entropy_sorted(logits, p_top, k, t)
+        ent, full = _TopPEntropy.apply(flat, 1.0 / t, p_top, k, want_full)
+        shape = logits.shape[:-1]
+        full = None if full is None else full.to(logits.dtype).view(shape)
+        return ent.to(logits.dtype).view(shape), full
+    ent = _top_p_entropy_sorted(logits, p_top, k, t)
+    return ent, token_entropy(logits.detach(), t) if want_full else None
 
 
 class _TopPEntropy(torch.autograd.Function):
-    """The C kernel's sort-free top-p entropy (CPU, float32/bfloat16)."""
+    """The C kernel's sort-free top-p entropy (CPU, float32/bfloat16) and, when asked, the full
+    entropy (float32, no gradient)."""
 
     @staticmethod
-    def forward(ctx: Any, z: Tensor, inv_t: float, p_top: float, k: int) -> Tensor:  # type: ignore[override]
-        ent, lse_kept, gt, req = _cpu_entropy.top_p_forward(z, inv_t, p_top, k)
+    def forward(  # type: ignore[override]
+        ctx: Any, z: Tensor, inv_t: float, p_top: float, k: int, want_full: bool
+    ) -> tuple[Tensor, Tensor | None]:
+        ent, lse_kept, gt, req, full = _cpu_entropy.top_p_forward(z, inv_t, p_top, k, want_full)
         ctx.inv_t = inv_t
         ctx.save_for_backward(z, lse_kept, ent, gt, req)
-        return ent
+        if full is not None:
+            ctx.mark_non_differentiable(full)
+        return ent, full
 
     @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, None, None, None]:  # type: ignore[override]
+    def backward(  # type: ignore[override]
+        ctx: Any, grad: Tensor, *_: Tensor | None
+    ) -> tuple[Tensor | None, None, None, None, None]:
         z, lse_kept, ent, gt, req = ctx.saved_tensors
         gz = _cpu_entropy.top_p_backward(z, lse_kept, ent, gt, req, grad, ctx.inv_t)
-        return gz, None, None, None
+        return gz, None, None, None, None
 
 
 def _top_p_entropy_sorted(logits: Tensor, p_top: float, k: int, t: float) -> Tensor:
@@ -207,10 +229,28 @@ def selective_entropy(
     Returns ``(H_sel, top_p_entropies (N, T), selection (N, T) bool)``. With the default mode
     ``seq-mean-token-mean`` a response with no selected token counts as 0, as in the code.
     """
+    h_sel, ent, sel, _ = _selective_entropy(
+        logits, mask, top_p, top_k, quantile, mode, temperature, want_full=False
+    )
+    return h_sel, ent, sel
+
+
+def _selective_entropy(
+    logits: Tensor,
+    mask: Tensor | None,
+    top_p: float,
+    top_k: int,
+    quantile: float,
+    mode: str,
+    temperature: float,
+    want_full: bool,
+) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
+    """:func:`selective_entropy` and, when ``want_full``, the detached full entropies ``(N, T)``
+    (see :func:`_top_p_and_full_entropy`)."""
     check_tensor(logits, "logits", ndim=3, floating=True)
-    ent = top_p_entropy(logits, top_p, top_k, temperature)
+    ent, full = _top_p_and_full_entropy(logits, top_p, top_k, temperature, want_full)
     sel = peak_entropy_mask(ent, mask, quantile)
-    return masked_aggregate(ent, sel, mode), ent, sel
+    return masked_aggregate(ent, sel, mode), ent, sel, full
 
 
 class SelectiveEntropyRegularizer(nn.Module):
@@ -240,9 +280,10 @@ class SelectiveEntropyRegularizer(nn.Module):
 
     Forward:
         ``logits (N, T, V)``, ``mask (N, T)`` -> ``(loss, stats)``; ``stats`` holds detached
-        tensors: ``entropy`` (exact full entropy, token-mean over ``mask``), ``top_p_entropy``
-        (token-mean), ``selected_entropy`` (:math:`H_\text{sel}`), ``masked_fraction`` (share of
-        real tokens selected), ``anchor`` and ``coefficient``.
+        tensors: ``entropy`` (exact full entropy, token-mean over ``mask``; on the CPU kernel
+        path from the top-p kernel's first pass, :func:`~inforeg.rl.token_entropy`'s value),
+        ``top_p_entropy`` (token-mean), ``selected_entropy`` (:math:`H_\text{sel}`),
+        ``masked_fraction`` (share of real tokens selected), ``anchor`` and ``coefficient``.
     """
 
     anchor: Tensor
@@ -277,8 +318,8 @@ class SelectiveEntropyRegularizer(nn.Module):
     def forward(
         self, logits: Tensor, mask: Tensor | None = None
     ) -> tuple[Tensor, dict[str, Tensor]]:
-        h_sel, ent, sel = selective_entropy(
-            logits, mask, self.top_p, self.top_k, self.quantile, self.mode, self.temperature
+        h_sel, ent, sel, full = _selective_entropy(
+            logits, mask, self.top_p, self.top_k, self.quantile, self.mode, self.temperature, True
         )
         with torch.no_grad():  # set the anchor at the first call without a host sync
             anchor = torch.where(
@@ -288,7 +329,7 @@ class SelectiveEntropyRegularizer(nn.Module):
         loss = anchored_penalty(h_sel, self.anchor, self.coef)
         with torch.no_grad():
             m = _check_mask(mask, ent, "top_p_entropy").to(ent.dtype)
-            full = token_entropy(logits.detach(), self.temperature)
+            assert full is not None
             stats = {
                 "entropy": masked_aggregate(full, m, "token-mean"),
                 "top_p_entropy": masked_aggregate(ent.detach(), m, "token-mean"),

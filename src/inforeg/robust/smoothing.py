@@ -220,6 +220,10 @@ class _Smoothed(nn.Module, abc.ABC):
         _check_alpha(alpha)
         check_int(batch_size, "batch_size", low=1)
         _check_generator(generator, x)
+        self._check_input(x)
+
+    def _check_input(self, x: Tensor) -> None:
+        """Checks of the image ``x`` that a certifier adds to the shared ones (none here)."""
 
     @abc.abstractmethod
     def _radius(self, n_a: list[int], n: int, alpha: float) -> float:
@@ -425,15 +429,7 @@ class DualRandomizedSmoothing(_Smoothed):
             return dual_smoothing_masks(x.shape[-2], x.shape[-1])
         return self.masks
 
-    def _check_call(
-        self,
-        x: Tensor,
-        alpha: float,
-        batch_size: int,
-        generator: torch.Generator | None,
-        **nums: int,
-    ) -> None:
-        super()._check_call(x, alpha, batch_size, generator, **nums)
+    def _check_input(self, x: Tensor) -> None:
         for i, m in enumerate(self._masks_for(x)):
             _check_mask(m, f"masks[{i}]", x)
 

@@ -74,7 +74,11 @@ def compare_row(
 
 @dataclass(frozen=True)
 class Benchmark:
-    """``run(quick)`` measures inforeg against a peer on the same inputs in one process."""
+    """``run(quick)`` measures inforeg against a peer on the same inputs in one process.
+
+    ``requires`` names the optional modules the peer needs (e.g. ``("ot",)``): ``inforeg bench``
+    checks them before any work and names the pip extra that installs them.
+    """
 
     name: str
     technique: str
@@ -82,6 +86,7 @@ class Benchmark:
     description: str
     run: Callable[[bool], BenchResult]
     extra: dict[str, Any] = field(default_factory=dict)
+    requires: tuple[str, ...] = ()
 
 
 def _rss_bytes() -> int:

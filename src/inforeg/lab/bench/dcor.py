@@ -33,10 +33,8 @@ def run(quick: bool) -> BenchResult:
 
 
 def _run(quick: bool) -> BenchResult:
-    try:
-        import dcor
-    except ImportError as exc:  # pragma: no cover
-        raise ImportError("this benchmark needs dcor: pip install 'inforeg[ref]'") from exc
+    import dcor
+
     rows = []
     notes = []
     sizes = (1000, 4000) if quick else (1000, 4000, 16000)
@@ -132,6 +130,7 @@ BENCHMARK = Benchmark(
     description="Distance correlation / covariance: dcor (NumPy/numba) vs inforeg (torch, streamed), "
     "n = 1000, 4000, 16000 with d = 16, and the 1-D fast paths at n = 1e4 and 1e5.",
     run=run,
+    requires=("dcor",),
 )
 
 

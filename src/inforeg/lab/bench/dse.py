@@ -106,4 +106,5 @@ BENCHMARK = Benchmark(
     peer="numpy.linalg.eigvalsh (authors' recipe; dse-dsmi not installed)",
     description="Diffusion spectral entropy: exact agreement, and approximate solvers at large n.",
     run=run,
+    requires=("scipy",),
 )

@@ -1,78 +1,103 @@
-"""inforeg HSIC/CKA vs hyppo's Hsic statistic, and a chunked n = 20 000 HSIC run beside the one-pass floor."""
+"""inforeg HSIC/CKA vs hyppo's Hsic statistic, and HSIC/CKA at n = 20 000 beside the one-pass floor."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import numpy as np
 import torch
 
 from inforeg.core.threads import intra_op_threads
 from inforeg.dependence import cka, hsic
-from inforeg.lab.bench.base import (
-    Benchmark,
-    BenchResult,
-    big_n,
-    compare_row,
-    measure,
-    measure_once,
-)
+from inforeg.dependence._centering import centered_product_sum
+from inforeg.dependence._utils import kernel_blocks
+from inforeg.dependence.hsic import HSICEstimator
+from inforeg.lab.bench._kernel_floor import CHUNK, FLOOR_THREADS, SIGMA, beside_floor, one_pass
+from inforeg.lab.bench.base import Benchmark, BenchResult, big_n, compare_row, measure
 
-SIGMA = 4.0
-#: torch threads for the floor rows (as in bench mmd).
-FLOOR_THREADS = 1
+#: Interleaved rounds of the floor rows; each row keeps its fastest round.
+ROUNDS = 3
 
 
-def _floor(x: torch.Tensor, y: torch.Tensor, chunk: int = 1024) -> torch.Tensor:
-    """One pass over both Gram blocks: GEMM and exp for each, then sum of their product."""
-    total = x.new_zeros(())
-    for s in range(0, x.shape[0], chunk):
-        k = (x[s : s + chunk] @ x.T).exp_()
-        total = total + k.mul_((y[s : s + chunk] @ y.T).exp_()).sum()
-    return total
-
-
-def _floor_rows(n: int, backward: bool) -> list[dict[str, object]]:
+def _floor_rows(n: int, previous: bool) -> list[dict[str, object]]:
     g = torch.Generator().manual_seed(0)
     x = torch.randn(n, 64, generator=g)
     y = torch.tanh(x) + torch.randn(n, 64, generator=g)
+    bw = torch.tensor([SIGMA])
     case = f"n={n}, d=64"
-    table = "raw biased HSIC vs the one-pass floor, float32, chunk 1024"
+    table = "raw HSIC and CKA vs the one-pass floor, float32, chunk 1024"
 
-    def fwd() -> torch.Tensor:
+    def forward(
+        fn: Callable[..., torch.Tensor] = hsic, estimator: HSICEstimator = "biased"
+    ) -> Callable[[], torch.Tensor]:
+        def run() -> torch.Tensor:
+            with torch.no_grad():
+                return fn(x, y, "gaussian", "gaussian", bw, bw, estimator, CHUNK)
+
+        return run
+
+    def backward(wrt_y: bool) -> Callable[[], torch.Tensor]:
+        def run() -> torch.Tensor:
+            xg = x.detach().requires_grad_(True)
+            yg = y.detach().requires_grad_(wrt_y)
+            out = hsic(xg, yg, bandwidth_x=bw, bandwidth_y=bw, chunk_size=CHUNK)
+            out.backward()
+            return out.detach()
+
+        return run
+
+    def previous_code() -> torch.Tensor:
+        # hsic() before issue 19: rows of K and L from core.pairwise blocks, centred product sum
         with torch.no_grad():
-            return hsic(x, y, bandwidth_x=SIGMA, bandwidth_y=SIGMA, chunk_size=1024)
+            kb = kernel_blocks(x, None, "gaussian", bw)
+            lb = kernel_blocks(y, None, "gaussian", bw)
+            return centered_product_sum(kb, lb, n, "double", CHUNK) / (n - 1) ** 2
 
-    def fwd_bwd() -> torch.Tensor:
-        xg = x.detach().requires_grad_(True)
-        out = hsic(xg, y, bandwidth_x=SIGMA, bandwidth_y=SIGMA, chunk_size=1024)
-        out.backward()
-        return out.detach()
+    def floor_pass() -> torch.Tensor:
+        return one_pass([[(x, x), (y, y)]])
 
-    with intra_op_threads(FLOOR_THREADS):
-        floor_a = measure_once(lambda: _floor(x, y))
-        ours_f = measure_once(fwd)
-        ours_fb = measure_once(fwd_bwd) if backward else None
-        floor_b = measure_once(lambda: _floor(x, y))
-    floor = min(floor_a, floor_b, key=lambda t: t[0])
-    rows = [compare_row(table, case + ", forward", ours_f, floor, "floor", value=float(ours_f[2]))]
-    if ours_fb is None:
-        return rows
-    return rows + [
-        compare_row(
-            table,
-            case + ", forward + backward (wrt x)",
-            ours_fb,
-            floor,
-            "floor",
-            **{"fwd+bwd / fwd": ours_fb[0] / ours_f[0]},
-        ),
+    fns = [forward(), backward(False), backward(True), forward(hsic, "unbiased"), forward(cka)]
+    floor, (fwd, fb_x, fb_xy, unbiased, cka_f) = beside_floor(floor_pass, *fns, rounds=ROUNDS)
+    if previous:  # timed once: it takes ~10x the floor
+        floor_p, (old,) = beside_floor(floor_pass, previous_code)
+        floor = min(floor, floor_p, key=lambda t: t[0])
+    with torch.no_grad():  # float64 reference values (fast path, tested against dense formulas)
+        xd, yd = x.double(), y.double()
+        cases: list[tuple[Callable[..., torch.Tensor], HSICEstimator]] = [
+            (hsic, "biased"),
+            (hsic, "unbiased"),
+            (cka, "biased"),
+        ]
+        refs = [
+            float(fn(xd, yd, "gaussian", "gaussian", SIGMA, SIGMA, e, CHUNK)) for fn, e in cases
+        ]
+
+    def value_row(label: str, t: tuple[float, int, torch.Tensor], ref: float) -> dict[str, object]:
+        rel = abs(float(t[2]) - ref) / abs(ref)
+        cells = {"value": float(t[2]), "rel. err vs float64": rel}
+        return compare_row(table, f"{case}, {label}", t, floor, "floor", **cells)
+
+    def grad_row(label: str, t: tuple[float, int, torch.Tensor]) -> dict[str, object]:
+        cells = {"fwd+bwd / fwd": t[0] / fwd[0]}
+        return compare_row(table, f"{case}, {label}", t, floor, "floor", **cells)
+
+    rows = [
+        value_row("biased HSIC, forward", fwd, refs[0]),
+        grad_row("biased HSIC, forward + backward (wrt x)", fb_x),
+        grad_row("biased HSIC, forward + backward (wrt x and y)", fb_xy),
+        value_row("unbiased HSIC, forward", unbiased, refs[1]),
+        value_row("biased CKA, forward", cka_f, refs[2]),
     ]
+    if previous:
+        rows.append(
+            value_row("biased HSIC, previous code (before issue 19), forward", old, refs[0])
+        )
+    return rows
 
 
 def run(quick: bool) -> BenchResult:
-    try:
-        from hyppo.independence import Hsic
-    except ImportError as exc:  # pragma: no cover
-        raise ImportError("this benchmark needs hyppo: pip install 'inforeg[ref]'") from exc
+    from hyppo.independence import Hsic
+
     rows = []
     for n in (500, 2000) if quick else (1000, 4000):
         rng = np.random.default_rng(n)
@@ -86,7 +111,7 @@ def run(quick: bool) -> BenchResult:
 
         def ours_fn(xt: torch.Tensor = xt, yt: torch.Tensor = yt) -> torch.Tensor:
             return cka(
-                xt, yt, bandwidth_x=SIGMA, bandwidth_y=SIGMA, estimator="unbiased", chunk_size=1024
+                xt, yt, bandwidth_x=SIGMA, bandwidth_y=SIGMA, estimator="unbiased", chunk_size=CHUNK
             )
 
         peer = measure(ref_fn)
@@ -105,22 +130,25 @@ def run(quick: bool) -> BenchResult:
                 **{"abs diff": diff},
             )
         )
-    # forward + backward only at n = 2000, to keep the run short (see the note)
-    rows += _floor_rows(big_n(20_000), backward=False) + _floor_rows(2000, backward=True)
+    rows += _floor_rows(big_n(20_000), previous=not quick)
     return BenchResult(
         rows,
         "Convention: hyppo's Hsic statistic is a distance correlation of the induced distance "
         "1 - K/max K, which equals inforeg's unbiased CKA (cka(..., estimator='unbiased')) for "
         "bias=False; it is not raw HSIC. Gaussian kernel with sigma = 4 for both (hyppo gamma = "
-        "1/(2 sigma^2)). In the hyppo rows inforeg runs on 1 torch thread (see the code). inforeg streams blocks of 1024 rows. Floor rows: raw biased "
-        "HSIC tr(KHLH)/(n-1)^2 in float32 against one blocked pass that forms both Gram blocks "
-        "(K of x, L of y; no symmetry) 1024 rows at a time with a GEMM, applies exp in place and "
-        "sums K*L, measured in the same run (the smaller of two timings, before and after "
-        f"inforeg's), each timed once, on {FLOOR_THREADS} torch thread (see bench mmd). HSIC "
-        "still streams through core.pairwise with checkpointed blocks, whose backward "
-        "recomputes every block and runs autograd through it: forward + backward is timed at "
-        "n = 2000 only, to keep the run within the session's time (an earlier trial at "
-        "n = 2000, run while another benchmark competed for the cores, took 13x the forward).",
+        "1/(2 sigma^2)). In the hyppo rows inforeg runs on 1 torch thread (see the code). "
+        "inforeg streams blocks of 1024 rows. Floor rows: HSIC and CKA in float32 against one "
+        "blocked pass that forms both Gram blocks (K of x, L of y; no symmetry, no distances) "
+        "1024 rows at a time with a GEMM, applies exp in place and sums K*L, measured in the "
+        f"same run: {ROUNDS} interleaved rounds of the floor and each inforeg row, each row "
+        "keeping its fastest round (one timing can be 2x off on the loaded machine), the "
+        "previous code timed once between two more floor timings; "
+        f"on {FLOOR_THREADS} torch thread (see bench mmd). inforeg's rows stream the tiles on "
+        "or above the diagonal (K and L are symmetric) with one GEMM per Gram tile and a "
+        "closed-form backward that streams the tiles again (dependence/_kernel_sum.py); "
+        "'rel. err vs float64' compares with the same statistic on the float64 inputs. "
+        "'previous code' (full runs only) is hsic() before issue 19: checkpointed row blocks "
+        "through core.pairwise and the centred product sum, forward only.",
     )
 
 
@@ -128,7 +156,8 @@ BENCHMARK = Benchmark(
     name="hsic",
     technique="hsic",
     peer="hyppo.independence.Hsic",
-    description="Normalised HSIC (CKA) vs hyppo, and raw HSIC at n = 20 000, d = 64 against "
-    "the one-pass GEMM + exp + sum floor.",
+    description="Normalised HSIC (CKA) vs hyppo, and raw HSIC and CKA at n = 20 000, d = 64 "
+    "against the one-pass GEMM + exp + sum floor.",
     run=run,
+    requires=("hyppo",),
 )

@@ -6,30 +6,10 @@ import numpy as np
 import torch
 
 from inforeg.core.pairwise import pairwise_reduce
-from inforeg.core.threads import intra_op_threads
 from inforeg.dependence import mmd
 from inforeg.dependence._utils import kernel_blocks
-from inforeg.lab.bench.base import (
-    Benchmark,
-    BenchResult,
-    big_n,
-    compare_row,
-    measure,
-    measure_once,
-)
-
-SIGMA = 4.0
-#: torch threads for the floor rows (see the note in the result).
-FLOOR_THREADS = 1
-
-
-def _floor(x: torch.Tensor, y: torch.Tensor, chunk: int = 1024) -> torch.Tensor:
-    """One pass over the three Gram blocks: GEMM, exp, sum (no symmetry, no distances)."""
-    total = x.new_zeros(())
-    for a, b in ((x, x), (y, y), (x, y)):
-        for s in range(0, a.shape[0], chunk):
-            total = total + (a[s : s + chunk] @ b.T).exp_().sum()
-    return total
+from inforeg.lab.bench._kernel_floor import CHUNK, FLOOR_THREADS, SIGMA, beside_floor, one_pass
+from inforeg.lab.bench.base import Benchmark, BenchResult, big_n, compare_row, measure
 
 
 def _floor_rows(n: int) -> list[dict[str, object]]:
@@ -42,32 +22,28 @@ def _floor_rows(n: int) -> list[dict[str, object]]:
 
     def fwd() -> torch.Tensor:
         with torch.no_grad():
-            return mmd(x, y, "gaussian", bw_const, "unbiased", chunk_size=1024)
+            return mmd(x, y, "gaussian", bw_const, "unbiased", chunk_size=CHUNK)
 
     def generic() -> torch.Tensor:
         # the previous code of mmd(): three streamed sums through core.pairwise
         with torch.no_grad():
             kxx, kyy, kxy = (
-                pairwise_reduce(kernel_blocks(a, b, "gaussian", bw_const), n, "sum", 1024)
+                pairwise_reduce(kernel_blocks(a, b, "gaussian", bw_const), n, "sum", CHUNK)
                 for a, b in ((x, None), (y, None), (x, y))
             )
             return (kxx + kyy - 2 * n) / (n * (n - 1)) - 2.0 * kxy / (n * n)
 
     def fwd_bwd() -> torch.Tensor:
         xg = x.detach().requires_grad_(True)
-        out = mmd(xg, y, "gaussian", bw_const, "unbiased", chunk_size=1024)
+        out = mmd(xg, y, "gaussian", bw_const, "unbiased", chunk_size=CHUNK)
         out.backward()
         return out.detach()
 
-    with intra_op_threads(FLOOR_THREADS):
-        floor_a = measure_once(lambda: _floor(x, y))
-        ours_f = measure_once(fwd)
-        ours_fb = measure_once(fwd_bwd)
-        old = measure_once(generic)
-        floor_b = measure_once(lambda: _floor(x, y))
-    floor = min(floor_a, floor_b, key=lambda t: t[0])
+    floor, (ours_f, ours_fb, old) = beside_floor(
+        lambda: one_pass([[(x, x)], [(y, y)], [(x, y)]]), fwd, fwd_bwd, generic
+    )
     with torch.no_grad():  # float64 reference value (fast path, tested against brute force)
-        ref = float(mmd(x.double(), y.double(), "gaussian", SIGMA, "unbiased", chunk_size=1024))
+        ref = float(mmd(x.double(), y.double(), "gaussian", SIGMA, "unbiased", chunk_size=CHUNK))
     return [
         compare_row(
             table,
@@ -99,10 +75,8 @@ def _floor_rows(n: int) -> list[dict[str, object]]:
 
 
 def run(quick: bool) -> BenchResult:
-    try:
-        import geomloss
-    except ImportError as exc:  # pragma: no cover
-        raise ImportError("this benchmark needs geomloss: pip install 'inforeg[ref]'") from exc
+    import geomloss
+
     rows = []
     for n in (1000, 4000) if quick else (1000, 4000, 8000):
         rng = np.random.default_rng(n)
@@ -116,7 +90,7 @@ def run(quick: bool) -> BenchResult:
             return 2.0 * loss(x, y)  # geomloss returns half the biased MMD^2
 
         def ours_fn(x: torch.Tensor = x, y: torch.Tensor = y) -> torch.Tensor:
-            return mmd(x, y, "gaussian", SIGMA, "biased", chunk_size=1024)
+            return mmd(x, y, "gaussian", SIGMA, "biased", chunk_size=CHUNK)
 
         peer = measure(ref_fn)
         ours = measure(ours_fn)
@@ -155,4 +129,5 @@ BENCHMARK = Benchmark(
     description="Biased Gaussian MMD^2: geomloss (dense) vs inforeg (streamed), plus unbiased "
     "MMD^2 at n = 20 000, d = 64 against the one-pass GEMM + exp + sum floor.",
     run=run,
+    requires=("geomloss",),
 )

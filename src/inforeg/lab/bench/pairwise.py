@@ -10,10 +10,8 @@ from inforeg.lab.bench.base import Benchmark, BenchResult, compare_row, measure
 
 
 def run(quick: bool) -> BenchResult:
-    try:
-        from scipy.spatial.distance import cdist
-    except ImportError as exc:  # pragma: no cover
-        raise ImportError("this benchmark needs scipy: pip install 'inforeg[ref]'") from exc
+    from scipy.spatial.distance import cdist
+
     rows = []
     sizes = (1000, 4000) if quick else (1000, 4000, 8000)
     for n in sizes:
@@ -57,4 +55,5 @@ BENCHMARK = Benchmark(
     description="Sum of a Gaussian kernel matrix: scipy's cdist (dense) vs inforeg dense and "
     "chunked (O(n * chunk) memory).",
     run=run,
+    requires=("scipy",),
 )

@@ -14,7 +14,7 @@ import torch
 
 import inforeg.rl.siren as siren_mod
 from inforeg.lab.bench.base import Benchmark, BenchResult
-from inforeg.rl import SelectiveEntropyRegularizer, token_entropy
+from inforeg.rl import SelectiveEntropyRegularizer, _cpu_entropy, token_entropy
 from inforeg.rl.siren import _top_p_entropy_sorted, top_p_entropy
 
 TOP_P, TOP_K = 0.8, 10000  # SIREN's defaults
@@ -27,15 +27,26 @@ def _topk_top_p_entropy(
     return _top_p_entropy_sorted(logits, top_p, min(top_k, logits.shape[-1]), temperature)
 
 
+def _topk_top_p_and_full_entropy(
+    logits: torch.Tensor, top_p: float, top_k: int, temperature: float, want_full: bool
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """SIREN's entropies before the kernel: the topk path, then (for the module's 'entropy'
+    statistic) a separate token_entropy pass."""
+    ent = _topk_top_p_entropy(logits, top_p, top_k, temperature)
+    return ent, token_entropy(logits.detach(), temperature) if want_full else None
+
+
 @contextmanager
 def _topk_path() -> Iterator[None]:
-    """SIREN with the topk path (what ``top_p_entropy`` was before the kernel)."""
-    before = siren_mod.top_p_entropy
-    siren_mod.top_p_entropy = _topk_top_p_entropy  # type: ignore[assignment]
+    """SIREN with the topk path and a separate token_entropy (what the module did before the
+    kernel): top_p_entropy and SelectiveEntropyRegularizer both go through
+    ``_top_p_and_full_entropy``."""
+    before = siren_mod._top_p_and_full_entropy
+    siren_mod._top_p_and_full_entropy = _topk_top_p_and_full_entropy
     try:
         yield
     finally:
-        siren_mod.top_p_entropy = before  # type: ignore[assignment]
+        siren_mod._top_p_and_full_entropy = before
 
 
 def _time_all(fns: list[Callable[[], Any]], repeat: int) -> list[tuple[float, float]]:
@@ -96,12 +107,19 @@ def _agreement(x: torch.Tensor) -> dict[str, Any]:
     h_old = _topk_top_p_entropy(x).double()
     keep_new = (g_new != 0).sum(-1)
     keep_old = (g_old != 0).sum(-1)
+    full = _cpu_entropy.top_p_forward(x.reshape(-1, x.shape[-1]), 1.0, TOP_P, TOP_K, True)[4]
+    assert full is not None
+    logp = torch.log_softmax(x64, -1)
+    full_ref = -(logp.exp() * logp).sum(-1).reshape(-1)
     return {
         "max abs diff H kernel vs topk": float((h_new - h_old).abs().max()),
         "max abs err H kernel vs fp64": float((h_new - ref).abs().max()),
         "max abs err H topk vs fp64": float((h_old - ref).abs().max()),
         "max abs diff grad kernel vs topk": float((g_new - g_old).abs().max()),
         "positions with a different kept-set size": int((keep_new != keep_old).sum()),
+        "max abs err full entropy (kernel's 2nd output) vs fp64": float(
+            (full.double() - full_ref).abs().max()
+        ),
     }
 
 
@@ -114,6 +132,7 @@ def _with_topk_path(fn: Callable[[], Any]) -> Callable[[], Any]:
 
 
 def _runs(x: torch.Tensor) -> list[tuple[str, Callable[[], Any]]]:
+    flat = x.reshape(-1, x.shape[-1])
     return [
         ("token_entropy fwd+bwd (the unit)", _fwd_bwd(lambda z: token_entropy(z).sum(), x)),
         ("SIREN full term, sort-free kernel", _fwd_bwd(_siren_loss, x)),
@@ -128,6 +147,10 @@ def _runs(x: torch.Tensor) -> list[tuple[str, Callable[[], Any]]]:
         ),
         ("token_entropy forward only", lambda: token_entropy(x)),
         ("top_p_entropy forward only, sort-free kernel", lambda: top_p_entropy(x, TOP_P, TOP_K)),
+        (
+            "kernel forward with the full entropy (SIREN's call)",
+            lambda: _cpu_entropy.top_p_forward(flat, 1.0, TOP_P, TOP_K, True),
+        ),
     ]
 
 
@@ -151,7 +174,7 @@ def _time_rows(
 
 def run(quick: bool) -> BenchResult:
     shape = (2, 64, 32000) if quick else (4, 128, 32000)
-    repeat = 2 if quick else 4
+    repeat = 2 if quick else 8
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     rows: list[dict[str, Any]] = []
@@ -172,27 +195,36 @@ def run(quick: bool) -> BenchResult:
     notes = (
         "One intra-op thread. 'SIREN full term' = SelectiveEntropyRegularizer(top_p=0.8, "
         "top_k=10000) forward (top-p entropies, per-response quantile mask, aggregate, anchored "
-        "penalty, and the detached full token_entropy for its stats) + backward; the unit is "
-        "token_entropy forward + backward on the same logits. Each call makes a fresh leaf, so "
-        "every row includes allocating the (N, T, V) gradient (65 MB): with the default "
-        "allocator (glibc malloc) a block that large is a fresh mapping each call, and its page "
-        "faults cost about as much as token_entropy's arithmetic; the tables 'allocator keeps "
-        "freed memory' (mallopt: no mmap, no trimming, set after the default tables) measure "
-        "the arithmetic alone. The functions are called in turn, repeat after repeat (best of "
-        "the repeats). 'CPU s' is the best process CPU time of the repeats (the machine is shared by several sessions: wall times include "
-        "waiting for a core, CPU times do not); 'wall s' the best wall time. The topk path is "
-        "the previous implementation (torch.topk(k=10000, sorted=True), a cumulative sum, a "
-        "log-softmax over the kept values), run in the same process. The kernel finds the "
-        "nucleus by bisection on the logits' ordered bit pattern (a vectorised pass per step: "
-        "count and mass above the threshold), gathers the <= 32 values left between the bounds "
-        "and scans them sorted, as the topk path does. 'positions with a different kept-set "
-        "size' counts rows where the two paths keep a different number of tokens (crossings "
-        "within float32 rounding of top_p; the kernel sums the masses in double). Where the "
-        "full term stays above 2x token_entropy, the 'forward only' rows show where: the "
-        "kernel's backward is token_entropy's (one read, one write per row), while its forward "
-        "makes several passes (maximum, exponentials, ~10-20 bisection passes over the row or "
-        "its compacted candidates, the masked entropy), and the full term adds one more "
-        "token_entropy forward for its 'entropy' statistic."
+        "penalty, and the detached full entropy for its 'entropy' statistic) + backward; the "
+        "unit is token_entropy forward + backward on the same logits. Each call makes a fresh "
+        "leaf, so every row includes allocating the (N, T, V) gradient (65 MB): with the "
+        "default allocator (glibc malloc) a block that large is a fresh mapping each call, and "
+        "its page faults can cost more than token_entropy's arithmetic on a loaded machine; the "
+        "tables 'allocator keeps freed memory' (mallopt: no mmap, no trimming, set after the "
+        "default tables) measure the arithmetic alone. The functions are called in turn, "
+        "repeat after repeat (best of the repeats). 'CPU s' is the best process CPU time of the "
+        "repeats (the machine is shared by several sessions: wall times include waiting for a "
+        "core, CPU times do not); 'wall s' the best wall time. The topk path is the previous "
+        "implementation (torch.topk(k=10000, sorted=True), a cumulative sum, a log-softmax "
+        "over the kept values; in the full term, plus a separate token_entropy forward for "
+        "the statistic), run in the same process. The kernel reads each row twice: "
+        "token_entropy's forward pass (maximum, sum of exponentials and, for SIREN, the full "
+        "entropy: the statistic costs no extra pass), then the values above a bound the "
+        "nucleus cannot lie below (the logit with p = 0.9 (1 - top_p) / V) are compacted, "
+        "without a branch, and only their exponentials computed. The nucleus is found by "
+        "bisection over those (value midpoints; a vectorised pass per step: count and mass "
+        "above the pivot), compacted again whenever at most half of them remain between the "
+        "bounds; the compactions sum the mass and the entropy terms of what they drop above "
+        "the interval, so the kept set's entropy needs no further pass over the row. The <= 32 "
+        "values left between the bounds are sorted and scanned as the topk path does. "
+        "'positions with a different kept-set size' counts rows where the two paths keep a "
+        "different number of tokens (crossings within float32 rounding of top_p; the kernel "
+        "sums the masses in double). Where the time goes: the top-p backward is "
+        "token_entropy's (one read, one write per row); the row 'kernel forward with the full "
+        "entropy' minus 'token_entropy forward only' is the cost of the second read, the "
+        "exponentials of the candidates and the search; the full term's remaining "
+        "difference to 'top_p_entropy fwd+bwd' is the small tensor work of the module "
+        "(quantile mask, aggregates, penalty, statistics)."
     )
     return BenchResult(rows, notes)
 

@@ -13,10 +13,8 @@ from inforeg.ot import max_sliced_wasserstein, random_projections, sliced_wasser
 
 
 def run(quick: bool) -> BenchResult:
-    try:
-        import ot
-    except ImportError as exc:  # pragma: no cover
-        raise ImportError("this benchmark needs POT: pip install 'inforeg[ref]'") from exc
+    import ot
+
     rows: list[dict[str, Any]] = []
     configs = [(2000, 16, 50, False), (10_000, 64, 200, False), (10_000, 64, 200, True)]
     if quick:
@@ -63,4 +61,5 @@ BENCHMARK = Benchmark(
     peer="POT ot.sliced_wasserstein_distance / max_sliced_wasserstein_distance",
     description="Sliced and max-sliced Wasserstein distances with identical projections.",
     run=run,
+    requires=("ot",),
 )

@@ -10,11 +10,9 @@ from inforeg.losses import soft_top_k
 
 
 def run(quick: bool) -> BenchResult:
-    try:
-        from scipy.optimize import brentq
-        from scipy.special import expit
-    except ImportError as exc:  # pragma: no cover
-        raise ImportError("this benchmark needs scipy: pip install 'inforeg[ref]'") from exc
+    from scipy.optimize import brentq
+    from scipy.special import expit
+
     rows = []
     sizes = ((64, 1000), (256, 5000)) if quick else ((64, 1000), (256, 5000), (512, 20000))
     k, alpha = 5, 2.0
@@ -71,4 +69,5 @@ BENCHMARK = Benchmark(
     peer="scipy.optimize.brentq",
     description="DEXML soft top-k offsets: batched torch bisection vs scipy's brentq row by row.",
     run=run,
+    requires=("scipy",),
 )

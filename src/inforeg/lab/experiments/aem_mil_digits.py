@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from inforeg.lab.experiments.base import Claim, Experiment, RegimeCheck, SeedResult
-from inforeg.lab.experiments.protocol import BestOnValidation, Selected, tune
+from inforeg.lab.experiments.protocol import BestOnValidation, Selected, tune_arms
 from inforeg.lab.experiments.training import minibatches
 
 MIN_BAG, MAX_BAG = 20, 40
@@ -174,17 +174,8 @@ def _train(
 def run_seed(seed: int, quick: bool) -> SeedResult:
     data = _data(seed, quick)
     epochs = 5 if quick else 40
-    metrics: dict[str, dict[str, float]] = {}
-    tuning: dict[str, dict[str, Any]] = {}
-    selected: dict[str, Selected] = {}
-    for arm, grid in GRIDS.items():
-
-        def fit(point: dict[str, Any], arm: str = arm) -> Selected:
-            return _train(arm, point, data, seed, epochs)
-
-        tuning[arm], selected[arm] = tune(grid, fit)
-        metrics[arm] = selected[arm].metrics
-    base = selected[ABMIL]
+    tuned = tune_arms(GRIDS, lambda arm, point: _train(arm, point, data, seed, epochs))
+    _, base = tuned[ABMIL]
     regime = {
         "ABMIL test AUC": base.metrics["test AUC"],
         "ABMIL final attended / key instances": base.extras["final attended / key instances"],
@@ -192,7 +183,7 @@ def run_seed(seed: int, quick: bool) -> SeedResult:
         - base.extras["final validation AUC"],
     }
     sizes = {k: int(v["label"].shape[0]) for k, v in data.items()}
-    return SeedResult(metrics, tuning=tuning, regime=regime, splits=sizes)
+    return SeedResult(tuned.metrics(), tuning=tuned.points(), regime=regime, splits=sizes)
 
 
 _PAPER = (
@@ -287,8 +278,5 @@ EXPERIMENT = Experiment(
         "validation bag AUC"
     ),
     run_seed=run_seed,
-    protocol=2,
-    seeds=10,
-    quick_seeds=2,
     requires=("sklearn",),  # the digits data
 )

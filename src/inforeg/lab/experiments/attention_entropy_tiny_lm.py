@@ -21,7 +21,7 @@ from torch import Tensor, nn
 from inforeg.lab.experiments._synthetic_text import VOCAB, sample_documents
 from inforeg.lab.experiments.base import Claim, Experiment, RegimeCheck, SeedResult
 from inforeg.lab.experiments.progress import step as report_step
-from inforeg.lab.experiments.protocol import BestOnValidation, Selected, tune
+from inforeg.lab.experiments.protocol import BestOnValidation, Selected, tune_arms
 from inforeg.lab.experiments.training import seed_everything
 
 CONTEXT = 128  # characters of context (the paper: T = 128 on CodeParrot)
@@ -251,17 +251,13 @@ def run_seed(seed: int, quick: bool) -> SeedResult:
         "test": docs[n_train + n_val :],
         "floor": nll[n_train + n_val :, 1:].mean(),
     }
-    metrics: dict[str, dict[str, float]] = {}
-    chosen: dict[str, dict[str, Any]] = {}
-    curves: dict[str, dict[str, list[float]]] = {"validation loss per evaluation": {}}
-    for arm, grid in GRIDS.items():
-        chosen[arm], sel = tune(
-            grid,
-            functools.partial(fit, arm, seed=seed, data=data, steps=steps, evals=evals),
-            higher_is_better=False,
-        )
-        metrics[arm] = dict(sel.metrics, **{"selected step": float(sel.step)})
-        curves["validation loss per evaluation"][arm] = sel.extras["val_history"]
+    tuned = tune_arms(
+        GRIDS,
+        functools.partial(fit, seed=seed, data=data, steps=steps, evals=evals),
+        higher_is_better=False,
+    )
+    metrics = tuned.metrics("selected step")
+    curves = {"validation loss per evaluation": tuned.extras("val_history")}
     base, ref = metrics[BASELINE], metrics[REFERENCE]
     early = "overloaded heads in layers 1-2 (fraction)"
     regime = {
@@ -270,7 +266,7 @@ def run_seed(seed: int, quick: bool) -> SeedResult:
         "LN-free excess loss": base["test excess loss over the floor"],
     }
     splits = {"train": n_train, "validation": n_val, "test": n_test}
-    return SeedResult(metrics, curves, tuning=chosen, regime=regime, splits=splits)
+    return SeedResult(metrics, curves, tuning=tuned.points(), regime=regime, splits=splits)
 
 
 EXPERIMENT = Experiment(
@@ -380,7 +376,4 @@ EXPERIMENT = Experiment(
         "run, then best grid point; test metrics averaged over the same 3 evaluations"
     ),
     run_seed=run_seed,
-    protocol=2,
-    seeds=10,
-    quick_seeds=2,
 )

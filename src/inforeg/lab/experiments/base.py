@@ -56,8 +56,11 @@ A worked example (a toy: two arms, each tuned over two learning rates and stoppe
                                    "mean confidence minus accuracy of CE", 0.0),),
         tuning=GRIDS, splits={"train": 900, "validation": 300, "test": 597},
         selection="validation accuracy: best epoch and grid point per arm",
-        run_seed=run_seed, protocol=2, seeds=10, quick_seeds=2,
+        run_seed=run_seed,
     )
+
+``protocol=2``, ``seeds=10`` and ``quick_seeds=2`` are the defaults: a declaration states only
+what differs (e.g. ``quick_seeds=1`` for a slow run, ``seeds=20`` for a noisy claim).
 """
 
 from __future__ import annotations
@@ -139,8 +142,9 @@ class Experiment:
 
     ``run_seed(seed, quick)`` trains/evaluates every arm for one seed and returns a
     :class:`SeedResult`; ``quick`` asks for a shortened run (for ``--quick`` and ``demo``).
-    ``protocol=2`` experiments are validated on construction: at least 10 seeds, every paper
-    claim names an existing regime check, and every arm's tuning grid has the same size.
+    ``protocol=2`` experiments (the default) are validated on construction: at least 10 seeds,
+    every paper claim names an existing regime check, and every arm's tuning grid has the same
+    size.
     """
 
     name: str
@@ -149,12 +153,12 @@ class Experiment:
     setup: str
     claims: tuple[Claim, ...]
     run_seed: Callable[[int, bool], SeedResult]
-    seeds: int = 5
+    seeds: int = MIN_SEEDS
     quick_seeds: int = 2
     # Intra-op threads while it runs: the experiments train tiny models, whose steps are far
     # slower with several threads than with one (thread start-up dominates).
     threads: int = 1
-    protocol: int = 1
+    protocol: int = 2
     regime_checks: tuple[RegimeCheck, ...] = ()
     tuning: Mapping[str, Mapping[str, Sequence[Any]]] = field(default_factory=dict)
     splits: Mapping[str, int] = field(default_factory=dict)

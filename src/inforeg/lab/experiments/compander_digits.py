@@ -9,16 +9,14 @@ initial effective weights (identical across arms) and the data order.
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from inforeg.lab.experiments._digit_images import digit_images, stratified_split
 from inforeg.lab.experiments.base import Claim, Experiment, RegimeCheck, SeedResult
-from inforeg.lab.experiments.protocol import BestOnValidation, Selected, tune
-from inforeg.lab.experiments.training import make_mlp, minibatches
+from inforeg.lab.experiments.protocol import BestOnValidation, Selected, tune_arms
+from inforeg.lab.experiments.training import decay_groups, make_mlp, train_epoch
 from inforeg.nn import WeightCompander, apply_weight_compander
 
 SPLITS = {"train": 200, "validation": 300, "test": 1297}
@@ -61,12 +59,7 @@ def _fit(
     if arm == "compander":  # the registration keeps the initial effective weights
         apply_weight_compander(model)
     hyper = [p for m in model.modules() if isinstance(m, WeightCompander) for p in m.parameters()]
-    hyper_ids = {id(p) for p in hyper}
-    rest = [p for p in model.parameters() if id(p) not in hyper_ids]
-    groups: list[dict[str, Any]] = [{"params": rest, "weight_decay": wd}]
-    if hyper:
-        groups.append({"params": hyper, "weight_decay": 0.0})
-    opt = torch.optim.Adam(groups, lr=LR)
+    opt = torch.optim.Adam(decay_groups(model, wd, exempt=hyper), lr=LR)
     order = torch.Generator().manual_seed(seed)
     x_tr, y_tr = data["train"]
     x_va, y_va = data["validation"]
@@ -82,11 +75,9 @@ def _fit(
 
     best = BestOnValidation(higher_is_better=True)
     for epoch in range(epochs):
-        for idx in minibatches(x_tr.shape[0], BATCH, order):
-            loss = F.cross_entropy(model(x_tr[idx]), y_tr[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+        train_epoch(
+            opt, len(x_tr), BATCH, order, lambda i: F.cross_entropy(model(x_tr[i]), y_tr[i])
+        )
         best.update(epoch, _accuracy(model, x_va, y_va), measure)
     return best.result()
 
@@ -98,19 +89,13 @@ def run_seed(seed: int, quick: bool) -> SeedResult:
     mean, std = x[idx["train"]].mean(), x[idx["train"]].std()
     data = {k: ((x[v] - mean) / std, y[v]) for k, v in idx.items()}
     epochs = QUICK_EPOCHS if quick else EPOCHS
-    metrics: dict[str, dict[str, float]] = {}
-    chosen: dict[str, dict[str, Any]] = {}
-    for arm in ARMS:
-
-        def fit(point: dict[str, Any], arm: str = arm) -> Selected:
-            return _fit(arm, point["weight_decay"], seed, data, epochs)
-
-        point, sel = tune(GRIDS[arm], fit)
-        metrics[arm] = {**sel.metrics, "selected epoch": float(sel.step)}
-        chosen[arm] = {**point, "epoch": sel.step}
+    tuned = tune_arms(
+        GRIDS, lambda arm, point: _fit(arm, point["weight_decay"], seed, data, epochs)
+    )
+    metrics = tuned.metrics("selected epoch")
     plain = metrics["plain"]
     regime = {"plain generalisation gap": plain["train accuracy"] - plain["validation accuracy"]}
-    return SeedResult(metrics, tuning=chosen, regime=regime, splits=dict(SPLITS))
+    return SeedResult(metrics, tuning=tuned.points("epoch"), regime=regime, splits=dict(SPLITS))
 
 
 _PAPER = (
@@ -164,8 +149,6 @@ EXPERIMENT = Experiment(
     splits=SPLITS,
     selection="validation accuracy: the best epoch and weight decay per arm and seed",
     run_seed=run_seed,
-    protocol=2,
-    seeds=10,
     quick_seeds=1,
     requires=("sklearn",),
 )

@@ -28,10 +28,11 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from inforeg.lab.experiments.base import Claim, Experiment, RegimeCheck, SeedResult
-from inforeg.lab.experiments.protocol import Selected, tune
+from inforeg.lab.experiments.protocol import Selected, tune_arms
 
 ARMS = ("compositional NLL", "NCE")
 LR_GRID = [0.03, 0.1, 0.3, 1.0]
+GRIDS = {arm: {"lr": LR_GRID} for arm in ARMS}
 THETAS = (1.0, 2.0, 3.0)
 N_TRAIN, N_VAL, N_TEST = 2000, 1000, 1000
 BATCH = 1024
@@ -113,22 +114,18 @@ def run_seed(seed: int, quick: bool) -> SeedResult:
             for name, n in (("train", N_TRAIN), ("val", N_VAL), ("test", N_TEST))
         }
         tag = f"(mean {theta_star:g})"
-        for arm in ARMS:
 
-            def fit(
-                point: dict[str, Any], arm: str = arm, data: dict[str, Tensor] = data
-            ) -> Selected:
-                return _train(arm, data, point["lr"], steps, seed)
+        def fit(arm: str, point: dict[str, Any], data: dict[str, Tensor] = data) -> Selected:
+            return _train(arm, data, point["lr"], steps, seed)
 
-            point, sel = tune({"lr": LR_GRID}, fit, higher_is_better=False)
+        tuned = tune_arms(GRIDS, fit, higher_is_better=False)
+        for arm, (point, sel) in tuned.items():
             for name, value in sel.metrics.items():
                 metrics[arm][f"{name} {tag}"] = value
             tuning[arm][f"lr {tag}"] = point["lr"]
-            if arm == "NCE":
-                exact = _exact_gd_steps(sel.extras["start error"], point["lr"])
-                regime[f"NCE steps / exact-NLL GD steps {tag}"] = sel.metrics["first steps"] / max(
-                    exact, 1
-                )
+        nce_point, nce = tuned["NCE"]
+        exact = _exact_gd_steps(nce.extras["start error"], nce_point["lr"])
+        regime[f"NCE steps / exact-NLL GD steps {tag}"] = nce.metrics["first steps"] / max(exact, 1)
     return SeedResult(
         metrics,
         tuning=tuning,
@@ -186,14 +183,11 @@ EXPERIMENT = Experiment(
         _claim("first steps", 3.0, "compositional NLL comes within 0.05 of xbar sooner"),
     ),
     regime_checks=tuple(_regime_check(t) for t in THETAS),
-    tuning={arm: {"lr": LR_GRID} for arm in ARMS},
+    tuning=GRIDS,
     splits={"train": N_TRAIN, "validation": N_VAL, "test": N_TEST},
     selection=(
         "per arm and data mean: the learning rate with the lowest mean validation NLL over the run "
         "(area under the validation curve)"
     ),
     run_seed=run_seed,
-    protocol=2,
-    seeds=10,
-    quick_seeds=2,
 )

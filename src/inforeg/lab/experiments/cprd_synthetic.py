@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from inforeg.lab.experiments.base import Claim, Experiment, RegimeCheck, SeedResult
-from inforeg.lab.experiments.protocol import BestOnValidation, Selected, tune
+from inforeg.lab.experiments.protocol import BestOnValidation, Selected, tune_arms
 from inforeg.lab.experiments.training import minibatches
 
 LATENT, FEATURES, EMBED = 16, 64, 32
@@ -141,15 +141,8 @@ def _train(
 def run_seed(seed: int, quick: bool) -> SeedResult:
     data = _data(seed)
     epochs = 4 if quick else 60
-    metrics: dict[str, dict[str, float]] = {}
-    tuning: dict[str, dict[str, Any]] = {}
-    for arm, grid in GRIDS.items():
-
-        def fit(point: dict[str, Any], arm: str = arm) -> Selected:
-            return _train(arm, point, data, seed, epochs)
-
-        tuning[arm], sel = tune(grid, fit)
-        metrics[arm] = sel.metrics
+    tuned = tune_arms(GRIDS, lambda arm, point: _train(arm, point, data, seed, epochs))
+    metrics = tuned.metrics()
     off_diagonal = ~torch.eye(N_PAIRS["train"], dtype=torch.bool)
     regime = {
         "ITC test R@1": metrics[ITC]["test R@1"],
@@ -159,7 +152,7 @@ def run_seed(seed: int, quick: bool) -> SeedResult:
             (data["teacher"][off_diagonal] < 0.01).float().mean()
         ),
     }
-    return SeedResult(metrics, tuning=tuning, regime=regime, splits=dict(N_PAIRS))
+    return SeedResult(metrics, tuning=tuned.points(), regime=regime, splits=dict(N_PAIRS))
 
 
 _PAPER = (
@@ -240,7 +233,4 @@ EXPERIMENT = Experiment(
     splits={f"{k} (pairs)": v for k, v in N_PAIRS.items()},
     selection="per seed and arm: the grid point and epoch with the best validation R@1",
     run_seed=run_seed,
-    protocol=2,
-    seeds=10,
-    quick_seeds=2,
 )

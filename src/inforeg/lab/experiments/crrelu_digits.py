@@ -10,7 +10,6 @@ the initialisation (identical across arms) and the data order.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -18,8 +17,8 @@ from torch import Tensor, nn
 
 from inforeg.lab.experiments._digit_images import digit_images, stratified_split
 from inforeg.lab.experiments.base import Claim, Experiment, RegimeCheck, SeedResult
-from inforeg.lab.experiments.protocol import BestOnValidation, Selected, tune
-from inforeg.lab.experiments.training import minibatches
+from inforeg.lab.experiments.protocol import BestOnValidation, Selected, tune_arms
+from inforeg.lab.experiments.training import decay_groups, train_epoch
 from inforeg.nn import CRReLU
 
 SPLITS = {"train": 500, "validation": 300, "test": 997}
@@ -86,10 +85,7 @@ def _fit(
     torch.manual_seed(seed)  # the same initial weights for every arm (activations hold no RNG)
     model = TinyViT(ACTIVATIONS[arm])
     eps = [p for n, p in model.named_parameters() if n.endswith(".eps")]
-    rest = [p for n, p in model.named_parameters() if not n.endswith(".eps")]
-    groups: list[dict[str, Any]] = [{"params": rest, "weight_decay": WEIGHT_DECAY}]
-    if eps:
-        groups.append({"params": eps, "weight_decay": 0.0})
+    groups = decay_groups(model, WEIGHT_DECAY, exempt=eps)
     opt = torch.optim.AdamW(groups, lr=lr)
     order = torch.Generator().manual_seed(seed)
     x_tr, y_tr = data["train"]
@@ -98,11 +94,9 @@ def _fit(
     best = BestOnValidation(higher_is_better=True)
     for epoch in range(epochs):
         model.train()
-        for idx in minibatches(x_tr.shape[0], BATCH, order):
-            loss = F.cross_entropy(model(x_tr[idx]), y_tr[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+        train_epoch(
+            opt, len(x_tr), BATCH, order, lambda i: F.cross_entropy(model(x_tr[i]), y_tr[i])
+        )
         val = _evaluate(model, x_va, y_va)["test accuracy"]
         best.update(epoch, val, lambda: _evaluate(model, x_te, y_te))
     eps_final = [float(p.detach()) for p in eps]
@@ -115,18 +109,9 @@ def run_seed(seed: int, quick: bool) -> SeedResult:
     idx = stratified_split(y, SPLITS, seed)
     data = {k: (x[v], y[v]) for k, v in idx.items()}
     epochs = QUICK_EPOCHS if quick else EPOCHS
-    metrics: dict[str, dict[str, float]] = {}
-    chosen: dict[str, dict[str, Any]] = {}
-    for arm in ACTIVATIONS:
-
-        def fit(point: dict[str, Any], arm: str = arm) -> Selected:
-            return _fit(arm, point["lr"], seed, data, epochs)
-
-        point, sel = tune(GRIDS[arm], fit)
-        metrics[arm] = {**sel.metrics, "selected epoch": float(sel.step)}
-        chosen[arm] = {**point, "epoch": sel.step}
-        if arm == "CRReLU":
-            chosen[arm]["learned eps"] = sel.extras["eps"]
+    tuned = tune_arms(GRIDS, lambda arm, point: _fit(arm, point["lr"], seed, data, epochs))
+    metrics, chosen = tuned.metrics("selected epoch"), tuned.points("epoch")
+    chosen["CRReLU"]["learned eps"] = tuned["CRReLU"][1].extras["eps"]
     regime = {"ReLU test error": 1.0 - metrics["ReLU"]["test accuracy"]}
     return SeedResult(
         metrics, tuning=chosen, regime=regime, splits={k: int(v.numel()) for k, v in idx.items()}
@@ -195,8 +180,6 @@ EXPERIMENT = Experiment(
     splits=SPLITS,
     selection="validation accuracy: the best epoch and learning rate per arm and seed",
     run_seed=run_seed,
-    protocol=2,
-    seeds=10,
     quick_seeds=1,
     requires=("sklearn",),
 )

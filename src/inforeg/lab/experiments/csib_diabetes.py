@@ -27,8 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from inforeg.lab.experiments.base import Claim, Experiment, RegimeCheck, SeedResult
-from inforeg.lab.experiments.progress import step
-from inforeg.lab.experiments.protocol import BestOnValidation, Selected, grid_size, tune
+from inforeg.lab.experiments.protocol import BestOnValidation, Selected, tune_arms
 from inforeg.lab.experiments.training import make_mlp, minibatches, seed_everything
 
 K = 16
@@ -152,21 +151,16 @@ def run_seed(seed: int, quick: bool) -> SeedResult:
     epochs = 25 if quick else 300
     metrics: dict[str, dict[str, float]] = {OLS: least_squares(data)}
     tuning: dict[str, dict[str, Any]] = {OLS: {}}
-    per_point: dict[str, dict[float, Selected]] = {}
+    per_point: dict[str, dict[float, Selected]] = {arm: {} for arm in NETS}
     regime: dict[str, float] = {}
-    total, done = sum(grid_size(GRIDS[arm]) for arm in NETS), 0
-    for arm in NETS:
-        per_point[arm] = {}
 
-        def fit_point(point: dict[str, Any], arm: str = arm) -> Selected:
-            nonlocal done
-            sel = fit(arm, point, data, seed, epochs)
-            per_point[arm][next(iter(point.values()))] = sel
-            done += 1
-            step(done, total, "grid point")
-            return sel
+    def fit_point(arm: str, point: dict[str, Any]) -> Selected:
+        sel = fit(arm, point, data, seed, epochs)
+        per_point[arm][next(iter(point.values()))] = sel  # every grid point, for the curves
+        return sel
 
-        chosen, sel = tune(GRIDS[arm], fit_point, higher_is_better=False)
+    tuned = tune_arms({arm: GRIDS[arm] for arm in NETS}, fit_point, higher_is_better=False)
+    for arm, (chosen, sel) in tuned.items():
         metrics[arm] = {**sel.metrics, "validation RMSE": sel.score, "selected epoch": sel.step}
         tuning[arm] = chosen
     plain = per_point[MSE][0.0]  # MSE without weight decay: does it over-fit when not stopped?
@@ -245,8 +239,5 @@ EXPERIMENT = Experiment(
         "per seed and arm: the grid point and epoch with the lowest validation RMSE (OLS: none)"
     ),
     run_seed=run_seed,
-    protocol=2,
-    seeds=10,
-    quick_seeds=2,
     requires=("sklearn",),  # the diabetes data
 )

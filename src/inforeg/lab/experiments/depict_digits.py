@@ -17,8 +17,8 @@ from torch import Tensor, nn
 
 from inforeg.lab.experiments._clustering import clustering_accuracy, nmi
 from inforeg.lab.experiments.base import Claim, Experiment, RegimeCheck, SeedResult
-from inforeg.lab.experiments.protocol import BestOnValidation, Selected, tune
-from inforeg.lab.experiments.training import minibatches, seed_everything
+from inforeg.lab.experiments.protocol import BestOnValidation, Selected, tune_arms
+from inforeg.lab.experiments.training import minibatches, seed_everything, train_epoch
 
 K = 10
 CODE = 10
@@ -103,11 +103,7 @@ def run_seed(seed: int, quick: bool) -> SeedResult:
     ae = DenoisingAE(x.shape[1])
     opt = torch.optim.Adam(ae.parameters(), lr=1e-3)
     for _ in range(pre_epochs):
-        for idx in minibatches(x.shape[0], 100, gen):
-            loss = ae.reconstruction(x[idx])[1]
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+        train_epoch(opt, x.shape[0], 100, gen, lambda i: ae.reconstruction(x[i])[1])
     pretrained = {k: v.clone() for k, v in ae.state_dict().items()}
     with torch.no_grad():
         z0 = ae.encode(x)
@@ -156,19 +152,19 @@ def run_seed(seed: int, quick: bool) -> SeedResult:
                 best.update(epoch, nmi(assign(xv), data.y_val), test_scores)
         return best.result(final_clusters_used=used[-1], used=used)
 
-    metrics: dict[str, dict[str, float]] = {}
-    chosen: dict[str, dict[str, Any]] = {}
-    curves: dict[str, dict[str, list[float]]] = {"clusters used on the training split": {}}
-    regime: dict[str, float] = {}
-    for arm, grid in GRIDS.items():
-        chosen[arm], sel = tune(grid, functools.partial(fit, arm))
-        metrics[arm] = dict(sel.metrics, **{"selected epoch": float(sel.step)})
-        curves["clusters used on the training split"][arm] = sel.extras["used"]
-        if arm == KMEANS:
-            regime["k-means test NMI"] = sel.metrics["test NMI"]
-        if arm == NO_NORM:
-            regime["p^2 clusters used (final epoch)"] = sel.extras["final_clusters_used"]
-    return SeedResult(metrics, curves, tuning=chosen, regime=regime, splits=data.sizes)
+    tuned = tune_arms(GRIDS, fit)
+    regime = {
+        "k-means test NMI": tuned[KMEANS][1].metrics["test NMI"],
+        "p^2 clusters used (final epoch)": tuned[NO_NORM][1].extras["final_clusters_used"],
+    }
+    curves = {"clusters used on the training split": tuned.extras("used")}
+    return SeedResult(
+        tuned.metrics("selected epoch"),
+        curves,
+        tuning=tuned.points(),
+        regime=regime,
+        splits=data.sizes,
+    )
 
 
 EXPERIMENT = Experiment(
@@ -261,8 +257,5 @@ EXPERIMENT = Experiment(
         "then best learning rate; ties keep the earlier epoch / first grid point"
     ),
     run_seed=run_seed,
-    protocol=2,
-    seeds=10,
-    quick_seeds=2,
     requires=("sklearn", "scipy"),  # digits, k-means and NMI; Hungarian matching
 )

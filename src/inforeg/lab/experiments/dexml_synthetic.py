@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from inforeg.lab.experiments.base import Claim, Experiment, RegimeCheck, SeedResult
-from inforeg.lab.experiments.protocol import BestOnValidation, Selected, tune
+from inforeg.lab.experiments.protocol import BestOnValidation, Selected, tune_arms
 from inforeg.lab.experiments.training import minibatches
 
 NUM_LABELS = 4000
@@ -135,22 +135,17 @@ def _train(arm: str, tau: float, data: dict[str, Any], seed: int, epochs: int) -
 def run_seed(seed: int, quick: bool) -> SeedResult:
     data = _data(seed, quick)
     epochs = 2 if quick else 8
-    metrics: dict[str, dict[str, float]] = {}
-    tuning: dict[str, dict[str, Any]] = {}
-    for arm, grid in GRIDS.items():
-
-        def fit(point: dict[str, Any], arm: str = arm) -> Selected:
-            return _train(arm, point["temperature"], data, seed, epochs)
-
-        tuning[arm], sel = tune(grid, fit)
-        metrics[arm] = sel.metrics
+    tuned = tune_arms(
+        GRIDS, lambda arm, point: _train(arm, point["temperature"], data, seed, epochs)
+    )
+    metrics = tuned.metrics()
     regime = {
         "InfoNCE test P@1": metrics[INFONCE]["P@1"],
         "InfoNCE test P@5": metrics[INFONCE]["P@5"],
         "mean positives per training query": float(data["train"]["y"].sum(1).float().mean()),
     }
     sizes = {k: int(data[k]["y"].shape[0]) for k in N_QUERIES}
-    return SeedResult(metrics, tuning=tuning, regime=regime, splits=sizes)
+    return SeedResult(metrics, tuning=tuned.points(), regime=regime, splits=sizes)
 
 
 _PAPER = (
@@ -233,7 +228,4 @@ EXPERIMENT = Experiment(
     splits={f"{k} (queries)": v for k, v in N_QUERIES.items()},
     selection="per seed and loss: the temperature and epoch with the best validation P@1",
     run_seed=run_seed,
-    protocol=2,
-    seeds=10,
-    quick_seeds=2,
 )

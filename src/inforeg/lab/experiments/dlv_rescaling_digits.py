@@ -20,14 +20,13 @@ the data order and the Gaussian draws.
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from inforeg.lab.experiments._digit_images import digit_images, stratified_split
 from inforeg.lab.experiments.base import Claim, Experiment, RegimeCheck, SeedResult
-from inforeg.lab.experiments.protocol import BestOnValidation, Selected, tune
+from inforeg.lab.experiments.protocol import BestOnValidation, Selected, tune_arms
 from inforeg.lab.experiments.training import minibatches
 from inforeg.nn import DualLatentPrior, gaussian_latent_loss
 
@@ -185,18 +184,10 @@ def run_seed(seed: int, quick: bool) -> SeedResult:
     epochs = QUICK_EPOCHS if quick else EPOCHS
     if quick:
         data["train"] = data["train"][:QUICK_TRAIN]
-    metrics: dict[str, dict[str, float]] = {}
-    chosen: dict[str, dict[str, Any]] = {}
-    for arm in ARMS:
-
-        def fit(point: dict[str, Any], arm: str = arm) -> Selected:
-            return _fit(arm, point["lr"], seed, data, epochs)
-
-        point, sel = tune(GRIDS[arm], fit)
-        metrics[arm] = {**sel.metrics, "selected epoch": float(sel.step)}
-        chosen[arm] = {**point, "epoch": sel.step}
+    tuned = tune_arms(GRIDS, lambda arm, point: _fit(arm, point["lr"], seed, data, epochs))
+    metrics = tuned.metrics("selected epoch")
     regime = {"IRN HR PSNR": metrics["IRN"]["HR PSNR (z ~ N)"]}
-    return SeedResult(metrics, tuning=chosen, regime=regime, splits=dict(SPLITS))
+    return SeedResult(metrics, tuning=tuned.points("epoch"), regime=regime, splits=dict(SPLITS))
 
 
 _PAPER = (
@@ -263,8 +254,6 @@ EXPERIMENT = Experiment(
     splits=SPLITS,
     selection="validation HR PSNR (z ~ N): the best epoch and learning rate per arm and seed",
     run_seed=run_seed,
-    protocol=2,
-    seeds=10,
     quick_seeds=1,
     requires=("sklearn",),
 )

@@ -25,8 +25,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from inforeg.lab.experiments.base import Claim, Experiment, RegimeCheck, SeedResult
-from inforeg.lab.experiments.protocol import BestOnValidation, Selected, tune
-from inforeg.lab.experiments.training import make_mlp, minibatches, seed_everything
+from inforeg.lab.experiments.protocol import BestOnValidation, Selected, tune_arms
+from inforeg.lab.experiments.training import make_mlp, seed_everything, train_epoch
 
 SIGMAS = (0.25, 0.5)
 RADII = (0.0, 0.25, 0.5, 0.75, 1.0)
@@ -73,15 +73,15 @@ def _train(
     val_views = _noisy_views(arm, x_val, sigma, val_g)  # fixed draws: comparable across epochs
     best = BestOnValidation(higher_is_better=True)
     saved: list[dict[str, Tensor]] = []
+
+    def loss_of(idx: Tensor) -> Tensor:
+        views = _noisy_views(arm, data["x_train"][idx], sigma, g)
+        return sum(F.cross_entropy(net(v), data["y_train"][idx]) for net, v in zip(nets, views))  # type: ignore[return-value]
+
     for epoch in range(epochs):
         for net in nets:
             net.train()
-        for idx in minibatches(data["x_train"].shape[0], 64, g):
-            views = _noisy_views(arm, data["x_train"][idx], sigma, g)
-            loss = sum(F.cross_entropy(net(v), data["y_train"][idx]) for net, v in zip(nets, views))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()  # type: ignore[union-attr]
-            opt.step()
+        train_epoch(opt, len(data["x_train"]), 64, g, loss_of)
         sched.step()
         with torch.no_grad():
             accs = [
@@ -141,14 +141,11 @@ def run_seed(seed: int, quick: bool) -> SeedResult:
     regime: dict[str, float] = {}
     for sigma in SIGMAS:
         tag = f"σ={sigma}"
-        chosen = {}
-        for arm in (RS, DRS):
 
-            def fit(point: dict[str, Any], arm: str = arm, sigma: float = sigma) -> Selected:
-                return _train(arm, data, sigma, point["lr"], seed, epochs)
+        def fit(arm: str, point: dict[str, Any], sigma: float = sigma) -> Selected:
+            return _train(arm, data, sigma, point["lr"], seed, epochs)
 
-            point, sel = tune(GRIDS[arm], fit)
-            chosen[arm] = (point, sel)
+        chosen = tune_arms(GRIDS, fit)
         (rs_point, rs_sel), (drs_point, drs_sel) = chosen[RS], chosen[DRS]
         regime[f"RS accuracy lost to noise {tag}"] = rs_sel.extras["clean_accuracy"] - rs_sel.score
         rs = RandomizedSmoothing(rs_sel.extras["nets"][0], 10, sigma)
@@ -247,8 +244,5 @@ EXPERIMENT = Experiment(
         "DRS (official)'s networks"
     ),
     run_seed=run_seed,
-    protocol=2,
-    seeds=10,
-    quick_seeds=2,
     requires=("sklearn",),  # the digits data
 )

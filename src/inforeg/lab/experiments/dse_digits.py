@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from inforeg.lab.experiments.base import Claim, Experiment, RegimeCheck, SeedResult
-from inforeg.lab.experiments.protocol import BestOnValidation, Selected, tune
+from inforeg.lab.experiments.protocol import BestOnValidation, Selected, tune_arms
 from inforeg.lab.experiments.training import seed_everything, train_classifier
 
 TRUE, SHUFFLED, INIT = "true labels", "shuffled labels", "untrained"
@@ -111,25 +111,20 @@ def run_seed(seed: int, quick: bool) -> SeedResult:
     with torch.no_grad():  # its own labels: the true ones
         hits = untrained(data.x_train).argmax(1) == data.y_train
         initial["train accuracy (own labels)"] = float(hits.double().mean())
-    metrics: dict[str, dict[str, float]] = {INIT: initial}
-    tuning: dict[str, dict[str, Any]] = {INIT: {}}
-    curves: dict[str, dict[str, list[float]]] = {
-        f"test DSMI(Z;Y) every {EVERY} epochs": {},
-        f"test kNN-probe accuracy every {EVERY} epochs": {},
+    labels = {TRUE: data.y_train, SHUFFLED: shuffled}
+    tuned = tune_arms(
+        {arm: GRIDS[arm] for arm in labels},
+        lambda arm, point: _fit(arm, point["lr"], data, labels[arm], seed, epochs),
+    )
+    metrics = {INIT: {**initial, "selected epoch": 0.0}, **tuned.metrics("selected epoch")}
+    tuning: dict[str, dict[str, Any]] = {INIT: {}, **tuned.points("epoch")}
+    curve = tuned.extras("curve")
+    curves = {
+        f"test DSMI(Z;Y) every {EVERY} epochs": {arm: c["DSMI"] for arm, c in curve.items()},
+        f"test kNN-probe accuracy every {EVERY} epochs": {
+            arm: c["kNN probe"] for arm, c in curve.items()
+        },
     }
-    for arm, labels in ((TRUE, data.y_train), (SHUFFLED, shuffled)):
-
-        def fit(point: dict[str, Any], arm: str = arm, labels: Tensor = labels) -> Selected:
-            return _fit(arm, point["lr"], data, labels, seed, epochs)
-
-        point, sel = tune(GRIDS[arm], fit)
-        metrics[arm] = {**sel.metrics, "selected epoch": float(sel.step)}
-        tuning[arm] = {**point, "epoch": sel.step}
-        curves[f"test DSMI(Z;Y) every {EVERY} epochs"][arm] = sel.extras["curve"]["DSMI"]
-        curves[f"test kNN-probe accuracy every {EVERY} epochs"][arm] = sel.extras["curve"][
-            "kNN probe"
-        ]
-    metrics[INIT]["selected epoch"] = 0.0
     regime = {
         "shuffled arm's own-label train accuracy": metrics[SHUFFLED]["train accuracy (own labels)"],
         "true-label test accuracy": metrics[TRUE]["test accuracy"],
@@ -238,8 +233,5 @@ EXPERIMENT = Experiment(
         "accuracy is at chance by design); untrained: nothing to select"
     ),
     run_seed=run_seed,
-    protocol=2,
-    seeds=10,
-    quick_seeds=2,
     requires=("sklearn",),
 )

@@ -22,7 +22,6 @@ MLP under one point of accuracy even without any search), so the activations use
 
 from __future__ import annotations
 
-import functools
 import itertools
 from typing import Any
 
@@ -30,12 +29,11 @@ import torch
 from torch import Tensor, nn
 
 from inforeg.lab.experiments.base import Claim, Experiment, RegimeCheck, SeedResult
-from inforeg.lab.experiments.protocol import Selected, tune
+from inforeg.lab.experiments.protocol import Selected, tune_arms
 
 BITS = 2
 WIDTHS = (64, 128, 128, 128, 128, 128, 10)
 N_CALIB = 256
-ARMS = ("per-layer", "entropy blocks", "uniform blocks", "whole network")
 GRIDS: dict[str, dict[str, list[int]]] = {
     "per-layer": {},  # the released rule has nothing to tune
     "entropy blocks": {"sweeps": [1, 2]},
@@ -136,16 +134,12 @@ def run_seed(seed: int, quick: bool) -> SeedResult:
             },
         )
 
-    metrics: dict[str, dict[str, float]] = {}
-    tuning: dict[str, dict[str, Any]] = {}
-    for arm in ARMS:
-        tuning[arm], sel = tune(GRIDS[arm], functools.partial(fit, arm))
-        metrics[arm] = sel.metrics
+    tuned = tune_arms(GRIDS, fit)
     regime = {
         "accuracy lost without search": float_acc - no_search_acc,
         "blocks away from the trivial partitions": float(min(n_blocks - 1, len(layers) - n_blocks)),
     }
-    return SeedResult(metrics, tuning=tuning, regime=regime, splits=data.sizes)
+    return SeedResult(tuned.metrics(), tuning=tuned.points(), regime=regime, splits=data.sizes)
 
 
 _PAPER = (
@@ -225,7 +219,4 @@ EXPERIMENT = Experiment(
     selection="per arm: the number of coordinate-descent sweeps with the best validation accuracy",
     run_seed=run_seed,
     requires=("sklearn",),
-    protocol=2,
-    seeds=10,
-    quick_seeds=2,
 )

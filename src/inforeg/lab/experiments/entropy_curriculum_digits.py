@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from inforeg.lab.experiments.base import Claim, Experiment, RegimeCheck, SeedResult
-from inforeg.lab.experiments.protocol import BestOnValidation, Selected, tune
+from inforeg.lab.experiments.protocol import BestOnValidation, Selected, tune_arms
 from inforeg.lab.experiments.training import make_mlp
 
 UNIFORM, CURRICULUM, STATIC = "uniform", "curriculum (λ=0.5)", "static-only (λ=0)"
@@ -144,19 +144,10 @@ def _spearman(a: Tensor, b: Tensor) -> float:
 def run_seed(seed: int, quick: bool) -> SeedResult:
     data = _data(seed)
     epochs = 5 if quick else 60
-    metrics: dict[str, dict[str, float]] = {}
-    tuning: dict[str, dict[str, Any]] = {}
-    curves: dict[str, dict[str, list[float]]] = {"test accuracy per epoch": {}}
-    selected: dict[str, Selected] = {}
-    for arm in ARMS:
-
-        def fit(point: dict[str, Any], arm: str = arm) -> Selected:
-            return _train(arm, data, point["lr"], seed, epochs)
-
-        tuning[arm], selected[arm] = tune(GRIDS[arm], fit)
-        metrics[arm] = selected[arm].metrics
-        curves["test accuracy per epoch"][arm] = selected[arm].extras["test curve"]
-    uniform = selected[UNIFORM]
+    tuned = tune_arms(GRIDS, lambda arm, point: _train(arm, data, point["lr"], seed, epochs))
+    metrics = tuned.metrics()
+    curves = {"test accuracy per epoch": tuned.extras("test curve")}
+    _, uniform = tuned[UNIFORM]
     regime = {
         "uniform: accuracy still to gain after 25%": uniform.extras["best"]
         - metrics[UNIFORM]["test accuracy @25%"],
@@ -169,7 +160,7 @@ def run_seed(seed: int, quick: bool) -> SeedResult:
         "validation": len(data["y_val"]),
         "test": len(data["y_test"]),
     }
-    return SeedResult(metrics, curves=curves, tuning=tuning, regime=regime, splits=sizes)
+    return SeedResult(metrics, curves=curves, tuning=tuned.points(), regime=regime, splits=sizes)
 
 
 _PAPER = (
@@ -254,8 +245,5 @@ EXPERIMENT = Experiment(
         "the arm's best validation epoch"
     ),
     run_seed=run_seed,
-    protocol=2,
-    seeds=10,
-    quick_seeds=2,
     requires=("sklearn",),  # the digits data
 )

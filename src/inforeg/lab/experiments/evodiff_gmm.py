@@ -25,7 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from inforeg.lab.experiments.base import Claim, Experiment, RegimeCheck, SeedResult
-from inforeg.lab.experiments.protocol import Selected, tune
+from inforeg.lab.experiments.protocol import Selected, tune_arms
 
 Denoiser = Callable[[Tensor, Tensor], Tensor]
 
@@ -66,6 +66,16 @@ def sample(arm: str, point: dict[str, Any], den: Denoiser, z: Tensor, nfe: int) 
         if arm == "DPM-Solver++(2M)":
             return dpm_solver_pp_2m(den, z, sig, lower_order_final=point["lower_order_final"])
         return evodiff_sample(den, z, sig, final_step=point["final_step"])
+
+
+def _select(
+    den: Denoiser, z_val: Tensor, error: Callable[[Tensor], float]
+) -> dict[str, dict[str, Any]]:
+    """Each arm's grid point whose samples from ``z_val`` at ``SELECT_NFE`` calls have the lowest
+    validation ``error``."""
+    return tune_arms(
+        GRIDS, lambda arm, point: Selected(-error(sample(arm, point, den, z_val, SELECT_NFE)), {})
+    ).points()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -116,16 +126,9 @@ def _exact_part(seed: int, quick: bool) -> tuple[dict, dict, dict]:
         return float((x - ref).flatten(1).norm(dim=1).mean())
 
     metrics: dict[str, dict[str, float]] = {}
-    chosen: dict[str, dict[str, Any]] = {}
     nfes = (5, 10) if quick else NFES
-    for arm, grid in GRIDS.items():
-
-        def fit(point: dict[str, Any], arm: str = arm) -> Selected:
-            score = -error(sample(arm, point, den, z_val, SELECT_NFE), ref_val)
-            return Selected(score, {})
-
-        point, _ = tune(grid, fit)
-        chosen[arm] = point
+    chosen = _select(den, z_val, lambda x: error(x, ref_val))
+    for arm, point in chosen.items():
         metrics[arm] = {}
         for nfe in nfes:
             out = sample(arm, point, den, z_test, nfe)
@@ -211,20 +214,15 @@ def _learned_part(seed: int, quick: bool) -> tuple[dict, dict, dict]:
     def score(x: Tensor, true: Tensor) -> float:
         return float(mmd(x, true, bandwidth=MMD_BANDWIDTH))
 
-    metrics: dict[str, dict[str, float]] = {}
-    chosen: dict[str, dict[str, Any]] = {}
     nfes = (5, 10) if quick else NFES
-    for arm, grid in GRIDS.items():
-
-        def fit(point: dict[str, Any], arm: str = arm) -> Selected:
-            return Selected(-score(sample(arm, point, den, z_val, SELECT_NFE), true_val), {})
-
-        point, _ = tune(grid, fit)
-        chosen[arm] = point
-        metrics[arm] = {
+    chosen = _select(den, z_val, lambda x: score(x, true_val))
+    metrics = {
+        arm: {
             f"learned: MMD @{nfe}": score(sample(arm, point, den, z_test, nfe), true_test)
             for nfe in nfes
         }
+        for arm, point in chosen.items()
+    }
     converged = score(sample("DPM-Solver++(2M)", CONVERGED, den, z_test, 100), true_test)
     regime = {
         f"learned: DPM++ MMD gap @{nfe}": metrics["DPM-Solver++(2M)"][f"learned: MMD @{nfe}"]
@@ -368,8 +366,5 @@ EXPERIMENT = Experiment(
         "disjoint from the test ones"
     ),
     run_seed=run_seed,
-    protocol=2,
-    seeds=10,
-    quick_seeds=2,
     requires=("sklearn",),  # the digits data
 )

@@ -278,7 +278,4 @@ EXPERIMENT = Experiment(
         "lowest validation JSD among those with validation RMSE <= 1.1 x the unpenalised best"
     ),
     run_seed=run_seed,
-    protocol=2,
-    seeds=10,
-    quick_seeds=2,
 )

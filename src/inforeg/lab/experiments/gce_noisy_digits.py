@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from inforeg.lab.experiments.base import Claim, Experiment, RegimeCheck, SeedResult
-from inforeg.lab.experiments.protocol import BestOnValidation, Selected, tune
+from inforeg.lab.experiments.protocol import BestOnValidation, Selected, tune_arms
 from inforeg.lab.experiments.training import make_mlp, minibatches
 
 if TYPE_CHECKING:
@@ -212,18 +212,15 @@ def run_seed(seed: int, quick: bool) -> SeedResult:
     tuning: dict[str, dict[str, Any]] = {arm: {} for arm in GRIDS}
     regime: dict[str, float] = {}
 
-    def tuned(arm: str, tag: str, fit: Any) -> Selected:
-        point, sel = tune(GRIDS[arm], fit)
-        tuning[arm][tag] = point
-        return sel
-
     # Part 1: adversarial training (clean labels)
-    for arm in (TRADES, ADV):
-
-        def fit_adv(point: dict[str, Any], arm: str = arm) -> Selected:
-            return _fit(arm, point, data, data["y_train"], data["y_val"], seed, adv_epochs, True)
-
-        sel = tuned(arm, "adversarial", fit_adv)
+    adversarial = tune_arms(
+        {arm: GRIDS[arm] for arm in (TRADES, ADV)},
+        lambda arm, point: _fit(
+            arm, point, data, data["y_train"], data["y_val"], seed, adv_epochs, True
+        ),
+    )
+    for arm, (point, sel) in adversarial.items():
+        tuning[arm]["adversarial"] = point
         metrics[arm] = {f"test {k}": v for k, v in sel.metrics.items()}
     regime["TRADES test robust accuracy"] = metrics[TRADES]["test robust accuracy"]
     # Part 2: standard training of the comp-sum members on clean labels (0% noise; clean and PGD
@@ -233,18 +230,19 @@ def run_seed(seed: int, quick: bool) -> SeedResult:
         tag = f"{round(rate * 100)}% noise"
         y_tr = symmetric_label_noise(data["y_train"], rate, 10, seed=2000 + seed)
         y_va = symmetric_label_noise(data["y_val"], rate, 10, seed=3000 + seed)
-        for arm in (CE, GCE, MAE):
 
-            def fit_noise(
-                point: dict[str, Any],
-                arm: str = arm,
-                y_tr: Tensor = y_tr,
-                y_va: Tensor = y_va,
-                attack: bool = rate == 0,
-            ) -> Selected:
-                return _fit(arm, point, data, y_tr, y_va, seed, epochs, attack)
+        def fit_noise(
+            arm: str,
+            point: dict[str, Any],
+            y_tr: Tensor = y_tr,
+            y_va: Tensor = y_va,
+            attack: bool = rate == 0,
+        ) -> Selected:
+            return _fit(arm, point, data, y_tr, y_va, seed, epochs, attack)
 
-            sel = tuned(arm, tag, fit_noise)
+        noisy = tune_arms({arm: GRIDS[arm] for arm in (CE, GCE, MAE)}, fit_noise)
+        for arm, (point, sel) in noisy.items():
+            tuning[arm][tag] = point
             last = sel.extras["final_clean_accuracy"]
             if rate == 0:
                 metrics[arm]["test clean accuracy"] = sel.metrics["clean accuracy"]
@@ -398,8 +396,5 @@ EXPERIMENT = Experiment(
         "validation labels in the noisy settings)"
     ),
     run_seed=run_seed,
-    protocol=2,
-    seeds=10,
-    quick_seeds=2,
     requires=("sklearn",),  # the digits data
 )

@@ -24,8 +24,7 @@ import torch
 from torch import Tensor
 
 from inforeg.lab.experiments.base import Claim, Experiment, RegimeCheck, SeedResult
-from inforeg.lab.experiments.progress import step as report_step
-from inforeg.lab.experiments.protocol import BestOnValidation, Selected, tune
+from inforeg.lab.experiments.protocol import BestOnValidation, tune_arms
 
 GROUP = 8
 PROMPTS = 32  # prompts per rollout (x GROUP samples)
@@ -222,27 +221,20 @@ def run_seed(seed: int, quick: bool) -> SeedResult:
         units_input=True,
     )
     base_answer, _ = _quiet(lambda: _entropies(base, data["train"]), seed)
-    metrics: dict[str, dict[str, float]] = {}
-    tuning: dict[str, dict[str, Any]] = {}
-    curves: dict[str, dict[str, list[float]]] = {"answer entropy": {}, "free-slot entropy": {}}
-    for i, arm in enumerate(METHODS):
-        report_step(i, len(METHODS), "arm")
-
-        def fit(point: dict[str, Any], arm: str = arm) -> Selected:
-            return _fit(arm, point, base, data, seed, quick)
-
-        point, sel = tune(GRIDS[arm], fit)
-        tuning[arm] = point
-        metrics[arm] = dict(sel.metrics)
-        for c in curves:
-            curves[c][arm] = sel.extras["curves"][c]
+    tuned = tune_arms(GRIDS, lambda arm, point: _fit(arm, point, base, data, seed, quick))
+    metrics = tuned.metrics()
+    arm_curves = tuned.extras("curves")
+    curves = {
+        c: {arm: arm_curves[arm][c] for arm in GRIDS}
+        for c in ("answer entropy", "free-slot entropy")
+    }
     grpo = metrics["GRPO"]
     regime = {
         "GRPO final / base answer entropy": grpo["final answer entropy"] / base_answer,
         "GRPO test pass@1": grpo["test pass@1"],
         "Lp-Reg steps with selection": metrics["Lp-Reg"]["steps with selection"],
     }
-    return SeedResult(metrics, curves, tuning=tuning, regime=regime, splits=dict(SPLIT))
+    return SeedResult(metrics, curves, tuning=tuned.points(), regime=regime, splits=dict(SPLIT))
 
 
 _REGIME = ("GRPO answer entropy collapses", "test pass@1 below ceiling")
@@ -385,7 +377,4 @@ EXPERIMENT = Experiment(
         "with the best validation pass@1"
     ),
     run_seed=run_seed,
-    protocol=2,
-    seeds=10,
-    quick_seeds=2,
 )

@@ -305,8 +305,5 @@ EXPERIMENT = Experiment(
         "network share it); no early stopping, the information plane needs the whole run"
     ),
     run_seed=run_seed,
-    protocol=2,
-    seeds=10,
-    quick_seeds=2,
     requires=("sklearn",),  # the digits data
 )

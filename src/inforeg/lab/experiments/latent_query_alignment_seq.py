@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from inforeg.lab.experiments.base import Claim, Experiment, RegimeCheck, SeedResult
-from inforeg.lab.experiments.protocol import BestOnValidation, Selected, tune
+from inforeg.lab.experiments.protocol import BestOnValidation, Selected, tune_arms
 from inforeg.lab.experiments.training import minibatches
 
 VOCAB, CONTEXT, KNOWLEDGE, N_PERMS = 12, 4, 4, 4  # spec: 6 context tokens (see setup)
@@ -124,18 +124,11 @@ def fit(
 def run_seed(seed: int, quick: bool) -> SeedResult:
     data = make_task(seed)
     epochs = 4 if quick else 60
-    metrics: dict[str, dict[str, float]] = {}
-    chosen: dict[str, dict[str, float]] = {}
-    for arm in (CE, ALIGN):
-
-        def fit_point(point: dict[str, float], arm: str = arm) -> Selected:
-            return fit(arm, point["lr"], seed, data, epochs)
-
-        chosen[arm], sel = tune(TUNING[arm], fit_point)
-        metrics[arm] = sel.metrics
+    tuned = tune_arms(TUNING, lambda arm, point: fit(arm, point["lr"], seed, data, epochs))
+    metrics = tuned.metrics()
     return SeedResult(
         metrics,
-        tuning=chosen,
+        tuning=tuned.points(),
         regime={"CE test token error": 1.0 - metrics[CE][TOKEN]},
         splits={"train": N_TRAIN, "validation": N_VAL, "test": N_TEST},
     )
@@ -204,7 +197,4 @@ EXPERIMENT = Experiment(
     splits={"train": N_TRAIN, "validation": N_VAL, "test": N_TEST},
     selection="per arm: lr and epoch with the best validation token accuracy (greedy decoding)",
     run_seed=run_seed,
-    protocol=2,
-    seeds=10,
-    quick_seeds=2,
 )

@@ -7,7 +7,6 @@ transductive: All/Old/New accuracy on the unlabelled part of the training split.
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 import torch
@@ -16,7 +15,7 @@ from torch import Tensor, nn
 
 from inforeg.lab.experiments._clustering import gcd_accuracy
 from inforeg.lab.experiments.base import Claim, Experiment, RegimeCheck, SeedResult
-from inforeg.lab.experiments.protocol import BestOnValidation, Selected, tune
+from inforeg.lab.experiments.protocol import BestOnValidation, Selected, tune_arms
 from inforeg.lab.experiments.training import minibatches, seed_everything
 
 NUM_KNOWN = 5
@@ -129,22 +128,20 @@ def run_seed(seed: int, quick: bool) -> SeedResult:
         forgetting = max(old_curve) - old_curve[-1]
         return best.result(old_curve=old_curve, forgetting=forgetting, share=selected_share)
 
-    metrics: dict[str, dict[str, float]] = {}
-    chosen: dict[str, dict[str, Any]] = {}
-    curves: dict[str, dict[str, list[float]]] = {"unlabelled-train Old accuracy per epoch": {}}
-    regime: dict[str, float] = {}
-    for arm, grid in GRIDS.items():
-        chosen[arm], sel = tune(grid, functools.partial(fit, arm))
-        metrics[arm] = dict(sel.metrics, **{"selected epoch": float(sel.step)})
-        curves["unlabelled-train Old accuracy per epoch"][arm] = sel.extras["old_curve"]
-        if arm == "LegoGCD":
-            metrics[arm]["LER selected share (last epoch)"] = sel.extras["share"][-1]
-            curves["LER selected share of rows per epoch"] = {arm: sel.extras["share"]}
-        else:
-            regime["SimGCD Old forgetting"] = sel.extras["forgetting"]
-            regime["SimGCD New accuracy"] = sel.metrics["New accuracy"]
+    tuned = tune_arms(GRIDS, fit)
+    (_, sim), (_, lego) = tuned["SimGCD"], tuned["LegoGCD"]
+    metrics = tuned.metrics("selected epoch")
+    metrics["LegoGCD"]["LER selected share (last epoch)"] = lego.extras["share"][-1]
+    curves = {
+        "unlabelled-train Old accuracy per epoch": tuned.extras("old_curve"),
+        "LER selected share of rows per epoch": {"LegoGCD": lego.extras["share"]},
+    }
+    regime = {
+        "SimGCD Old forgetting": sim.extras["forgetting"],
+        "SimGCD New accuracy": sim.metrics["New accuracy"],
+    }
     splits = dict(data.sizes, **{"unlabelled train (scored)": int(y_unl.shape[0])})
-    return SeedResult(metrics, curves, tuning=chosen, regime=regime, splits=splits)
+    return SeedResult(metrics, curves, tuning=tuned.points(), regime=regime, splits=splits)
 
 
 CUB = "CUB (DINO ViT-B/16): All/Old/New 63.8/71.9/59.8 for LegoGCD vs 60.3/65.6/57.7 for SimGCD"
@@ -240,8 +237,5 @@ EXPERIMENT = Experiment(
         "within a run, then best grid point; ties keep the earlier epoch / first grid point"
     ),
     run_seed=run_seed,
-    protocol=2,
-    seeds=10,
-    quick_seeds=2,
     requires=("sklearn", "scipy"),  # the digits data; Hungarian matching
 )

@@ -253,7 +253,4 @@ EXPERIMENT = Experiment(
         "per L1/L2 fit (2000 steps x 500), the proximal-matching stages draw as many again"
     ),
     run_seed=run_seed,
-    protocol=2,
-    seeds=10,
-    quick_seeds=2,
 )

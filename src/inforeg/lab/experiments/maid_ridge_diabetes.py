@@ -29,13 +29,12 @@ import torch
 from torch import Tensor
 
 from inforeg.lab.experiments.base import Claim, Experiment, RegimeCheck, SeedResult
-from inforeg.lab.experiments.protocol import Selected, tune
+from inforeg.lab.experiments.protocol import Selected, tune_arms
 
 LAM0 = 0.1
 TARGET = 0.01  # within 1 % of F*
 MAX_OUTER = 300  # also stops a MAID run whose steps are all rejected
 BUDGET, QUICK_BUDGET = 200_000, 10_000
-ARMS = ("MAID", "fixed accuracy, fixed step", "MAID fixed eps")
 GRIDS: dict[str, dict[str, list[float]]] = {
     "MAID": {"beta0": [10.0, 100.0, 1000.0]},
     "fixed accuracy, fixed step": {"step": [10.0, 100.0, 1000.0]},
@@ -216,20 +215,14 @@ def run_seed(seed: int, quick: bool) -> SeedResult:
         "fixed accuracy, fixed step": lambda pt: _run_fixed(p, pt["step"], budget, max_outer),
         "MAID fixed eps": lambda pt: _run_maid(p, pt, True, budget, max_outer, seed),
     }
-    metrics: dict[str, dict[str, float]] = {}
-    tuning: dict[str, dict[str, Any]] = {}
-    extras: dict[str, dict[str, Any]] = {}
-    for arm in ARMS:
-        tuning[arm], sel = tune(GRIDS[arm], runners[arm], higher_is_better=False)
-        metrics[arm], extras[arm] = sel.metrics, sel.extras
+    tuned = tune_arms(GRIDS, lambda arm, pt: runners[arm](pt), higher_is_better=False)
+    _, fixed = tuned["fixed accuracy, fixed step"]
     theta0 = torch.zeros(p.dim, dtype=D)
     regime = {
         "initial relative gap": (p.exact_upper(theta0) - p.f_star) / p.f_star,
-        "fixed-accuracy cost per hypergradient": extras["fixed accuracy, fixed step"][
-            "cost per step"
-        ],
+        "fixed-accuracy cost per hypergradient": fixed.extras["cost per step"],
     }
-    return SeedResult(metrics, tuning=tuning, regime=regime, splits=p.sizes)
+    return SeedResult(tuned.metrics(), tuning=tuned.points(), regime=regime, splits=p.sizes)
 
 
 _PAPER = (
@@ -305,7 +298,4 @@ EXPERIMENT = Experiment(
     ),
     run_seed=run_seed,
     requires=("sklearn",),
-    protocol=2,
-    seeds=10,
-    quick_seeds=2,
 )

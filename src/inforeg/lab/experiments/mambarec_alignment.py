@@ -386,7 +386,4 @@ EXPERIMENT = Experiment(
     splits={"train": 6400, "validation": 800, "test": 800},
     selection="per seed and arm: the grid point and epoch with the best validation Recall@20",
     run_seed=run_seed,
-    protocol=2,
-    seeds=10,
-    quick_seeds=2,
 )

@@ -28,7 +28,7 @@ from torch import Tensor, nn
 
 from inforeg.lab.experiments.base import Claim, Experiment, RegimeCheck, SeedResult
 from inforeg.lab.experiments.protocol import BestOnValidation, Selected, tune_arms
-from inforeg.lab.experiments.training import make_mlp, minibatches, seed_everything
+from inforeg.lab.experiments.training import make_mlp, minibatches, seed_everything, train_epoch
 
 C = 4  # classes: y = 2 b1 + b2
 D = 16  # latent width per modality
@@ -184,11 +184,7 @@ def solo_v_probe(data: dict[str, Tensor], seed: int, epochs: int) -> float:
     best = BestOnValidation(higher_is_better=True)
     saved: dict[str, Tensor] = {}
     for epoch in range(epochs):
-        for idx in minibatches(v.shape[0], BATCH, gen):
-            loss = F.cross_entropy(head(enc(v[idx])), y[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+        train_epoch(opt, v.shape[0], BATCH, gen, lambda i: F.cross_entropy(head(enc(v[i])), y[i]))
         with torch.no_grad():
             if best.update(epoch, _accuracy(head(enc(data["v_val"])), data["y_val"]), dict):
                 saved = copy.deepcopy(enc.state_dict())
@@ -294,7 +290,4 @@ EXPERIMENT = Experiment(
         "(probes fitted on validation latents, read on test)"
     ),
     run_seed=run_seed,
-    protocol=2,
-    seeds=10,
-    quick_seeds=2,
 )

@@ -20,7 +20,7 @@ from torch import Tensor, nn
 
 from inforeg.lab.experiments.base import Claim, Experiment, RegimeCheck, SeedResult
 from inforeg.lab.experiments.progress import step as report_step
-from inforeg.lab.experiments.protocol import BestOnValidation, Selected, tune
+from inforeg.lab.experiments.protocol import BestOnValidation, Selected, tune_arms
 from inforeg.lab.experiments.training import seed_everything
 
 Z_DIM, HIDDEN, CODE = 16, 128, 8  # G's noise, hidden width of G and D, D's embedding size m
@@ -244,14 +244,10 @@ def run_seed(seed: int, quick: bool) -> SeedResult:
     data = _digits(seed)
     scorer = Scorer(data["x_train"], data["y_train"], seed, epochs=5 if quick else 60)
     steps = QUICK_STEPS if quick else STEPS
-    metrics: dict[str, dict[str, float]] = {}
-    chosen: dict[str, dict[str, Any]] = {}
-    curves: dict[str, dict[str, list[float]]] = {"validation Fréchet distance": {}}
-    for arm, grid in GRIDS.items():
-        fit_arm = functools.partial(fit, arm, seed=seed, data=data, scorer=scorer, steps=steps)
-        chosen[arm], sel = tune(grid, fit_arm, higher_is_better=False)
-        metrics[arm] = dict(sel.metrics, **{"selected step": float(sel.step)})
-        curves["validation Fréchet distance"][arm] = sel.extras["history"]
+    fit_arm = functools.partial(fit, seed=seed, data=data, scorer=scorer, steps=steps)
+    tuned = tune_arms(GRIDS, fit_arm, higher_is_better=False)
+    metrics = tuned.metrics("selected step")
+    curves = {"validation Fréchet distance": tuned.extras("history")}
     feat_train, _ = scorer.stats(data["x_train"])
     feat_test, _ = scorer.stats(data["x_test"])
     real_fd = frechet_distance(feat_train, feat_test)
@@ -267,7 +263,7 @@ def run_seed(seed: int, quick: bool) -> SeedResult:
         k: int(data[f"x_{s}"].shape[0])
         for k, s in (("train", "train"), ("validation", "val"), ("test", "test"))
     }
-    return SeedResult(metrics, curves, tuning=chosen, regime=regime, splits=splits)
+    return SeedResult(metrics, curves, tuning=tuned.points(), regime=regime, splits=splits)
 
 
 EXPERIMENT = Experiment(
@@ -402,8 +398,5 @@ EXPERIMENT = Experiment(
         "split), per arm: best evaluation within a run, then best grid point"
     ),
     run_seed=run_seed,
-    protocol=2,
-    seeds=10,
-    quick_seeds=2,
     requires=("sklearn",),
 )

@@ -184,8 +184,6 @@ EXPERIMENT = Experiment(
         "the known support"
     ),
     run_seed=run_seed,
-    protocol=2,
     seeds=20,
-    quick_seeds=2,
     requires=("sklearn",),  # the peer estimator
 )

@@ -35,7 +35,7 @@ from torch import Tensor, nn
 from inforeg.lab.experiments.base import Claim, Experiment, RegimeCheck, SeedResult
 from inforeg.lab.experiments.progress import step
 from inforeg.lab.experiments.protocol import BestOnValidation, Selected
-from inforeg.lab.experiments.training import make_mlp, minibatches, seed_everything
+from inforeg.lab.experiments.training import make_mlp, seed_everything, train_epoch
 
 STYLES = 4  # k-means clusters per private digit
 N_ID = 5 * STYLES
@@ -121,13 +121,12 @@ def train_target(
     opt = torch.optim.Adam(model.parameters(), lr=1e-3, weight_decay=wd)
     best = BestOnValidation(higher_is_better=True)
     saved: dict[str, Tensor] = {}
+    x_train, y_train = data["x_train"], data["y_train"]
     for epoch in range(epochs):
         model.train()
-        for idx in minibatches(data["x_train"].shape[0], 64, gen):
-            loss = crit(model.output(data["x_train"][idx]), data["y_train"][idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+        train_epoch(
+            opt, len(x_train), 64, gen, lambda i: crit(model.output(x_train[i]), y_train[i])
+        )
         model.eval()
         if best.update(epoch, _accuracy(model, data["x_val"], data["y_val"]), dict):
             saved = copy.deepcopy(model.state_dict())
@@ -152,12 +151,11 @@ def train_evaluator(data: dict[str, Tensor], seed: int, epochs: int) -> Evaluato
     gen = seed_everything(10_000 + seed)
     ev = Evaluator()
     opt = torch.optim.Adam(ev.parameters(), lr=1e-3, weight_decay=1e-4)
+    x_train, y_train = data["x_train"], data["y_train"]
     for _ in range(epochs):
-        for idx in minibatches(data["x_train"].shape[0], 64, gen):
-            loss = F.cross_entropy(ev(data["x_train"][idx]), data["y_train"][idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+        train_epoch(
+            opt, len(x_train), 64, gen, lambda i: F.cross_entropy(ev(x_train[i]), y_train[i])
+        )
     return ev.eval()
 
 
@@ -331,8 +329,5 @@ EXPERIMENT = Experiment(
         "best validation accuracy, and the largest beta within 0.05 of plain's validation accuracy"
     ),
     run_seed=run_seed,
-    protocol=2,
-    seeds=10,
-    quick_seeds=2,
     requires=("sklearn",),
 )

@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from inforeg.lab.experiments import progress
 from inforeg.lab.experiments.base import Claim, Experiment, RegimeCheck, SeedResult
-from inforeg.lab.experiments.protocol import BestOnValidation, Selected, tune
+from inforeg.lab.experiments.protocol import BestOnValidation, Selected, tune_arms
 from inforeg.lab.experiments.training import minibatches
 
 SIDE, GRID, BLUR_K, BLUR_SIGMA = 8, 4, 3, 1.0
@@ -141,18 +141,11 @@ def fit(
 def run_seed(seed: int, quick: bool) -> SeedResult:
     data = _splits(seed)
     epochs = (4, 2) if quick else (20, 10)
-    metrics: dict[str, dict[str, float]] = {}
-    chosen: dict[str, dict[str, float]] = {}
-    for arm in ARMS:
-
-        def fit_point(point: dict[str, float], arm: str = arm) -> Selected:
-            return fit(arm, point["lr"], seed, data, epochs)
-
-        chosen[arm], sel = tune(TUNING[arm], fit_point)
-        metrics[arm] = sel.metrics
+    tuned = tune_arms(TUNING, lambda arm, point: fit(arm, point["lr"], seed, data, epochs))
+    metrics = tuned.metrics()
     return SeedResult(
         metrics,
-        tuning=chosen,
+        tuning=tuned.points(),
         regime={"conventional test error": 1.0 - metrics[CONV][ACC]},
         splits={k: int(v[0].shape[0]) for k, v in data.items()},
     )
@@ -222,8 +215,5 @@ EXPERIMENT = Experiment(
     splits={"train": 1005, "validation": 252, "test": 540},
     selection="per arm: lr and epoch with the best clean validation accuracy",
     run_seed=run_seed,
-    protocol=2,
-    seeds=10,
-    quick_seeds=2,
     requires=("sklearn",),
 )

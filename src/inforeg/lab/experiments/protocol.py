@@ -130,21 +130,48 @@ def tune(
     return best_point, best
 
 
+class TunedArms(dict[str, tuple[dict[str, Any], Selected]]):
+    """What :func:`tune_arms` returns: ``{arm: (chosen point, Selected)}``, plus the two tables a
+    :class:`~inforeg.lab.experiments.base.SeedResult` wants from it."""
+
+    def metrics(self, step_key: str | None = None) -> dict[str, dict[str, float]]:
+        """``metrics[arm]``: each arm's metrics at its selected point, with the selected step as
+        the metric ``step_key`` when given (e.g. ``"selected epoch"``)."""
+        return {
+            arm: {**sel.metrics, **({step_key: float(sel.step)} if step_key else {})}
+            for arm, (_, sel) in self.items()
+        }
+
+    def points(self, step_key: str | None = None) -> dict[str, dict[str, Any]]:
+        """``tuning[arm]``: each arm's chosen grid point, with the selected step under the key
+        ``step_key`` when given (e.g. ``"epoch"``)."""
+        return {
+            arm: {**point, **({step_key: sel.step} if step_key else {})}
+            for arm, (point, sel) in self.items()
+        }
+
+    def extras(self, key: str) -> dict[str, Any]:
+        """``{arm: Selected.extras[key]}``, e.g. a curve per arm."""
+        return {arm: sel.extras[key] for arm, (_, sel) in self.items()}
+
+
 def tune_arms(
     grids: Mapping[str, Mapping[str, Sequence[Any]]],
     fit: Callable[[str, dict[str, Any]], Selected],
     higher_is_better: bool = True,
-) -> dict[str, tuple[dict[str, Any], Selected]]:
+) -> TunedArms:
     """:func:`tune` for every arm of ``grids`` in order, ``fit(arm, point)`` per grid point, with
     one progress report per point fitted across all arms; returns ``{arm: (point, Selected)}``.
 
     >>> grids = {"base": {"lr": [0.1, 0.01]}, "method": {"beta": [1, 2]}}
-    >>> out = tune_arms(grids, lambda arm, p: Selected(-sum(p.values()), {}))
+    >>> out = tune_arms(grids, lambda arm, p: Selected(-sum(p.values()), {"acc": 0.5}, step=3))
     >>> {arm: point for arm, (point, _) in out.items()}
     {'base': {'lr': 0.01}, 'method': {'beta': 1}}
+    >>> out.points("epoch")["method"], out.metrics("selected epoch")["base"]
+    ({'beta': 1, 'epoch': 3}, {'acc': 0.5, 'selected epoch': 3.0})
     """
     total, done = sum(grid_size(g) for g in grids.values()), 0
-    out: dict[str, tuple[dict[str, Any], Selected]] = {}
+    out = TunedArms()
     for arm, grid in grids.items():
 
         def fit_point(point: dict[str, Any], arm: str = arm) -> Selected:

@@ -7,7 +7,6 @@ point. The calibration claim is judged only if CE is over-confident there (regim
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 import torch
@@ -16,7 +15,7 @@ from torch import Tensor
 
 from inforeg.lab.experiments.base import Claim, Experiment, RegimeCheck, SeedResult
 from inforeg.lab.experiments.metrics import accuracy, expected_calibration_error, nll
-from inforeg.lab.experiments.protocol import BestOnValidation, Selected, tune
+from inforeg.lab.experiments.protocol import BestOnValidation, Selected, tune_arms
 from inforeg.lab.experiments.training import make_mlp, seed_everything, train_classifier
 
 N_TRAIN = 300  # a data-poor regime: the deep, wide MLP memorises its training set
@@ -90,25 +89,18 @@ def run_seed(seed: int, quick: bool) -> SeedResult:
             final = _test_metrics(model(data.x_test), data.y_test)
         return best.result(final_gap=final["test confidence gap"], history=best.history)
 
-    metrics: dict[str, dict[str, float]] = {}
-    chosen: dict[str, dict[str, Any]] = {}
-    curves: dict[str, dict[str, list[float]]] = {"validation accuracy": {}}
-    regime: dict[str, float] = {}
-    for arm, grid in GRIDS.items():
-        chosen[arm], sel = tune(grid, functools.partial(fit, arm))
-        metrics[arm] = dict(
-            sel.metrics,
-            **{
-                "selected epoch": float(sel.step),
-                "final-epoch test confidence gap": sel.extras["final_gap"],
-            },
-        )
-        curves["validation accuracy"][arm] = sel.extras["history"]
-        if arm == "CE":
-            regime["CE confidence gap"] = sel.metrics["test confidence gap"]
-            regime["CE test accuracy"] = sel.metrics["test accuracy"]
+    tuned = tune_arms(GRIDS, fit)
+    metrics = tuned.metrics("selected epoch")
+    for arm, final_gap in tuned.extras("final_gap").items():
+        metrics[arm]["final-epoch test confidence gap"] = final_gap
+    curves = {"validation accuracy": tuned.extras("history")}
+    _, ce = tuned["CE"]
+    regime = {
+        "CE confidence gap": ce.metrics["test confidence gap"],
+        "CE test accuracy": ce.metrics["test accuracy"],
+    }
     splits = dict(data.sizes, train=N_TRAIN)
-    return SeedResult(metrics, curves, tuning=chosen, regime=regime, splits=splits)
+    return SeedResult(metrics, curves, tuning=tuned.points(), regime=regime, splits=splits)
 
 
 EXPERIMENT = Experiment(
@@ -191,8 +183,5 @@ EXPERIMENT = Experiment(
         "the earlier epoch / first grid point"
     ),
     run_seed=run_seed,
-    protocol=2,
-    seeds=10,
-    quick_seeds=2,
     requires=("sklearn",),  # the digits data
 )

@@ -10,7 +10,6 @@ scored on other images.
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 import torch
@@ -19,7 +18,7 @@ from torch import Tensor, nn
 
 from inforeg.lab.experiments.base import Claim, Experiment, RegimeCheck, SeedResult
 from inforeg.lab.experiments.progress import step
-from inforeg.lab.experiments.protocol import Selected, tune
+from inforeg.lab.experiments.protocol import Selected, tune_arms
 
 SIDE = 16
 SIZES = (1.5, 2.0, 2.5, 3.0, 3.5)  # half-widths in pixels
@@ -34,6 +33,7 @@ STEPS, QUICK_STEPS, BATCH, LR = 4000, 60, 128, 1e-3
 # gives the paper's total decay, lr * wd * steps = 20, within our 4000 steps.
 GRID = {"weight_decay": [0.1, 5.0]}
 ARMS = ("AE", "QLAE")
+GRIDS = {arm: GRID for arm in ARMS}
 BIAS_FLOOR = 0.02  # largest NMI of the codes with a shuffled source: half the n = 200 floor
 CEILING = 0.9
 
@@ -187,10 +187,9 @@ def run_seed(seed: int, quick: bool) -> SeedResult:
         score = (val["InfoM"] + val["InfoE"]) / 2
         return Selected(score, {f"validation {k}": v for k, v in val.items()}, steps, {"m": model})
 
+    tuned = tune_arms(GRIDS, fit)
     metrics: dict[str, dict[str, float]] = {}
-    chosen: dict[str, dict[str, Any]] = {}
-    for arm in ARMS:
-        chosen[arm], sel = tune(GRID, functools.partial(fit, arm))
+    for arm, (_, sel) in tuned.items():
         gen = torch.Generator().manual_seed(seed)
         test = _evaluate(sel.extras["m"], arm, x_te, s_te, x_fit, s_fit, gen)
         metrics[arm] = {**test, "validation (InfoM + InfoE) / 2": sel.score}
@@ -200,7 +199,7 @@ def run_seed(seed: int, quick: bool) -> SeedResult:
         "AE test InfoE": metrics["AE"]["InfoE"],
         "plug-in bias floor": floor,
     }
-    return SeedResult(metrics, tuning=chosen, regime=regime, splits=dict(sizes))
+    return SeedResult(metrics, tuning=tuned.points(), regime=regime, splits=dict(sizes))
 
 
 PAPER = (
@@ -309,15 +308,12 @@ EXPERIMENT = Experiment(
             above=False,
         ),
     ),
-    tuning={arm: GRID for arm in ARMS},
+    tuning=GRIDS,
     splits=SPLITS,
     selection=(
         "per arm, the weight decay with the best (InfoM + InfoE) / 2 on the validation images "
         "(InfoE probes fitted on training images); no early stopping"
     ),
     run_seed=run_seed,
-    protocol=2,
-    seeds=10,
-    quick_seeds=2,
     requires=("sklearn",),  # InfoE's logistic regressions
 )

@@ -19,8 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from inforeg.lab.experiments.base import Claim, Experiment, RegimeCheck, SeedResult
-from inforeg.lab.experiments.progress import step
-from inforeg.lab.experiments.protocol import Selected, tune
+from inforeg.lab.experiments.protocol import Selected, tune_arms
 
 KERNELS = (1, 3, 5)
 BITS = (8, 4)
@@ -172,24 +171,15 @@ def run_seed(seed: int, quick: bool) -> SeedResult:
     for part in ("train", "val", "test"):
         data[f"x_{part}"], data[f"y_{part}"] = make_task(256, g)
     epochs, steps = (6, 1) if quick else (SEARCH_EPOCHS, 5)
-    metrics: dict[str, dict[str, float]] = {}
-    tuning: dict[str, dict[str, Any]] = {}
-    curves: dict[str, dict[str, list[float]]] = {"architecture entropy per edge, per epoch": {}}
-    regime: dict[str, float] = {}
-    arms = {BASE: 0.0, **COEFFICIENTS}
-    for i, (arm, coef) in enumerate(arms.items()):
-
-        def fit(point: dict[str, Any], coef: float = coef) -> Selected:
-            return _search(coef, point["alpha lr"], data, seed, epochs, steps)
-
-        point, sel = tune(GRIDS[arm], fit)
-        metrics[arm], tuning[arm] = sel.metrics, point
-        curves["architecture entropy per edge, per epoch"][arm] = sel.extras["history"]
-        if arm == BASE:
-            regime["no-entropy relative discretisation gap"] = sel.extras["rel_gap"]
-        step(i + 1, len(arms), "arm")
+    coefficients = {BASE: 0.0, **COEFFICIENTS}
+    tuned = tune_arms(
+        GRIDS,
+        lambda arm, point: _search(coefficients[arm], point["alpha lr"], data, seed, epochs, steps),
+    )
+    curves = {"architecture entropy per edge, per epoch": tuned.extras("history")}
+    regime = {"no-entropy relative discretisation gap": tuned[BASE][1].extras["rel_gap"]}
     sizes = {"train": 256, "validation": 256, "test": 256}
-    return SeedResult(metrics, curves, tuning=tuning, regime=regime, splits=sizes)
+    return SeedResult(tuned.metrics(), curves, tuning=tuned.points(), regime=regime, splits=sizes)
 
 
 _PAPER = (
@@ -270,7 +260,4 @@ EXPERIMENT = Experiment(
         "the lowest validation MSE (the search length is fixed by the entropy schedule)"
     ),
     run_seed=run_seed,
-    protocol=2,
-    seeds=10,
-    quick_seeds=2,
 )

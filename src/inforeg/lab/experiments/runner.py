@@ -29,6 +29,7 @@ from inforeg.lab.experiments.protocol import (
     paired_interval,
     verdict,
 )
+from inforeg.lab.plugins import require
 
 
 def summarise(results: Sequence[SeedResult]) -> dict[str, dict[str, dict[str, Any]]]:
@@ -171,38 +172,6 @@ def build_payload(
     }
 
 
-# Optional module -> the extra of inforeg that installs it.
-EXTRAS = {
-    "matplotlib": "plot",
-    "rich": "cli",
-    "sklearn": "examples",
-    "scipy": "ref",
-    "ot": "ref",
-    "geomloss": "ref",
-    "dcor": "ref",
-    "hyppo": "ref",
-}
-
-
-def missing_requirements(exp: Experiment) -> list[str]:
-    """Optional modules ``exp`` needs (its ``requires`` and matplotlib for the report) that are not
-    installed, without importing them."""
-    import importlib.util
-
-    needed = ("matplotlib", *exp.requires)
-    return [m for m in dict.fromkeys(needed) if importlib.util.find_spec(m) is None]
-
-
-def require(exp: Experiment) -> None:
-    """Raise ImportError with the exact ``pip install`` line when a requirement is missing."""
-    missing = missing_requirements(exp)
-    if missing:
-        extras = sorted({EXTRAS.get(m, "all") for m in missing})
-        raise ImportError(
-            f"{exp.name} needs {', '.join(missing)}: pip install 'inforeg[{','.join(extras)}]'"
-        )
-
-
 def run_experiment(
     exp: Experiment,
     seeds: int | None = None,
@@ -222,7 +191,7 @@ def run_experiment(
     n_seeds = seeds if seeds is not None else (exp.quick_seeds if quick else exp.seeds)
     if n_seeds < 1:
         raise ValueError(f"seeds: expected at least 1, got {n_seeds}")
-    require(exp)
+    require(exp.name, ("matplotlib", *exp.requires))  # matplotlib: the report's plots
     seed_list = list(range(n_seeds))
     wall0, cpu0 = time.perf_counter(), time.process_time()
     results: list[SeedResult] = []

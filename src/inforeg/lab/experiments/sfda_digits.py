@@ -23,8 +23,8 @@ from torch import Tensor
 
 from inforeg.lab.experiments.base import Claim, Experiment, RegimeCheck, SeedResult
 from inforeg.lab.experiments.metrics import accuracy
-from inforeg.lab.experiments.protocol import BestOnValidation, Selected, tune
-from inforeg.lab.experiments.training import make_mlp, minibatches, seed_everything
+from inforeg.lab.experiments.protocol import BestOnValidation, Selected, tune_arms
+from inforeg.lab.experiments.training import make_mlp, minibatches, seed_everything, train_epoch
 
 ROTATION_DEG = 15.0
 CONTRAST = 0.7
@@ -124,11 +124,9 @@ def _source_model(d: dict[str, Tensor], seed: int, epochs: int) -> dict[str, Ten
     state: dict[str, Tensor] = {}
     for epoch in range(epochs):
         model.train()
-        for idx in minibatches(d["xs"].shape[0], 64, gen):
-            loss = F.cross_entropy(model(d["xs"][idx]), d["ys"][idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+        train_epoch(
+            opt, len(d["xs"]), 64, gen, lambda i: F.cross_entropy(model(d["xs"][i]), d["ys"][i])
+        )
         model.eval()
         with torch.no_grad():
             val = accuracy(model(d["xs_val"]), d["ys_val"])
@@ -204,20 +202,17 @@ def run_seed(seed: int, quick: bool) -> SeedResult:
             "class-ratio L1 error": _ratio_error(source, d["xt_test"], true),
         }
     }
-    tuning: dict[str, dict[str, Any]] = {SOURCE: {}}
-    final_errors = {}
-    for arm in (ENT, TRUE_P, UNIF_P, MIS_P):
-
-        def fit(point: dict[str, Any], arm: str = arm) -> Selected:
-            return _adapt(arm, point["lr"], d, state, priors.get(arm), true, seed, adapt_epochs)
-
-        point, sel = tune(GRIDS[arm], fit)
-        metrics[arm] = dict(sel.metrics)
-        tuning[arm] = {**point, "epoch": sel.step}
-        final_errors[arm] = sel.extras["final_error"]
+    tuned = tune_arms(
+        {arm: grid for arm, grid in GRIDS.items() if arm != SOURCE},
+        lambda arm, point: _adapt(
+            arm, point["lr"], d, state, priors.get(arm), true, seed, adapt_epochs
+        ),
+    )
+    metrics.update(tuned.metrics())
+    tuning: dict[str, dict[str, Any]] = {SOURCE: {}, **tuned.points("epoch")}
     regime = {
         "accuracy lost to the shift": float(state["_val"]) - src_acc,
-        "entropy-only class-ratio drift": final_errors[ENT]
+        "entropy-only class-ratio drift": tuned[ENT][1].extras["final_error"]
         - metrics[SOURCE]["class-ratio L1 error"],
         "L1 distance of the true ratio from uniform": float((true - priors[UNIF_P]).abs().sum()),
     }
@@ -344,8 +339,5 @@ EXPERIMENT = Experiment(
         "labelled set for every arm); the source model's epoch on source validation accuracy"
     ),
     run_seed=run_seed,
-    protocol=2,
-    seeds=10,
-    quick_seeds=2,
     requires=("sklearn",),
 )

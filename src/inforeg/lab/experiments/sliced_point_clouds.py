@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from inforeg.lab.experiments.base import Claim, Experiment, RegimeCheck, SeedResult
-from inforeg.lab.experiments.protocol import BestOnValidation, Selected, tune
+from inforeg.lab.experiments.protocol import BestOnValidation, Selected, tune_arms
 from inforeg.lab.experiments.training import seed_everything
 
 N_POINTS = 40
@@ -176,8 +176,6 @@ def _refine(
 
 
 def run_seed(seed: int, quick: bool) -> SeedResult:
-    from inforeg.lab.experiments.progress import step as report
-
     g = torch.Generator().manual_seed(10_000 + seed)
     n_unl = 32 if quick else N_UNLABELLED
     data = {
@@ -187,25 +185,17 @@ def run_seed(seed: int, quick: bool) -> SeedResult:
         "test": [_pair(g) for _ in range(8 if quick else N_TEST)],
     }
     epochs = QUICK_EPOCHS if quick else EPOCHS
-    metrics: dict[str, dict[str, float]] = {}
-    chosen: dict[str, dict[str, Any]] = {}
-    selected: dict[str, Selected] = {}
-    for i, (arm, grid) in enumerate(GRIDS.items()):
-        grid = {k: v[-1:] for k, v in grid.items()} if quick else grid
-        point, sel = tune(grid, functools.partial(_fit, arm, data=data, seed=seed, epochs=epochs))
-        metrics[arm] = dict(sel.metrics)
-        chosen[arm] = {**point, "epoch": sel.step}
-        selected[arm] = sel
-        report(i + 1, len(GRIDS) + 1, "arm")
-    refined = _refine(selected[SW].extras["net"], data["test"], seed, 4 if quick else 15)
+    # --quick: the last grid point of every arm.
+    grids = {arm: {k: v[-1:] for k, v in g.items()} for arm, g in GRIDS.items()} if quick else GRIDS
+    tuned = tune_arms(grids, functools.partial(_fit, data=data, seed=seed, epochs=epochs))
+    metrics = tuned.metrics()
+    refined = _refine(tuned[SW][1].extras["net"], data["test"], seed, 4 if quick else 15)
     metrics[REFINED] = {"test matching accuracy": refined}
-    chosen[REFINED] = {}
-    report(len(GRIDS) + 1, len(GRIDS) + 1, "arm")
     return SeedResult(
         metrics,
-        tuning=chosen,
+        tuning={**tuned.points("epoch"), REFINED: {}},
         regime={
-            "CE validation accuracy": selected[CE].score,
+            "CE validation accuracy": tuned[CE][1].score,
             "CE + SW test accuracy": metrics[SW]["test matching accuracy"],
         },
         splits={
@@ -307,7 +297,4 @@ EXPERIMENT = Experiment(
         "refinement starts from the selected CE + SW net"
     ),
     run_seed=run_seed,
-    protocol=2,
-    seeds=10,
-    quick_seeds=2,
 )

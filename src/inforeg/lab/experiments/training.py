@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -33,11 +34,41 @@ def make_mlp(
     return nn.Sequential(*layers)
 
 
+def decay_groups(
+    model: nn.Module, weight_decay: float, exempt: Sequence[Tensor]
+) -> list[dict[str, Any]]:
+    """Optimiser parameter groups: ``model``'s parameters with ``weight_decay``, except those in
+    ``exempt`` (e.g. a learnable activation or compander parameter), which get a second group
+    without decay when there are any."""
+    ids = {id(p) for p in exempt}
+    rest = [p for p in model.parameters() if id(p) not in ids]
+    groups: list[dict[str, Any]] = [{"params": rest, "weight_decay": weight_decay}]
+    if exempt:
+        groups.append({"params": list(exempt), "weight_decay": 0.0})
+    return groups
+
+
 def minibatches(n: int, batch_size: int, generator: torch.Generator) -> Iterator[Tensor]:
     """Shuffled index batches covering ``range(n)`` once."""
     order = torch.randperm(n, generator=generator)
     for start in range(0, n, batch_size):
         yield order[start : start + batch_size]
+
+
+def train_epoch(
+    opt: torch.optim.Optimizer,
+    n: int,
+    batch_size: int,
+    generator: torch.Generator,
+    loss_of: Callable[[Tensor], Tensor],
+) -> None:
+    """One pass over shuffled minibatches of ``range(n)``: ``loss_of(indices)``, then one
+    optimiser step on it."""
+    for idx in minibatches(n, batch_size, generator):
+        loss = loss_of(idx)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
 
 
 def train_classifier(
@@ -63,11 +94,11 @@ def train_classifier(
         if on_epoch_start is not None:
             on_epoch_start(epoch)
         model.train()
-        for idx in minibatches(x.shape[0], batch_size, generator):
-            loss = loss_fn(model(x[idx]), y[idx], idx, epoch)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+
+        def loss_of(idx: Tensor, epoch: int = epoch) -> Tensor:
+            return loss_fn(model(x[idx]), y[idx], idx, epoch)
+
+        train_epoch(opt, x.shape[0], batch_size, generator, loss_of)
         sched.step()
         if on_epoch_end is not None:
             on_epoch_end(epoch)

@@ -279,7 +279,4 @@ EXPERIMENT = Experiment(
         "10-step forecast NMSE"
     ),
     run_seed=run_seed,
-    protocol=2,
-    seeds=10,
-    quick_seeds=2,
 )

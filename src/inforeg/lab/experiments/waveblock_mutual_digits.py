@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -36,8 +35,8 @@ from torch import Tensor, nn
 
 from inforeg.lab.experiments._digit_images import digit_images, stratified_split
 from inforeg.lab.experiments.base import Claim, Experiment, RegimeCheck, SeedResult
-from inforeg.lab.experiments.protocol import BestOnValidation, Selected, tune
-from inforeg.lab.experiments.training import minibatches
+from inforeg.lab.experiments.protocol import BestOnValidation, Selected, tune_arms
+from inforeg.lab.experiments.training import minibatches, train_epoch
 from inforeg.nn import AttentiveWaveBlock, WaveBlock
 
 SPLITS = {"source": 700, "target train": 600, "target validation": 200, "target test": 297}
@@ -102,11 +101,9 @@ def _pretrain(block: str, init_seed: int, x: Tensor, y: Tensor, epochs: int) -> 
     opt = torch.optim.Adam(model.parameters(), lr=PRETRAIN_LR)
     order = torch.Generator().manual_seed(init_seed)
     for _ in range(epochs):
-        for idx in minibatches(x.shape[0], PRETRAIN_BATCH, order):
-            loss = F.cross_entropy(model(x[idx]), y[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+        train_epoch(
+            opt, x.shape[0], PRETRAIN_BATCH, order, lambda i: F.cross_entropy(model(x[i]), y[i])
+        )
     return model
 
 
@@ -197,27 +194,20 @@ def run_seed(seed: int, quick: bool) -> SeedResult:
         "MMT + WaveBlock": (pairs["wave"], True),
         "MMT + AWB (pre-A)": (pairs["awb"], True),
     }
-    metrics: dict[str, dict[str, float]] = {}
-    chosen: dict[str, dict[str, Any]] = {}
-    curves: dict[str, dict[str, list[float]]] = {"peer disagreement": {}}
-    for arm, (pair, wave) in arm_setup.items():
-
-        def fit(
-            point: dict[str, Any], pair: tuple[SmallCNN, SmallCNN] = pair, wave: bool = wave
-        ) -> Selected:
-            return _adapt(pair, wave, point["lr"], seed, data, epochs)
-
-        point, sel = tune(GRIDS[arm], fit)
-        metrics[arm] = {**sel.metrics, "selected epoch": float(sel.step)}
-        chosen[arm] = {**point, "epoch": sel.step}
-        curves["peer disagreement"][arm] = sel.extras["disagreement"]
+    tuned = tune_arms(
+        GRIDS, lambda arm, point: _adapt(*arm_setup[arm], point["lr"], seed, data, epochs)
+    )
+    metrics = tuned.metrics("selected epoch")
+    curves = {"peer disagreement": tuned.extras("disagreement")}
     mmt_curve = curves["peer disagreement"]["MMT"]
     regime = {
         "source-only target accuracy": source_only,
         "MMT gain over source-only": metrics["MMT"]["target test accuracy"] - source_only,
         "MMT disagreement drop": mmt_curve[0] - mmt_curve[-1],
     }
-    return SeedResult(metrics, curves=curves, tuning=chosen, regime=regime, splits=dict(SPLITS))
+    return SeedResult(
+        metrics, curves=curves, tuning=tuned.points("epoch"), regime=regime, splits=dict(SPLITS)
+    )
 
 
 _PAPER = (
@@ -304,8 +294,6 @@ EXPERIMENT = Experiment(
         "per arm and seed"
     ),
     run_seed=run_seed,
-    protocol=2,
-    seeds=10,
     quick_seeds=1,
     requires=("sklearn",),
 )

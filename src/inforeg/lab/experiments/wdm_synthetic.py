@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from inforeg.lab.experiments.base import Claim, Experiment, RegimeCheck, SeedResult
-from inforeg.lab.experiments.protocol import BestOnValidation, Selected, tune
+from inforeg.lab.experiments.protocol import BestOnValidation, Selected, tune_arms
 from inforeg.lab.experiments.training import make_mlp, seed_everything
 
 LEVELS = 4
@@ -159,13 +159,11 @@ def arm_name(arm: str, cond: str) -> str:
 
 
 def run_seed(seed: int, quick: bool) -> SeedResult:
-    from inforeg.lab.experiments.progress import step as report
-
     steps = QUICK_STEPS if quick else STEPS
     metrics: dict[str, dict[str, float]] = {}
     chosen: dict[str, dict[str, Any]] = {}
     regime: dict[str, float] = {}
-    for c, ((factors, batch), arms) in enumerate(CONDITIONS.items()):
+    for (factors, batch), arms in CONDITIONS.items():
         gen = torch.Generator().manual_seed(700 + 31 * seed + factors)
         proj = torch.randn(2, factors * LEVELS, DIM, generator=gen)
         data: dict[str, Tensor] = {}
@@ -174,19 +172,17 @@ def run_seed(seed: int, quick: bool) -> SeedResult:
                 n, factors, gen, proj
             )
         cond = cond_name(factors, batch)
-        for arm in arms:
-            # --quick: the first grid point only (the full run searches the whole grid).
-            grid = {k: v[:1] for k, v in GRIDS[arm].items()} if quick else GRIDS[arm]
-            fit = functools.partial(_fit, arm, data=data, batch=batch, seed=seed, steps=steps)
-            point, sel = tune(grid, fit)
-            metrics[arm_name(arm, cond)] = dict(sel.metrics)
-            chosen[arm_name(arm, cond)] = {**point, "step": sel.step}
+        # --quick: the first grid point only (the full run searches the whole grid).
+        grids = {arm: {k: v[:1] if quick else v for k, v in GRIDS[arm].items()} for arm in arms}
+        fit = functools.partial(_fit, data=data, batch=batch, seed=seed, steps=steps)
+        tuned = tune_arms(grids, fit)
+        metrics.update({arm_name(arm, cond): m for arm, m in tuned.metrics().items()})
+        chosen.update({arm_name(arm, cond): p for arm, p in tuned.points("step").items()})
         base = metrics[arm_name(NCE, cond)][ACC]
         for arm in arms:
             metrics[arm_name(arm, cond)][GAIN] = metrics[arm_name(arm, cond)][ACC] - base
         regime[f"InfoNCE probe accuracy [{cond}]"] = base
         regime[f"InfoNCE bound / log N [{cond}]"] = metrics[arm_name(NCE, cond)][BOUND]
-        report(c + 1, len(CONDITIONS), "condition")
     return SeedResult(
         metrics,
         tuning=chosen,
@@ -310,7 +306,4 @@ EXPERIMENT = Experiment(
         "best validation probe accuracy"
     ),
     run_seed=run_seed,
-    protocol=2,
-    seeds=10,
-    quick_seeds=2,
 )
