@@ -6,7 +6,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from inforeg.rl import fused_linear_logprobs_entropy, selective_log_softmax, token_entropy
+from inforeg.rl import (
+    default_lm_head_chunk,
+    fused_linear_logprobs_entropy,
+    selective_log_softmax,
+    token_entropy,
+)
 from tests._helpers import assert_close, gradcheck64
 
 
@@ -79,29 +84,125 @@ def test_bfloat16_close_to_float32():
     assert torch.isfinite(weight_bf.grad.float()).all()
 
 
-def test_never_materialises_the_logits(monkeypatch):
-    """Every logit block the kernels see has at most chunk_size rows."""
+def _spy_tiles(monkeypatch, tile_bytes):
+    """Shrink the tile budget of the fused head to ``tile_bytes`` and record every tile's shape."""
     import inforeg.rl.fused_linear as fl
 
-    seen: list[int] = []
-    real = fl.token_entropy
+    monkeypatch.setattr(fl, "_TILE_BYTES", tile_bytes)
+    seen: list[tuple[int, int]] = []
+    real = fl._logits_into
 
-    def spy(z, temperature=1.0, chunk_size=None):
-        seen.append(z.shape[0])
-        return real(z, temperature)
+    def spy(buf, h, weight, bias, v0, v1):
+        seen.append((h.shape[0], v1 - v0))
+        return real(buf, h, weight, bias, v0, v1)
 
-    monkeypatch.setattr(fl, "token_entropy", spy)
-    hidden, weight, b, tokens = _problem(lead=(4, 10))
+    monkeypatch.setattr(fl, "_logits_into", spy)
+    return seen
+
+
+def test_never_materialises_the_logits(monkeypatch):
+    """Every tile of logits has at most chunk_size rows and the tile budget's size, and the
+    tiles cover the logits once forward and once backward (the recompute)."""
+    seen = _spy_tiles(monkeypatch, 4 * 6 * 40)
+    hidden, weight, b, tokens = _problem(lead=(4, 10), vocab=97)
     hidden.requires_grad_(True)
-    logp, ent = fl.fused_linear_logprobs_entropy(hidden, weight, tokens, chunk_size=6)
+    logp, ent = fused_linear_logprobs_entropy(hidden, weight, tokens, chunk_size=6)
     (logp.sum() + ent.sum()).backward()
-    assert seen and max(seen) <= 6 and sum(seen) == 2 * 40  # forward + backward recompute
+    assert seen and max(r for r, _ in seen) <= 6 and max(r * c for r, c in seen) <= 6 * 40
+    assert len({c for _, c in seen}) > 1  # several vocabulary blocks (40, 40, 17)
+    assert sum(r * c for r, c in seen) == 2 * 40 * 97
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("block", [70, 30])  # C kernel tiles (float32, >= 64 wide) / PyTorch
+@pytest.mark.parametrize("temperature", [1.0, 0.7])
+def test_vocabulary_blocks_equal_the_unfused_path(monkeypatch, dtype, block, temperature):
+    """With the vocabulary split into blocks, the merged log-sum-exp and entropy and all three
+    gradients equal the unfused path on the whole rows."""
+    _spy_tiles(monkeypatch, 8 * block * 4)  # 8-token chunks below: blocks of `block` entries
+    hidden, weight, b, tokens = _problem(dtype, lead=(2, 9), vocab=300, dim=16)
+    leaves = [t.requires_grad_(True) for t in (hidden, weight, b)]
+    g = torch.Generator().manual_seed(1)
+    w_logp, w_ent = (torch.randn(2, 9, generator=g).to(dtype) for _ in range(2))
+    got = fused_linear_logprobs_entropy(
+        hidden, weight, tokens, bias=b, temperature=temperature, chunk_size=8
+    )
+    ref = _unfused(hidden, weight, b, tokens, temperature)
+    for x, y in zip(got, ref):
+        assert_close(x, y)
+    grads = torch.autograd.grad((got[0] * w_logp).sum() + (got[1] * w_ent).sum(), leaves)
+    refs = torch.autograd.grad((ref[0] * w_logp).sum() + (ref[1] * w_ent).sum(), leaves)
+    for x, y in zip(grads, refs):
+        assert_close(x, y)
+
+
+def test_gradcheck_float64_vocabulary_blocks(monkeypatch):
+    _spy_tiles(monkeypatch, 3 * 4 * 8)  # chunks of 3 tokens by blocks of 4 of the 10 entries
+    hidden, weight, b, tokens = _problem(torch.float64, lead=(5,), vocab=10, dim=3)
+
+    def fn(h, w, bb):
+        logp, ent = fused_linear_logprobs_entropy(h, w, tokens, bias=bb, chunk_size=3)
+        return logp + 0.5 * ent
+
+    gradcheck64(fn, hidden, weight, b)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_masked_vocabulary_blocks(monkeypatch, dtype):
+    """A -inf bias over a whole vocabulary block (and part of another) leaves finite values and
+    gradients equal to the unfused path; every logit -inf gives NaN, never a number."""
+    _spy_tiles(monkeypatch, 8 * 70 * 4)  # blocks of 70: [0, 70) masked below, [70, 140) half
+    hidden, weight, b, tokens = _problem(dtype, lead=(8,), vocab=300, dim=16)
+    b[:105] = -torch.inf
+    tokens = tokens.clamp(min=105)
+    leaves = [t.requires_grad_(True) for t in (hidden, weight)]
+    got = fused_linear_logprobs_entropy(hidden, weight, tokens, bias=b, chunk_size=8)
+    ref = _unfused(hidden, weight, b, tokens, 1.0)
+    for x, y in zip(got, ref):
+        assert torch.isfinite(x).all()
+        assert_close(x, y)
+    grads = torch.autograd.grad(got[0].sum() + got[1].sum(), leaves)
+    refs = torch.autograd.grad(ref[0].sum() + ref[1].sum(), leaves)
+    for x, y in zip(grads, refs):
+        assert torch.isfinite(x).all()
+        assert_close(x, y)
+    logp, ent = fused_linear_logprobs_entropy(
+        hidden.detach(), weight.detach(), tokens, bias=torch.full_like(b, -torch.inf)
+    )
+    assert logp.isnan().all() and ent.isnan().all()
+
+
+def test_nan_logits_give_nan_rows(monkeypatch):
+    _spy_tiles(monkeypatch, 8 * 70 * 4)
+    hidden, weight, b, tokens = _problem(lead=(8,), vocab=300, dim=16)
+    b[200] = torch.nan  # in the third block
+    logp, ent = fused_linear_logprobs_entropy(hidden, weight, tokens, bias=b, chunk_size=8)
+    assert logp.isnan().all() and ent.isnan().all()
+
+
+def test_c_kernel_and_pytorch_tiles_agree(monkeypatch):
+    """The C kernel's tiles and the PyTorch path's (INFOREG_DISABLE_CPU_KERNEL) give the same
+    values and gradients, bias and temperature included."""
+    _spy_tiles(monkeypatch, 16 * 100 * 4)
+    hidden, weight, b, tokens = _problem(lead=(40,), vocab=333, dim=16)
+    leaves = [t.requires_grad_(True) for t in (hidden, weight, b)]
+    out = {}
+    for disable in ("0", "1"):
+        monkeypatch.setenv("INFOREG_DISABLE_CPU_KERNEL", disable)
+        logp, ent = fused_linear_logprobs_entropy(
+            hidden, weight, tokens, bias=b, temperature=0.8, chunk_size=16
+        )
+        grads = torch.autograd.grad(logp.sum() - 0.3 * ent.sum(), leaves)
+        out[disable] = (logp, ent, *grads)
+    for x, y in zip(out["0"], out["1"]):
+        assert_close(x, y)
 
 
 def test_empty_batch_and_default_chunk():
     hidden, weight, b, tokens = _problem(lead=(0,))
     logp, ent = fused_linear_logprobs_entropy(hidden, weight, tokens)
     assert logp.shape == ent.shape == (0,)
+    assert default_lm_head_chunk(151_936) == 4096 and default_lm_head_chunk(100) > 4096
 
 
 @pytest.mark.parametrize(
@@ -129,3 +230,24 @@ def test_bad_options(kw, match):
     h, w, b, t = _problem()
     with pytest.raises(ValueError, match=match):
         fused_linear_logprobs_entropy(h, w, t, bias=b, **kw)
+
+
+def test_bfloat16_vocabulary_blocks_match_the_unfused_bfloat16_path(monkeypatch):
+    """bfloat16 tiles (C kernel, gradient written in place over the bfloat16 logits) against
+    the unfused path on the same bfloat16 logits."""
+    _spy_tiles(monkeypatch, 8 * 100 * 4)
+    hidden, weight, b, tokens = (
+        t.bfloat16() if t.is_floating_point() else t
+        for t in _problem(lead=(16,), vocab=300, dim=16)
+    )
+    leaves = [t.requires_grad_(True) for t in (hidden, weight, b)]
+    got = fused_linear_logprobs_entropy(hidden, weight, tokens, bias=b, chunk_size=8)
+    ref = _unfused(hidden, weight, b, tokens, 1.0)
+    for x, y in zip(got, ref):
+        assert x.dtype == torch.bfloat16
+        torch.testing.assert_close(x.float(), y.float(), rtol=0.02, atol=0.02)
+    grads = torch.autograd.grad(got[0].float().sum() + got[1].float().sum(), leaves)
+    refs = torch.autograd.grad(ref[0].float().sum() + ref[1].float().sum(), leaves)
+    for x, y in zip(grads, refs):
+        assert x.dtype == torch.bfloat16
+        torch.testing.assert_close(x.float(), y.float(), rtol=0.05, atol=0.05)

@@ -906,3 +906,143 @@ int inforeg_top_p_backward(const void *z, void *gz, int dtype, int64_t rows, int
                   (float *)ent, grad, NULL, 3, 0.0, 0, (float *)gt, (int64_t *)req};
     return run_rows(base, rows, threads);
 }
+
+/* ---- Fused LM head (inforeg.rl.fused_linear): a tile of logits at a time ----
+ * The LM head computes the logits in tiles of rows x a block of columns [col0, col0 + vocab) of
+ * the vocabulary; tok[row] - col0 is the chosen token's column in the tile (outside it: none).
+ * Forward (lm_row_stats): the tile's row statistics (row_stats above), merged into the running
+ * (lse, H) of the rows over the vocabulary blocks, plus the chosen logit. A block whose logits
+ * are all -inf (masked vocabulary) has no share; a row with no finite logit keeps lse = -inf.
+ * Backward (lm_row_backward): with lse and H of the whole row, both terms of
+ *   g_ent dH/dz + g_logp dlog p_tok/dz = p (k w + kh) + (g_logp / T) onehot(tok),
+ *   k = -(g_ent / T) ln 2, kh = -(g_ent / T) H - g_logp / T   (w = log2 p, see grad_block)
+ * in one read of z and one write of gz; gz may be z itself (each block is read before it is
+ * written), so the LM head's backward holds one tile. */
+typedef struct {
+    void *z; /* read; gz may alias it */
+    void *gz;
+    int dtype, backward;
+    int64_t lo, hi, vocab, row_stride, col0;
+    float inv_t;
+    double *run_lse, *run_ent; /* forward: the running lse and H of the rows, merged into */
+    float *picked;             /* forward: the chosen logit, written where it is in the tile */
+    const float *lse, *ent, *g_logp, *g_ent; /* backward: lse, H of the rows; upstream grads */
+    const int64_t *tok;
+} lm_job_t;
+
+static void lm_row_stats(const lm_job_t *j, int64_t row)
+{
+    const int64_t esize = j->dtype == F32 ? 4 : 2, t = j->tok[row] - j->col0;
+    const char *x = (const char *)j->z + row * j->row_stride * esize;
+    float bl, be; /* the block's lse and H (row_stats of the one row at x) */
+    row_stats(x, j->dtype, j->row_stride, 0, j->vocab, j->inv_t, &bl, &be);
+    if (bl != bl && block_max(x, j->dtype, j->vocab) == -INFINITY)
+        bl = -INFINITY; /* masked block, not NaN input: no share */
+    if (t >= 0 && t < j->vocab)
+        j->picked[row] = load(x, j->dtype, t);
+    /* merge into the running (L, E) of the row: shares a = e^(L - n), b = e^(bl - n) of the
+     * merged n = log(e^L + e^bl); H = a E + b be - a log a - b log b. NaN propagates. */
+    double L = j->run_lse[row], E = j->run_ent[row], b = bl;
+    if (b == -INFINITY)
+        return;
+    if (L == -INFINITY) {
+        j->run_lse[row] = b;
+        j->run_ent[row] = be;
+        return;
+    }
+    double n = L > b ? L + log1p(exp(b - L)) : b + log1p(exp(L - b));
+    double sa = exp(L - n), sb = exp(b - n);
+    j->run_ent[row] = sa * E + sb * be - sa * (L - n) - sb * (b - n);
+    j->run_lse[row] = n;
+}
+
+static void lm_row_backward(const lm_job_t *j, int64_t row)
+{
+    float xb[BLOCK]; /* bfloat16: the widened block, then its float32 gradient (in place) */
+    const float gl = j->g_logp[row], ge = j->g_ent[row], it = j->inv_t;
+    const float c = it * LOG2E, l2 = j->lse[row] * LOG2E;
+    const float k = -ge * it * (float)LN2, kh = -ge * it * j->ent[row] - gl * it;
+    const int64_t base = row * j->row_stride, t = j->tok[row] - j->col0;
+    for (int64_t off = 0; off < j->vocab; off += BLOCK) {
+        int64_t len = j->vocab - off < BLOCK ? j->vocab - off : BLOCK;
+        if (j->dtype == F32) {
+            float *o = (float *)j->gz + base + off;
+            grad_block((const float *)j->z + base + off, o, len, c, l2, 1, k, kh);
+            if (t >= off && t < off + len)
+                o[t - off] += gl * it;
+        } else {
+            const uint16_t *h = (const uint16_t *)j->z + base + off;
+            uint16_t *oh = (uint16_t *)j->gz + base + off;
+#pragma omp simd
+            for (int64_t i = 0; i < len; i++)
+                xb[i] = bf16_to_f32(h[i]);
+            grad_block(xb, xb, len, c, l2, 1, k, kh);
+            if (t >= off && t < off + len)
+                xb[t - off] += gl * it;
+#pragma omp simd
+            for (int64_t i = 0; i < len; i++)
+                oh[i] = f32_to_bf16(xb[i]);
+        }
+    }
+}
+
+static void *lm_run(void *arg)
+{
+    const lm_job_t *j = (const lm_job_t *)arg;
+    for (int64_t r = j->lo; r < j->hi; r++) {
+        if (j->backward)
+            lm_row_backward(j, r);
+        else
+            lm_row_stats(j, r);
+    }
+    return NULL;
+}
+
+static int lm_run_rows(lm_job_t base, int64_t rows, int threads) /* as run_rows */
+{
+    lm_job_t jobs[MAX_THREADS];
+    pthread_t tid[MAX_THREADS];
+    int started[MAX_THREADS] = {0};
+    threads = threads > MAX_THREADS ? MAX_THREADS : threads;
+    threads = threads > rows ? (int)rows : threads;
+    threads = threads < 1 ? 1 : threads;
+    int64_t step = (rows + threads - 1) / threads;
+    for (int i = 0; i < threads; i++) {
+        jobs[i] = base;
+        jobs[i].lo = i * step < rows ? i * step : rows;
+        jobs[i].hi = (i + 1) * step < rows ? (i + 1) * step : rows;
+    }
+    for (int i = 1; i < threads; i++)
+        started[i] = pthread_create(&tid[i], NULL, lm_run, &jobs[i]) == 0;
+    lm_run(&jobs[0]);
+    for (int i = 1; i < threads; i++) {
+        if (started[i])
+            pthread_join(tid[i], NULL);
+        else
+            lm_run(&jobs[i]);
+    }
+    return 0;
+}
+
+/* Merge the tile's row statistics into run_lse, run_ent (rows,) (float64; start at -inf, 0),
+ * and set picked[row] = z[row, tok[row] - col0] where that column is in the tile (float32). */
+int inforeg_lm_head_stats(const void *z, int dtype, int64_t rows, int64_t vocab,
+                          int64_t row_stride, int64_t col0, float inv_t, const int64_t *tok,
+                          double *run_lse, double *run_ent, float *picked, int threads)
+{
+    lm_job_t base = {(void *)z, NULL, dtype, 0, 0, 0, vocab, row_stride, col0, inv_t,
+                     run_lse, run_ent, picked, NULL, NULL, NULL, NULL, tok};
+    return lm_run_rows(base, rows, threads);
+}
+
+/* gz (same dtype and layout as z; may be z) = d(sum g_logp log p[tok] + g_ent H)/dz for the
+ * tile, from lse and ent of the whole rows. */
+int inforeg_lm_head_backward(void *z, void *gz, int dtype, int64_t rows, int64_t vocab,
+                             int64_t row_stride, int64_t col0, float inv_t, const int64_t *tok,
+                             const float *lse, const float *ent, const float *g_logp,
+                             const float *g_ent, int threads)
+{
+    lm_job_t base = {z, gz, dtype, 1, 0, 0, vocab, row_stride, col0, inv_t,
+                     NULL, NULL, NULL, lse, ent, g_logp, g_ent, tok};
+    return lm_run_rows(base, rows, threads);
+}

@@ -312,3 +312,64 @@ def top_p_backward(
         lse.data_ptr(), ent.data_ptr(), g.data_ptr(), gt.data_ptr(), req.data_ptr(), _threads(z),
     )  # fmt: skip
     return gz
+
+
+# ---- fused LM head (inforeg.rl.fused_linear): tiles of logits, see the end of the C file ----
+
+
+def _lm_library() -> ctypes.CDLL:
+    lib = library()
+    assert lib is not None, "usable() is checked first"
+    if not getattr(lib, "_inforeg_lm_typed", False):  # argtypes set once per library
+        p, i64, f32, i32 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_float, ctypes.c_int
+        lib.inforeg_lm_head_stats.argtypes = [p, i32, i64, i64, i64, i64, f32, p, p, p, p, i32]
+        lib.inforeg_lm_head_stats.restype = i32
+        lib.inforeg_lm_head_backward.argtypes = [
+            p, p, i32, i64, i64, i64, i64, f32, p, p, p, p, p, i32,
+        ]  # fmt: skip
+        lib.inforeg_lm_head_backward.restype = i32
+        setattr(lib, "_inforeg_lm_typed", True)  # noqa: B010 (CDLL has no such attribute)
+    return lib
+
+
+def lm_head_stats(
+    z: Tensor,
+    col0: int,
+    inv_t: float,
+    tok: Tensor,
+    run_lse: Tensor,
+    run_ent: Tensor,
+    picked: Tensor,
+) -> None:
+    """Merge the row statistics of the tile ``z (R, Vb)``, columns ``[col0, col0 + Vb)`` of the
+    logits, into the running float64 ``(R,)`` ``run_lse`` and ``run_ent`` of the rows (start:
+    ``-inf`` and 0; a block of only ``-inf`` logits adds nothing), and set the float32
+    ``picked[r] = z[r, tok[r] - col0]`` where that column is in the tile. ``tok`` is contiguous
+    int64."""
+    rows, vocab = z.shape
+    _lm_library().inforeg_lm_head_stats(
+        z.data_ptr(), _DTYPE_CODES[z.dtype], rows, vocab, vocab, col0, inv_t, tok.data_ptr(),
+        run_lse.data_ptr(), run_ent.data_ptr(), picked.data_ptr(), _threads(z),
+    )  # fmt: skip
+
+
+def lm_head_backward(
+    z: Tensor,
+    col0: int,
+    inv_t: float,
+    tok: Tensor,
+    lse: Tensor,
+    ent: Tensor,
+    g_logp: Tensor,
+    g_ent: Tensor,
+) -> Tensor:
+    """Overwrites the tile ``z (R, Vb)`` (columns ``[col0, col0 + Vb)``) with the gradient of
+    ``sum(g_logp * log p[tok] + g_ent * H)`` with respect to it, from ``lse`` and ``ent`` of the
+    whole rows (all ``(R,)`` contiguous float32, ``tok`` int64), and returns it."""
+    rows, vocab = z.shape
+    _lm_library().inforeg_lm_head_backward(
+        z.data_ptr(), z.data_ptr(), _DTYPE_CODES[z.dtype], rows, vocab, vocab, col0, inv_t,
+        tok.data_ptr(), lse.data_ptr(), ent.data_ptr(), g_logp.data_ptr(), g_ent.data_ptr(),
+        _threads(z),
+    )  # fmt: skip
+    return z

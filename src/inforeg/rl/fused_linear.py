@@ -3,43 +3,127 @@ r"""Per-token log-probabilities and entropies straight from the LM head, without
 RL fine-tuning computes, for every generated token, :math:`\log\pi(o_t)` and the policy entropy
 from ``logits = hidden @ weight.T`` with a vocabulary of ~150k: the ``(T, V)`` logits (and their
 gradient) are the largest tensors of the step. :func:`fused_linear_logprobs_entropy` never holds
-more than one chunk of them: tokens go through the matmul ``chunk_size`` rows at a time, straight
-into the fused entropy / log-softmax kernels of :mod:`inforeg.rl.entropy` (the C kernel on CPU,
-Triton on CUDA; a chunked PyTorch path elsewhere), and only the per-token results are kept. The
-backward pass recomputes each chunk's logits (one more matmul per chunk, the price of not storing
-them), turns the upstream gradients into the chunk's logit gradient with the same kernels, and
-folds it into the gradients of ``hidden``, ``weight`` and ``bias``. TRL's fused LM head and
+more than one tile of them: a chunk of tokens times a block of the vocabulary goes through the
+matmul (a GEMM of a good shape, 4096 x D x 4096 by default) straight into the fused entropy
+kernel (the C kernel of :mod:`inforeg.rl._cpu_entropy` on CPU; PyTorch on the tile elsewhere),
+and only per-token results are kept: the blocks' log-sum-exp and entropy are merged exactly.
+The backward pass recomputes each tile (one more matmul, the price of not storing the logits),
+overwrites it with its gradient in one pass for both the log-probability and the entropy, and
+folds it into the gradients of ``hidden``, ``weight`` and ``bias`` with accumulating matmuls
+(``addmm_``, no temporary). TRL's fused LM head and
 Liger-Kernel's fused linear losses (CUDA) avoid the logits the same way.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterator
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from inforeg.core.checks import check_int, check_positive, check_tensor
-from inforeg.rl.entropy import selective_log_softmax, token_entropy
+from inforeg.core.checks import check_index_range, check_int, check_positive, check_tensor
+from inforeg.core.dtypes import compute_dtype
+from inforeg.rl import _cpu_entropy
 
 __all__ = ["default_lm_head_chunk", "fused_linear_logprobs_entropy"]
 
-# One chunk of float32 logits is at most this many bytes. The backward holds two (the logits and
-# their gradient): 2 x 32 MiB, 2.6% of the full logits at T = 4096, V = 151,936.
-_CHUNK_BYTES = 1 << 25
+# One tile of logits (tokens x a block of the vocabulary) is at most this many float32 bytes;
+# forward and backward hold one tile (the backward overwrites the recomputed logits with their
+# gradient): 64 MiB, 2.7% of the full float32 logits at T = 4096, V = 151,936.
+_TILE_BYTES = 1 << 26
+# Tokens per tile at least (vocabularies above _TILE_BYTES / (4 * 4096) = 4096 get blocks of
+# the vocabulary instead of fewer tokens): the matmuls then keep the shape of a big GEMM. On
+# 2 loaded cores, h @ W_block.T ran at 38-60 GFLOP/s as 4096 x 1024 x {2048, 4096} tiles (as
+# fast as one big matmul) against 17-20 for 55 full-vocabulary rows (the previous default) and
+# 30-46 for 256 (benchmarks/fused-lm-head.md, analysis).
+_TILE_ROWS = 4096
+# floor for log p where logits are -inf (p = 0 there; 0 * floor is 0 where 0 * -inf is NaN)
+_LOGP_FLOOR = -1.0e4
 
 
 def default_lm_head_chunk(vocab: int) -> int:
-    """Tokens per chunk: about 32 MiB of float32 logits (at least 1 token).
+    """Tokens per tile: 4096, or more for vocabularies under 4096 (a 64 MiB float32 tile).
 
-    >>> default_lm_head_chunk(151_936)
-    55
+    Each chunk of tokens goes through the vocabulary in blocks of
+    ``64 MiB / (4 * tokens)`` entries (all of it when that is larger).
+
+    >>> default_lm_head_chunk(151_936), default_lm_head_chunk(1_000)
+    (4096, 16777)
     """
-    return max(1, _CHUNK_BYTES // (4 * max(vocab, 1)))
+    return max(_TILE_ROWS, _TILE_BYTES // (4 * max(vocab, 1)))
 
 
-def _logits(h: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
-    return h @ weight.T if bias is None else torch.addmm(bias, h, weight.T)
+def _vocab_block(rows: int, vocab: int) -> int:
+    """Vocabulary entries per tile of ``rows`` tokens: the rest of the 64 MiB budget."""
+    return max(1, min(vocab, _TILE_BYTES // (4 * rows)))
+
+
+def _tiles(rows: int, vocab: int, chunk: int) -> Iterator[tuple[int, int, int, int]]:
+    """``(r0, r1, v0, v1)``: chunks of ``chunk`` tokens, each over blocks of the vocabulary."""
+    block = _vocab_block(min(chunk, rows), vocab)
+    for r0 in range(0, rows, chunk):
+        for v0 in range(0, vocab, block):
+            yield r0, min(r0 + chunk, rows), v0, min(v0 + block, vocab)
+
+
+def _logits_into(
+    buf: Tensor, h: Tensor, weight: Tensor, bias: Tensor | None, v0: int, v1: int
+) -> Tensor:
+    """The tile ``h @ weight[v0:v1].T (+ bias[v0:v1])``, written into the front of ``buf``."""
+    out = buf[: h.shape[0] * (v1 - v0)].view(h.shape[0], v1 - v0)
+    w = weight[v0:v1].T
+    if bias is None:
+        return torch.mm(h, w, out=out)
+    return torch.addmm(bias[v0:v1], h, w, out=out)
+
+
+def _in_tile(tok: Tensor, v0: int, width: int) -> tuple[Tensor, Tensor]:
+    """``(column, inside)``: the chosen token's column in the tile (clamped into it) and whether
+    it is there."""
+    col = tok - v0
+    return col.clamp(0, width - 1).unsqueeze(1), (col >= 0) & (col < width)
+
+
+def _stats_torch(
+    z: Tensor, v0: int, inv_t: float, tok: Tensor, picked: Tensor
+) -> tuple[Tensor, Tensor]:
+    """``(lse, H)`` of the tile's rows (``(-inf, 0)`` for a block of only ``-inf`` logits) in
+    the compute dtype, and the chosen logit into ``picked`` where it is in the tile: the
+    PyTorch path of :func:`inforeg.rl._cpu_entropy.lm_head_stats`."""
+    y = z.to(compute_dtype(z)) * inv_t
+    lse = torch.logsumexp(y, 1)
+    q = torch.exp(y - torch.where(lse == -math.inf, 0.0, lse).unsqueeze(1))
+    col, inside = _in_tile(tok, v0, z.shape[1])
+    picked.copy_(torch.where(inside, z.gather(1, col).squeeze(1).to(picked.dtype), picked))
+    return lse, -torch.xlogy(q, q).sum(1)
+
+
+def _grad_torch(z: Tensor, v0: int, inv_t: float, *rows: Tensor) -> Tensor:
+    """The PyTorch path of :func:`inforeg.rl._cpu_entropy.lm_head_backward` (``rows``: its
+    ``tok, lse, ent, g_logp, g_ent``): the tile's gradient
+    ``p (-(g_ent / T)(log p + H) - g_logp / T) + (g_logp / T) onehot(tok)``."""
+    tok, lse, ent, g_logp, g_ent = rows
+    logp = z.to(lse.dtype) * inv_t - lse.unsqueeze(1)
+    p = logp.exp()
+    k = (g_ent * -inv_t).unsqueeze(1)
+    coef = logp.clamp_(min=_LOGP_FLOOR).add_(ent.unsqueeze(1)).mul_(k)
+    gz = p.mul_(coef.sub_((g_logp * inv_t).unsqueeze(1)))
+    col, inside = _in_tile(tok, v0, z.shape[1])
+    gz.scatter_add_(1, col, torch.where(inside, g_logp * inv_t, 0.0).unsqueeze(1))
+    return z.copy_(gz)
+
+
+def _merge(lse: Tensor, ent: Tensor, lse_b: Tensor, ent_b: Tensor) -> None:
+    """Fold a vocabulary block's ``(lse_b, H_b)`` into the running ``(lse, H)`` in place: with
+    the blocks' shares ``a = exp(lse - lse')`` and ``b = exp(lse_b - lse')`` of the merged
+    ``lse'``, ``H' = a H + b H_b - a log a - b log b`` (non-negative terms)."""
+    new = torch.logaddexp(lse, lse_b)
+    ref = torch.where(new == -math.inf, 0.0, new)  # all masked so far: no -inf - -inf
+    a, b = torch.exp(lse - ref), torch.exp(lse_b - ref)
+    ent.mul_(a).add_(b * ent_b).sub_(torch.xlogy(a, a)).sub_(torch.xlogy(b, b))
+    lse.copy_(new)
 
 
 class _FusedLinearLogprobsEntropy(torch.autograd.Function):
@@ -53,45 +137,64 @@ class _FusedLinearLogprobsEntropy(torch.autograd.Function):
         temperature: float,
         chunk: int,
     ) -> tuple[Tensor, Tensor]:
-        rows = hidden.shape[0]
-        logp = hidden.new_empty(rows)
-        ent = hidden.new_empty(rows)
-        for lo in range(0, rows, chunk):
-            hi = min(lo + chunk, rows)
-            z = _logits(hidden[lo:hi], weight, bias)
-            ent[lo:hi] = token_entropy(z, temperature)
-            logp[lo:hi] = selective_log_softmax(z, tokens[lo:hi], temperature)
-        ctx.save_for_backward(hidden, weight, bias, tokens)
-        ctx.temperature, ctx.chunk = temperature, chunk
-        return logp, ent
+        rows, vocab = hidden.shape[0], weight.shape[0]
+        inv_t = 1.0 / temperature
+        acc = compute_dtype(hidden)
+        # running (lse, H) over the vocabulary blocks in float64: 40 merges lose no digits
+        lse = torch.full((rows,), -math.inf, dtype=torch.float64, device=hidden.device)
+        ent = torch.zeros(rows, dtype=torch.float64, device=hidden.device)
+        # NaN stays where no block held the token (an out-of-range id when checks are off)
+        picked = torch.full((rows,), math.nan, dtype=acc, device=hidden.device)
+        buf = hidden.new_empty(min(chunk, rows) * _vocab_block(min(chunk, rows), vocab))
+        for r0, r1, v0, v1 in _tiles(rows, vocab, chunk):
+            z = _logits_into(buf, hidden[r0:r1], weight, bias, v0, v1)
+            tok, run = tokens[r0:r1], (lse[r0:r1], ent[r0:r1])
+            if acc == torch.float32 and _cpu_entropy.usable(z):  # merges in C: no per-tile ops
+                _cpu_entropy.lm_head_stats(z, v0, inv_t, tok, *run, picked[r0:r1])
+            else:
+                _merge(*run, *_stats_torch(z, v0, inv_t, tok, picked[r0:r1]))
+        # every logit -inf: no distribution (NaN, as the fused kernels give)
+        dead = lse == -math.inf
+        lse = torch.where(dead, math.nan, lse).to(acc)
+        ent = torch.where(dead, math.nan, ent).to(acc)
+        ctx.save_for_backward(hidden, weight, bias, tokens, lse, ent)
+        ctx.inv_t, ctx.chunk = inv_t, chunk
+        logp = picked * inv_t - lse
+        return logp.to(hidden.dtype), ent.to(hidden.dtype)
 
     @staticmethod
     def backward(ctx: Any, g_logp: Tensor, g_ent: Tensor) -> tuple[Tensor | None, ...]:
-        hidden, weight, bias, tokens = ctx.saved_tensors
+        hidden, weight, bias, tokens, lse, ent = ctx.saved_tensors
         need_h, need_w, need_b = ctx.needs_input_grad[:3]
-        rows = hidden.shape[0]
-        half = weight.dtype in (torch.float16, torch.bfloat16)
-        acc = torch.float32 if half else weight.dtype  # accumulate over chunks in float32
-        gh = torch.empty_like(hidden) if need_h else None
-        gw = torch.zeros(weight.shape, dtype=acc, device=weight.device) if need_w else None
-        gb = torch.zeros(weight.shape[0], dtype=acc, device=weight.device) if need_b else None
-        for lo in range(0, rows, ctx.chunk):
-            hi = min(lo + ctx.chunk, rows)
-            h = hidden[lo:hi]
-            with torch.enable_grad():
-                z = _logits(h, weight, bias).detach().requires_grad_(True)
-                ent = token_entropy(z, ctx.temperature)
-                logp = selective_log_softmax(z, tokens[lo:hi], ctx.temperature)
-                objective = torch.dot(ent, g_ent[lo:hi]) + torch.dot(logp, g_logp[lo:hi])
-                (gz,) = torch.autograd.grad(objective, z)
-            if gh is not None:
-                torch.mm(gz, weight, out=gh[lo:hi])
-            if gw is not None:
-                gw.addmm_(gz.T.to(acc), h.to(acc))
+        rows, vocab = hidden.shape[0], weight.shape[0]
+        inv_t = ctx.inv_t
+        acc = lse.dtype  # half precision: matmuls of the gradient and sums in float32
+        g_logp = g_logp.to(acc).contiguous()
+        g_ent = g_ent.to(acc).contiguous()
+        gh = torch.empty(hidden.shape, dtype=acc, device=hidden.device) if need_h else None
+        gw = torch.empty(weight.shape, dtype=acc, device=weight.device) if need_w else None
+        gb = torch.zeros(vocab, dtype=acc, device=weight.device) if need_b else None
+        buf = hidden.new_empty(min(ctx.chunk, rows) * _vocab_block(min(ctx.chunk, rows), vocab))
+        h_acc = hidden
+        for r0, r1, v0, v1 in _tiles(rows, vocab, ctx.chunk):
+            h = hidden[r0:r1]
+            if v0 == 0:
+                h_acc = h.to(acc)  # once per chunk of tokens (no copy unless half precision)
+            z = _logits_into(buf, h, weight, bias, v0, v1)
+            args = (tokens[r0:r1], lse[r0:r1], ent[r0:r1], g_logp[r0:r1], g_ent[r0:r1])
+            if acc == torch.float32 and _cpu_entropy.usable(z):
+                gz = _cpu_entropy.lm_head_backward(z, v0, inv_t, *args)
+            else:
+                gz = _grad_torch(z, v0, inv_t, *args)
+            gz = gz.to(acc)
+            if gh is not None:  # over the vocabulary blocks: beta = 0 starts the sum
+                gh[r0:r1].addmm_(gz, weight[v0:v1].to(acc), beta=0.0 if v0 == 0 else 1.0)
+            if gw is not None:  # over the chunks of tokens
+                gw[v0:v1].addmm_(gz.T, h_acc, beta=0.0 if r0 == 0 else 1.0)
             if gb is not None:
-                gb += gz.sum(0, dtype=acc)
+                gb[v0:v1] += gz.sum(0)
         return (
-            gh,
+            None if gh is None else gh.to(hidden.dtype),
             None if gw is None else gw.to(weight.dtype),
             None if gb is None or bias is None else gb.to(bias.dtype),
             None,
@@ -120,11 +223,16 @@ def fused_linear_logprobs_entropy(
 
     the values of ``selective_log_softmax(hidden @ weight.T + bias, tokens, T)`` and
     ``token_entropy(hidden @ weight.T + bias, T)``, and their gradients with respect to
-    ``hidden``, ``weight`` and ``bias``, without the ``(..., V)`` logits: ``chunk_size`` tokens
-    at a time go through the matmul and the fused kernels, and the backward pass recomputes each
-    chunk's logits. Extra memory is two chunks of logits (the logits and their gradient, in
-    backward) plus a float32 accumulator for the weight gradient of half-precision weights; the
-    weight gradient itself is as large as the weight, as with any LM head.
+    ``hidden``, ``weight`` and ``bias``, without the ``(..., V)`` logits. The logits are formed
+    one tile at a time: ``chunk_size`` tokens by a block of the vocabulary (at most 64 MiB of
+    float32), each tile's row statistics are merged over the blocks (the entropy of a mixture:
+    :math:`H = \sum_b a_b H_b - \sum_b a_b \log a_b`, :math:`a_b` the block's probability
+    mass), and the backward pass recomputes each tile and overwrites it with its gradient. Extra
+    memory is one tile on the C kernel's path (float32 and bfloat16 on CPU; a few tile-sized
+    temporaries on the PyTorch path used elsewhere), plus float32 accumulators for the
+    gradients of half-precision inputs;
+    the weight gradient itself is as large as the weight, as with any LM head. Time: four
+    matmuls of the ``T x D x V`` size against three for the unfused path (the recompute).
 
     Args:
         hidden: ``(..., D)`` floating hidden states (the LM head's input).
@@ -133,8 +241,8 @@ def fused_linear_logprobs_entropy(
         bias: optional ``(V,)`` bias (default None).
         temperature: ``T > 0``; the logits are divided by it (default 1, TRL's and verl's
             convention for sampling temperature).
-        chunk_size: tokens per chunk; default :func:`default_lm_head_chunk` (about 32 MiB of
-            float32 logits per chunk).
+        chunk_size: tokens per tile; default :func:`default_lm_head_chunk` (4096 tokens by
+            ``64 MiB / (4 * 4096)`` = 4096 vocabulary entries for large vocabularies).
 
     Returns:
         ``(logp, entropy)``, each of the leading shape of ``hidden``, in its dtype (float32
@@ -176,6 +284,7 @@ def fused_linear_logprobs_entropy(
                 f"bias: expected shape ({vocab},) and dtype {weight.dtype}, "
                 f"got {tuple(bias.shape)} {bias.dtype}"
             )
+    check_index_range(tokens, "tokens", vocab)
     t = check_positive(temperature, "temperature")
     chunk = (
         default_lm_head_chunk(vocab)
@@ -187,6 +296,6 @@ def fused_linear_logprobs_entropy(
     if flat.shape[0] == 0:
         return hidden.new_zeros(lead), hidden.new_zeros(lead)
     logp, ent = _FusedLinearLogprobsEntropy.apply(
-        flat, weight, bias, tokens.reshape(-1).long(), t, chunk
+        flat, weight, bias, tokens.reshape(-1).long().contiguous(), t, chunk
     )
     return logp.view(lead), ent.view(lead)
