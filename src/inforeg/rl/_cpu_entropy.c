@@ -362,7 +362,7 @@ typedef struct {
     const void *z;
     void *gz;
     int dtype;
-    int64_t row_stride, lo, hi, vocab;
+    int64_t row_stride, vocab;
     float inv_t;
     float *lse, *ent;
     const float *grad;
@@ -388,9 +388,9 @@ static void row_top_p_backward(const void *z, void *gz, int dtype, int64_t row_s
                                const float *ent, const float *grad, const float *gt,
                                const int64_t *req, float *xbuf);
 
-static void *run_job(void *arg)
+static void run_job(const void *job, int64_t lo, int64_t hi)
 {
-    job_t *j = (job_t *)arg;
+    const job_t *j = (const job_t *)job;
     if (j->backward >= 2) { /* top-p: per-thread work rows */
         const int fwd = j->backward == 2;
         /* forward: the candidates and two compacted search sets (values, e); backward: the
@@ -398,7 +398,7 @@ static void *run_job(void *arg)
         float *buf = malloc((size_t)j->vocab * (fwd ? 4 : 1) * sizeof(float));
         cand_t *cand = fwd ? malloc((size_t)j->vocab * sizeof(cand_t)) : NULL;
         int ok = buf && (!fwd || cand);
-        for (int64_t r = j->lo; r < j->hi; r++) {
+        for (int64_t r = lo; r < hi; r++) {
             if (!ok) { /* out of memory: NaN results (never a silent wrong value) */
                 if (fwd) {
                     j->ent[r] = j->lse[r] = j->gt[r] = NAN;
@@ -417,22 +417,36 @@ static void *run_job(void *arg)
         }
         free(buf);
         free(cand);
-        return NULL;
+        return;
     }
-    for (int64_t r = j->lo; r < j->hi; r++) {
+    for (int64_t r = lo; r < hi; r++) {
         if (j->backward)
             row_backward(j->z, j->gz, j->dtype, j->row_stride, r, j->vocab, j->inv_t, j->lse,
                          j->ent, j->grad, j->tok);
         else
             row_stats(j->z, j->dtype, j->row_stride, r, j->vocab, j->inv_t, j->lse, j->ent);
     }
-    return NULL;
 }
 
 #define MAX_THREADS 256
 
-/* Split rows [0, rows) into `threads` contiguous parts; part 0 runs on the calling thread. */
-static int run_rows(job_t base, int64_t rows, int threads)
+typedef void (*rows_fn)(const void *job, int64_t lo, int64_t hi);
+typedef struct {
+    rows_fn fn;
+    const void *job;
+    int64_t lo, hi;
+} part_t;
+
+static void *run_part(void *arg)
+{
+    const part_t *p = (const part_t *)arg;
+    p->fn(p->job, p->lo, p->hi);
+    return NULL;
+}
+
+/* fn(job, lo, hi) on `threads` contiguous parts of rows [0, rows); part 0 runs on the calling
+ * thread, and so does a part whose thread could not start. Every kernel's row loop uses this. */
+static int run_rows(rows_fn fn, const void *job, int64_t rows, int threads)
 {
     if (threads < 1)
         threads = 1;
@@ -440,23 +454,24 @@ static int run_rows(job_t base, int64_t rows, int threads)
         threads = MAX_THREADS;
     if (threads > rows)
         threads = (int)rows;
-    job_t jobs[MAX_THREADS];
+    part_t parts[MAX_THREADS];
     pthread_t tid[MAX_THREADS];
     int started[MAX_THREADS] = {0};
     int64_t step = (rows + threads - 1) / threads;
     for (int t = 0; t < threads; t++) {
-        jobs[t] = base;
-        jobs[t].lo = t * step < rows ? t * step : rows;
-        jobs[t].hi = (t + 1) * step < rows ? (t + 1) * step : rows;
+        parts[t].fn = fn;
+        parts[t].job = job;
+        parts[t].lo = t * step < rows ? t * step : rows;
+        parts[t].hi = (t + 1) * step < rows ? (t + 1) * step : rows;
     }
     for (int t = 1; t < threads; t++)
-        started[t] = pthread_create(&tid[t], NULL, run_job, &jobs[t]) == 0;
-    run_job(&jobs[0]);
+        started[t] = pthread_create(&tid[t], NULL, run_part, &parts[t]) == 0;
+    run_part(&parts[0]);
     for (int t = 1; t < threads; t++) {
         if (started[t])
             pthread_join(tid[t], NULL);
         else
-            run_job(&jobs[t]); /* could not start a thread: do its part here */
+            run_part(&parts[t]);
     }
     return 0;
 }
@@ -465,9 +480,9 @@ static int run_rows(job_t base, int64_t rows, int threads)
 int inforeg_row_stats(const void *z, int dtype, int64_t rows, int64_t vocab, int64_t row_stride,
                       float inv_t, float *lse, float *ent, int threads)
 {
-    job_t base = {z, NULL, dtype, row_stride, 0, 0, vocab, inv_t, lse, ent, NULL, NULL, 0,
+    job_t base = {z, NULL, dtype, row_stride, vocab, inv_t, lse, ent, NULL, NULL, 0,
                   0.0, 0, NULL, NULL};
-    return run_rows(base, rows, threads);
+    return run_rows(run_job, &base, rows, threads);
 }
 
 /* Gradient gz (same dtype and layout as z) of sum grad * H (ent != NULL) or of
@@ -476,9 +491,9 @@ int inforeg_row_backward(const void *z, void *gz, int dtype, int64_t rows, int64
                          int64_t row_stride, float inv_t, const float *lse, const float *ent,
                          const float *grad, const int64_t *tok, int threads)
 {
-    job_t base = {z, gz, dtype, row_stride, 0, 0, vocab, inv_t, (float *)lse, (float *)ent,
+    job_t base = {z, gz, dtype, row_stride, vocab, inv_t, (float *)lse, (float *)ent,
                   grad, tok, 1, 0.0, 0, NULL, NULL};
-    return run_rows(base, rows, threads);
+    return run_rows(run_job, &base, rows, threads);
 }
 
 /* ---- SIREN's top-p entropy without a sort (inforeg.rl.siren.top_p_entropy) ----
@@ -891,9 +906,9 @@ int inforeg_top_p_forward(const void *z, int dtype, int64_t rows, int64_t vocab,
                           float *lse_kept, float *ent, float *gt, int64_t *req, float *ent_full,
                           int threads)
 {
-    job_t base = {z, NULL, dtype, row_stride, 0, 0, vocab, inv_t, lse_kept, ent, NULL, NULL, 2,
+    job_t base = {z, NULL, dtype, row_stride, vocab, inv_t, lse_kept, ent, NULL, NULL, 2,
                   top_p, top_k, gt, req, ent_full};
-    return run_rows(base, rows, threads);
+    return run_rows(run_job, &base, rows, threads);
 }
 
 /* Gradient gz of sum grad * H_top_p, from the forward's lse_kept, ent, gt and req. */
@@ -902,9 +917,9 @@ int inforeg_top_p_backward(const void *z, void *gz, int dtype, int64_t rows, int
                            const float *ent, const float *grad, const float *gt,
                            const int64_t *req, int threads)
 {
-    job_t base = {z, gz, dtype, row_stride, 0, 0, vocab, inv_t, (float *)lse_kept,
+    job_t base = {z, gz, dtype, row_stride, vocab, inv_t, (float *)lse_kept,
                   (float *)ent, grad, NULL, 3, 0.0, 0, (float *)gt, (int64_t *)req};
-    return run_rows(base, rows, threads);
+    return run_rows(run_job, &base, rows, threads);
 }
 
 /* ---- Fused LM head (inforeg.rl.fused_linear): a tile of logits at a time ----
@@ -922,7 +937,7 @@ typedef struct {
     void *z; /* read; gz may alias it */
     void *gz;
     int dtype, backward;
-    int64_t lo, hi, vocab, row_stride, col0;
+    int64_t vocab, row_stride, col0;
     float inv_t;
     double *run_lse, *run_ent; /* forward: the running lse and H of the rows, merged into */
     float *picked;             /* forward: the chosen logit, written where it is in the tile */
@@ -986,42 +1001,15 @@ static void lm_row_backward(const lm_job_t *j, int64_t row)
     }
 }
 
-static void *lm_run(void *arg)
+static void lm_run(const void *job, int64_t lo, int64_t hi)
 {
-    const lm_job_t *j = (const lm_job_t *)arg;
-    for (int64_t r = j->lo; r < j->hi; r++) {
+    const lm_job_t *j = (const lm_job_t *)job;
+    for (int64_t r = lo; r < hi; r++) {
         if (j->backward)
             lm_row_backward(j, r);
         else
             lm_row_stats(j, r);
     }
-    return NULL;
-}
-
-static int lm_run_rows(lm_job_t base, int64_t rows, int threads) /* as run_rows */
-{
-    lm_job_t jobs[MAX_THREADS];
-    pthread_t tid[MAX_THREADS];
-    int started[MAX_THREADS] = {0};
-    threads = threads > MAX_THREADS ? MAX_THREADS : threads;
-    threads = threads > rows ? (int)rows : threads;
-    threads = threads < 1 ? 1 : threads;
-    int64_t step = (rows + threads - 1) / threads;
-    for (int i = 0; i < threads; i++) {
-        jobs[i] = base;
-        jobs[i].lo = i * step < rows ? i * step : rows;
-        jobs[i].hi = (i + 1) * step < rows ? (i + 1) * step : rows;
-    }
-    for (int i = 1; i < threads; i++)
-        started[i] = pthread_create(&tid[i], NULL, lm_run, &jobs[i]) == 0;
-    lm_run(&jobs[0]);
-    for (int i = 1; i < threads; i++) {
-        if (started[i])
-            pthread_join(tid[i], NULL);
-        else
-            lm_run(&jobs[i]);
-    }
-    return 0;
 }
 
 /* Merge the tile's row statistics into run_lse, run_ent (rows,) (float64; start at -inf, 0),
@@ -1030,9 +1018,9 @@ int inforeg_lm_head_stats(const void *z, int dtype, int64_t rows, int64_t vocab,
                           int64_t row_stride, int64_t col0, float inv_t, const int64_t *tok,
                           double *run_lse, double *run_ent, float *picked, int threads)
 {
-    lm_job_t base = {(void *)z, NULL, dtype, 0, 0, 0, vocab, row_stride, col0, inv_t,
+    lm_job_t base = {(void *)z, NULL, dtype, 0, vocab, row_stride, col0, inv_t,
                      run_lse, run_ent, picked, NULL, NULL, NULL, NULL, tok};
-    return lm_run_rows(base, rows, threads);
+    return run_rows(lm_run, &base, rows, threads);
 }
 
 /* gz (same dtype and layout as z; may be z) = d(sum g_logp log p[tok] + g_ent H)/dz for the
@@ -1042,7 +1030,7 @@ int inforeg_lm_head_backward(void *z, void *gz, int dtype, int64_t rows, int64_t
                              const float *lse, const float *ent, const float *g_logp,
                              const float *g_ent, int threads)
 {
-    lm_job_t base = {z, gz, dtype, 1, 0, 0, vocab, row_stride, col0, inv_t,
+    lm_job_t base = {z, gz, dtype, 1, vocab, row_stride, col0, inv_t,
                      NULL, NULL, NULL, lse, ent, g_logp, g_ent, tok};
-    return lm_run_rows(base, rows, threads);
+    return run_rows(lm_run, &base, rows, threads);
 }
