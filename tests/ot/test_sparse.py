@@ -444,4 +444,3 @@ def test_newton_holds_top_k_ties_after_a_stall():
     assert int((r.plan > 0).sum(-2).max()) == k
     torch.testing.assert_close(r.plan.sum(-2), at, atol=1e-12, rtol=0)
     assert float((r.plan.sum(-1) - at).abs().sum()) < 0.03  # POT's default run: 0.021
-
