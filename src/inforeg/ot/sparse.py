@@ -117,7 +117,7 @@ def sparse_ot(
     (and above ``n = 512``) L-BFGS takes over, within the ``max_iter`` budget, and stops at a
     change of 1e-10 times that scale. The dual uses torch L-BFGS (history 10, strong Wolfe) from zero
     potentials. ``method="lbfgs"`` forces L-BFGS, ``"newton"`` Newton (semi-dual only). Both
-    sync with the host once per iteration. ``value`` is the (semi-)dual
+    sync with the host a few times per iteration. ``value`` is the (semi-)dual
     objective at the detached optimum with ``a``, ``b``, ``cost`` attached (envelope theorem:
     :math:`\partial\,\mathrm{value}/\partial C = T`, :math:`\partial/\partial a = \alpha`), and
     ``plan``, ``f``, ``g`` are detached. Because the primal is non-convex, ``value`` is the
