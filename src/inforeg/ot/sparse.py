@@ -98,9 +98,9 @@ def sparse_ot(
     ``"l2"``). The objective gets smoother as ``k`` grows. Where ``k`` binds (optimal columns
     want more than ``k`` sources) the semi-dual has kinks at its optimum and the plan is not
     determined by the optimal value there, so the row marginals (``plan.sum(-1)`` vs ``a``) hold
-    only approximately: max abs. error 5.5e-4 at ``n = 300, k = 5`` in
-    ``benchmarks/sparse-ot.md`` (POT's default run: 2.4e-3; where ``k`` does not bind ours hold
-    to 1e-10), and an L1 row error of 0.03-0.04 at ``gamma`` = 10 and 100 in the
+    only approximately: L1 error 5.2e-4 at ``n = 300, k = 5`` and 0.018 at ``k = 3`` in
+    ``benchmarks/sparse-ot.md`` (POT's default run: 2.4e-3 and 0.021; where ``k`` does not
+    bind ours hold to 1e-10), and an L1 row error of 0.03-0.04 at ``gamma`` = 10 and 100 in the
     ``sparse-ot-experts`` experiment (``k = 8``).
     Column marginals hold to rounding by construction.
 
