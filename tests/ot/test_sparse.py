@@ -413,34 +413,3 @@ def test_small_cpu_problems_solve_on_one_thread(monkeypatch):
         assert seen == [1, 2]
     finally:
         torch.set_num_threads(before)
-
-
-def test_newton_holds_top_k_ties_after_a_stall():
-    # Issue 19's case (the bench sparse-ot problem): k = 3 binds in about half the columns and
-    # the optimum sits on ties between the k-th and (k+1)-th entries. After Newton's stall,
-    # Newton steps that hold those ties (``_tie_newton``) end with a semi-dual objective at least
-    # as high as POT's default run (L-BFGS-B) in far fewer iterations; the L-BFGS finish they
-    # replace took 153 iterations and ended 2.5e-8 below POT's default.
-    ot = pytest.importorskip("ot")
-    from inforeg.ot._smooth_core import _objective, _Problem
-
-    n, k, gamma = 300, 3, 0.1
-    rng = np.random.default_rng(n + k)
-    x, y = rng.standard_normal((n, 2)), rng.standard_normal((n, 2)) + 1.0
-    cost = ot.dist(x, y)
-    cost /= cost.max()
-    a = np.full(n, 1.0 / n)
-    with contextlib.redirect_stdout(io.StringIO()):
-        _, log = ot.smooth.smooth_ot_semi_dual(
-            a, a, cost, gamma, reg_type="sparsity_constrained", max_nz=k, log=True
-        )
-    at, ct = torch.from_numpy(a), torch.from_numpy(cost)
-    problem = _Problem(at, at, ct.T.contiguous(), gamma, "sparse", k, "semi_dual")
-    r = sparse_ot(at, at, ct, k=k, gamma=gamma)
-    obj = float(_objective(r.f, problem)[0])
-    obj_pot = float(_objective(torch.from_numpy(log["alpha"]), problem)[0])
-    assert obj >= obj_pot
-    assert r.n_iter < 100
-    assert int((r.plan > 0).sum(-2).max()) == k
-    torch.testing.assert_close(r.plan.sum(-2), at, atol=1e-12, rtol=0)
-    assert float((r.plan.sum(-1) - at).abs().sum()) < 0.03  # POT's default run: 0.021

@@ -511,9 +511,8 @@ def _newton_semi_dual(
     gained less than 1e-9 (relative) over 5 iterations without halving its gradient, or 3 steps
     in a row lost objective although the model predicted a gain (:math:`\rho < 0`: the quadratic
     model fails even as the damping grows), or when its damping exceeds 1e5. Its best point is
-    returned; the caller continues from there with Newton steps that hold the top-k ties
-    (:func:`_tie_newton`, ``n <= 512``) or L-BFGS (stopping at a relative objective change of
-    1e-10).
+    returned and the caller runs L-BFGS from there (a few iterations, stopping at a relative
+    objective change of 1e-10).
 
     Returns ``(alpha, iterations, stalled, screen)``; batches are solved together (per-problem damping,
     acceptance and stopping).
@@ -619,127 +618,6 @@ def _newton_semi_dual(
     return alpha, n_iter, stalled, screen
 
 
-# Tie-constrained Newton after a stall (``_tie_newton``; dense path only). It stops when a step
-# gains at most this times max|C| sum(a), POT's L-BFGS-B ftol (a relative change of 1e-9). Over
-# 5 random n = 300, k = 3 problems (gamma = 0.1) the result was 3.6e-8 below to 7.5e-8 above POT
-# run to 1e-15 (POT's default run on the first: 1.1e-7 below; the L-BFGS finish this replaces:
-# 1.4e-7 below), after 13-19 steps (one problem hit the cap of 30 and L-BFGS finished).
-_TIE_FTOL = 1e-9
-_TIE_MAX_ITER = 30  # iteration cap of the tie phase (then L-BFGS finishes, as after a failure)
-_TIE_DAMPING_MAX = 1.0  # the Levenberg-Marquardt damping raised up to this, then: failed
-_TIE_ROUNDS = 3  # active-set rounds (hold crossing ties, release wrong-signed ones) per step
-_TIE_HALVINGS = 12  # backtracking halvings before a direction counts as failed
-
-
-def _tie_newton(
-    alpha: Tensor, a: Tensor, b: Tensor, ct: Tensor, gamma: float, k: int, iters: int, ftol: float
-) -> tuple[Tensor, int, bool]:
-    r"""Newton steps that hold top-k ties, for one problem (``alpha`` ``(n,)``, ``ct`` ``(m, n)``)
-    stalled at a kink. Returns the improved ``alpha``, the steps taken, and whether it stopped
-    by its gain rule (else it failed or hit ``iters``).
-
-    Where column ``j`` has ``k`` non-zeros and its k-th and (k+1)-th entries ``p, q`` of
-    :math:`x_j = \alpha - c_j` tie, the semi-dual is not differentiable: the pieces that select
-    ``p`` or ``q`` agree on the plane :math:`\alpha_p - \alpha_q = c_{pj} - c_{qj}` (in value,
-    in gradient along it and in Hessian), and its subgradients there are the mixtures that move
-    a share :math:`1 - \lambda` of :math:`b_j G_{pj}` from ``p`` to ``q``. A step that holds a
-    set of ties solves the equality-constrained Newton system
-    :math:`L d + A^\top\mu = \gamma\nabla F,\ A d = r` (``A``: a row :math:`e_p - e_q` per
-    held tie, ``r`` the move onto it) by the Schur complement on the Cholesky factor of ``L``;
-    at a stationary point :math:`\mu = -\gamma(1-\lambda) b_j G_{pj}`. Active set, up to 3
-    rounds per step: hold the ties the step would cross (the (k+1)-th entry overtaking the
-    k-th), release those whose multiplier leaves :math:`[-\gamma b_j G_{pj}, 0]` (they may then
-    cross in this step). Line search on the concave piecewise-quadratic
-    :math:`t \mapsto F(\alpha + t d)`: the full step, else the secant root of its derivative,
-    then halvings until ``F`` increases; when the held ties give no ascent, the plain Newton
-    step. Stops when a step gains at most ``ftol``.
-    """
-    m, n = ct.shape
-    kk = min(k, n)
-    tied = torch.zeros(m, dtype=torch.bool, device=ct.device)
-    p = q = torch.zeros(m, dtype=torch.long, device=ct.device)
-    eps = 1e3 * torch.finfo(ct.dtype).eps
-    nu = eps
-    for it in range(iters):
-        top = torch.topk(alpha.unsqueeze(-2) - ct, kk + 1, dim=-1, sorted=True)
-        obj, g, idx, w, _ = _semi_dual_l2(alpha, a, b, ct, gamma, kk, top=top)
-        idx_s, act, cnt = _hess_support(idx, w)
-        mat = _hess_dense(idx_s, act, cnt, n)
-        # A source in no support has a zero row: F is linear in it on this piece, so a unit
-        # damping there (Levenberg's, per source); elsewhere only against rounding.
-        diag = mat.diagonal()
-        diag.add_(torch.where(diag > 0, nu, 1.0))
-        chol, info = torch.linalg.cholesky_ex(mat)
-        if int(info) != 0:  # host sync
-            return alpha, it, False
-        d0 = torch.cholesky_solve((gamma * g).unsqueeze(-1), chol).squeeze(-1)
-        binding = w[:, kk - 1] > 0
-        # A held tie is the pair at the k-th and (k+1)-th places, in either order (at a tie the
-        # selection picks either): p is the one selected now, so the multiplier range holds.
-        pk, qk = idx[:, kk - 1], top.indices[:, kk]
-        tied &= binding & (((p == pk) & (q == qk)) | ((p == qk) & (q == pk)))
-        p, q = pk, qk
-        gk = gamma * b * w[:, kk - 1]
-        d = d0
-        free = torch.zeros_like(tied)
-        for _ in range(_TIE_ROUNDS):
-            cols = tied.nonzero().squeeze(-1)
-            release = torch.zeros(0, dtype=torch.bool, device=ct.device)
-            if cols.numel() > 0:
-                rows = torch.arange(cols.numel(), device=ct.device)
-                amat = torch.zeros(cols.numel(), n, dtype=ct.dtype, device=ct.device)
-                amat[rows, p[cols]] = 1.0
-                amat[rows, q[cols]] -= 1.0
-                r = top.values[cols, kk] - top.values[cols, kk - 1]
-                y = torch.cholesky_solve(amat.t().contiguous(), chol)
-                schur = amat @ y
-                schur.diagonal().add_(eps * schur.diagonal().mean())  # repeated ties: singular
-                mu = torch.linalg.solve(schur, amat @ d0 - r)
-                d = d0 - y @ mu
-                release = (mu > 0) | (mu < -gk[cols])
-            cross = binding & ~tied & ~free
-            cross &= top.values[:, kk] + d[qk] > top.values[:, kk - 1] + d[pk]
-            if not bool(cross.any() | release.any()):  # host sync
-                break
-            tied[cols[release]] = False
-            free[cols[release]] = True
-            tied |= cross
-        for direction in (d, d0):
-            slope0 = float((g * direction).sum())  # host sync
-            o2, g1 = _semi_dual_l2(alpha + direction, a, b, ct, gamma, kk)[:2]
-            slope1 = float((g1 * direction).sum())  # host sync
-            step = 1.0
-            if slope1 < 0 < slope0:
-                step = slope0 / (slope0 - slope1)
-                o2 = _semi_dual_l2(alpha + step * direction, a, b, ct, gamma, kk)[0]
-            halved = False
-            for _ in range(_TIE_HALVINGS):
-                if bool(o2 > obj):  # host sync
-                    break
-                step *= 0.5
-                halved = True
-                o2 = _semi_dual_l2(alpha + step * direction, a, b, ct, gamma, kk)[0]
-            else:
-                tied.zero_()
-                continue
-            break
-        else:
-            # No ascent: the model fails (e.g. the support graph fell apart into components,
-            # whose mass balance L cannot see): Levenberg-Marquardt damping, raised.
-            if nu >= _TIE_DAMPING_MAX:
-                return alpha, it + 1, False
-            nu = min(100.0 * nu, _TIE_DAMPING_MAX)
-            continue
-        nu = max(nu / 10.0, eps) if step == 1.0 else nu
-        alpha = alpha + step * direction
-        if float(o2 - obj) <= ftol:  # host sync
-            # A small gain ends the phase; it counts as converged only after an unhalved step
-            # with the damping at its floor (a short or damped step may just be slow progress:
-            # L-BFGS finishes then).
-            return alpha, it + 1, not halved and nu <= eps
-    return alpha, iters, False
-
-
 _SINGLE_THREAD_ELEMENTS = 1 << 18
 
 Method = Literal["auto", "newton", "lbfgs"]
@@ -816,39 +694,11 @@ def _maximise(
         if bool(torch.isfinite(alpha).all()):  # host sync
             if not bool(stalled.any()) or n_iter >= max_iter:
                 return alpha, n_iter
-            # Newton stalled at a kink of the top-k selection: from its best point, Newton steps
-            # that hold the top-k ties (dense path), else (or where they fail) L-BFGS within the
-            # remaining budget, without restarts (they rarely help at kinks).
+            # Newton stalled at a kink of the top-k selection: L-BFGS from its best point within
+            # the remaining budget, without restarts (they rarely help at kinks).
             change_tol = _POLISH_FTOL * float((ct.abs().amax((-2, -1)) * a.sum(-1)).amax())
-            n = a.shape[-1]
-            polish_screen: _Screen | None = screen
-            if n <= _NEWTON_DENSE_MAX_N and k < n:
-                # Dense path: Newton steps that hold the top-k ties (``_tie_newton``), per
-                # stalled problem; L-BFGS only finishes where that phase fails.
-                flat = alpha.reshape(-1, n).clone()
-                a2, b2 = a.reshape(-1, n), b.reshape(-1, b.shape[-1])
-                ct2 = ct.reshape(-1, *ct.shape[-2:])
-                ftol = _TIE_FTOL / _POLISH_FTOL * change_tol
-                more, done = 0, True
-                for i in stalled.reshape(-1).nonzero().squeeze(-1).tolist():
-                    cap = min(_TIE_MAX_ITER, max_iter - n_iter)
-                    tied, its, ok = _tie_newton(
-                        flat[i], a2[i], b2[i], ct2[i].contiguous(), gamma, k, cap, ftol
-                    )
-                    # Kept only where the phase ends by its own rule: elsewhere L-BFGS starts
-                    # from Newton's best point, as without the phase (starting it from where
-                    # the phase failed ended up to 8.5e-4 lower in sparse-ot-experts' problems,
-                    # where Newton stalls far from the optimum).
-                    if ok:
-                        flat[i] = tied
-                    more, done = max(more, its), done and ok
-                alpha = flat.reshape(alpha.shape)
-                n_iter += more
-                if done or n_iter >= max_iter:
-                    return alpha, n_iter
-                polish_screen = None  # alpha moved away from the screened candidates' point
             budget = max_iter - n_iter
-            args = (budget, tol, history_size, _POLISH_RESTARTS, alpha, polish_screen, change_tol)
+            args = (budget, tol, history_size, _POLISH_RESTARTS, alpha, screen, change_tol)
             polished, more = _lbfgs(problem, *args)
             return polished, n_iter + more
     else:

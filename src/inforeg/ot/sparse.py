@@ -98,9 +98,9 @@ def sparse_ot(
     ``"l2"``). The objective gets smoother as ``k`` grows. Where ``k`` binds (optimal columns
     want more than ``k`` sources) the semi-dual has kinks at its optimum and the plan is not
     determined by the optimal value there, so the row marginals (``plan.sum(-1)`` vs ``a``) hold
-    only approximately: L1 error 5.2e-4 at ``n = 300, k = 5`` and 0.018 at ``k = 3`` in
-    ``benchmarks/sparse-ot.md`` (POT's default run: 2.4e-3 and 0.021; where ``k`` does not
-    bind ours hold to 1e-10), and an L1 row error of 0.03-0.04 at ``gamma`` = 10 and 100 in the
+    only approximately: max abs. error 5.5e-4 at ``n = 300, k = 5`` in
+    ``benchmarks/sparse-ot.md`` (POT's default run: 2.4e-3; where ``k`` does not bind ours hold
+    to 1e-10), and an L1 row error of 0.03-0.04 at ``gamma`` = 10 and 100 in the
     ``sparse-ot-experts`` experiment (``k = 8``).
     Column marginals hold to rounding by construction.
 
@@ -109,15 +109,10 @@ def sparse_ot(
     :math:`L = \sum_j (I_{S_j} - 1_{S_j}1_{S_j}^\top/|S_j|)` over the supports :math:`S_j` of
     the columns; dense Cholesky for ``n <= 512``, conjugate gradients above; see
     ``inforeg.ot._smooth_core._newton_semi_dual``). When Newton stalls at a kink of the top-k
-    selection (some column with ``k`` non-zeros: no gradient vanishes there), it continues from
-    its best point with Newton steps that hold the ties between the k-th and (k+1)-th entries
-    of each column as equality constraints (an active set on the tied pairs; dense path,
-    ``n <= 512``; ``_smooth_core._tie_newton``), until a step gains at most 1e-9 times
-    :math:`\max|C|\sum a` (POT's relative ``ftol``) or for at most 30 steps; where that fails
-    (and above ``n = 512``) L-BFGS takes over, within the ``max_iter`` budget, and stops at a
-    change of 1e-10 times that scale. The dual uses torch L-BFGS (history 10, strong Wolfe) from zero
+    selection (some column with ``k`` non-zeros: no gradient vanishes there), L-BFGS takes over
+    from Newton's best point, within the ``max_iter`` budget. The dual uses torch L-BFGS (history 10, strong Wolfe) from zero
     potentials. ``method="lbfgs"`` forces L-BFGS, ``"newton"`` Newton (semi-dual only). Both
-    sync with the host a few times per iteration. ``value`` is the (semi-)dual
+    sync with the host once per iteration. ``value`` is the (semi-)dual
     objective at the detached optimum with ``a``, ``b``, ``cost`` attached (envelope theorem:
     :math:`\partial\,\mathrm{value}/\partial C = T`, :math:`\partial/\partial a = \alpha`), and
     ``plan``, ``f``, ``g`` are detached. Because the primal is non-convex, ``value`` is the
