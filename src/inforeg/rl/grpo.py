@@ -132,6 +132,13 @@ def _broadcast_adv(advantages: Tensor, like: Tensor) -> Tensor:
     return advantages
 
 
+def _log_ratio(logp: Tensor, other_logp: Tensor) -> Tensor:
+    """``logp - other_logp``, with 0 where both are ``-inf``: a token outside both supports (masked
+    under both policies) has ratio 1, not ``exp(-inf - -inf) = NaN``."""
+    outside_both = torch.isneginf(logp) & torch.isneginf(other_logp)
+    return torch.where(outside_both, 0.0, logp - other_logp)
+
+
 def clipped_surrogate(
     logp: Tensor,
     old_logp: Tensor,
@@ -193,11 +200,7 @@ def clipped_surrogate(
     if mask is not None:
         check_tensor(mask, "mask", ndim=2, nonempty=False)
         check_same_shape(logp, mask, "logp", "mask")
-    old = old_logp.detach()
-    # A token masked (-inf) under both policies has ratio 1, not exp(-inf - -inf) = NaN.
-    both_masked = torch.isneginf(logp) & torch.isneginf(old)
-    log_ratio = torch.where(both_masked, torch.zeros_like(logp), logp - old)
-    ratio = torch.exp(torch.clamp(log_ratio, -20.0, 20.0))
+    ratio = torch.exp(torch.clamp(_log_ratio(logp, old_logp.detach()), -20.0, 20.0))
     adv = adv.detach()
     loss = torch.maximum(-adv * ratio, -adv * torch.clamp(ratio, 1.0 - lo, 1.0 + hi))
     if dual_clip is not None:
@@ -253,8 +256,7 @@ def kl_k3(logp: Tensor, ref_logp: Tensor, clamp: float | None = None) -> Tensor:
     c = None if clamp is None else check_positive(clamp, "clamp")
     dtype = compute_dtype(logp, ref_logp)
     lp, ref = logp.to(dtype), ref_logp.to(dtype)
-    outside_both = (lp == -math.inf) & (ref == -math.inf)  # inf - inf: the limit is 0
-    delta = torch.where(outside_both, 0.0, ref - lp)
+    delta = _log_ratio(ref, lp)
     if c is not None:
         delta = torch.clamp(delta, -20.0, 20.0)
         return torch.clamp(torch.expm1(delta) - delta, -c, c).to(logp.dtype)
