@@ -29,6 +29,17 @@ def _unfused(hidden, weight, bias, tokens, temperature):
     return selective_log_softmax(z, tokens, temperature), token_entropy(z, temperature)
 
 
+def _assert_matches_unfused(got, problem, leaves, w_logp, w_ent):
+    """Values and the gradients of sum(w_logp logp + w_ent H) equal the unfused path's."""
+    ref = _unfused(*problem)
+    for x, y in zip(got, ref):
+        assert_close(x, y)
+    grads = torch.autograd.grad((got[0] * w_logp).sum() + (got[1] * w_ent).sum(), leaves)
+    refs = torch.autograd.grad((ref[0] * w_logp).sum() + (ref[1] * w_ent).sum(), leaves)
+    for x, y in zip(grads, refs):
+        assert_close(x, y)
+
+
 @pytest.mark.parametrize("bias", [True, False])
 @pytest.mark.parametrize("chunk_size", [1, 4, None])
 @pytest.mark.parametrize("temperature", [1.0, 0.7])
@@ -40,13 +51,7 @@ def test_values_and_gradients_equal_the_unfused_path(bias, chunk_size, temperatu
     got = fused_linear_logprobs_entropy(
         hidden, weight, tokens, bias=b, temperature=temperature, chunk_size=chunk_size
     )
-    ref = _unfused(hidden, weight, b, tokens, temperature)
-    for x, y in zip(got, ref):
-        assert_close(x, y)
-    grads = torch.autograd.grad((got[0] * w_logp).sum() + (got[1] * w_ent).sum(), leaves)
-    refs = torch.autograd.grad((ref[0] * w_logp).sum() + (ref[1] * w_ent).sum(), leaves)
-    for x, y in zip(grads, refs):
-        assert_close(x, y)
+    _assert_matches_unfused(got, (hidden, weight, b, tokens, temperature), leaves, w_logp, w_ent)
 
 
 def test_against_float64_definition():
@@ -127,13 +132,7 @@ def test_vocabulary_blocks_equal_the_unfused_path(monkeypatch, dtype, block, tem
     got = fused_linear_logprobs_entropy(
         hidden, weight, tokens, bias=b, temperature=temperature, chunk_size=8
     )
-    ref = _unfused(hidden, weight, b, tokens, temperature)
-    for x, y in zip(got, ref):
-        assert_close(x, y)
-    grads = torch.autograd.grad((got[0] * w_logp).sum() + (got[1] * w_ent).sum(), leaves)
-    refs = torch.autograd.grad((ref[0] * w_logp).sum() + (ref[1] * w_ent).sum(), leaves)
-    for x, y in zip(grads, refs):
-        assert_close(x, y)
+    _assert_matches_unfused(got, (hidden, weight, b, tokens, temperature), leaves, w_logp, w_ent)
 
 
 def test_gradcheck_float64_vocabulary_blocks(monkeypatch):
