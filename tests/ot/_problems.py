@@ -70,6 +70,19 @@ def dirac_problem(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.
     return a / a.sum(), torch.ones(1, dtype=D64), torch.rand(n, 1, generator=g, dtype=D64)
 
 
+def zero_weight_problem() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """5 sources and 4 targets with one zero weight on each side (a[1] = b[1] = 0), squared
+    Euclidean cost, float64; ``a`` and ``b`` require gradients. Returns ``(a, b, cost)``."""
+    g = torch.Generator().manual_seed(0)
+    x, y = (
+        torch.randn(5, 2, generator=g, dtype=D64),
+        torch.randn(4, 2, generator=g, dtype=D64),
+    )
+    a = torch.tensor([0.3, 0.0, 0.2, 0.25, 0.25], dtype=D64, requires_grad=True)
+    b = torch.tensor([0.5, 0.0, 0.25, 0.25], dtype=D64, requires_grad=True)
+    return a, b, torch.cdist(x, y) ** 2
+
+
 def gaussian_1d_problem(
     m1: float, s1: float, m2: float, s2: float, n: int = 400, width: float = 7.0
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -11,7 +11,7 @@ import torch
 from inforeg.core.checks import checks
 from inforeg.ot import SmoothOT, sinkhorn, smooth_ot, sparse_ot
 from tests._helpers import assert_close, gradcheck64
-from tests.ot._problems import permutation_problem, uniform_problem
+from tests.ot._problems import permutation_problem, uniform_problem, zero_weight_problem
 
 
 @pytest.mark.parametrize("reg", ["l2", "entropy"])
@@ -113,16 +113,8 @@ def test_bad_inputs():
 @pytest.mark.parametrize("formulation", ["semi_dual", "dual"])
 def test_zero_weights_finite_value_and_alpha_gradient(regularizer, formulation):
     # Regression (issue 18): zeros in a, b gave a NaN value (0/0 and 0 * log 0) in the semi-dual.
-    g = torch.Generator().manual_seed(0)
-    x, y = (
-        torch.randn(5, 2, generator=g, dtype=torch.float64),
-        torch.randn(4, 2, generator=g, dtype=torch.float64),
-    )
-    a = torch.tensor([0.3, 0.0, 0.2, 0.25, 0.25], dtype=torch.float64, requires_grad=True)
-    b = torch.tensor([0.5, 0.0, 0.25, 0.25], dtype=torch.float64, requires_grad=True)
-    r = smooth_ot(
-        a, b, torch.cdist(x, y) ** 2, 0.5, regularizer=regularizer, formulation=formulation
-    )
+    a, b, cost = zero_weight_problem()
+    r = smooth_ot(a, b, cost, 0.5, regularizer=regularizer, formulation=formulation)
     r.value.backward()
     assert torch.isfinite(r.value) and torch.isfinite(a.grad).all()
     torch.testing.assert_close(a.grad, r.f)  # the documented envelope gradient

@@ -21,7 +21,7 @@ from inforeg.ot import (
     sparse_ot,
 )
 from tests._helpers import bounded, gradcheck64
-from tests.ot._problems import D64, uniform_problem
+from tests.ot._problems import D64, uniform_problem, zero_weight_problem
 
 # ----------------------------------------------------------------------------- closed forms
 
@@ -359,14 +359,8 @@ def test_alternating_start_is_exact_block_ascent(width):
 @pytest.mark.parametrize("formulation", ["semi_dual", "dual"])
 def test_zero_weights_finite_value_and_gradient(formulation):
     # Regression (issue 18): a zero in b divided by b_j gamma (0/0 in the semi-dual): NaN value.
-    g = torch.Generator().manual_seed(0)
-    x, y = (
-        torch.randn(5, 2, generator=g, dtype=torch.float64),
-        torch.randn(4, 2, generator=g, dtype=torch.float64),
-    )
-    a = torch.tensor([0.3, 0.0, 0.2, 0.25, 0.25], dtype=torch.float64, requires_grad=True)
-    b = torch.tensor([0.5, 0.0, 0.25, 0.25], dtype=torch.float64, requires_grad=True)
-    r = sparse_ot(a, b, torch.cdist(x, y) ** 2, k=2, formulation=formulation)
+    a, b, cost = zero_weight_problem()
+    r = sparse_ot(a, b, cost, k=2, formulation=formulation)
     r.value.backward()
     assert torch.isfinite(r.value) and torch.isfinite(a.grad).all() and torch.isfinite(b.grad).all()
     torch.testing.assert_close(a.grad, r.f)  # the documented envelope gradient
