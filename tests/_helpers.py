@@ -12,6 +12,8 @@ from __future__ import annotations
 import contextlib
 import resource
 import signal
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -178,3 +180,10 @@ def bounded(seconds: float = 5.0, extra_bytes: int = 1 << 30) -> Iterator[None]:
         signal.setitimer(signal.ITIMER_REAL, 0)
         resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
         signal.signal(signal.SIGALRM, old_handler)
+
+
+def python_stdout(code: str) -> str:
+    """Run ``code`` in a fresh interpreter (clean ``sys.modules``) and return its stripped stdout;
+    a non-zero exit raises ``CalledProcessError``."""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return proc.stdout.strip()

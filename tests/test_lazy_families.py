@@ -3,8 +3,7 @@ and without SciPy or the other optional packages."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
+from tests._helpers import python_stdout
 
 
 def test_new_families_import_lazily_and_without_optional_packages():
@@ -17,5 +16,5 @@ def test_new_families_import_lazily_and_without_optional_packages():
         "heavy = [m for m in ('scipy', 'sklearn', 'matplotlib', 'statsmodels') if m in sys.modules]\n"
         "print(before, after, heavy)\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "[] ['robust', 'diffusion', 'data'] []"
+    out = python_stdout(code)
+    assert out == "[] ['robust', 'diffusion', 'data'] []"

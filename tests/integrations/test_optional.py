@@ -3,8 +3,7 @@ adapter's own import names the extra to install."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
+from tests._helpers import python_stdout
 
 
 def test_package_imports_without_trl_and_the_adapter_names_the_extra():
@@ -18,13 +17,13 @@ def test_package_imports_without_trl_and_the_adapter_names_the_extra():
         "except ImportError as err:\n"
         "    print(err)\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "inforeg.integrations.trl needs TRL: pip install 'inforeg[trl]'"
+    out = python_stdout(code)
+    assert out == "inforeg.integrations.trl needs TRL: pip install 'inforeg[trl]'"
 
 
 def test_import_inforeg_loads_no_adapter():
     code = (
         "import sys, inforeg\nprint([m for m in sys.modules if 'integrations' in m or m == 'trl'])"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "[]"
+    out = python_stdout(code)
+    assert out == "[]"

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import ast
 import importlib
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 import inforeg
+from tests._helpers import python_stdout
 
 PACKAGE = Path(inforeg.__file__).parent
 # ``python -m inforeg`` (``__main__.py``) is the command line, not imported by ``import inforeg``.
@@ -66,8 +65,8 @@ def test_importing_every_family_loads_no_lab_module():
         "bad = sorted(m for m in sys.modules if m == 'inforeg.lab' or m.startswith('inforeg.lab.'))\n"
         "print(','.join(bad))\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == ""
+    out = python_stdout(code)
+    assert out == ""
 
 
 @pytest.mark.parametrize("family", inforeg.FAMILIES)
