@@ -196,7 +196,6 @@ def _fake(**overrides):
         ),
         regime_checks=(RegimeCheck("over-confident", "gap", "base's confidence gap", 0.0),),
         tuning={"base": {"lr": [0.1, 0.01]}, "method": {"lr": [0.1, 0.01], "beta": [1]}},
-        splits={"train": 10, "validation": 5, "test": 5},
         selection="validation acc, best epoch and grid point per arm",
         run_seed=_fake_seed,
     )
@@ -218,6 +217,30 @@ def test_protocol_2_is_validated_on_construction():
         _fake(tuning={"method": {"lr": [0.1, 0.01]}})
     # An arm with nothing to tune declares an empty grid.
     assert protocol_problems(_fake(tuning={"base": {}, "method": {"lr": [0.1, 0.01]}})) == []
+
+
+def test_splits_are_the_sizes_the_seeds_report(tmp_path):
+    def varying(seed: int, quick: bool) -> SeedResult:
+        result = _fake_seed(seed, quick)
+        result.splits = {"train": 10, "test": 5 + seed % 2}
+        return result
+
+    out = run_experiment(
+        _fake(run_seed=varying), seeds=3, out_root=tmp_path, record_dir=None, progress=False
+    )
+    payload = json.loads((out / "results.json").read_text())
+    assert payload["splits"] == {"train": 10, "test": [5, 6, 5]}
+    assert "test 5 to 6 (by seed)" in (out / "report.md").read_text()
+
+    def silent(seed: int, quick: bool) -> SeedResult:
+        result = _fake_seed(seed, quick)
+        result.splits = {}
+        return result
+
+    with pytest.raises(ValueError, match=r"run_seed\(0\) reported no split sizes"):
+        run_experiment(_fake(run_seed=silent), seeds=2, out_root=tmp_path, progress=False)
+    with pytest.raises(ValueError, match="selection"):
+        _fake(selection="")
 
 
 def test_run_writes_protocol_2_fields_report_and_plots(tmp_path):
@@ -242,6 +265,7 @@ def test_run_writes_protocol_2_fields_report_and_plots(tmp_path):
     ):
         assert key in payload, key
     assert payload["protocol"] == 2 and payload["seeds"] == list(range(10))
+    assert payload["splits"] == {"train": 10, "validation": 5, "test": 5}  # what the seeds used
     assert payload["tuning"]["method"]["grid_size"] == 2
     assert payload["tuning"]["method"]["chosen"][1] == {"lr": 0.1, "beta": 1}
     assert payload["regime_checks"][0]["passed"] is True

@@ -182,7 +182,7 @@ def run_seed(seed: int, quick: bool) -> SeedResult:
         "ABMIL validation AUC lost after its peak": base.score
         - base.extras["final validation AUC"],
     }
-    sizes = {k: int(v["label"].shape[0]) for k, v in data.items()}
+    sizes = {f"{k} (bags)": int(v["label"].shape[0]) for k, v in data.items()}
     return SeedResult(tuned.metrics(), tuning=tuned.points(), regime=regime, splits=sizes)
 
 
@@ -272,7 +272,6 @@ EXPERIMENT = Experiment(
         ),
     ),
     tuning=GRIDS,
-    splits={f"{k} (bags)": v for k, v in N_BAGS.items()},
     selection=(
         "per seed and arm: the grid point (lr x dropout or lr x lambda) and epoch with the best "
         "validation bag AUC"

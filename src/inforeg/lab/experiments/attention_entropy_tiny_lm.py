@@ -370,7 +370,6 @@ EXPERIMENT = Experiment(
         ),
     ),
     tuning=GRIDS,
-    splits={"train": N_TRAIN, "validation": N_VAL, "test": N_TEST},
     selection=(
         "validation loss averaged over the last 3 evaluations, per arm: best evaluation within a "
         "run, then best grid point; test metrics averaged over the same 3 evaluations"

@@ -17,10 +17,11 @@ An experiment under protocol 2 (``shared/REPRODUCTION.md``) declares:
 - ``tuning``: for every arm, its own grid of hyper-parameters; all grids have the same number of
   points (equal tuning budget; an arm with nothing to tune declares ``{}``). ``run_seed`` tunes each arm on validation and reports the chosen
   point per seed.
-- ``splits``/``selection``: the train/validation/test sizes and the selection rule, in words.
+- ``selection``: the selection rule, in words. The split sizes are not declared: each
+  :class:`SeedResult` reports the sizes it used (``splits``), and the record keeps those.
 
 ``run_seed(seed, quick)`` returns a :class:`SeedResult`: test metrics of every arm at its selected
-point, the chosen grid point of every arm, and the regime measurements. Seeds pair the arms: use
+point, the chosen grid point of every arm, the regime measurements and the split sizes. Seeds pair the arms: use
 the same data split, initialisation and data order for every arm within a seed.
 
 A worked example (a toy: two arms, each tuned over two learning rates and stopped on validation)::
@@ -54,7 +55,7 @@ A worked example (a toy: two arms, each tuned over two learning rates and stoppe
                       kind="paper", regime=("CE over-confident",)),),
         regime_checks=(RegimeCheck("CE over-confident", "CE confidence gap",
                                    "mean confidence minus accuracy of CE", 0.0),),
-        tuning=GRIDS, splits={"train": 900, "validation": 300, "test": 597},
+        tuning=GRIDS,
         selection="validation accuracy: best epoch and grid point per arm",
         run_seed=run_seed,
     )
@@ -84,7 +85,8 @@ class SeedResult:
         curves: ``curves[curve][arm]``, a sequence (e.g. per epoch) plotted as mean ± std.
         tuning: ``tuning[arm]``, the grid point each arm chose on validation in this seed.
         regime: ``regime[name]``, the measurements the regime checks read (per seed).
-        splits: sizes of the train / validation / test splits in this seed.
+        splits: sizes of the train / validation / test splits this seed used (protocol 2's
+            record: required, name a unit where it is not one sample, e.g. ``"train (bags)"``).
     """
 
     metrics: dict[str, dict[str, float]]
@@ -161,7 +163,6 @@ class Experiment:
     protocol: int = 2
     regime_checks: tuple[RegimeCheck, ...] = ()
     tuning: Mapping[str, Mapping[str, Sequence[Any]]] = field(default_factory=dict)
-    splits: Mapping[str, int] = field(default_factory=dict)
     selection: str = ""
     # Optional packages the run needs beyond torch (module names, e.g. "sklearn"): the runner
     # checks them before any work and names the pip extra that installs them.
@@ -206,6 +207,6 @@ def protocol_problems(exp: Experiment) -> list[str]:
     sizes = {arm: grid_size(grid) for arm, grid in exp.tuning.items() if grid}
     if len(set(sizes.values())) > 1:
         problems.append(f"tuning: grids differ in size {sizes} (equal budget for every arm)")
-    if not exp.splits or not exp.selection:
-        problems.append("splits/selection: state the split sizes and the selection rule")
+    if not exp.selection:
+        problems.append("selection: state the selection rule")
     return problems

@@ -146,7 +146,6 @@ EXPERIMENT = Experiment(
         ),
     ),
     tuning=GRIDS,
-    splits=SPLITS,
     selection="validation accuracy: the best epoch and weight decay per arm and seed",
     run_seed=run_seed,
     quick_seeds=1,

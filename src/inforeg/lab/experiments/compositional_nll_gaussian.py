@@ -184,7 +184,6 @@ EXPERIMENT = Experiment(
     ),
     regime_checks=tuple(_regime_check(t) for t in THETAS),
     tuning=GRIDS,
-    splits={"train": N_TRAIN, "validation": N_VAL, "test": N_TEST},
     selection=(
         "per arm and data mean: the learning rate with the lowest mean validation NLL over the run "
         "(area under the validation curve)"

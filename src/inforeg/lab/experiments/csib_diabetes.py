@@ -234,7 +234,6 @@ EXPERIMENT = Experiment(
         ),
     ),
     tuning=GRIDS,
-    splits={"train": 265, "validation": 88, "test": 89},
     selection=(
         "per seed and arm: the grid point and epoch with the lowest validation RMSE (OLS: none)"
     ),

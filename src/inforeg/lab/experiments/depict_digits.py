@@ -251,7 +251,6 @@ EXPERIMENT = Experiment(
         ),
     ),
     tuning=GRIDS,
-    splits=SPLITS,
     selection=(
         "validation NMI (labels of the validation split), per arm: best epoch within a run, "
         "then best learning rate; ties keep the earlier epoch / first grid point"

@@ -144,7 +144,7 @@ def run_seed(seed: int, quick: bool) -> SeedResult:
         "InfoNCE test P@5": metrics[INFONCE]["P@5"],
         "mean positives per training query": float(data["train"]["y"].sum(1).float().mean()),
     }
-    sizes = {k: int(data[k]["y"].shape[0]) for k in N_QUERIES}
+    sizes = {f"{k} (queries)": int(data[k]["y"].shape[0]) for k in N_QUERIES}
     return SeedResult(metrics, tuning=tuned.points(), regime=regime, splits=sizes)
 
 
@@ -225,7 +225,6 @@ EXPERIMENT = Experiment(
         ),
     ),
     tuning=GRIDS,
-    splits={f"{k} (queries)": v for k, v in N_QUERIES.items()},
     selection="per seed and loss: the temperature and epoch with the best validation P@1",
     run_seed=run_seed,
 )

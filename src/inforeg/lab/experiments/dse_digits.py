@@ -225,7 +225,6 @@ EXPERIMENT = Experiment(
         ),
     ),
     tuning=GRIDS,
-    splits={"train": 987, "validation": 270, "test": 540},
     selection=(
         "per seed: true labels: learning rate and checkpoint (every 10 epochs) with the best "
         "validation accuracy; shuffled labels: learning rate and earliest checkpoint with the "

@@ -215,7 +215,6 @@ EXPERIMENT = Experiment(
         ),
     ),
     tuning=GRIDS,
-    splits={"train": 1077, "validation": 270, "test": 450},
     selection="per arm: the number of coordinate-descent sweeps with the best validation accuracy",
     run_seed=run_seed,
     requires=("sklearn",),

@@ -238,7 +238,6 @@ EXPERIMENT = Experiment(
         ),
     ),
     tuning=GRIDS,
-    splits={"train": 987, "validation": 270, "test": 540},
     selection=(
         "per seed and arm, the learning rate with the best mean validation accuracy over "
         "training (validation AUC); 'best validation epoch' metrics read the test accuracy at "

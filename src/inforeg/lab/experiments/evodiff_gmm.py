@@ -44,6 +44,9 @@ RELEASED: dict[str, Any] = {"schedule": "logsnr", "final_step": "heuristic"}
 CONVERGED = {"schedule": "logsnr", "lower_order_final": True}  # at 100 steps: the regime floor
 
 
+DENOISER_BATCH = 256  # mixture draws per denoiser training step
+
+
 def _sigmas(schedule: str, steps: int) -> Tensor:
     from inforeg.diffusion import karras_sigmas, logsnr_sigmas
 
@@ -106,7 +109,7 @@ def frechet_to_gaussian(samples: Tensor, mean: Tensor, cov: Tensor) -> float:
     return float(((m - mean) ** 2).sum() + s.trace() + cov.trace() - 2 * inner)
 
 
-def _exact_part(seed: int, quick: bool) -> tuple[dict, dict, dict]:
+def _exact_part(seed: int, quick: bool) -> tuple[dict, dict, dict, dict]:
     from inforeg.diffusion import dpm_solver_pp_2m, logsnr_sigmas
 
     den = digits_mixture()
@@ -136,7 +139,8 @@ def _exact_part(seed: int, quick: bool) -> tuple[dict, dict, dict]:
             if nfe == SELECT_NFE:
                 metrics[arm][f"exact: Fréchet @{nfe}"] = frechet_to_gaussian(out, mean, cov)
     regime = {"exact: DPM++ error @10": metrics["DPM-Solver++(2M)"]["exact: ODE error @10"]}
-    return metrics, chosen, regime
+    splits = {"validation (a: starts)": n, "test (a: starts)": n}
+    return metrics, chosen, regime, splits
 
 
 # ---------------------------------------------------------------------------------------------
@@ -177,7 +181,7 @@ class EDMDenoiser(nn.Module):
         return c_skip * x + c_out * f
 
 
-def train_denoiser(seed: int, steps: int, batch: int = 256) -> EDMDenoiser:
+def train_denoiser(seed: int, steps: int, batch: int = DENOISER_BATCH) -> EDMDenoiser:
     """EDM training: log sigma ~ N(-1.2, 1.2^2), loss weight (sigma^2 + sd^2) / (sigma sd)^2."""
     g = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
@@ -198,10 +202,11 @@ def train_denoiser(seed: int, steps: int, batch: int = 256) -> EDMDenoiser:
     return model.eval()
 
 
-def _learned_part(seed: int, quick: bool) -> tuple[dict, dict, dict]:
+def _learned_part(seed: int, quick: bool) -> tuple[dict, dict, dict, dict]:
     from inforeg.dependence import mmd
 
-    model = train_denoiser(seed, 200 if quick else 2000)
+    steps = 200 if quick else 2000
+    model = train_denoiser(seed, steps)
 
     def den(x: Tensor, sigma: Tensor) -> Tensor:
         return model(x, sigma)
@@ -229,19 +234,24 @@ def _learned_part(seed: int, quick: bool) -> tuple[dict, dict, dict]:
         - converged
         for nfe in (5, 10)
     }
-    return metrics, chosen, regime
+    splits = {
+        "train (b: denoiser draws)": steps * DENOISER_BATCH,
+        "validation (b: samples)": n_gen,
+        "test (b: samples)": n_gen,
+    }
+    return metrics, chosen, regime, splits
 
 
 def run_seed(seed: int, quick: bool) -> SeedResult:
-    exact, chosen_a, regime_a = _exact_part(seed, quick)
-    learned, chosen_b, regime_b = _learned_part(seed, quick)
+    exact, chosen_a, regime_a, splits_a = _exact_part(seed, quick)
+    learned, chosen_b, regime_b, splits_b = _learned_part(seed, quick)
     metrics = {arm: {**exact[arm], **learned[arm]} for arm in GRIDS}
     tuning = {arm: {"exact": chosen_a[arm], "learned": chosen_b[arm]} for arm in GRIDS}
     return SeedResult(
         metrics,
         tuning=tuning,
         regime={**regime_a, **regime_b},
-        splits={"validation": 0, "test": 0},
+        splits={**splits_a, **splits_b},
     )
 
 
@@ -355,11 +365,6 @@ EXPERIMENT = Experiment(
         ),
     ),
     tuning=GRIDS,
-    splits={
-        "train (b: denoiser draws)": 2000 * 256,
-        "validation (a: starts, b: samples)": 512 + 2000,
-        "test (a: starts, b: samples)": 512 + 2000,
-    },
     selection=(
         "per seed and part, each arm's grid point with the lowest validation error to the ODE "
         "solution (a) or validation MMD^2 (b) at 10 NFE, on starting noise and true samples "

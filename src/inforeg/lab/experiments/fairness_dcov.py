@@ -272,7 +272,6 @@ EXPERIMENT = Experiment(
         ),
     ),
     tuning=GRIDS,
-    splits={"train": 1500, "validation": 500, "test": 1000},
     selection=(
         "unpenalised: epoch with the lowest validation RMSE; each penalty: the (λ, epoch) with the "
         "lowest validation JSD among those with validation RMSE <= 1.1 x the unpenalised best"

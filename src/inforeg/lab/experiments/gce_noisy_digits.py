@@ -389,7 +389,6 @@ EXPERIMENT = Experiment(
         ),
     ),
     tuning=GRIDS,
-    splits={"train": 987, "validation": 270, "test": 540},
     selection=(
         "per seed, arm and setting: the grid point and epoch with the best validation score "
         "(PGD-20 robust accuracy for TRADES and ADV-COMP-SUM, accuracy otherwise; noisy "

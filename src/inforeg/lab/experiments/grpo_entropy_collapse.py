@@ -371,7 +371,6 @@ EXPERIMENT = Experiment(
         ),
     ),
     tuning=GRIDS,
-    splits=SPLIT,
     selection=(
         "per seed and arm: the grid point and stopping step (every 25 RL steps, step 0 included) "
         "with the best validation pass@1"

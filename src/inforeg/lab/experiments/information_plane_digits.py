@@ -299,7 +299,6 @@ EXPERIMENT = Experiment(
     ),
     regime_checks=tuple(c for net in NETWORKS for c in _regime_checks(net)),
     tuning=GRIDS,
-    splits=SPLITS,
     selection=(
         "final validation accuracy, per network: best learning rate (the estimator arms of a "
         "network share it); no early stopping, the information plane needs the whole run"

@@ -194,7 +194,6 @@ EXPERIMENT = Experiment(
         ),
     ),
     tuning=TUNING,
-    splits={"train": N_TRAIN, "validation": N_VAL, "test": N_TEST},
     selection="per arm: lr and epoch with the best validation token accuracy (greedy decoding)",
     run_seed=run_seed,
 )

@@ -231,7 +231,6 @@ EXPERIMENT = Experiment(
         ),
     ),
     tuning=GRIDS,
-    splits=SPLITS,
     selection=(
         "validation All accuracy (Hungarian-matched, validation split), per arm: best epoch "
         "within a run, then best grid point; ties keep the earlier epoch / first grid point"

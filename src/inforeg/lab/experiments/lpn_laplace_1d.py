@@ -246,7 +246,6 @@ EXPERIMENT = Experiment(
         ),
     ),
     tuning=TUNING,
-    splits={"train": 1_000_000, "validation": N_VAL, "test": GRID_POINTS},
     selection=(
         "per arm: lr and checkpoint with the lowest own-loss on 5000 validation pairs "
         "(L2: MSE, L1: MAE, proximal matching: its loss at γ = 0.1); train = fresh pairs drawn "

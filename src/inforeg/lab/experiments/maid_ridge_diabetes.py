@@ -291,7 +291,6 @@ EXPERIMENT = Experiment(
         ),
     ),
     tuning=GRIDS,
-    splits={"train": 212, "validation": 142, "test": 88},
     selection=(
         "per arm: the grid point with the lowest cost to reach 1.01 F* on the upper (validation) "
         "objective, ties (budget exhausted) broken by the final relative gap"

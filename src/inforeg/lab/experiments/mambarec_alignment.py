@@ -383,7 +383,6 @@ EXPERIMENT = Experiment(
         ),
     ),
     tuning=GRIDS,
-    splits={"train": 6400, "validation": 800, "test": 800},
     selection="per seed and arm: the grid point and epoch with the best validation Recall@20",
     run_seed=run_seed,
 )

@@ -209,7 +209,12 @@ def run_seed(seed: int, quick: bool) -> SeedResult:
         "v starvation (solo - joint v probe)": solo - metrics[JOINT]["v-encoder probe accuracy"],
         "solo v probe accuracy": solo,
     }
-    return SeedResult(metrics, tuning=tuning, regime=regime, splits=dict(N))
+    return SeedResult(
+        metrics,
+        tuning=tuning,
+        regime=regime,
+        splits={"train": N["train"], "validation": N["val"], "test": N["test"]},
+    )
 
 
 _PAPER = (
@@ -284,7 +289,6 @@ EXPERIMENT = Experiment(
         ),
     ),
     tuning=GRIDS,
-    splits=dict(N),
     selection=(
         "per seed and arm: the grid point and epoch with the best validation fused accuracy "
         "(probes fitted on validation latents, read on test)"

@@ -392,7 +392,6 @@ EXPERIMENT = Experiment(
         ),
     ),
     tuning=GRIDS,
-    splits={"train": 987, "validation": 270, "test": 540},
     selection=(
         "validation Fréchet distance (classifier features, 1000 samples vs the real validation "
         "split), per arm: best evaluation within a run, then best grid point"

@@ -247,7 +247,11 @@ def run_seed(seed: int, quick: bool) -> SeedResult:
         curves,
         tuning={PLAIN: {"weight_decay": plain_wd}, MID: {"beta": mid_beta}},
         regime=regime,
-        splits={k: int(data[f"y_{k}"].shape[0]) for k in ("train", "val", "test")},
+        splits={
+            "train": len(data["y_train"]),
+            "validation": len(data["y_val"]),
+            "test": len(data["y_test"]),
+        },
     )
 
 
@@ -323,7 +327,6 @@ EXPERIMENT = Experiment(
         ),
     ),
     tuning=GRIDS,
-    splits={"train": 539, "validation": 178, "test": 179},
     selection=(
         "plain: weight decay and epoch with the best validation accuracy; MID: epoch with the "
         "best validation accuracy, and the largest beta within 0.05 of plain's validation accuracy"

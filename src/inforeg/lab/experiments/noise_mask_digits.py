@@ -212,7 +212,6 @@ EXPERIMENT = Experiment(
         ),
     ),
     tuning=TUNING,
-    splits={"train": 1005, "validation": 252, "test": 540},
     selection="per arm: lr and epoch with the best clean validation accuracy",
     run_seed=run_seed,
     requires=("sklearn",),

@@ -177,7 +177,6 @@ EXPERIMENT = Experiment(
         ),
     ),
     tuning=GRIDS,
-    splits=SPLITS,
     selection=(
         "validation accuracy, per arm: best epoch within a run, then best grid point; ties keep "
         "the earlier epoch / first grid point"

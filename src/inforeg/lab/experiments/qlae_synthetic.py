@@ -309,7 +309,6 @@ EXPERIMENT = Experiment(
         ),
     ),
     tuning=GRIDS,
-    splits=SPLITS,
     selection=(
         "per arm, the weight decay with the best (InfoM + InfoE) / 2 on the validation images "
         "(InfoE probes fitted on training images); no early stopping"

@@ -254,7 +254,6 @@ EXPERIMENT = Experiment(
         ),
     ),
     tuning=GRIDS,
-    splits={"train": 256, "validation": 256, "test": 256},
     selection=(
         "per seed and arm: the architecture learning rate whose derived quantised network has "
         "the lowest validation MSE (the search length is fixed by the entropy schedule)"

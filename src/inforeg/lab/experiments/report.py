@@ -202,7 +202,10 @@ def render_markdown(exp: Experiment, payload: dict[str, Any], plots: Sequence[st
         f"torch {payload['torch']}; commit `{payload['commit']}`.",
     ]
     if payload["splits"]:
-        sizes = ", ".join(f"{k} {v}" for k, v in payload["splits"].items())
+        sizes = ", ".join(
+            f"{k} {v}" if isinstance(v, int) else f"{k} {min(v)} to {max(v)} (by seed)"
+            for k, v in payload["splits"].items()
+        )
         lines += ["", f"Splits: {sizes}. Selection: {payload['selection'] or 'not stated'}."]
     if payload["regime_checks"]:
         lines += [

@@ -138,6 +138,14 @@ def code_commit() -> str:
     return head + ("+dirty" if dirty else "")
 
 
+def seed_splits(results: Sequence[SeedResult]) -> dict[str, int | list[int]]:
+    """The split sizes the seeds used: one number where every seed used the same, else one per
+    seed (0 where a seed did not report that split)."""
+    names = dict.fromkeys(name for r in results for name in r.splits)
+    sizes = {name: [r.splits.get(name, 0) for r in results] for name in names}
+    return {name: n[0] if len(set(n)) == 1 else n for name, n in sizes.items()}
+
+
 def build_payload(
     exp: Experiment,
     results: Sequence[SeedResult],
@@ -149,7 +157,6 @@ def build_payload(
     """The ``results.json`` content (protocol 2's §5 fields and the per-arm summary)."""
     regime = [check_regime(c, results) for c in exp.regime_checks]
     claims = [judge(c, results, regime) for c in exp.claims]
-    splits = dict(exp.splits) or dict(results[0].splits)
     return {
         "experiment": exp.name,
         "technique": exp.technique,
@@ -162,7 +169,7 @@ def build_payload(
         "wall_time_s": wall_s,
         "cpu_time_s": cpu_s,
         "seeds": list(seeds),
-        "splits": splits,
+        "splits": seed_splits(results),
         "selection": exp.selection,
         "tuning": tuning_record(exp, results),
         "regime_checks": regime,
@@ -206,7 +213,12 @@ def run_experiment(
         with listening(within):
             for seed in seed_list:
                 p.update(inner, completed=0, total=None, description=f"  seed {seed}")
-                results.append(exp.run_seed(seed, quick))
+                result = exp.run_seed(seed, quick)
+                if not result.splits:
+                    raise ValueError(
+                        f"{exp.name}: run_seed({seed}) reported no split sizes (SeedResult.splits)"
+                    )
+                results.append(result)
                 p.advance(task)
     payload = build_payload(
         exp, results, seed_list, quick, time.perf_counter() - wall0, time.process_time() - cpu0

@@ -326,13 +326,6 @@ EXPERIMENT = Experiment(
         ),
     ),
     tuning=GRIDS,
-    splits={
-        "source train": 718,
-        "source validation": 180,
-        "target adaptation (unlabelled)": 147,
-        "target validation": 49,
-        "target test": 84,
-    },
     selection=(
         "per seed and adapting arm: Adam learning rate and adaptation epoch (0 = the source "
         "model) with the best accuracy on the labelled target validation split (the same small "

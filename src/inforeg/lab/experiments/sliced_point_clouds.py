@@ -286,12 +286,6 @@ EXPERIMENT = Experiment(
         ),
     ),
     tuning={**GRIDS, REFINED: {}},
-    splits={
-        "train (labelled pairs)": N_LABELLED,
-        "train (unlabelled pairs)": N_UNLABELLED,
-        "validation": N_VAL,
-        "test": N_TEST,
-    },
     selection=(
         "per seed and arm: the grid point and epoch with the best validation matching accuracy; "
         "refinement starts from the selected CE + SW net"

@@ -330,7 +330,6 @@ EXPERIMENT = Experiment(
         ),
     ),
     tuning={EMD: {}, QUAD: {}, SPARSE: {}, **GRIDS},
-    splits={"train": 988, "validation": 270, "test": 539},
     selection=(
         "(a) none (fixed γ, nothing learned); (b) per seed and arm: the grid point and epoch "
         "with the best validation accuracy"

@@ -273,7 +273,6 @@ EXPERIMENT = Experiment(
         ),
     ),
     tuning=GRIDS,
-    splits={"train": 64, "validation": 32, "test": 64},
     selection=(
         "per seed and arm: the grid point and training step (every 20) with the lowest validation "
         "10-step forecast NMSE"

@@ -288,7 +288,6 @@ EXPERIMENT = Experiment(
         ),
     ),
     tuning=GRIDS,
-    splits=SPLITS,
     selection=(
         "target-validation accuracy of EMA teacher 1: the best epoch and student learning rate "
         "per arm and seed"

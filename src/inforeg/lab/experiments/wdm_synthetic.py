@@ -300,7 +300,6 @@ EXPERIMENT = Experiment(
         ),
     ),
     tuning={arm_name(a, cond_name(*fb)): GRIDS[a] for fb, arms in CONDITIONS.items() for a in arms},
-    splits={"train": N_TRAIN, "validation": N_VAL, "test": N_TEST},
     selection=(
         "per seed, condition and arm: the grid point and checkpoint (every 100 steps) with the "
         "best validation probe accuracy"
