@@ -231,6 +231,7 @@ def _kernel_vs_float64(
         "top_p~1",
         "masked, top_p~1",
         "binades",
+        "large logits",
     ],
 )
 def test_kernel_matches_sorted_float64(case):
@@ -256,6 +257,8 @@ def test_kernel_matches_sorted_float64(case):
     elif case == "binades":  # |z| from 1e-37 to 1: the value midpoints give way to the keys'
         u = torch.rand(z.shape, generator=g)
         z = z.sign() * torch.pow(10.0, -37.0 * u)
+    elif case == "large logits":  # p rebuilt near z = 1e4: relative to the kept set's lse
+        z = z * 2 + 1e4
     elif case == "top_p=0.999":  # all but a sliver of the mass
         top_p = 0.999
     else:  # every value is a candidate (no lower bound); exactly 1.0 is left to rounding

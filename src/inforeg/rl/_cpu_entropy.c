@@ -28,7 +28,7 @@
 
 #define BLOCK 2048
 #define LANES 16 /* one AVX-512 register of float32 */
-#define LOG2E 1.44269504088896341f
+#define LOG2E_D 1.44269504088896341
 #define LN2 0.693147180559945309
 #define EXP2_LO (-125.0f) /* 2^-125 ~ 2.4e-38: the floor of vexp2 (a normal float) */
 #define SLACK 40.0f       /* block maxima up to 2^40 above the reference need no redo */
@@ -223,11 +223,11 @@ typedef struct {
 } row_sums_t;
 
 static int row_sums(const void *z, int dtype, int64_t row_stride, int64_t row, int64_t vocab,
-                    float inv_t, int want_u, row_sums_t *out)
+                    double inv_t, int want_u, row_sums_t *out)
 {
     const int64_t esize = dtype == F32 ? 4 : 2;
     const char *raw = (const char *)z + row * row_stride * esize;
-    const float c = inv_t * LOG2E;
+    const float c = (float)(inv_t * LOG2E_D);
     float m2 = -INFINITY, xmax = -INFINITY; /* reference: the running maximum of w */
     double s = 0.0, u = 0.0;                /* sums relative to m2 */
     int bad = 0;                            /* NaN or +inf seen */
@@ -266,10 +266,21 @@ static int row_sums(const void *z, int dtype, int64_t row_stride, int64_t row, i
     return bad || m2 == -INFINITY || m2 != m2;
 }
 
+/* lse = (m2 + log2 s) ln 2 of a row whose sums are relative to m2 (row_sums), in double. The
+ * sums use c = log2(e) / T rounded to float32, which shifts every exponent by about
+ * x (c - log2(e) / T): the row's common share xmax (c - log2(e) / T) is added back (at logits of
+ * 1e3 it is 6e-5, which a log-probability near 0 would keep as error); what remains,
+ * (x - xmax)(c - log2(e) / T), is small wherever p is not. */
+static double lse_of(const row_sums_t *r, double log2_s, double inv_t)
+{
+    const double c = inv_t * LOG2E_D;
+    return ((double)r->m2 + log2_s + (double)r->xmax * (c - (double)(float)c)) * LN2;
+}
+
 /* Row statistics lse[row] and, when ent != NULL, the entropy ent[row], in one read of the row
  * (row_sums): lse = (m2 + log2 s) ln 2 and H = (log2 s - u / s) ln 2, two non-negative terms. */
 static void row_stats(const void *z, int dtype, int64_t row_stride, int64_t row, int64_t vocab,
-                      float inv_t, float *lse, float *ent)
+                      double inv_t, double *lse, float *ent)
 {
     row_sums_t r;
     if (row_sums(z, dtype, row_stride, row, vocab, inv_t, ent != NULL, &r)) {
@@ -279,40 +290,52 @@ static void row_stats(const void *z, int dtype, int64_t row_stride, int64_t row,
         return;
     }
     double log2_s = log2(r.s); /* s >= 1: the maximum contributes 2^0 */
-    lse[row] = (float)(((double)r.m2 + log2_s) * LN2);
+    lse[row] = lse_of(&r, log2_s, inv_t);
     if (ent != NULL)
         ent[row] = (float)((log2_s - r.u / r.s) * LN2);
 }
 
-/* Gradient of one block, x[0, len) -> o[0, len), all float32 (w = x c - l2, c = log2(e) / T,
- * l2 = lse log2(e), so log p = w ln 2):
+/* The reference of a row's backward from its lse L (double) at c = log2(e) / T (float):
+ * log2 p = x c' - L log2(e) = (x - xr) c - l2 + (x - xr)(c' - c), c' = log2(e) / T exactly and
+ * c = c' in float32, with xr = L / T (the logit where p would be 1) and l2 = L log2(e) - xr c',
+ * both float32; the last term is small wherever p is not. Near the maximum x - xr is small, so w has the
+ * rounding of a small number: computing x c - L log2(e) directly in float32 loses |x c| * 2^-24
+ * (1e-4 at logits of 1e3, a relative error of p as large). */
+static inline void lse_ref(double lse, double inv_t, float *xr, float *l2)
+{
+    *xr = (float)(lse / inv_t);
+    *l2 = (float)(lse * LOG2E_D - (double)*xr * (inv_t * LOG2E_D));
+}
+
+/* Gradient of one block, x[0, len) -> o[0, len), all float32 (w = (x - xr) c - l2, c = log2(e) / T,
+ * with xr, l2 from lse_ref: log p = w ln 2):
  *   entropy (is_ent):  dH/dz = -(1/T) p (log p + H) = p (k w + kh), k = -(g / T) ln 2, kh = -(g / T) H
  *   selective:         d log p_tok / dz = (g / T) (onehot(tok) - p), here o = k p with k = -g / T
  *                      (the one-hot term is added by the caller).
  * p = 2^w is exactly 0 where w < EXP2_LO (-inf logits: gradient 0). */
-static inline vf grad_step(vf v, vf vc, vf vl, int is_ent, vf vk, vf vkh)
+static inline vf grad_step(vf v, vf vx, vf vc, vf vl, int is_ent, vf vk, vf vkh)
 {
     const vf lo = vsplat(EXP2_LO);
-    vf w = v * vc - vl;
+    vf w = (v - vx) * vc - vl;
     vf wc = vmax(w, lo);
     vf p = vselect(w < lo, vsplat(0.0f), vexp2(wc)); /* NaN stays NaN */
     return is_ent ? p * (vk * wc + vkh) : vk * p;
 }
 
-static inline void grad_block(const float *x, float *o, int64_t len, float c, float l2, int is_ent,
-                              float k, float kh)
+static inline void grad_block(const float *x, float *o, int64_t len, float xr, float c, float l2,
+                              int is_ent, float k, float kh)
 {
-    const vf vc = vsplat(c), vl = vsplat(l2), vk = vsplat(k), vkh = vsplat(kh);
+    const vf vx = vsplat(xr), vc = vsplat(c), vl = vsplat(l2), vk = vsplat(k), vkh = vsplat(kh);
     int64_t full = len - len % LANES;
     for (int64_t i = 0; i < full; i += LANES) {
-        vf g = grad_step(vload(x, F32, i), vc, vl, is_ent, vk, vkh);
+        vf g = grad_step(vload(x, F32, i), vx, vc, vl, is_ent, vk, vkh);
         memcpy(o + i, &g, sizeof g);
     }
     if (full < len) { /* the last values, padded with -inf (gradient 0, not written) */
         float pad[LANES];
         for (int64_t j = 0; j < LANES; j++)
             pad[j] = full + j < len ? x[full + j] : -INFINITY;
-        vf g = grad_step(vload(pad, F32, 0), vc, vl, is_ent, vk, vkh);
+        vf g = grad_step(vload(pad, F32, 0), vx, vc, vl, is_ent, vk, vkh);
         for (int64_t j = 0; full + j < len; j++)
             o[full + j] = g[j];
     }
@@ -321,14 +344,17 @@ static inline void grad_block(const float *x, float *o, int64_t len, float c, fl
 /* Gradient row: gz = d(grad * H)/dz (ent != NULL) or d(grad * log p[tok])/dz, computed in float32
  * and rounded once to the logits' dtype. */
 static void row_backward(const void *z, void *gz, int dtype, int64_t row_stride, int64_t row,
-                         int64_t vocab, float inv_t, const float *lse, const float *ent,
+                         int64_t vocab, double inv_t, const double *lse, const float *ent,
                          const float *grad, const int64_t *tok)
 {
     float xb[BLOCK], ob[BLOCK]; /* bfloat16: the widened block and its float32 gradient */
     const int is_ent = ent != NULL;
-    const float g = grad[row], c = inv_t * LOG2E, l2 = lse[row] * LOG2E;
-    const float k = is_ent ? -g * inv_t * (float)LN2 : -g * inv_t;
-    const float kh = is_ent ? -g * inv_t * ent[row] : 0.0f;
+    const float g = grad[row], c = (float)(inv_t * LOG2E_D);
+    float xr, l2;
+    lse_ref(lse[row], inv_t, &xr, &l2);
+    const float it = (float)inv_t;
+    const float k = is_ent ? -g * it * (float)LN2 : -g * it;
+    const float kh = is_ent ? -g * it * ent[row] : 0.0f;
     const int64_t base = row * row_stride;
     for (int64_t off = 0; off < vocab; off += BLOCK) {
         int64_t len = vocab - off < BLOCK ? vocab - off : BLOCK;
@@ -343,11 +369,11 @@ static void row_backward(const void *z, void *gz, int dtype, int64_t row_stride,
             for (int64_t i = 0; i < len; i++)
                 xb[i] = bf16_to_f32(h[i]);
         }
-        grad_block(x, o, len, c, l2, is_ent, k, kh);
+        grad_block(x, o, len, xr, c, l2, is_ent, k, kh);
         if (!is_ent) {
             int64_t t = tok[row] - off;
             if (t >= 0 && t < len)
-                o[t] += g * inv_t;
+                o[t] += g * it;
         }
         if (dtype == BF16) {
             uint16_t *h = (uint16_t *)gz + base + off;
@@ -363,8 +389,9 @@ typedef struct {
     void *gz;
     int dtype;
     int64_t row_stride, vocab;
-    float inv_t;
-    float *lse, *ent;
+    double inv_t;
+    double *lse; /* row_stats: lse; top-p: lse of the kept set */
+    float *ent;
     const float *grad;
     const int64_t *tok;
     int backward; /* 0 row_stats, 1 row_backward, 2 top_p_forward, 3 top_p_backward */
@@ -381,10 +408,10 @@ typedef struct {
 } cand_t;
 
 static void row_top_p(const void *z, int dtype, int64_t row_stride, int64_t row, int64_t vocab,
-                      float inv_t, double top_p, int64_t top_k, float *buf, cand_t *cand,
-                      float *lse_kept, float *ent, float *ent_full, float *gt, int64_t *req);
+                      double inv_t, double top_p, int64_t top_k, float *buf, cand_t *cand,
+                      double *lse_kept, float *ent, float *ent_full, float *gt, int64_t *req);
 static void row_top_p_backward(const void *z, void *gz, int dtype, int64_t row_stride,
-                               int64_t row, int64_t vocab, float inv_t, const float *lse_kept,
+                               int64_t row, int64_t vocab, double inv_t, const double *lse_kept,
                                const float *ent, const float *grad, const float *gt,
                                const int64_t *req, float *xbuf);
 
@@ -401,7 +428,8 @@ static void run_job(const void *job, int64_t lo, int64_t hi)
         for (int64_t r = lo; r < hi; r++) {
             if (!ok) { /* out of memory: NaN results (never a silent wrong value) */
                 if (fwd) {
-                    j->ent[r] = j->lse[r] = j->gt[r] = NAN;
+                    j->ent[r] = j->gt[r] = NAN;
+                    j->lse[r] = NAN;
                     j->req[r] = 0;
                     if (j->ent_full != NULL)
                         j->ent_full[r] = NAN;
@@ -476,9 +504,9 @@ static int run_rows(rows_fn fn, const void *job, int64_t rows, int threads)
     return 0;
 }
 
-/* lse (rows,) and, when ent != NULL, entropy (rows,), both float32. */
+/* lse (rows,) float64 and, when ent != NULL, entropy (rows,) float32. */
 int inforeg_row_stats(const void *z, int dtype, int64_t rows, int64_t vocab, int64_t row_stride,
-                      float inv_t, float *lse, float *ent, int threads)
+                      double inv_t, double *lse, float *ent, int threads)
 {
     job_t base = {z, NULL, dtype, row_stride, vocab, inv_t, lse, ent, NULL, NULL, 0,
                   0.0, 0, NULL, NULL};
@@ -488,10 +516,10 @@ int inforeg_row_stats(const void *z, int dtype, int64_t rows, int64_t vocab, int
 /* Gradient gz (same dtype and layout as z) of sum grad * H (ent != NULL) or of
  * sum grad * log p[tok] (tok != NULL). */
 int inforeg_row_backward(const void *z, void *gz, int dtype, int64_t rows, int64_t vocab,
-                         int64_t row_stride, float inv_t, const float *lse, const float *ent,
+                         int64_t row_stride, double inv_t, const double *lse, const float *ent,
                          const float *grad, const int64_t *tok, int threads)
 {
-    job_t base = {z, gz, dtype, row_stride, vocab, inv_t, (float *)lse, (float *)ent,
+    job_t base = {z, gz, dtype, row_stride, vocab, inv_t, (double *)lse, (float *)ent,
                   grad, tok, 1, 0.0, 0, NULL, NULL};
     return run_rows(run_job, &base, rows, threads);
 }
@@ -719,8 +747,8 @@ static int cand_cmp(const void *a, const void *b) /* value descending, then inde
 }
 
 static void row_top_p(const void *z, int dtype, int64_t row_stride, int64_t row, int64_t vocab,
-                      float inv_t, double top_p, int64_t top_k, float *buf, cand_t *cand,
-                      float *lse_kept, float *ent, float *ent_full, float *gt, int64_t *req)
+                      double inv_t, double top_p, int64_t top_k, float *buf, cand_t *cand,
+                      double *lse_kept, float *ent, float *ent_full, float *gt, int64_t *req)
 {
     req[row] = 0;
     /* pass 1 (from memory): the row maximum, the sum s of 2^(w - m2) and, when asked, the
@@ -740,7 +768,7 @@ static void row_top_p(const void *z, int dtype, int64_t row_stride, int64_t row,
      * p = 0.9 (1 - top_p) / V, rounded down: the values below it hold less than 0.9 (1 - top_p)
      * of the mass, so {x >= lo_f} holds more than top_p (by 0.1 (1 - top_p) >= 1e-5 of the
      * mass: far above the rounding of the sums) and the kept set lies above it. */
-    const float c = inv_t * LOG2E, m2 = rs.m2, xmax = rs.xmax;
+    const float c = (float)(inv_t * LOG2E_D), m2 = rs.m2, xmax = rs.xmax;
     float lo_f = -INFINITY;
     if (top_p < 1.0 - 1e-4) {
         lo_f = (float)(((double)m2 + log2(0.9 * (1.0 - top_p) * rs.s / (double)vocab)) / c);
@@ -845,18 +873,21 @@ static void row_top_p(const void *z, int dtype, int64_t row_stride, int64_t row,
     double log2_s = log2(s);
     double h = (log2_s - u / s) * LN2;
     ent[row] = kept <= 1 ? 0.0f : (float)(h > 0.0 ? h : 0.0);
-    lse_kept[row] = (float)(((double)m2 + log2_s) * LN2);
+    lse_kept[row] = lse_of(&rs, log2_s, inv_t);
 }
 
 /* gradient of grad * H over the kept set: -(g/T) q (ln q + H) with q = exp(z/T - lse_kept) */
 static void row_top_p_backward(const void *z, void *gz, int dtype, int64_t row_stride,
-                               int64_t row, int64_t vocab, float inv_t, const float *lse_kept,
+                               int64_t row, int64_t vocab, double inv_t, const double *lse_kept,
                                const float *ent, const float *grad, const float *gt,
                                const int64_t *req, float *xbuf)
 {
-    const float g = grad[row], c = inv_t * LOG2E, l2 = lse_kept[row] * LOG2E, th = gt[row];
-    const float k = -g * inv_t * (float)LN2, kh = -g * inv_t * ent[row];
-    const vf vc = vsplat(c), vl = vsplat(l2), vk = vsplat(k), vkh = vsplat(kh), vth = vsplat(th);
+    const float g = grad[row], c = (float)(inv_t * LOG2E_D), th = gt[row], it = (float)inv_t;
+    float xr, l2;
+    lse_ref(lse_kept[row], inv_t, &xr, &l2);
+    const float k = -g * it * (float)LN2, kh = -g * it * ent[row];
+    const vf vx = vsplat(xr), vc = vsplat(c), vl = vsplat(l2), vk = vsplat(k), vkh = vsplat(kh);
+    const vf vth = vsplat(th);
     const int64_t base = row * row_stride;
     if (req[row] < 0) { /* one kept token: H = 0 whatever the logits */
         memset((char *)gz + base * (dtype == F32 ? 4 : 2), 0,
@@ -877,13 +908,13 @@ static void row_top_p_backward(const void *z, void *gz, int dtype, int64_t row_s
     int64_t full = vocab - vocab % LANES;
     for (int64_t i = 0; i < full; i += LANES) {
         vf v = vload(x, F32, i);
-        vf d = grad_step(v, vc, vl, 1, vk, vkh);
+        vf d = grad_step(v, vx, vc, vl, 1, vk, vkh);
         d = vselect(v > vth, d, vsplat(0.0f));
         memcpy(o + i, &d, sizeof d);
     }
-    float tie = grad_step(vsplat(th), vc, vl, 1, vk, vkh)[0];
+    float tie = grad_step(vsplat(th), vx, vc, vl, 1, vk, vkh)[0];
     for (int64_t i = full; i < vocab; i++)
-        o[i] = x[i] > th ? grad_step(vsplat(x[i]), vc, vl, 1, vk, vkh)[0] : 0.0f;
+        o[i] = x[i] > th ? grad_step(vsplat(x[i]), vx, vc, vl, 1, vk, vkh)[0] : 0.0f;
     if (req[row] > 0) { /* a split tie: the first req values equal to th (index order) */
         int64_t seen = 0;
         for (int64_t i = 0; i < vocab; i++) /* (bfloat16: x now holds the gradient) */
@@ -902,8 +933,8 @@ static void row_top_p_backward(const void *z, void *gz, int dtype, int64_t row_s
  * set's description gt (rows,), req (rows,), for the backward pass, and (ent_full != NULL) the
  * full-row entropy (rows,), token_entropy's value, from the pass that finds the maximum. */
 int inforeg_top_p_forward(const void *z, int dtype, int64_t rows, int64_t vocab,
-                          int64_t row_stride, float inv_t, double top_p, int64_t top_k,
-                          float *lse_kept, float *ent, float *gt, int64_t *req, float *ent_full,
+                          int64_t row_stride, double inv_t, double top_p, int64_t top_k,
+                          double *lse_kept, float *ent, float *gt, int64_t *req, float *ent_full,
                           int threads)
 {
     job_t base = {z, NULL, dtype, row_stride, vocab, inv_t, lse_kept, ent, NULL, NULL, 2,
@@ -913,11 +944,11 @@ int inforeg_top_p_forward(const void *z, int dtype, int64_t rows, int64_t vocab,
 
 /* Gradient gz of sum grad * H_top_p, from the forward's lse_kept, ent, gt and req. */
 int inforeg_top_p_backward(const void *z, void *gz, int dtype, int64_t rows, int64_t vocab,
-                           int64_t row_stride, float inv_t, const float *lse_kept,
+                           int64_t row_stride, double inv_t, const double *lse_kept,
                            const float *ent, const float *grad, const float *gt,
                            const int64_t *req, int threads)
 {
-    job_t base = {z, gz, dtype, row_stride, vocab, inv_t, (float *)lse_kept,
+    job_t base = {z, gz, dtype, row_stride, vocab, inv_t, (double *)lse_kept,
                   (float *)ent, grad, NULL, 3, 0.0, 0, (float *)gt, (int64_t *)req};
     return run_rows(run_job, &base, rows, threads);
 }
@@ -938,10 +969,11 @@ typedef struct {
     void *gz;
     int dtype, backward;
     int64_t vocab, row_stride, col0;
-    float inv_t;
+    double inv_t;
     double *run_lse, *run_ent; /* forward: the running lse and H of the rows, merged into */
     float *picked;             /* forward: the chosen logit, written where it is in the tile */
-    const float *lse, *ent, *g_logp, *g_ent; /* backward: lse, H of the rows; upstream grads */
+    const double *lse;                       /* backward: lse of the rows */
+    const float *ent, *g_logp, *g_ent;       /* backward: H of the rows; upstream grads */
     const int64_t *tok;
 } lm_job_t;
 
@@ -949,7 +981,8 @@ static void lm_row_stats(const lm_job_t *j, int64_t row)
 {
     const int64_t esize = j->dtype == F32 ? 4 : 2, t = j->tok[row] - j->col0;
     const char *x = (const char *)j->z + row * j->row_stride * esize;
-    float bl, be; /* the block's lse and H (row_stats of the one row at x) */
+    double bl; /* the block's lse and H (row_stats of the one row at x) */
+    float be;
     row_stats(x, j->dtype, j->row_stride, 0, j->vocab, j->inv_t, &bl, &be);
     if (bl != bl && block_max(x, j->dtype, j->vocab) == -INFINITY)
         bl = -INFINITY; /* masked block, not NaN input: no share */
@@ -974,15 +1007,17 @@ static void lm_row_stats(const lm_job_t *j, int64_t row)
 static void lm_row_backward(const lm_job_t *j, int64_t row)
 {
     float xb[BLOCK]; /* bfloat16: the widened block, then its float32 gradient (in place) */
-    const float gl = j->g_logp[row], ge = j->g_ent[row], it = j->inv_t;
-    const float c = it * LOG2E, l2 = j->lse[row] * LOG2E;
+    const float gl = j->g_logp[row], ge = j->g_ent[row], it = (float)j->inv_t;
+    const float c = (float)(j->inv_t * LOG2E_D);
+    float xr, l2;
+    lse_ref(j->lse[row], j->inv_t, &xr, &l2);
     const float k = -ge * it * (float)LN2, kh = -ge * it * j->ent[row] - gl * it;
     const int64_t base = row * j->row_stride, t = j->tok[row] - j->col0;
     for (int64_t off = 0; off < j->vocab; off += BLOCK) {
         int64_t len = j->vocab - off < BLOCK ? j->vocab - off : BLOCK;
         if (j->dtype == F32) {
             float *o = (float *)j->gz + base + off;
-            grad_block((const float *)j->z + base + off, o, len, c, l2, 1, k, kh);
+            grad_block((const float *)j->z + base + off, o, len, xr, c, l2, 1, k, kh);
             if (t >= off && t < off + len)
                 o[t - off] += gl * it;
         } else {
@@ -991,7 +1026,7 @@ static void lm_row_backward(const lm_job_t *j, int64_t row)
 #pragma omp simd
             for (int64_t i = 0; i < len; i++)
                 xb[i] = bf16_to_f32(h[i]);
-            grad_block(xb, xb, len, c, l2, 1, k, kh);
+            grad_block(xb, xb, len, xr, c, l2, 1, k, kh);
             if (t >= off && t < off + len)
                 xb[t - off] += gl * it;
 #pragma omp simd
@@ -1015,7 +1050,7 @@ static void lm_run(const void *job, int64_t lo, int64_t hi)
 /* Merge the tile's row statistics into run_lse, run_ent (rows,) (float64; start at -inf, 0),
  * and set picked[row] = z[row, tok[row] - col0] where that column is in the tile (float32). */
 int inforeg_lm_head_stats(const void *z, int dtype, int64_t rows, int64_t vocab,
-                          int64_t row_stride, int64_t col0, float inv_t, const int64_t *tok,
+                          int64_t row_stride, int64_t col0, double inv_t, const int64_t *tok,
                           double *run_lse, double *run_ent, float *picked, int threads)
 {
     lm_job_t base = {(void *)z, NULL, dtype, 0, vocab, row_stride, col0, inv_t,
@@ -1026,8 +1061,8 @@ int inforeg_lm_head_stats(const void *z, int dtype, int64_t rows, int64_t vocab,
 /* gz (same dtype and layout as z; may be z) = d(sum g_logp log p[tok] + g_ent H)/dz for the
  * tile, from lse and ent of the whole rows. */
 int inforeg_lm_head_backward(void *z, void *gz, int dtype, int64_t rows, int64_t vocab,
-                             int64_t row_stride, int64_t col0, float inv_t, const int64_t *tok,
-                             const float *lse, const float *ent, const float *g_logp,
+                             int64_t row_stride, int64_t col0, double inv_t, const int64_t *tok,
+                             const double *lse, const float *ent, const float *g_logp,
                              const float *g_ent, int threads)
 {
     lm_job_t base = {z, gz, dtype, 1, vocab, row_stride, col0, inv_t,

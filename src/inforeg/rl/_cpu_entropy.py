@@ -153,15 +153,14 @@ def _build(cc: str, flags: list[str], target: Path) -> str | None:
 
 def _load(path: Path) -> ctypes.CDLL:
     lib = ctypes.CDLL(str(path))
-    p, i64, f32, i32 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_float, ctypes.c_int
-    lib.inforeg_row_stats.argtypes = [p, i32, i64, i64, i64, f32, p, p, i32]
+    p, i64, f64, i32 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_double, ctypes.c_int
+    lib.inforeg_row_stats.argtypes = [p, i32, i64, i64, i64, f64, p, p, i32]
     lib.inforeg_row_stats.restype = i32
-    lib.inforeg_row_backward.argtypes = [p, p, i32, i64, i64, i64, f32, p, p, p, p, i32]
+    lib.inforeg_row_backward.argtypes = [p, p, i32, i64, i64, i64, f64, p, p, p, p, i32]
     lib.inforeg_row_backward.restype = i32
-    f64 = ctypes.c_double
-    lib.inforeg_top_p_forward.argtypes = [p, i32, i64, i64, i64, f32, f64, i64, p, p, p, p, p, i32]
+    lib.inforeg_top_p_forward.argtypes = [p, i32, i64, i64, i64, f64, f64, i64, p, p, p, p, p, i32]
     lib.inforeg_top_p_forward.restype = i32
-    lib.inforeg_top_p_backward.argtypes = [p, p, i32, i64, i64, i64, f32, p, p, p, p, p, i32]
+    lib.inforeg_top_p_backward.argtypes = [p, p, i32, i64, i64, i64, f64, p, p, p, p, p, i32]
     lib.inforeg_top_p_backward.restype = i32
     return lib
 
@@ -224,7 +223,7 @@ def _forward(z: Tensor, inv_t: float, want_ent: bool) -> tuple[Tensor | None, Te
     lib = library()
     assert lib is not None, "usable() is checked first"
     rows, vocab = z.shape
-    lse = torch.empty(rows, dtype=torch.float32)
+    lse = torch.empty(rows, dtype=torch.float64)
     ent = torch.empty(rows, dtype=torch.float32) if want_ent else None
     lib.inforeg_row_stats(
         z.data_ptr(), _DTYPE_CODES[z.dtype], rows, vocab, vocab, inv_t,
@@ -234,14 +233,16 @@ def _forward(z: Tensor, inv_t: float, want_ent: bool) -> tuple[Tensor | None, Te
 
 
 def entropy_forward(z: Tensor, inv_t: float) -> tuple[Tensor, Tensor]:
-    """``(H, lse)`` per row of ``z (R, V)`` at temperature ``1 / inv_t``, float32."""
+    """``(H, lse)`` per row of ``z (R, V)`` at temperature ``1 / inv_t``: H float32, lse float64
+    (so that ``z / T - lse`` keeps the digits of a log-probability near 0 at large logits, and
+    the backward rebuilds p to float32 rounding; see ``lse_ref`` in the C file)."""
     ent, lse = _forward(z, inv_t, True)
     assert ent is not None
     return ent, lse
 
 
 def lse_forward(z: Tensor, inv_t: float) -> Tensor:
-    """``logsumexp(z / T)`` per row, float32."""
+    """``logsumexp(z / T)`` per row, float64."""
     return _forward(z, inv_t, False)[1]
 
 
@@ -259,7 +260,7 @@ def _backward(
 ) -> Tensor:
     lib, gz, g = _gradient_setup(z, grad)
     rows, vocab = z.shape
-    lse = lse.contiguous()
+    lse = lse.to(torch.float64).contiguous()
     ent = None if ent is None else ent.to(torch.float32).contiguous()
     tok = None if tok is None else tok.to(torch.int64).contiguous()
     lib.inforeg_row_backward(
@@ -283,7 +284,7 @@ def top_p_forward(
     z: Tensor, inv_t: float, top_p: float, top_k: int, want_full: bool = False
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor | None]:
     """SIREN's top-p entropy per row of ``z (R, V)`` without a sort: ``(H, lse_kept, gt, req,
-    H_full)``, float32 (``req`` int64). The kept set of a row is ``{z > gt}`` plus the first
+    H_full)``, float32 (``lse_kept`` float64, ``req`` int64). The kept set of a row is ``{z > gt}`` plus the first
     ``req`` values equal to ``gt`` in index order (``req = -1``: the top-1 token alone);
     ``lse_kept`` is the log-sum-exp of ``z / T`` over the kept set. ``H_full`` (when
     ``want_full``, else None) is the entropy of the whole row, :func:`entropy_forward`'s value,
@@ -291,7 +292,8 @@ def top_p_forward(
     lib = library()
     assert lib is not None, "usable() is checked first"
     rows, vocab = z.shape
-    ent, lse, gt = (torch.empty(rows, dtype=torch.float32) for _ in range(3))
+    ent, gt = (torch.empty(rows, dtype=torch.float32) for _ in range(2))
+    lse = torch.empty(rows, dtype=torch.float64)
     req = torch.empty(rows, dtype=torch.int64)
     full = torch.empty(rows, dtype=torch.float32) if want_full else None
     lib.inforeg_top_p_forward(
@@ -321,11 +323,11 @@ def _lm_library() -> ctypes.CDLL:
     lib = library()
     assert lib is not None, "usable() is checked first"
     if not getattr(lib, "_inforeg_lm_typed", False):  # argtypes set once per library
-        p, i64, f32, i32 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_float, ctypes.c_int
-        lib.inforeg_lm_head_stats.argtypes = [p, i32, i64, i64, i64, i64, f32, p, p, p, p, i32]
+        p, i64, f64, i32 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_double, ctypes.c_int
+        lib.inforeg_lm_head_stats.argtypes = [p, i32, i64, i64, i64, i64, f64, p, p, p, p, i32]
         lib.inforeg_lm_head_stats.restype = i32
         lib.inforeg_lm_head_backward.argtypes = [
-            p, p, i32, i64, i64, i64, i64, f32, p, p, p, p, p, i32,
+            p, p, i32, i64, i64, i64, i64, f64, p, p, p, p, p, i32,
         ]  # fmt: skip
         lib.inforeg_lm_head_backward.restype = i32
         setattr(lib, "_inforeg_lm_typed", True)  # noqa: B010 (CDLL has no such attribute)
@@ -365,7 +367,8 @@ def lm_head_backward(
 ) -> Tensor:
     """Overwrites the tile ``z (R, Vb)`` (columns ``[col0, col0 + Vb)``) with the gradient of
     ``sum(g_logp * log p[tok] + g_ent * H)`` with respect to it, from ``lse`` and ``ent`` of the
-    whole rows (all ``(R,)`` contiguous float32, ``tok`` int64), and returns it."""
+    whole rows (all ``(R,)`` contiguous: ``lse`` float64, the others float32, ``tok`` int64),
+    and returns it."""
     rows, vocab = z.shape
     _lm_library().inforeg_lm_head_backward(
         z.data_ptr(), z.data_ptr(), _DTYPE_CODES[z.dtype], rows, vocab, vocab, col0, inv_t,

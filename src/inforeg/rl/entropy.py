@@ -44,8 +44,8 @@ class FusedKernels(Protocol):
 
     Implemented by the modules :mod:`inforeg.rl._triton_entropy` (CUDA) and
     :mod:`inforeg.rl._cpu_entropy` (CPU, a C kernel); ``_BACKENDS`` below makes mypy check that
-    both modules satisfy this protocol. Results are float32 (forward) or the dtype of ``z``
-    (gradients); ``inv_t`` is 1 / temperature.
+    both modules satisfy this protocol. Results are float32 (forward; the C kernel's lse is
+    float64, see ``_lse_ref``) or the dtype of ``z`` (gradients); ``inv_t`` is 1 / temperature.
     """
 
     def usable(self, z: Tensor) -> bool:
@@ -53,7 +53,8 @@ class FusedKernels(Protocol):
         ...
 
     def entropy_forward(self, z: Tensor, inv_t: float) -> tuple[Tensor, Tensor]:
-        """``(H, lse)`` per row of ``z (R, V)``."""
+        """``(H, lse)`` per row of ``z (R, V)`` (lse float64 from the C kernel: the backward
+        rebuilds p from it, and a float32 lse of 1e3 is off by 3e-5)."""
         ...
 
     def lse_forward(self, z: Tensor, inv_t: float) -> Tensor:
@@ -168,6 +169,24 @@ def _shift_max(z: Tensor, inv_t: float, y: Tensor, m: Tensor) -> None:
         torch.add(_col(-m), src, alpha=inv_t, out=y)
 
 
+def _lse_ref(lse: Tensor, inv_t: float, acc: torch.dtype) -> tuple[Tensor, Tensor]:
+    """``(zr, lr)`` in ``acc`` with ``log p = (z - zr) / T - lr``, from a float64 ``lse``:
+    ``zr = lse T`` (the logit whose p would be 1) and ``lr = lse - zr / T``.
+
+    Near the top of a row ``z - zr`` is small, so ``log p`` carries the rounding of a small
+    number; ``z / T - lse`` in float32 loses ``|z / T| * 6e-8`` (1e-4 at logits of 1e3, a
+    relative error of p as large). The C kernel does the same (``lse_ref`` in its source).
+    """
+    zr = (lse / inv_t).to(acc)
+    return zr, (lse - zr.to(lse.dtype) * inv_t).to(acc)
+
+
+def _log_p_into(z: Tensor, zr: Tensor, neg_lr: Tensor, inv_t: float, out: Tensor) -> None:
+    """``out <- (z - zr) / T - lr`` for rows ``z`` (``zr``, ``neg_lr``: their per-row slots)."""
+    torch.sub(z, _col(zr), out=out)
+    torch.add(_col(neg_lr), out, alpha=inv_t, out=out)
+
+
 def _scale_into(z: Tensor, inv_t: float, y: Tensor) -> Tensor:
     """``y <- z / T`` in the accumulation dtype (``z`` itself when no copy is needed)."""
     if z.dtype == y.dtype:
@@ -224,7 +243,7 @@ class _TokenEntropy(torch.autograd.Function):
         # H = log S - sum(e * y) / S: both terms are >= 0 (y <= 0), so no cancellation
         log_tot = tot.log()
         out = log_tot - dot.div_(tot)
-        lse = m.add_(log_tot)
+        lse = m.double().add_(log_tot)  # float64: see _lse_ref
         ctx.save_for_backward(z, lse, out)
         return out
 
@@ -240,7 +259,8 @@ class _TokenEntropy(torch.autograd.Function):
         acc = compute_dtype(z)
         gz = torch.empty_like(z)
         # dH/dz = -(1/T) p (log p + H) = p * (k log p + k H) with k = -g/T, log p = z/T - lse
-        neg_lse = -lse
+        zr, lr = _lse_ref(lse, inv_t, acc)
+        neg_lr = lr.neg_()
         k = grad.to(acc) * -inv_t
         kh = k * ent
         same = z.dtype == acc
@@ -253,13 +273,12 @@ class _TokenEntropy(torch.autograd.Function):
             for s in range(lo, hi, chunk):
                 n = min(chunk, hi - s)
                 zc, lpc, gzc = _rows(z, s, n), _rows(lp, 0, n), _rows(gz, s, n)
-                if same:
-                    torch.add(_col(_rows(neg_lse, s, n)), zc, alpha=inv_t, out=lpc)
-                    pc = gzc  # exp written straight into the gradient row
-                else:
+                if not same:
                     lpc.copy_(zc)
-                    torch.add(_col(_rows(neg_lse, s, n)), lpc, alpha=inv_t, out=lpc)
-                    pc = _rows(p, 0, n)  # type: ignore[arg-type]
+                    zc = lpc
+                _log_p_into(zc, _rows(zr, s, n), _rows(neg_lr, s, n), inv_t, lpc)
+                # exp written straight into the gradient row where it has the dtype
+                pc = gzc if same else _rows(p, 0, n)  # type: ignore[arg-type]
                 torch.exp(lpc, out=pc)
                 if clamp_all or any(r in inf_rows for r in range(s, s + n)):
                     lpc.clamp_(min=_Y_FLOOR)  # -inf logits: p = 0, gradient 0 (not 0 * inf)
@@ -339,11 +358,13 @@ class _SelectiveLogSoftmax(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, z: Tensor, tok: Tensor, inv_t: float, chunk: int) -> Tensor:  # type: ignore[override]
         ctx.inv_t, ctx.chunk, ctx.fused = inv_t, chunk, _fused_kernels(z)
-        picked = z.gather(1, tok.unsqueeze(1)).view(-1).to(compute_dtype(z)) * inv_t
+        picked = z.gather(1, tok.unsqueeze(1)).view(-1)
         if ctx.fused is not None:  # one fused pass per row (Triton or C)
             lse = ctx.fused.lse_forward(z, inv_t)
             ctx.save_for_backward(z, tok, lse)
-            return picked - lse
+            # in lse's precision (float64 from the C kernel): a log-prob near 0 at logits of
+            # 1e3 keeps its digits (float32 z / T alone is off by |z / T| * 6e-8)
+            return (picked.to(lse.dtype) * inv_t - lse).to(compute_dtype(z))
         rows, vocab = z.shape
         acc = compute_dtype(z)
         tot = torch.empty(rows, dtype=acc, device=z.device)
@@ -371,9 +392,9 @@ class _SelectiveLogSoftmax(torch.autograd.Function):
                     torch.sum(yc, -1, out=tc)
 
         _run_rows(rows, chunk, z.device, body)
-        lse = shift.add_(tot.log_())
+        lse = shift.double().add_(tot.log_())  # float64: see _lse_ref
         ctx.save_for_backward(z, tok, lse)
-        return picked - lse
+        return (picked.to(lse.dtype) * inv_t - lse).to(acc)
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, None, None, None]:  # type: ignore[override]
@@ -389,7 +410,8 @@ class _SelectiveLogSoftmax(torch.autograd.Function):
         # d logp_tok / dz = (onehot(tok) - p) / T, p = exp(z/T - lse)
         g = grad.to(acc) * inv_t
         neg_g = -g
-        neg_lse = -lse
+        zr, lr = _lse_ref(lse, inv_t, acc)
+        neg_lr = lr.neg_()
         same = z.dtype == acc
 
         def body(lo: int, hi: int) -> None:
@@ -401,13 +423,12 @@ class _SelectiveLogSoftmax(torch.autograd.Function):
             for s in range(lo, hi, chunk):
                 n = min(chunk, hi - s)
                 zc, gzc = _rows(z, s, n), _rows(gz, s, n)
-                if same:
-                    pc = gzc  # computed in place in the gradient row
-                    torch.add(_col(_rows(neg_lse, s, n)), zc, alpha=inv_t, out=pc)
-                else:
-                    pc = _rows(p, 0, n)  # type: ignore[arg-type]
+                # computed in place in the gradient row where it has the dtype
+                pc = gzc if same else _rows(p, 0, n)  # type: ignore[arg-type]
+                if not same:
                     pc.copy_(zc)
-                    torch.add(_col(_rows(neg_lse, s, n)), pc, alpha=inv_t, out=pc)
+                    zc = pc
+                _log_p_into(zc, _rows(zr, s, n), _rows(neg_lr, s, n), inv_t, pc)
                 pc.exp_().mul_(_col(_rows(neg_g, s, n)))
                 # the one-hot term in the accumulation dtype, before any rounding to half
                 pc.scatter_add_(-1, _col(_rows(tok, s, n)), _col(_rows(g, s, n)))

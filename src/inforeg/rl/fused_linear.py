@@ -26,6 +26,7 @@ from torch import Tensor
 from inforeg.core.checks import check_index_range, check_int, check_positive, check_tensor
 from inforeg.core.dtypes import compute_dtype
 from inforeg.rl import _cpu_entropy
+from inforeg.rl.entropy import _lse_ref
 
 __all__ = ["default_lm_head_chunk", "fused_linear_logprobs_entropy"]
 
@@ -89,23 +90,29 @@ def _in_tile(tok: Tensor, v0: int, width: int) -> tuple[Tensor, Tensor]:
 def _stats_torch(
     z: Tensor, v0: int, inv_t: float, tok: Tensor, picked: Tensor
 ) -> tuple[Tensor, Tensor]:
-    """``(lse, H)`` of the tile's rows (``(-inf, 0)`` for a block of only ``-inf`` logits) in
-    the compute dtype, and the chosen logit into ``picked`` where it is in the tile: the
-    PyTorch path of :func:`inforeg.rl._cpu_entropy.lm_head_stats`."""
-    y = z.to(compute_dtype(z)) * inv_t
-    lse = torch.logsumexp(y, 1)
-    q = torch.exp(y - torch.where(lse == -math.inf, 0.0, lse).unsqueeze(1))
+    """``(lse, H)`` of the tile's rows (``(-inf, 0)`` for a block of only ``-inf`` logits),
+    lse in float64 and H in the compute dtype, and the chosen logit into ``picked`` where it is
+    in the tile: the PyTorch path of :func:`inforeg.rl._cpu_entropy.lm_head_stats`. The logits
+    are shifted by the block maximum before the scaling by 1 / T, so that the log-weights near
+    the top keep their digits at large logits (as the backward's, see ``_lse_ref``)."""
+    x = z.to(compute_dtype(z))
+    top = x.amax(1)
+    top = torch.where(top == -math.inf, 0.0, top)  # a masked block: lse -inf, not NaN
+    y = (x - top.unsqueeze(1)).mul_(inv_t)
+    rel = torch.logsumexp(y, 1)
+    q = torch.exp(y - torch.where(rel == -math.inf, 0.0, rel).unsqueeze(1))
     col, inside = _in_tile(tok, v0, z.shape[1])
     picked.copy_(torch.where(inside, z.gather(1, col).squeeze(1).to(picked.dtype), picked))
-    return lse, -torch.xlogy(q, q).sum(1)
+    return top.double() * inv_t + rel, -torch.xlogy(q, q).sum(1)
 
 
 def _grad_torch(z: Tensor, v0: int, inv_t: float, *rows: Tensor) -> Tensor:
     """The PyTorch path of :func:`inforeg.rl._cpu_entropy.lm_head_backward` (``rows``: its
-    ``tok, lse, ent, g_logp, g_ent``): the tile's gradient
+    ``tok, lse, ent, g_logp, g_ent``; ``lse`` float64): the tile's gradient
     ``p (-(g_ent / T)(log p + H) - g_logp / T) + (g_logp / T) onehot(tok)``."""
     tok, lse, ent, g_logp, g_ent = rows
-    logp = z.to(lse.dtype) * inv_t - lse.unsqueeze(1)
+    zr, lr = _lse_ref(lse, inv_t, ent.dtype)
+    logp = (z.to(ent.dtype) - zr.unsqueeze(1)).mul_(inv_t).sub_(lr.unsqueeze(1))
     p = logp.exp()
     k = (g_ent * -inv_t).unsqueeze(1)
     coef = logp.clamp_(min=_LOGP_FLOOR).add_(ent.unsqueeze(1)).mul_(k)
@@ -155,11 +162,13 @@ class _FusedLinearLogprobsEntropy(torch.autograd.Function):
                 _merge(*run, *_stats_torch(z, v0, inv_t, tok, picked[r0:r1]))
         # every logit -inf: no distribution (NaN, as the fused kernels give)
         dead = lse == -math.inf
-        lse = torch.where(dead, math.nan, lse).to(acc)
+        lse = torch.where(dead, math.nan, lse)
         ent = torch.where(dead, math.nan, ent).to(acc)
+        # lse stays float64: a log-prob near 0 at logits of 1e3 keeps its digits, and the C
+        # backward rebuilds p from it to float32 rounding (a float32 lse of 1e3 is off by 3e-5)
         ctx.save_for_backward(hidden, weight, bias, tokens, lse, ent)
         ctx.inv_t, ctx.chunk = inv_t, chunk
-        logp = picked * inv_t - lse
+        logp = picked.to(lse.dtype) * inv_t - lse
         return logp.to(hidden.dtype), ent.to(hidden.dtype)
 
     @staticmethod
@@ -168,7 +177,7 @@ class _FusedLinearLogprobsEntropy(torch.autograd.Function):
         need_h, need_w, need_b = ctx.needs_input_grad[:3]
         rows, vocab = hidden.shape[0], weight.shape[0]
         inv_t = ctx.inv_t
-        acc = lse.dtype  # half precision: matmuls of the gradient and sums in float32
+        acc = ent.dtype  # half precision: matmuls of the gradient and sums in float32
         g_logp = g_logp.to(acc).contiguous()
         g_ent = g_ent.to(acc).contiguous()
         gh = torch.empty(hidden.shape, dtype=acc, device=hidden.device) if need_h else None
@@ -181,11 +190,11 @@ class _FusedLinearLogprobsEntropy(torch.autograd.Function):
             if v0 == 0:
                 h_acc = h.to(acc)  # once per chunk of tokens (no copy unless half precision)
             z = _logits_into(buf, h, weight, bias, v0, v1)
-            args = (tokens[r0:r1], lse[r0:r1], ent[r0:r1], g_logp[r0:r1], g_ent[r0:r1])
+            tok, rest = tokens[r0:r1], (ent[r0:r1], g_logp[r0:r1], g_ent[r0:r1])
             if acc == torch.float32 and _cpu_entropy.usable(z):
-                gz = _cpu_entropy.lm_head_backward(z, v0, inv_t, *args)
+                gz = _cpu_entropy.lm_head_backward(z, v0, inv_t, tok, lse[r0:r1], *rest)
             else:
-                gz = _grad_torch(z, v0, inv_t, *args)
+                gz = _grad_torch(z, v0, inv_t, tok, lse[r0:r1], *rest)
             gz = gz.to(acc)
             if gh is not None:  # over the vocabulary blocks: beta = 0 starts the sum
                 gh[r0:r1].addmm_(gz, weight[v0:v1].to(acc), beta=0.0 if v0 == 0 else 1.0)
