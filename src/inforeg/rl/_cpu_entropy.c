@@ -303,8 +303,11 @@ static void row_stats(const void *z, int dtype, int64_t row_stride, int64_t row,
  * (1e-4 at logits of 1e3, a relative error of p as large). */
 static inline void lse_ref(double lse, double inv_t, float *xr, float *l2)
 {
-    *xr = (float)(lse / inv_t);
-    *l2 = (float)(lse * LOG2E_D - (double)*xr * (inv_t * LOG2E_D));
+    double zr = lse / inv_t;
+    if (!(fabs(zr) <= 3.0e38)) /* a huge T (lse T beyond float32; |x c| is tiny) or NaN lse */
+        zr = 0.0;
+    *xr = (float)zr;
+    *l2 = (float)(lse * LOG2E_D - (double)*xr * (inv_t * LOG2E_D)); /* xr as the loop sees it */
 }
 
 /* Gradient of one block, x[0, len) -> o[0, len), all float32 (w = (x - xr) c - l2, c = log2(e) / T,

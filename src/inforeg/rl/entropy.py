@@ -178,6 +178,8 @@ def _lse_ref(lse: Tensor, inv_t: float, acc: torch.dtype) -> tuple[Tensor, Tenso
     relative error of p as large). The C kernel does the same (``lse_ref`` in its source).
     """
     zr = (lse / inv_t).to(acc)
+    # a huge T (lse T beyond the dtype; then |z / T| is tiny anyway), or no finite lse: zr = 0
+    zr = torch.where(torch.isfinite(zr), zr, 0.0)
     return zr, (lse - zr.to(lse.dtype) * inv_t).to(acc)
 
 
