@@ -111,7 +111,13 @@ def sparse_ot(
     ``inforeg.ot._smooth_core._newton_semi_dual``). When Newton stalls at a kink of the top-k
     selection (some column with ``k`` non-zeros: no gradient vanishes there), L-BFGS takes over
     from Newton's best point, within the ``max_iter`` budget. The dual uses torch L-BFGS (history 10, strong Wolfe) from zero
-    potentials. ``method="lbfgs"`` forces L-BFGS, ``"newton"`` Newton (semi-dual only). Both
+    potentials. Batches: Newton's steps are per problem, so where it converges a problem's
+    result does not depend on its batch; but a batch in which a problem stalls is finished by one
+    L-BFGS run over the whole batch, whose shared line search and curvature pairs couple the
+    problems, so at a kink the plan then depends on the batch (64 random 20 x 15 problems with
+    ``k = 2``: 63 plans differed from one-at-a-time solves by up to 0.034, the values by about
+    1e-5, the batched ones mostly higher). Solve one problem per call where the plan must not
+    depend on the others. ``method="lbfgs"`` forces L-BFGS, ``"newton"`` Newton (semi-dual only). Both
     sync with the host once per iteration. ``value`` is the (semi-)dual
     objective at the detached optimum with ``a``, ``b``, ``cost`` attached (envelope theorem:
     :math:`\partial\,\mathrm{value}/\partial C = T`, :math:`\partial/\partial a = \alpha`), and
