@@ -37,6 +37,7 @@ from inforeg.core.checks import check_index_range, check_int, check_positive, ch
 from inforeg.core.dtypes import compute_dtype
 from inforeg.core.threads import run_in_parts
 from inforeg.rl import _cpu_entropy, _triton_entropy
+from inforeg.rl._lse_ref import lse_ref
 
 
 class FusedKernels(Protocol):
@@ -44,8 +45,8 @@ class FusedKernels(Protocol):
 
     Implemented by the modules :mod:`inforeg.rl._triton_entropy` (CUDA) and
     :mod:`inforeg.rl._cpu_entropy` (CPU, a C kernel); ``_BACKENDS`` below makes mypy check that
-    both modules satisfy this protocol. Results are float32 (forward; the C kernel's lse is
-    float64, see ``_lse_ref``) or the dtype of ``z`` (gradients); ``inv_t`` is 1 / temperature.
+    both modules satisfy this protocol. Results are float32 (forward; lse is float64, see
+    ``inforeg.rl._lse_ref``) or the dtype of ``z`` (gradients); ``inv_t`` is 1 / temperature.
     """
 
     def usable(self, z: Tensor) -> bool:
@@ -169,20 +170,6 @@ def _shift_max(z: Tensor, inv_t: float, y: Tensor, m: Tensor) -> None:
         torch.add(_col(-m), src, alpha=inv_t, out=y)
 
 
-def _lse_ref(lse: Tensor, inv_t: float, acc: torch.dtype) -> tuple[Tensor, Tensor]:
-    """``(zr, lr)`` in ``acc`` with ``log p = (z - zr) / T - lr``, from a float64 ``lse``:
-    ``zr = lse T`` (the logit whose p would be 1) and ``lr = lse - zr / T``.
-
-    Near the top of a row ``z - zr`` is small, so ``log p`` carries the rounding of a small
-    number; ``z / T - lse`` in float32 loses ``|z / T| * 6e-8`` (1e-4 at logits of 1e3, a
-    relative error of p as large). The C kernel does the same (``lse_ref`` in its source).
-    """
-    zr = (lse / inv_t).to(acc)
-    # a huge T (lse T beyond the dtype; then |z / T| is tiny anyway), or no finite lse: zr = 0
-    zr = torch.where(torch.isfinite(zr), zr, 0.0)
-    return zr, (lse - zr.to(lse.dtype) * inv_t).to(acc)
-
-
 def _log_p_into(z: Tensor, zr: Tensor, neg_lr: Tensor, inv_t: float, out: Tensor) -> None:
     """``out <- (z - zr) / T - lr`` for rows ``z`` (``zr``, ``neg_lr``: their per-row slots)."""
     torch.sub(z, _col(zr), out=out)
@@ -245,7 +232,7 @@ class _TokenEntropy(torch.autograd.Function):
         # H = log S - sum(e * y) / S: both terms are >= 0 (y <= 0), so no cancellation
         log_tot = tot.log()
         out = log_tot - dot.div_(tot)
-        lse = m.double().add_(log_tot)  # float64: see _lse_ref
+        lse = m.double().add_(log_tot)  # float64: see inforeg.rl._lse_ref
         ctx.save_for_backward(z, lse, out)
         return out
 
@@ -261,7 +248,7 @@ class _TokenEntropy(torch.autograd.Function):
         acc = compute_dtype(z)
         gz = torch.empty_like(z)
         # dH/dz = -(1/T) p (log p + H) = p * (k log p + k H) with k = -g/T, log p = z/T - lse
-        zr, lr = _lse_ref(lse, inv_t, acc)
+        zr, lr = lse_ref(lse, inv_t, acc)
         neg_lr = lr.neg_()
         k = grad.to(acc) * -inv_t
         kh = k * ent
@@ -394,7 +381,7 @@ class _SelectiveLogSoftmax(torch.autograd.Function):
                     torch.sum(yc, -1, out=tc)
 
         _run_rows(rows, chunk, z.device, body)
-        lse = shift.double().add_(tot.log_())  # float64: see _lse_ref
+        lse = shift.double().add_(tot.log_())  # float64: see inforeg.rl._lse_ref
         ctx.save_for_backward(z, tok, lse)
         return (picked.to(lse.dtype) * inv_t - lse).to(acc)
 
@@ -412,7 +399,7 @@ class _SelectiveLogSoftmax(torch.autograd.Function):
         # d logp_tok / dz = (onehot(tok) - p) / T, p = exp(z/T - lse)
         g = grad.to(acc) * inv_t
         neg_g = -g
-        zr, lr = _lse_ref(lse, inv_t, acc)
+        zr, lr = lse_ref(lse, inv_t, acc)
         neg_lr = lr.neg_()
         same = z.dtype == acc
 

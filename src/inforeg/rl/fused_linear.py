@@ -26,7 +26,7 @@ from torch import Tensor
 from inforeg.core.checks import check_index_range, check_int, check_positive, check_tensor
 from inforeg.core.dtypes import compute_dtype
 from inforeg.rl import _cpu_entropy
-from inforeg.rl.entropy import _lse_ref
+from inforeg.rl._lse_ref import lse_ref
 
 __all__ = ["default_lm_head_chunk", "fused_linear_logprobs_entropy"]
 
@@ -94,7 +94,7 @@ def _stats_torch(
     lse in float64 and H in the compute dtype, and the chosen logit into ``picked`` where it is
     in the tile: the PyTorch path of :func:`inforeg.rl._cpu_entropy.lm_head_stats`. The logits
     are shifted by the block maximum before the scaling by 1 / T, so that the log-weights near
-    the top keep their digits at large logits (as the backward's, see ``_lse_ref``)."""
+    the top keep their digits at large logits (as the backward's, see ``inforeg.rl._lse_ref``)."""
     x = z.to(compute_dtype(z))
     top = x.amax(1)
     top = torch.where(top == -math.inf, 0.0, top)  # a masked block: lse -inf, not NaN
@@ -111,7 +111,7 @@ def _grad_torch(z: Tensor, v0: int, inv_t: float, *rows: Tensor) -> Tensor:
     ``tok, lse, ent, g_logp, g_ent``; ``lse`` float64): the tile's gradient
     ``p (-(g_ent / T)(log p + H) - g_logp / T) + (g_logp / T) onehot(tok)``."""
     tok, lse, ent, g_logp, g_ent = rows
-    zr, lr = _lse_ref(lse, inv_t, ent.dtype)
+    zr, lr = lse_ref(lse, inv_t, ent.dtype)
     logp = (z.to(ent.dtype) - zr.unsqueeze(1)).mul_(inv_t).sub_(lr.unsqueeze(1))
     p = logp.exp()
     k = (g_ent * -inv_t).unsqueeze(1)
