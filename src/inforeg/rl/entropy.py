@@ -54,8 +54,8 @@ class FusedKernels(Protocol):
         ...
 
     def entropy_forward(self, z: Tensor, inv_t: float) -> tuple[Tensor, Tensor]:
-        """``(H, lse)`` per row of ``z (R, V)`` (lse float64 from the C kernel: the backward
-        rebuilds p from it, and a float32 lse of 1e3 is off by 3e-5)."""
+        """``(H, lse)`` per row of ``z (R, V)`` (lse float64: the backward rebuilds p from it,
+        and a float32 lse of 1e3 is off by 3e-5)."""
         ...
 
     def lse_forward(self, z: Tensor, inv_t: float) -> Tensor:
@@ -351,8 +351,8 @@ class _SelectiveLogSoftmax(torch.autograd.Function):
         if ctx.fused is not None:  # one fused pass per row (Triton or C)
             lse = ctx.fused.lse_forward(z, inv_t)
             ctx.save_for_backward(z, tok, lse)
-            # in lse's precision (float64 from the C kernel): a log-prob near 0 at logits of
-            # 1e3 keeps its digits (float32 z / T alone is off by |z / T| * 6e-8)
+            # in lse's precision (float64): a log-prob near 0 at logits of 1e3 keeps its
+            # digits (float32 z / T alone is off by |z / T| * 6e-8)
             return (picked.to(lse.dtype) * inv_t - lse).to(compute_dtype(z))
         rows, vocab = z.shape
         acc = compute_dtype(z)
