@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -145,13 +146,12 @@ def verdict_section(experiment: str, static: Path) -> list[str]:
     return lines
 
 
-def bench_section(technique: str) -> list[str]:
+def bench_section(names: Sequence[str]) -> list[str]:
     from inforeg.lab.bench import registry as benches
 
     lines: list[str] = []
-    for bench in benches().values():
-        if bench.technique != technique:
-            continue
+    for name in names:
+        bench = benches()[name]
         md = ROOT / "benchmarks" / f"{bench.name}.md"
         if not md.is_file():
             continue
@@ -207,7 +207,7 @@ def technique_page(rec: Any, static: Path) -> str:
         lines += ["Not built yet.", ""]
     if rec.experiment:
         lines += verdict_section(rec.experiment, static)
-    lines += bench_section(rec.key)
+    lines += bench_section(rec.benchmarks)
     return "\n".join(lines)
 
 

@@ -107,6 +107,9 @@ def test_show_prints_record_api_and_verdicts(capsys):
         "Self-Knowledge Distillation" in out and "inforeg.losses.ProgressiveSelfDistillation" in out
     )
     assert "arxiv.org/abs/2006.12000" in out and "latest verdicts" in out
+    assert "benchmark:" not in out  # pskd has no peer benchmark
+    assert main(["show", "sparse-ot"]) == 0
+    assert "benchmark: sparse-ot (inforeg bench sparse-ot" in capsys.readouterr().out
     _one_line_error(capsys, ["show", "nope-nope"], "no technique named 'nope-nope'")
 
 
@@ -151,8 +154,28 @@ def test_demo_index_lists_every_run(tmp_path):
     runs = [run_experiment(_fake(), seeds=2, out_root=tmp_path, progress=False) for _ in range(2)]
     index = write_index(runs, tmp_path)
     md, page = index.read_text(), index.with_suffix(".html").read_text()
-    assert md.count("| fake | pskd |") == 2 and "paired_differences.png" in md
+    assert md.count("| fake | ") == 2 and "paired_differences.png" in md
     assert page.count("<tr><td>fake</td>") == 2 and "report.md" in page
     for run in runs:
         rel = run.relative_to(tmp_path).as_posix()
         assert f"../{rel}/report.md" in md
+
+
+def test_a_closed_pipe_ends_the_command_quietly():
+    """`inforeg run --list | head -1`: the reader has gone; no traceback, exit 141 like a shell."""
+    import os
+
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # every write of the child now fails with EPIPE
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "inforeg", "run", "--list"],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        os.close(write_end)
+    assert proc.returncode == 141, proc.stderr
+    assert proc.stderr == ""

@@ -184,7 +184,6 @@ def _fake_seed(seed: int, quick: bool) -> SeedResult:
 def _fake(**overrides):
     kw = dict(
         name="fake",
-        technique="pskd",
         summary="A fake experiment.",
         setup="None.",
         claims=(

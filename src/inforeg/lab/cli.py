@@ -6,6 +6,7 @@ Bad arguments exit with code 2 and one line on stderr, never a traceback.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -124,7 +125,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     exps = registry()
     if args.list:
         for name, exp in sorted(exps.items()):
-            print(f"{name:32s} {exp.technique}")
+            print(f"{name:32s} {', '.join(exp.techniques)}")
         return 0
     if args.all == bool(args.name):
         raise UsageError("run: give one experiment NAME or --all (NAME may be a technique key)")
@@ -203,6 +204,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("inforeg: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader went away (`inforeg list | head`): stop quietly, and point stdout at
+        # /dev/null so that the interpreter's final flush does not raise again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 if __name__ == "__main__":

@@ -44,6 +44,8 @@ class Record:
     code: str = ""
     api: tuple[str, ...] = ()
     experiment: str = ""
+    # The peer benchmarks of this technique (``inforeg bench NAME``).
+    benchmarks: tuple[str, ...] = ()
     status: Status = "planned"
     reference_tests: tuple[str, ...] = ()
     notes: str = ""

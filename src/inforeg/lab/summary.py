@@ -64,6 +64,10 @@ def describe_record(rec: Record) -> str:
             n = len(seeds) if isinstance(seeds, list) else seeds
             lines.append(f"  latest verdicts (protocol {proto}, {n} seeds):")
             lines += [f"    {line}" for line in verdict_lines(payload)]
+    for name in rec.benchmarks:
+        lines.append(
+            f"  benchmark: {name} (inforeg bench {name}; last run in benchmarks/{name}.md)"
+        )
     if rec.notes:
         lines.append(f"  notes: {rec.notes}")
     return "\n".join(lines)

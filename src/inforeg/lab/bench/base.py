@@ -77,16 +77,23 @@ class Benchmark:
     """``run(quick)`` measures inforeg against a peer on the same inputs in one process.
 
     ``requires`` names the optional modules the peer needs (e.g. ``("ot",)``): ``inforeg bench``
-    checks them before any work and names the pip extra that installs them.
+    checks them before any work and names the pip extra that installs them. The techniques it
+    serves are the registry records that list it in ``Record.benchmarks``.
     """
 
     name: str
-    technique: str
     peer: str
     description: str
     run: Callable[[bool], BenchResult]
     extra: dict[str, Any] = field(default_factory=dict)
     requires: tuple[str, ...] = ()
+
+    @property
+    def techniques(self) -> list[str]:
+        """The keys of the registry records that list this benchmark."""
+        from inforeg.lab.registry import records
+
+        return [r.key for r in records() if self.name in r.benchmarks]
 
 
 def _rss_bytes() -> int:
@@ -171,7 +178,7 @@ def write(bench: Benchmark, result: BenchResult, out_dir: str | Path = "benchmar
     load_1, load_5 = (round(v, 2) for v in os.getloadavg()[:2])
     meta: dict[str, Any] = {
         "benchmark": bench.name,
-        "technique": bench.technique,
+        "technique": ", ".join(bench.techniques),
         "peer": bench.peer,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "torch": torch.__version__,

@@ -125,7 +125,6 @@ def _run(quick: bool) -> BenchResult:
 
 BENCHMARK = Benchmark(
     name="dcor",
-    technique="distance-covariance",
     peer="dcor",
     description="Distance correlation / covariance: dcor (NumPy/numba) vs inforeg (torch, streamed), "
     "n = 1000, 4000, 16000 with d = 16, and the 1-D fast paths at n = 1e4 and 1e5.",

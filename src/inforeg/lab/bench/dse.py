@@ -102,7 +102,6 @@ def run(quick: bool) -> BenchResult:
 
 BENCHMARK = Benchmark(
     name="dse",
-    technique="dse",
     peer="numpy.linalg.eigvalsh (authors' recipe; dse-dsmi not installed)",
     description="Diffusion spectral entropy: exact agreement, and approximate solvers at large n.",
     run=run,

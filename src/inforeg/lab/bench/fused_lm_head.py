@@ -199,7 +199,6 @@ def run(quick: bool) -> BenchResult:
 
 BENCHMARK = Benchmark(
     name="fused-lm-head",
-    technique="siren",
     peer="matmul, then inforeg's fused entropy/log-softmax kernels (logits materialised)",
     description="Per-token log-probabilities and entropies from the LM head's input without the "
     "(T, V) logits (fused_linear_logprobs_entropy) against materialising them.",

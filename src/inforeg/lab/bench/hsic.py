@@ -154,7 +154,6 @@ def run(quick: bool) -> BenchResult:
 
 BENCHMARK = Benchmark(
     name="hsic",
-    technique="hsic",
     peer="hyppo.independence.Hsic",
     description="Normalised HSIC (CKA) vs hyppo, and raw HSIC and CKA at n = 20 000, d = 64 "
     "against the one-pass GEMM + exp + sum floor.",

@@ -90,7 +90,6 @@ def run(quick: bool) -> BenchResult:
 
 BENCHMARK = Benchmark(
     name="ksg",
-    technique="core",
     peer="sklearn.feature_selection.mutual_info_regression",
     description="KSG mutual information (algorithm 1, k = 3, nats) vs scikit-learn: one pair, "
     "and the per-feature screen.",

@@ -124,7 +124,6 @@ def run(quick: bool) -> BenchResult:
 
 BENCHMARK = Benchmark(
     name="mmd",
-    technique="mmd",
     peer="geomloss SamplesLoss (tensorized)",
     description="Biased Gaussian MMD^2: geomloss (dense) vs inforeg (streamed), plus unbiased "
     "MMD^2 at n = 20 000, d = 64 against the one-pass GEMM + exp + sum floor.",

@@ -50,7 +50,6 @@ def run(quick: bool) -> BenchResult:
 
 BENCHMARK = Benchmark(
     name="pairwise",
-    technique="core",
     peer="scipy.spatial.distance.cdist",
     description="Sum of a Gaussian kernel matrix: scipy's cdist (dense) vs inforeg dense and "
     "chunked (O(n * chunk) memory).",

@@ -138,7 +138,6 @@ def run(quick: bool) -> BenchResult:
 
 BENCHMARK = Benchmark(
     name="sinkhorn",
-    technique="sinkhorn",
     peer="POT ot.sinkhorn(method='sinkhorn_log'); geomloss SamplesLoss('sinkhorn')",
     description="Log-domain Sinkhorn plans and values vs POT, and the debiased Sinkhorn "
     "divergence vs geomloss, on the same point clouds (n = 500, 2000, 5000; d = 2, 64).",

@@ -231,7 +231,6 @@ def run(quick: bool) -> BenchResult:
 
 BENCHMARK = Benchmark(
     name="siren",
-    technique="siren",
     peer="inforeg's previous topk-based top-p entropy; token_entropy as the unit",
     description="SIREN's full regulariser term, forward + backward on (4, 128, 32000) float32 "
     "logits with one thread: the sort-free top-p kernel vs the topk path, as a multiple of "

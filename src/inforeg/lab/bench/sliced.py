@@ -57,7 +57,6 @@ def run(quick: bool) -> BenchResult:
 
 BENCHMARK = Benchmark(
     name="sliced",
-    technique="eot-shape-correspondence",
     peer="POT ot.sliced_wasserstein_distance / max_sliced_wasserstein_distance",
     description="Sliced and max-sliced Wasserstein distances with identical projections.",
     run=run,

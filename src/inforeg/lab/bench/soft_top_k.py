@@ -65,7 +65,6 @@ def run(quick: bool) -> BenchResult:
 
 BENCHMARK = Benchmark(
     name="soft-top-k",
-    technique="dexml",
     peer="scipy.optimize.brentq",
     description="DEXML soft top-k offsets: batched torch bisection vs scipy's brentq row by row.",
     run=run,

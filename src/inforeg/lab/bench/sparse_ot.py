@@ -179,7 +179,6 @@ def run(quick: bool) -> BenchResult:
 
 BENCHMARK = Benchmark(
     name="sparse-ot",
-    technique="sparse-ot",
     peer="POT ot.smooth.smooth_ot_semi_dual(reg_type='sparsity_constrained')",
     description="Sparsity-constrained OT (at most k non-zeros per column): plans, marginals, time.",
     run=run,

@@ -175,7 +175,6 @@ def run(quick: bool) -> BenchResult:
 
 BENCHMARK = Benchmark(
     name="token-entropy",
-    technique="siren",
     peer="TRL / verl chunked entropy (re-implemented), naive softmax*log_softmax",
     description="Exact per-token entropy and sampled-token log-probability from logits with a "
     "151,936-token vocabulary: inforeg's fused C kernel (and its chunked PyTorch path) vs the "

@@ -199,7 +199,6 @@ _PAPER_LOC = (
 
 EXPERIMENT = Experiment(
     name="aem-mil-digits",
-    technique="aem",
     summary=(
         "ABMIL vs ABMIL + AEM (-lambda H(attention)) on digit bags in which many corrupted "
         "instances carry weak evidence (20-40% 9s in a positive bag), with 80 training bags"

@@ -271,7 +271,6 @@ def run_seed(seed: int, quick: bool) -> SeedResult:
 
 EXPERIMENT = Experiment(
     name="attention-entropy-tiny-lm",
-    technique="entropy-guided-attention",
     summary=(
         "Head-wise attention-entropy penalty: each head's mean attention entropy is pulled into a "
         "band theta_h * E_max +- 0.2 E_max (learnable theta), added to the LM loss of a "

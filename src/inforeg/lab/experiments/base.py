@@ -50,7 +50,7 @@ A worked example (a toy: two arms, each tuned over two learning rates and stoppe
                           splits=data.sizes)
 
     EXPERIMENT = Experiment(
-        name="toy", technique="pskd", summary="...", setup="...",
+        name="toy", summary="...", setup="...",  # the record of each technique names "toy"
         claims=(Claim("test ECE", "CE + reg", "CE", False, "reg lowers ECE vs CE",
                       kind="paper", regime=("CE over-confident",)),),
         regime_checks=(RegimeCheck("CE over-confident", "CE confidence gap",
@@ -140,7 +140,10 @@ class RegimeCheck:
 
 @dataclass(frozen=True)
 class Experiment:
-    """A small reproduction of one technique's claims on embedded data.
+    """A small reproduction of one or more techniques' claims on embedded data.
+
+    Which techniques it tests is not stated here: the registry records name their experiment
+    (``Record.experiment``), and :attr:`techniques` reads them, so the link is written once.
 
     ``run_seed(seed, quick)`` trains/evaluates every arm for one seed and returns a
     :class:`SeedResult`; ``quick`` asks for a shortened run (for ``--quick`` and ``demo``).
@@ -150,7 +153,6 @@ class Experiment:
     """
 
     name: str
-    technique: str
     summary: str
     setup: str
     claims: tuple[Claim, ...]
@@ -174,6 +176,13 @@ class Experiment:
         if self.protocol == 2:
             for problem in protocol_problems(self):
                 raise ValueError(f"{self.name}: {problem}")
+
+    @property
+    def techniques(self) -> list[str]:
+        """The keys of the registry records whose ``experiment`` is this one."""
+        from inforeg.lab.registry import records
+
+        return [r.key for r in records() if r.experiment == self.name]
 
     @property
     def arms(self) -> list[str]:

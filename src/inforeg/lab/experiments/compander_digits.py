@@ -107,7 +107,6 @@ _PAPER = (
 
 EXPERIMENT = Experiment(
     name="compander-digits",
-    technique="weight-compander",
     summary="Weight compander (mu-law, UNVERIFIED form) vs a plain MLP trained on 200 digits.",
     setup=(
         f"MLP 64-256-256-10 (ReLU), Adam lr {LR}, batch {BATCH}, {EPOCHS} epochs; "

@@ -166,7 +166,6 @@ def _claim(metric: str, theta: float, text: str) -> Claim:
 
 EXPERIMENT = Experiment(
     name="compositional-nll-gaussian",
-    technique="compositional-nll",
     summary="Compositional NLL (moving-average estimator) vs NCE: Gaussian mean, q = N(0, 1).",
     setup=(
         "Data N(mean, 1), mean in {1, 2, 3}: 2000 train / 1000 validation / 1000 test points "

@@ -169,7 +169,6 @@ _PAPER = (
 
 EXPERIMENT = Experiment(
     name="cprd-synthetic",
-    technique="cprd",
     summary=(
         "Linear dual-encoder students distilled from a concentrated (cross-encoder-like) teacher: "
         "ITC vs ITC + logit KD vs ITC + CPRD, each tuned on validation"

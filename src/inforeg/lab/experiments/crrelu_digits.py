@@ -128,7 +128,6 @@ _REGIME = ("ReLU below ceiling",)
 
 EXPERIMENT = Experiment(
     name="crrelu-digits",
-    technique="crrelu",
     summary="CRReLU vs ReLU and GELU in the MLP blocks of a tiny ViT on 500 digits.",
     setup=(
         "Tiny ViT (2x2 patches -> 16 tokens, width 32, 2 pre-norm blocks, 4 heads, MLP ratio 2, "

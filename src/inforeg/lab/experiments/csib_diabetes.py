@@ -195,7 +195,6 @@ def _claim(baseline: str, text: str) -> Claim:
 
 EXPERIMENT = Experiment(
     name="csib-diabetes",
-    technique="cs-ib",
     summary=(
         "Regression on diabetes with CS-IB (D_CS(y, y_hat | x) + beta * normalised CS-QMI(x; t), "
         "no MSE term, sigma 1, log2) against VIB, MSE and D_CS alone, every arm early-stopped and "

@@ -38,7 +38,6 @@ TARGETS: dict[str, dict[str, Any]] = {
     RANDOM_INIT: {"mode": "code"},
     NO_NORM: {"power": (2.0, 0.0)},
 }
-SPLITS = {"train": 1077, "validation": 270, "test": 450}
 KMEANS_EVERY = 5  # epochs between k-means refits of the k-means arm
 
 
@@ -169,7 +168,6 @@ def run_seed(seed: int, quick: bool) -> SeedResult:
 
 EXPERIMENT = Experiment(
     name="depict-digits",
-    technique="depict",
     summary=(
         "DEPICT trains a denoising autoencoder jointly with a softmax clustering head: each epoch "
         "a target Q is computed from the clean-path predictions (p^2/f in the authors' code, "

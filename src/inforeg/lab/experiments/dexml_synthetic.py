@@ -159,7 +159,6 @@ _REGIME = ("InfoNCE below ceiling", "many positives per query")
 
 EXPERIMENT = Experiment(
     name="dexml-synthetic",
-    technique="dexml",
     summary=(
         "Dual-encoder extreme multi-label retrieval (4000 labels, 10-50 positives per query, "
         "sampled negatives): multi-label softmax vs decoupled softmax vs soft top-5, each with "

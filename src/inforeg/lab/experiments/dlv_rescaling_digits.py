@@ -205,7 +205,6 @@ _REGIME = ("IRN below ceiling",)
 
 EXPERIMENT = Experiment(
     name="dlv-rescaling-digits",
-    technique="dlv-irn",
     summary="Tiny IRN vs tiny DLV-IRN (second, downscaling latent) rescaling 8x8 digits to 4x4.",
     setup=(
         "Haar + 4 affine couplings (3x3 convs, 16 channels), IRN losses (guide 16, Charbonnier "

@@ -189,7 +189,6 @@ def _claim(metric: str, method: str, sigma: float, text: str) -> Claim:
 
 EXPERIMENT = Experiment(
     name="drs-digits",
-    technique="dual-randomized-smoothing",
     summary="Dual randomised smoothing vs Cohen et al.'s smoothing on 8x8 digits (ACR, certified accuracy)",
     setup=(
         "sklearn digits in [0, 1] (8x8); MLP 64-256-10 per network, SGD (Nesterov, momentum 0.9, "

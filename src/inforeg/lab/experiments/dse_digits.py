@@ -143,7 +143,6 @@ _MEMORISES = "shuffled-label net memorises"
 
 EXPERIMENT = Experiment(
     name="dse-digits",
-    technique="dse",
     summary=(
         "Diffusion spectral entropy (bits) and DSMI(Z;Y) of the penultimate layer: generalising "
         "(true labels) vs memorising (shuffled labels) vs the shared untrained network, beside "

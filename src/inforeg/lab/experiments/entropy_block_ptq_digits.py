@@ -151,7 +151,6 @@ _REGIME = ("quantisation hurts", "non-trivial partition")
 
 EXPERIMENT = Experiment(
     name="entropy-block-ptq-digits",
-    technique="q-vlm",
     summary="Entropy-partitioned block search vs uniform, per-layer and whole-network PTQ search.",
     setup=(
         "Digits: stratified 60/15/25 train/validation/test split per seed. MLP "

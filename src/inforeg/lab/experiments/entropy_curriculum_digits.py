@@ -172,7 +172,6 @@ _REGIME = ("uniform not converged early", "static difficulty is difficulty")
 
 EXPERIMENT = Experiment(
     name="entropy-curriculum-digits",
-    technique="rdtf",
     summary="Entropy curriculum sampler vs uniform sampling on masked digits (convergence speed)",
     setup=(
         "sklearn digits in [0, 1]; each training image fixed-masked (fraction r in {0, 0.25, 0.5} "

@@ -264,7 +264,6 @@ EVO, DPM = "EVODiff", "DPM-Solver++(2M)"
 
 EXPERIMENT = Experiment(
     name="evodiff-gmm",
-    technique="evodiff",
     summary=(
         "EVODiff vs DPM-Solver++(2M) at equal NFE: exact digits-mixture denoiser (error to the "
         "ODE solution, Fréchet distance) and a learned 2-D denoiser (MMD)"

@@ -204,7 +204,6 @@ _UNFAIR, _INTERSECTIONAL = "unpenalised model is unfair", "disparity is intersec
 
 EXPERIMENT = Experiment(
     name="fairness-dcov",
-    technique="intersectional-fairness",
     summary=(
         "Regression trained with MSE + λ R(prediction, age, region), R = sum of marginal dCov², "
         "JdCov² (clamped at 0) or CCdCov² (unbiased, per mini-batch); each penalty picks λ in "

@@ -284,7 +284,6 @@ _ADV_REGIME = ("standard training is vulnerable", "TRADES below ceiling")
 
 EXPERIMENT = Experiment(
     name="gce-noisy-digits",
-    technique="comp-sum",
     summary=(
         "Comp-sum losses on digits: ADV-COMP-SUM vs TRADES under L-inf PGD (the comp-sum "
         "paper's claim), and GCE / MAE vs early-stopped CE under symmetric label noise (the GCE "

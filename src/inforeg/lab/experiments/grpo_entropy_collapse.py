@@ -311,7 +311,6 @@ def _claims() -> tuple[Claim, ...]:
 
 EXPERIMENT = Experiment(
     name="grpo-entropy-collapse",
-    technique="siren",
     summary=(
         "Plain GRPO narrows the policy (entropy collapse). Entropy bonus, SIREN (selective "
         "anchored entropy), EPO (bonus + smoothing band), AEPO (temperature-switched REINFORCE "

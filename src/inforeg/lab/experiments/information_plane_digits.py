@@ -43,8 +43,8 @@ ARMS: dict[str, tuple[str, Literal["adaptive", "fixed"]]] = {
     "ReLU + L2, adaptive bins": ("ReLU + L2", "adaptive"),
 }
 GRIDS: dict[str, dict[str, list[Any]]] = {arm: LR_GRID for arm in ARMS} | {REFERENCE: {}}
-SPLITS = {"train": 1077, "validation": 270, "test": 450}
-CEILING = math.log2(SPLITS["train"]) - 1.0  # I(X;T) <= log2 N; keep a bit of room below it
+N_TRAIN = 1077  # the training split of load_digits_split(test_size=0.25, val_size=0.15)
+CEILING = math.log2(N_TRAIN) - 1.0  # I(X;T) <= log2 N; keep a bit of room below it
 
 
 def _mlp(d_in: int, k: int, act: type[nn.Module]) -> nn.Sequential:
@@ -96,6 +96,8 @@ def run_seed(seed: int, quick: bool) -> SeedResult:
     from inforeg.lab.datasets import load_digits_split
 
     data = load_digits_split(test_size=0.25, val_size=0.15)
+    if data.sizes["train"] != N_TRAIN:  # the regime check's ceiling is log2(N_TRAIN) - 1
+        raise RuntimeError(f"training split has {data.sizes['train']} images, not {N_TRAIN}")
     epochs, every = (20, 2) if quick else (1000, 10)
 
     def train(net: str, point: dict[str, Any]) -> Selected:
@@ -192,7 +194,7 @@ def _regime_checks(net: str) -> tuple[RegimeCheck, RegimeCheck]:
             f"{net}: I(X;T) below ceiling",
             f"{net} adaptive peak I(X;T)",
             f"the {net} network's last-layer I(X;T) under adaptive bins peaks below log2 N - 1 "
-            f"= {CEILING:.2f} bits (N = {SPLITS['train']} distinct inputs): a drop is measurable",
+            f"= {CEILING:.2f} bits (N = {N_TRAIN} distinct inputs): a drop is measurable",
             CEILING,
             above=False,
         ),
@@ -215,7 +217,6 @@ PAPER = (
 
 EXPERIMENT = Experiment(
     name="information-plane-digits",
-    technique="adaptive-mi",
     summary=(
         "Entropy-based adaptive binning (EBAB: bins holding equal numbers of distinct activation "
         "values) vs equal-width bins over one fixed range for the whole run (the authors' "

@@ -143,7 +143,6 @@ _PAPER = (
 
 EXPERIMENT = Experiment(
     name="latent-query-alignment-seq",
-    technique="mds-s2",
     summary=(
         "Shared learnable latent queries attention-pool the decoder's hidden states and the "
         "gold response's encoding into 8 vectors each; their mean squared distance (gold side "

@@ -28,7 +28,6 @@ GRIDS: dict[str, dict[str, list[Any]]] = {
     "SimGCD": {"memax_weight": [1.0, 2.0]},
     "LegoGCD": {"threshold": [0.9, 0.95]},
 }
-SPLITS = {"train": 1077, "validation": 270, "test": 450}
 FORGETTING_MIN = 0.01
 
 
@@ -148,7 +147,6 @@ CUB = "CUB (DINO ViT-B/16): All/Old/New 63.8/71.9/59.8 for LegoGCD vs 60.3/65.6/
 
 EXPERIMENT = Experiment(
     name="legogcd-digits",
-    technique="legogcd",
     summary=(
         "Generalized category discovery: SimGCD (supervised CE + cross-view self-distillation + "
         "mean-entropy regulariser + InfoNCE + SupCon) vs LegoGCD (SimGCD + dual-view KL + local "

@@ -174,7 +174,6 @@ _PAPER = (
 
 EXPERIMENT = Experiment(
     name="lpn-laplace-1d",
-    technique="lpn",
     summary=(
         "A learned proximal network is the gradient of an input-convex network, so it is the "
         "prox of some learned regulariser; trained with the proximal matching loss "

@@ -234,7 +234,6 @@ _REGIME = ("far from the optimum", "accurate solves are expensive")
 
 EXPERIMENT = Experiment(
     name="maid-ridge-diabetes",
-    technique="maid",
     summary="MAID vs fixed-accuracy descent and MAID with fixed accuracy: per-feature ridge.",
     setup=(
         "Diabetes (442 points): 20 % test, the rest split 60/40 into the lower (train) and upper "

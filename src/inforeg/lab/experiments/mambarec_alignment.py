@@ -299,7 +299,6 @@ _REGIME = (_MISALIGNED, _ROOM)
 
 EXPERIMENT = Experiment(
     name="mambarec-alignment",
-    technique="mambarec-alignment",
     summary=(
         "A scaled-down MambaRec on generated interactions with item image and text features: "
         "BPR alone, + InfoNCE(side, content), or + InfoNCE + MMD between the image and text "

@@ -229,7 +229,6 @@ _STARVED = "joint training starves the weak view"
 
 EXPERIMENT = Experiment(
     name="mcr-two-modalities",
-    technique="mcr",
     summary=(
         "Late-fusion two-encoder classifier where view a memorises the training set and starves "
         "view v: joint training, multi-loss (fused + unimodal CE) and MCR (multi-loss + greedy "

@@ -268,7 +268,6 @@ def run_seed(seed: int, quick: bool) -> SeedResult:
 
 EXPERIMENT = Experiment(
     name="mee-digits-gan",
-    technique="mee",
     summary=(
         "MEE adds to the discriminator a nearest-neighbour entropy term on its embedding (against "
         "a FIFO memory of past codes, -log of the mean squared NN distance), DLLE (invariance to "

@@ -156,7 +156,6 @@ def _regime(n: int) -> tuple[RegimeCheck, ...]:
 
 EXPERIMENT = Experiment(
     name="mi-screening-synthetic",
-    technique="high-dim-thesis",
     summary=(
         "Sure-independence screening that ranks features by a KSG estimate of I(X_j; Y) "
         "(k = 3) instead of |Pearson correlation|, keeping the top floor(n / log n), at "

@@ -267,7 +267,6 @@ _WORKS, _ROOM = "the attack works on the plain target", "the attack is not satur
 
 EXPERIMENT = Experiment(
     name="mid-digits",
-    technique="mid",
     summary=(
         "A 20-identity classifier on private digits 5-9 (k-means styles) with a VIB head, trained "
         "with CE (plain) or CE + beta KL(p(z|x) || N(0, I)) (MID, largest beta within 0.05 "

@@ -159,7 +159,6 @@ _PAPER = (
 
 EXPERIMENT = Experiment(
     name="noise-mask-digits",
-    technique="pgnm",
     summary=(
         "A Beta policy over a 4x4 grid of mask cells (features -> Linear-BN-ReLU x2 heads, mixed "
         "0.9/0.1 with an EMA base) masks the classifier's input during a heating phase, trained "

@@ -25,7 +25,6 @@ GRIDS: dict[str, dict[str, list[Any]]] = {
     "CE": {"lr": [0.1, 0.05, 0.02]},
     "PS-KD": {"alpha_T": [0.8, 0.6, 0.4]},
 }
-SPLITS = {"train": N_TRAIN, "validation": 270, "test": 540}
 
 
 def confidence_gap(logits: Tensor, y: Tensor) -> float:
@@ -105,7 +104,6 @@ def run_seed(seed: int, quick: bool) -> SeedResult:
 
 EXPERIMENT = Experiment(
     name="pskd-digits",
-    technique="pskd",
     summary=(
         "PS-KD trains on (1 - alpha_t) * onehot(y) + alpha_t * (the model's own prediction at its "
         "previous visit), alpha_t rising linearly to alpha_T; compared with cross-entropy where CE "

@@ -215,7 +215,6 @@ REGIME_BIAS = "plug-in bias negligible"
 
 EXPERIMENT = Experiment(
     name="qlae-synthetic",
-    technique="qlae",
     summary=(
         "QLAE quantises each latent dimension to a learnable 10-value scalar codebook "
         "(straight-through, quantisation and commitment losses at weight 0.01) and trains with "

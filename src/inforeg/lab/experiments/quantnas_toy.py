@@ -193,7 +193,6 @@ _GAP = "discretisation hurts without the term"
 
 EXPERIMENT = Experiment(
     name="quantnas-toy",
-    technique="quantnas",
     summary=(
         "QuantNAS adds c * w1(t) * w2(t) * sum_edges H(softmax(alpha_edge)) to the architecture "
         "loss; the test is the derived network, quantised at its chosen bit-widths, against a "

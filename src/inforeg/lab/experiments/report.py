@@ -185,13 +185,20 @@ def _claims_table(claims: Sequence[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def _techniques_line(keys: Sequence[str]) -> str:
+    if not keys:
+        return "No registry record names this experiment."
+    named = ", ".join(f"`{k}`" for k in keys)
+    return f"Technique{'s' if len(keys) > 1 else ''}: {named}."
+
+
 def render_markdown(exp: Experiment, payload: dict[str, Any], plots: Sequence[str]) -> str:
     """The report's Markdown."""
     run = "quick" if payload["quick"] else "full"
     lines = [
         f"# {exp.name}",
         "",
-        f"Technique: `{exp.technique}`. {exp.summary}",
+        f"{_techniques_line(exp.techniques)} {exp.summary}",
         "",
         "## Set-up",
         "",

@@ -159,7 +159,7 @@ def build_payload(
     claims = [judge(c, results, regime) for c in exp.claims]
     return {
         "experiment": exp.name,
-        "technique": exp.technique,
+        "technique": ", ".join(exp.techniques),
         "protocol": exp.protocol,
         "commit": code_commit(),
         "torch": torch.__version__,

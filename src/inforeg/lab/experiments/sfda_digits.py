@@ -238,7 +238,6 @@ _SHIFT, _DRIFT, _IMBALANCED = "shift costs accuracy", "entropy alone drifts", "t
 
 EXPERIMENT = Experiment(
     name="sfda-digits",
-    technique="sfda",
     summary=(
         "Source-free adaptation of a digits classifier to a shifted, imbalanced target domain: "
         "entropy minimisation alone, or with KL(batch class ratio || prior) for the true (oracle), "

@@ -209,7 +209,6 @@ def run_seed(seed: int, quick: bool) -> SeedResult:
 
 EXPERIMENT = Experiment(
     name="sliced-point-clouds",
-    technique="eot-shape-correspondence",
     summary=(
         "Learn per-point features that match two noisy, rotated, shuffled copies of a 2-D point "
         "cloud from few labelled pairs; add the sliced-Wasserstein loss SW(X, P_xy Y) + "

@@ -266,7 +266,6 @@ def _moe_claim(baseline: str, text: str) -> Claim:
 
 EXPERIMENT = Experiment(
     name="sparse-ot-experts",
-    technique="sparse-ot",
     summary=(
         "Sparsity-constrained OT for routing tokens to experts of fixed capacity: (a) the cost "
         "of feasibility-rounded plans vs quadratic OT and EMD where quadratic OT is dense; "

@@ -204,7 +204,6 @@ _COLLAPSE, _CEILING = "InfoNCE collapses the latent", "forecast not at its floor
 
 EXPERIMENT = Experiment(
     name="vne-koopman",
-    technique="information-koopman",
     summary=(
         "Koopman autoencoder (per-sequence ridge operator, averaged and detached) on four coupled "
         "pendulums: forward + 0.1 identity, plus the temporal InfoNCE (α = 2), plus the von "

@@ -221,7 +221,6 @@ _REGIME = ("domain gap", "MMT adapts", "peers converge under MMT")
 
 EXPERIMENT = Experiment(
     name="waveblock-mutual-digits",
-    technique="attentive-waveblock",
     summary="MMT-lite domain adaptation (digits -> rotated digits) with and without (A)WaveBlock.",
     setup=(
         f"Source 700 upright digits; target {ANGLE:.0f}-degree rotated digits (600 unlabelled "

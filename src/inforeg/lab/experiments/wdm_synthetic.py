@@ -213,7 +213,6 @@ def _vs_infonce(arm: str, text: str) -> Claim:
 
 EXPERIMENT = Experiment(
     name="wdm-synthetic",
-    technique="wasserstein-dependency",
     summary=(
         "Representation learning by maximising a dependence estimate between two views: InfoNCE "
         "(CPC) vs WPC (InfoNCE with a Lipschitz critic: gradient penalty or spectral "

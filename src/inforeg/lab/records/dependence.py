@@ -23,6 +23,7 @@ RECORDS = [
             _D + "InfoNCELoss",
             _D + "mmd",
         ),
+        benchmarks=("mmd",),
         status="verified",
         reference_tests=(
             "tests/dependence/test_modality_alignment.py",
@@ -56,6 +57,7 @@ RECORDS = [
             _D + "distance_correlation_sqr",
         ),
         experiment="fairness-dcov",
+        benchmarks=("dcor",),
         status="reproduced",
         reference_tests=(
             "tests/dependence/test_fairness.py",

@@ -20,6 +20,7 @@ RECORDS = [
             "inforeg.estimators.DiffusionSpectralEntropy",
         ),
         experiment="dse-digits",
+        benchmarks=("dse",),
         status="reproduced",
         reference_tests=("tests/estimators/test_diffusion_spectral.py",),
         notes=(
@@ -79,6 +80,7 @@ RECORDS = [
             "inforeg.optim.mcp_prox",
         ),
         experiment="mi-screening-synthetic",
+        benchmarks=("ksg",),
         status="implemented",
         extra_families=("optim",),
         reference_tests=(

@@ -172,6 +172,7 @@ RECORDS = [
             "inforeg.losses.SoftTopKLoss",
         ),
         experiment="dexml-synthetic",
+        benchmarks=("soft-top-k",),
         status="reproduced",
         reference_tests=("tests/losses/test_extreme_multilabel.py",),
         notes=(

@@ -22,6 +22,7 @@ RECORDS = [
             "inforeg.ot.SmoothOT",
         ),
         experiment="sparse-ot-experts",
+        benchmarks=("sparse-ot",),
         status="reproduced",
         reference_tests=("tests/ot/test_sparse.py",),
         notes=(
@@ -59,6 +60,7 @@ RECORDS = [
             "inforeg.ot.OTResult",
         ),
         experiment="sliced-point-clouds",
+        benchmarks=("sinkhorn", "sliced"),
         status="verified",
         reference_tests=("tests/ot/test_sliced.py", "tests/ot/test_sinkhorn.py"),
         notes=(

@@ -27,6 +27,7 @@ RECORDS = [
             "inforeg.rl.aggregate",
         ),
         experiment="grpo-entropy-collapse",
+        benchmarks=("fused-lm-head", "siren", "token-entropy"),
         status="verified",
         reference_tests=(
             "tests/rl/test_siren.py",
