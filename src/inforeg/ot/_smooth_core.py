@@ -3,8 +3,9 @@
 Shared by :mod:`inforeg.ot.smooth` and :mod:`inforeg.ot.sparse`. Layout: problems are handled in
 the transposed layout ``(*batch, m, n)`` so that each *column* ``j`` of the plan (one target) is a
 contiguous last-axis vector over the ``n`` sources. Solvers: a semismooth Newton method for the
-quadratic (optionally top-k) semi-dual (:func:`_newton_semi_dual`), torch's L-BFGS otherwise
-(entropy, the dual) and as the fallback.
+quadratic (optionally top-k) semi-dual (:func:`_newton_semi_dual`), L-BFGS otherwise (entropy,
+the dual) and as the fallback: :func:`inforeg.ot._lbfgs.batched_lbfgs`, torch's algorithm with a
+history and line search per problem, so that no problem's result depends on its batch.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from torch import Tensor
 
 from inforeg.core.threads import intra_op_threads
 from inforeg.ot._common import OTResult
+from inforeg.ot._lbfgs import batched_lbfgs
 
 Reg = Literal["l2", "entropy", "sparse"]
 Formulation = Literal["dual", "semi_dual"]
@@ -631,54 +633,34 @@ def _lbfgs(
     restarts: int,
     init: Tensor | None = None,
     screen: _Screen | None = None,
-    change_tol: float | None = None,
+    change_tol: Tensor | None = None,
 ) -> tuple[Tensor, int]:
-    """Maximise the (semi-)dual with torch's L-BFGS (strong Wolfe line search) from ``init``
-    (default zero). It stops at ``max|grad| <= tol`` or when an iteration changes the objective
-    or the parameters by less than ``change_tol`` (default ``tol * 1e-3``)."""
+    """Maximise each problem's (semi-)dual from ``init`` (default zero) by L-BFGS, every problem
+    of the batch on its own (:func:`batched_lbfgs`). A problem stops at ``max|grad| <= tol`` or
+    when an iteration changes its objective or parameters by less than ``change_tol`` (one value
+    per problem; default ``tol * 1e-3``). L-BFGS stalls at the kinks of the sparse objectives
+    (the top-k set changes): a failed line search restarts that problem's history, up to
+    ``restarts`` times."""
     a, b, gamma, k = problem.a, problem.b, problem.gamma, problem.k
-    n, m = a.shape[-1], b.shape[-1]
-    size = n + m if problem.formulation == "dual" else n
+    batch = a.shape[:-1]
+    size = a.shape[-1] + (b.shape[-1] if problem.formulation == "dual" else 0)
     if init is None:
-        init = torch.zeros(*a.shape[:-1], size, dtype=a.dtype, device=a.device)
-    params = init.clone().requires_grad_(True)
+        init = torch.zeros(*batch, size, dtype=a.dtype, device=a.device)
 
-    def closure() -> Tensor:
-        with torch.no_grad():
-            if screen is not None:  # the semi-dual on Newton's screened candidates
-                obj, grad = screen.evaluate(params, a, b, gamma, k)[:2]
-            else:
-                obj, grad, _ = _objective(params, problem)
-            # A problem with NaN/inf data (unchecked below "full") gets a zero gradient: L-BFGS
-            # then stops at once instead of spending max_iter line searches on NaN.
-            bad = ~(torch.isfinite(obj) & torch.isfinite(grad).all(-1))
-            obj = torch.where(bad, 0.0, obj)
-            grad = torch.where(bad.unsqueeze(-1), 0.0, grad)
-        params.grad = -grad
-        return -obj.sum()
+    def negated(flat: Tensor) -> tuple[Tensor, Tensor]:
+        params = flat.reshape(*batch, size)
+        if screen is not None:  # the semi-dual on Newton's screened candidates
+            obj, grad = screen.evaluate(params, a, b, gamma, k)[:2]
+        else:
+            obj, grad, _ = _objective(params, problem)
+        return -obj.reshape(-1), -grad.reshape(-1, size)
 
-    # L-BFGS stalls at the kinks of the sparse objectives (the top-k set changes); restarting
-    # with a fresh history from the current point (up to ``restarts`` times, within the
-    # ``max_iter`` budget) gets it moving again.
-    n_iter = 0
-    for _ in range(restarts + 1):
-        opt = torch.optim.LBFGS(
-            [params],
-            lr=1.0,
-            max_iter=max_iter - n_iter,
-            max_eval=2 * (max_iter - n_iter),
-            tolerance_grad=tol,
-            tolerance_change=tol * 1e-3 if change_tol is None else change_tol,
-            history_size=history_size,
-            line_search_fn="strong_wolfe",
+    change = tol * 1e-3 if change_tol is None else change_tol.reshape(-1)
+    with torch.no_grad():
+        flat, n_iter = batched_lbfgs(
+            negated, init.reshape(-1, size), max_iter, tol, change, history_size, restarts
         )
-        opt.step(closure)  # type: ignore[arg-type]
-        n_iter += int(opt.state[opt._params[0]].get("n_iter", 0))
-        if n_iter >= max_iter or params.grad is None:
-            break
-        if float(params.grad.abs().amax()) <= tol:  # host sync
-            break
-    return params.detach(), n_iter
+    return flat.reshape(*batch, size), n_iter
 
 
 def _maximise(
@@ -696,7 +678,7 @@ def _maximise(
                 return alpha, n_iter
             # Newton stalled at a kink of the top-k selection: L-BFGS from its best point within
             # the remaining budget, without restarts (they rarely help at kinks).
-            change_tol = _POLISH_FTOL * float((ct.abs().amax((-2, -1)) * a.sum(-1)).amax())
+            change_tol = _POLISH_FTOL * ct.abs().amax((-2, -1)) * a.sum(-1)
             budget = max_iter - n_iter
             args = (budget, tol, history_size, _POLISH_RESTARTS, alpha, screen, change_tol)
             polished, more = _lbfgs(problem, *args)

@@ -59,11 +59,13 @@ def smooth_ot(
     columns :math:`G_j`, steps :math:`(L + \nu I)d = \gamma\nabla` with Levenberg-Marquardt
     damping :math:`\nu` (dense Cholesky for ``n <= 512``, conjugate gradients above; see
     ``inforeg.ot._smooth_core._newton_semi_dual``). Otherwise (and as its fallback)
-    ``torch.optim.LBFGS`` (history 10, strong Wolfe line search) on the negated objective from
-    zero potentials, like POT's scipy L-BFGS-B. ``method="lbfgs"`` forces L-BFGS, ``"newton"``
-    Newton (``"l2"`` semi-dual only). Both stop when the largest gradient entry is below
-    ``tol`` or after ``max_iter`` iterations, and read scalars on the host once per iteration.
-    Batched problems are solved jointly (the objective is separable). Both solvers run with one
+    L-BFGS (torch's algorithm: history 10, strong Wolfe line search) on the negated objective
+    from zero potentials, like POT's scipy L-BFGS-B. ``method="lbfgs"`` forces L-BFGS,
+    ``"newton"`` Newton (``"l2"`` semi-dual only). Both stop when the largest gradient entry is
+    below ``tol`` or after ``max_iter`` iterations, and read scalars on the host once per
+    iteration (L-BFGS also once per line-search trial). Batched problems are solved together
+    but each with its own steps, history, line search and stopping test, so a problem's result
+    does not depend on the rest of its batch. Both solvers run with one
     intra-op thread on CPU problems with at most 2**18 cost entries (all batches together),
     restored afterwards: each iteration is many tiny tensor operations (and for Newton one
     ``n x n`` factorisation), for which thread hand-offs cost more than they save.

@@ -110,16 +110,16 @@ def sparse_ot(
     the columns; dense Cholesky for ``n <= 512``, conjugate gradients above; see
     ``inforeg.ot._smooth_core._newton_semi_dual``). When Newton stalls at a kink of the top-k
     selection (some column with ``k`` non-zeros: no gradient vanishes there), L-BFGS takes over
-    from Newton's best point, within the ``max_iter`` budget. The dual uses torch L-BFGS (history 10, strong Wolfe) from zero
-    potentials. Batches: Newton's steps are per problem, so where it converges a problem's
-    result does not depend on its batch; but a batch in which a problem stalls is finished by one
-    L-BFGS run over the whole batch, whose shared line search and curvature pairs couple the
-    problems, so at a kink the plan then depends on the batch (64 random 20 x 15 problems with
-    ``k = 2``: 63 plans differed from one-at-a-time solves by up to 0.034, the values by about
-    1e-5, the batched ones mostly higher). Solve one problem per call where the plan must not
-    depend on the others. ``method="lbfgs"`` forces L-BFGS, ``"newton"`` Newton (semi-dual only). Both
-    sync with the host once per iteration. ``value`` is the (semi-)dual
-    objective at the detached optimum with ``a``, ``b``, ``cost`` attached (envelope theorem:
+    from Newton's best point, within the ``max_iter`` budget. The dual uses L-BFGS (torch's
+    algorithm: history 10, strong Wolfe) from zero potentials. Batches: every problem keeps its
+    own Newton steps, L-BFGS history, line search and stopping tests, so its result does not
+    depend on the rest of its batch (one L-BFGS run over a whole batch, used before, coupled
+    them at kinks: 63 of 64 random 20 x 15 plans with ``k = 2`` differed from one-at-a-time
+    solves by up to 0.034). Where the dual's plan has ties, rounding may still pick a different
+    side of a tie in a batch (values agree to about 1e-12). ``method="lbfgs"`` forces L-BFGS,
+    ``"newton"`` Newton (semi-dual only). Both sync with the host once per iteration (L-BFGS
+    also once per line-search trial). ``value`` is the (semi-)dual objective at the detached
+    optimum with ``a``, ``b``, ``cost`` attached (envelope theorem:
     :math:`\partial\,\mathrm{value}/\partial C = T`, :math:`\partial/\partial a = \alpha`), and
     ``plan``, ``f``, ``g`` are detached. Because the primal is non-convex, ``value`` is the
     relaxation's optimum, a lower bound of the primal objective at the returned plan. POT's
