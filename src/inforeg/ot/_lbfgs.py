@@ -80,7 +80,7 @@ def batched_lbfgs(
         evals = evals + step.evals
         moved = (step.t.unsqueeze(-1) * d).where(active.unsqueeze(-1), 0.0)
         x_new = x + moved
-        y = step.g - g
+        y = step.g - g  # 0 where the line search did not run
         sy = (moved * y).sum(-1)
         store = active & (sy > _CURVATURE_MIN)
         slot = count % hist
@@ -104,9 +104,7 @@ def batched_lbfgs(
         evals = evals.where(~restart, 1)
         budget = budget.where(~restart, 2 * (max_iter - it - 1))
         first = restart
-        x = torch.where(active.unsqueeze(-1), x_new, x)
-        f = torch.where(active, step.f, f)
-        g = torch.where(active.unsqueeze(-1), step.g, g)
+        x, f, g = x_new, step.f, step.g  # unchanged where the line search did not run
     return x, int(iters.max()) if batch else 0
 
 
@@ -214,49 +212,57 @@ def _line_search(
     prev, low, high = start, start, start
     insufficient = torch.zeros_like(search)
     d_max = d.abs().amax(-1)
+    any_bracketing, any_zooming = True, False  # which phases have problems (host copies)
     for trial in range(_TRIALS + 1):
         finite = torch.isfinite(cur.f) & torch.isfinite(cur.s)
         cur = cur._replace(f=cur.f.where(finite, torch.inf), s=cur.s.where(finite, torch.inf))
         armijo = cur.f <= f + _ARMIJO * cur.t * gtd
         wolfe = cur.s.abs() <= -_WOLFE * gtd
-        # Bracketing.
-        over = bracketing & (~armijo | ((trial > 1) & (cur.f >= prev.f)))
-        b_found = bracketing & ~over & wolfe
-        rising = bracketing & ~over & ~b_found & (cur.s >= 0)
-        bracketed = over | rising
-        prev_low = prev.f <= cur.f  # ties keep the earlier trial low, as torch does
-        low = prev.where(bracketed & prev_low, cur.where(bracketed | b_found, low))
-        high = cur.where(bracketed & prev_low, prev.where(bracketed, high))
-        # Zoom: the trial becomes the high end, or the low end (the old low end first becomes the
-        # high end where the trial's slope points back past it).
-        z_high = zooming & (~armijo | (cur.f >= low.f))
-        z_low = zooming & ~z_high
-        z_found = z_low & wolfe
-        flip = z_low & ~z_found & (cur.s * (high.t - low.t) >= 0)
-        high = low.where(flip, cur.where(z_high, high))
-        low = cur.where(z_low, low)
-        swap = z_high & (high.f < low.f)
-        low, high = high.where(swap, low), low.where(swap, high)
-        found = found | b_found | z_found
+        bracketed = torch.zeros_like(search)
+        if any_zooming:
+            # Zoom: the trial becomes the high end, or the low end (the old low end first becomes
+            # the high end where the trial's slope points back past it).
+            z_high = zooming & (~armijo | (cur.f >= low.f))
+            z_low = zooming & ~z_high
+            z_found = z_low & wolfe
+            flip = z_low & ~z_found & (cur.s * (high.t - low.t) >= 0)
+            high = low.where(flip, cur.where(z_high, high))
+            low = cur.where(z_low, low)
+            swap = z_high & (high.f < low.f)
+            low, high = high.where(swap, low), low.where(swap, high)
+            found = found | z_found
+        if any_bracketing:
+            over = bracketing & (~armijo | ((trial > 1) & (cur.f >= prev.f)))
+            b_found = bracketing & ~over & wolfe
+            rising = bracketing & ~over & ~b_found & (cur.s >= 0)
+            bracketed = over | rising
+            prev_low = prev.f <= cur.f  # ties keep the earlier trial low, as torch does
+            low = prev.where(bracketed & prev_low, cur.where(bracketed | b_found, low))
+            high = cur.where(bracketed & prev_low, prev.where(bracketed, high))
+            found = found | b_found
+            bracketing = bracketing & ~bracketed & ~b_found
         zooming = (zooming | bracketed) & ~found
         zooming = zooming & ((high.t - low.t).abs() * d_max >= change_tol)
-        bracketing = bracketing & ~bracketed & ~b_found
-        if trial == _TRIALS or not bool((bracketing | zooming).any()):  # host sync
+        any_bracketing, any_zooming = torch.stack([bracketing.any(), zooming.any()]).tolist()
+        if trial == _TRIALS or not (any_bracketing or any_zooming):  # host sync above
             break
         # Next trials: extrapolation while bracketing, the safeguarded cubic while zooming.
-        grow = _cubic_min(
-            prev.t, prev.f, prev.s, cur.t, cur.f, cur.s, cur.t + 0.01 * (cur.t - prev.t), 10 * cur.t
-        )
-        prev = cur.where(bracketing, prev)
-        small, large = torch.minimum(low.t, high.t), torch.maximum(low.t, high.t)
-        inner = _cubic_min(low.t, low.f, low.s, high.t, high.f, high.s, small, large)
-        margin = 0.1 * (large - small)
-        near = torch.minimum(large - inner, inner - small) < margin
-        push = near & (insufficient | (inner >= large) | (inner <= small))
-        to_large = (inner - large).abs() < (inner - small).abs()
-        inner = torch.where(push, torch.where(to_large, large - margin, small + margin), inner)
-        insufficient = torch.where(zooming, near & ~push, insufficient)
-        t = torch.where(bracketing, grow, torch.where(zooming, inner, cur.t))
+        t = cur.t
+        if any_zooming:
+            small, large = torch.minimum(low.t, high.t), torch.maximum(low.t, high.t)
+            inner = _cubic_min(low.t, low.f, low.s, high.t, high.f, high.s, small, large)
+            margin = 0.1 * (large - small)
+            near = torch.minimum(large - inner, inner - small) < margin
+            push = near & (insufficient | (inner >= large) | (inner <= small))
+            to_large = (inner - large).abs() < (inner - small).abs()
+            inner = torch.where(push, torch.where(to_large, large - margin, small + margin), inner)
+            insufficient = torch.where(zooming, near & ~push, insufficient)
+            t = torch.where(zooming, inner, t)
+        if any_bracketing:
+            lo_bound, hi_bound = cur.t + 0.01 * (cur.t - prev.t), 10 * cur.t
+            grow = _cubic_min(prev.t, prev.f, prev.s, cur.t, cur.f, cur.s, lo_bound, hi_bound)
+            t = torch.where(bracketing, grow, t)
+            prev = cur.where(bracketing, prev)
         live = bracketing | zooming
         evals = evals + live.long()
         ft, gt = fun(x + t.unsqueeze(-1) * d)
