@@ -67,20 +67,25 @@ def batched_lbfgs(
     done = ~(torch.isfinite(f) & torch.isfinite(g).all(-1)) | (g.abs().amax(-1) <= tol)
     iters = torch.zeros(batch, dtype=torch.long, device=dev)
     rows = torch.arange(batch, device=dev)
+    unit = torch.ones_like(f)
+    any_first = True
     for it in range(max_iter):
-        if bool(done.all()):  # host sync, once per iteration (torch's L-BFGS syncs as often)
+        all_done, any_first = torch.stack([done.all(), first.any()]).tolist()  # host sync
+        if all_done:  # once per iteration, as torch's L-BFGS syncs at least
             break
         active = ~done
-        d = torch.where(first.unsqueeze(-1), -g, _direction(g, s_hist, y_hist, count, scale))
-        t0 = torch.where(first, (1.0 / g.abs().sum(-1)).clamp(max=1.0), torch.ones_like(f))
+        d = _direction(g, s_hist, y_hist, count, scale)
+        t0 = unit
+        if any_first:  # a run's first step: steepest descent, at most 1/|g|_1 long
+            d = torch.where(first.unsqueeze(-1), -g, d)
+            t0 = torch.where(first, (1.0 / g.abs().sum(-1)).clamp(max=1.0), unit)
         gtd = (g * d).sum(-1)
         descends = gtd <= -change  # torch's L-BFGS stops where g'd > -change_tol
         step = _line_search(fun, x, f, g, d, gtd, t0, active & descends, change)
         iters = iters + active.long()
         evals = evals + step.evals
-        moved = (step.t.unsqueeze(-1) * d).where(active.unsqueeze(-1), 0.0)
-        x_new = x + moved
-        y = step.g - g  # 0 where the line search did not run
+        moved = step.t.unsqueeze(-1) * d  # 0 where the line search did not run (t = 0)
+        y = step.g - g
         sy = (moved * y).sum(-1)
         store = active & (sy > _CURVATURE_MIN)
         slot = count % hist
@@ -96,15 +101,19 @@ def batched_lbfgs(
             | ((step.f - f).abs() < change)
         )
         converged = step.g.abs().amax(-1) <= tol
-        restart = active & stalled & ~converged & (restarts_left > 0)
-        done = done | (active & (converged | (stalled & ~restart)))
-        restarts_left = restarts_left - restart.long()
-        count = count.where(~restart, 0)
-        scale = scale.where(~restart, 1.0)
-        evals = evals.where(~restart, 1)
-        budget = budget.where(~restart, 2 * (max_iter - it - 1))
-        first = restart
-        x, f, g = x_new, step.f, step.g  # unchanged where the line search did not run
+        x, f, g = x + moved, step.f, step.g
+        if restarts:
+            restart = active & stalled & ~converged & (restarts_left > 0)
+            stalled = stalled & ~restart
+            restarts_left = restarts_left - restart.long()
+            count = count.where(~restart, 0)
+            scale = scale.where(~restart, 1.0)
+            evals = evals.where(~restart, 1)
+            budget = budget.where(~restart, 2 * (max_iter - it - 1))
+            first = restart
+        else:
+            first = torch.zeros_like(first)
+        done = done | (active & (converged | stalled))
     return x, int(iters.max()) if batch else 0
 
 
