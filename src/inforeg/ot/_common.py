@@ -23,8 +23,9 @@ class OTResult:
             docstring for which objective: regularised cost, not the linear cost ``<P, C>``).
         f: dual potential on the first marginal, shape ``(*batch, n)`` (in cost units).
         g: dual potential on the second marginal, shape ``(*batch, m)`` (in cost units).
-        n_iter: number of iterations run.
-        converged: whether the stopping criterion was met before ``max_iter``.
+        n_iter: number of iterations run (for a batch, the most that any of its problems ran).
+        converged: whether the stopping criterion was met before ``max_iter`` (for a batch, by
+            every problem).
     """
 
     plan: Tensor
