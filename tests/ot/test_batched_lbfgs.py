@@ -106,3 +106,90 @@ def test_the_compact_product_is_the_two_loop_recursion():
             s, y = s_hist[i, j], y_hist[i, j]
             r = r + s * (alpha - (y @ r) / (s @ y))
         torch.testing.assert_close(got[i], -r, atol=1e-12, rtol=1e-12)
+
+
+def _torch_lbfgs_on_ot(problem, max_iter: int, tol: float):
+    """The solver inforeg used before: torch.optim.LBFGS on the negated (semi-)dual."""
+    from inforeg.ot._smooth_core import _objective
+
+    size = problem.a.shape[-1] + problem.b.shape[-1]
+    params = torch.zeros(size, dtype=D64, requires_grad=True)
+    opt = torch.optim.LBFGS(
+        [params],
+        lr=1.0,
+        max_iter=max_iter,
+        max_eval=2 * max_iter,
+        tolerance_grad=tol,
+        tolerance_change=tol * 1e-3,
+        history_size=10,
+        line_search_fn="strong_wolfe",
+    )
+
+    def closure() -> torch.Tensor:
+        with torch.no_grad():
+            obj, grad, _ = _objective(params, problem)
+        params.grad = -grad
+        return -obj
+
+    opt.step(closure)  # type: ignore[arg-type]
+    return params.detach(), int(opt.state[opt._params[0]]["n_iter"])
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_a_batch_of_one_takes_torchs_steps_on_the_quadratic_ot_dual(seed):
+    """The l2-regularised dual (piecewise quadratic), solved from zero to the end."""
+    from inforeg.ot._smooth_core import _lbfgs, _Problem
+
+    gen = torch.Generator().manual_seed(seed)
+    n, m = 30, 20
+    cost = torch.rand(n, m, dtype=D64, generator=gen)
+    a, b = torch.full((n,), 1 / n, dtype=D64), torch.full((m,), 1 / m, dtype=D64)
+    problem = _Problem(a, b, cost.T.contiguous(), 0.05, "l2", n, "dual")
+    ours, n_ours = _lbfgs(problem, 500, 1e-9, 10, 0)
+    ref, n_ref = _torch_lbfgs_on_ot(problem, 500, 1e-9)
+    assert n_ours == n_ref
+    torch.testing.assert_close(ours, ref, atol=1e-9, rtol=0)
+
+
+def _waves(x: torch.Tensor, w: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Row i: sum_k c_ik cos(w_ik . x_i) + |x_i|^2 / 10 and its gradient (non-convex, smooth)."""
+    z = (w @ x.unsqueeze(-1)).squeeze(-1)
+    f = (c * torch.cos(z)).sum(-1) + 0.1 * (x * x).sum(-1)
+    g = (-(c * torch.sin(z)).unsqueeze(-1) * w).sum(-2) + 0.2 * x
+    return f, g
+
+
+def test_the_line_search_is_torchs_strong_wolfe_search():
+    """3000 searches at once along descent directions of random non-convex functions, scaled so
+    that the first trial overshoots or falls short by up to e^4: every step length, value and
+    count of evaluations equals torch's ``_strong_wolfe`` (to rounding: the batch evaluates in
+    another order), each search on its own. The set reaches bracketing's three exits, the
+    zoom's new high ends, its flips and its moves away from a bracket's end (11 after two near
+    trials in a row); removing the flip or that memory of near trials makes it fail."""
+    from torch.optim.lbfgs import _strong_wolfe
+
+    from inforeg.ot._lbfgs import _line_search
+
+    gen = torch.Generator().manual_seed(0)
+    n, dim, terms = 3000, 3, 4
+    w = torch.randn(n, terms, dim, generator=gen, dtype=D64) * 3
+    c = torch.randn(n, terms, generator=gen, dtype=D64)
+    x0 = torch.randn(n, dim, generator=gen, dtype=D64)
+    f0, g0 = _waves(x0, w, c)
+    d = -g0 * torch.exp(1.5 * torch.randn(n, 1, generator=gen, dtype=D64))
+    gtd = (g0 * d).sum(-1)
+    ones = torch.ones(n, dtype=D64)
+    step = _line_search(
+        lambda x: _waves(x, w, c), x0, f0, g0, d, gtd, ones, ones.bool(), 1e-9 * ones
+    )
+    for i in range(n):
+        wi, ci = w[i : i + 1], c[i : i + 1]
+
+        def along(x: torch.Tensor, t: float, dd: torch.Tensor) -> tuple[float, torch.Tensor]:
+            f, g = _waves((x + t * dd).unsqueeze(0), wi, ci)  # noqa: B023 (called at once)
+            return float(f[0]), g[0]
+
+        f, _, t, evals = _strong_wolfe(along, x0[i], 1.0, d[i], float(f0[i]), g0[i], gtd[i])
+        assert float(step.t[i]) == pytest.approx(float(t), rel=1e-9, abs=1e-14), i
+        assert float(step.f[i]) == pytest.approx(f, rel=1e-9, abs=1e-14), i  # batched rounding
+        assert int(step.evals[i]) == evals, i
