@@ -639,8 +639,8 @@ def _lbfgs(
     of the batch on its own (:func:`batched_lbfgs`). A problem stops at ``max|grad| <= tol`` or
     when an iteration changes its objective or parameters by less than ``change_tol`` (one value
     per problem; default ``tol * 1e-3``). L-BFGS stalls at the kinks of the sparse objectives
-    (the top-k set changes): a failed line search restarts that problem's history, up to
-    ``restarts`` times."""
+    (the top-k set changes): a problem that stops that way short of ``tol`` starts again from
+    where it stands with an empty history, up to ``restarts`` times."""
     a, b, gamma, k = problem.a, problem.b, problem.gamma, problem.k
     batch = a.shape[:-1]
     size = a.shape[-1] + (b.shape[-1] if problem.formulation == "dual" else 0)
