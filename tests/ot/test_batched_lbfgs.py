@@ -166,9 +166,11 @@ def test_the_line_search_is_torchs_strong_wolfe_search():
     another order), each search on its own. The set reaches bracketing's three exits, the
     zoom's new high ends, its flips and its moves away from a bracket's end (11 after two near
     trials in a row); removing the flip or that memory of near trials makes it fail."""
+    import torch.optim.lbfgs as torch_lbfgs
+
     from inforeg.ot._lbfgs import _line_search
 
-    _strong_wolfe = getattr(torch.optim.lbfgs, "_strong_wolfe", None)  # private to torch
+    _strong_wolfe = getattr(torch_lbfgs, "_strong_wolfe", None)  # private to torch
     if _strong_wolfe is None:
         pytest.skip("this torch has no torch.optim.lbfgs._strong_wolfe to compare with")
 
