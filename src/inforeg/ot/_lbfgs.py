@@ -9,9 +9,10 @@ one-at-a-time solves by up to 0.034. Here every problem keeps its own pairs ``(s
 line search, restarts and stopping tests.
 
 The algorithm is the one torch's L-BFGS runs (its constants, safeguards and stopping tests), so
-that a batch of one takes the same steps as before: the two-loop product (here in its compact
-form), a first step of ``min(1, 1/|g|_1)``, and a strong Wolfe line search with cubic
-interpolation (Nocedal and Wright, "Numerical Optimization", 2nd ed., algorithms 3.5 and 3.6).
+that a batch of one takes torch's steps: the two-loop product (here in its compact form), a
+first step of ``min(1, 1/|g|_1)``, and a strong Wolfe line search with cubic interpolation
+(Nocedal and Wright, "Numerical Optimization", 2nd ed., algorithms 3.5 and 3.6). The product's
+rounding differs from torch's, so at a kink a long run may later take the other side of a tie.
 """
 
 from __future__ import annotations
