@@ -26,7 +26,9 @@ def _rosenbrock(x: torch.Tensor, scale: torch.Tensor) -> tuple[torch.Tensor, tor
     return f, g
 
 
-def _torch_lbfgs(x0: torch.Tensor, scale: torch.Tensor, max_iter: int, tol: float, change: float):
+def _torch_lbfgs(fun, x0: torch.Tensor, max_iter: int, tol: float, change: float):
+    """torch.optim.LBFGS (history 10, strong Wolfe) minimising ``fun(x) -> (f, g)`` from ``x0``
+    as one problem: the reference, and the solver inforeg used before."""
     x = x0.clone().requires_grad_(True)
     opt = torch.optim.LBFGS(
         [x],
@@ -41,7 +43,7 @@ def _torch_lbfgs(x0: torch.Tensor, scale: torch.Tensor, max_iter: int, tol: floa
 
     def closure() -> torch.Tensor:
         with torch.no_grad():
-            f, g = _rosenbrock(x, scale)
+            f, g = fun(x)
         x.grad = g
         return f.sum()
 
@@ -55,11 +57,9 @@ def test_a_batch_of_one_takes_torchs_steps(seed):
     x0 = torch.randn(1, 6, generator=gen, dtype=D64)
     scale = torch.tensor([10.0 + 20 * seed], dtype=D64)
     ours, n_ours = batched_lbfgs(lambda x: _rosenbrock(x, scale), x0, 200, 1e-10, 1e-14)
-    ref, n_ref = _torch_lbfgs(x0, scale, 200, 1e-10, 1e-14)
-    # Here the runs agree to 1e-10 with equal counts; the slack is for other CPUs' rounding,
-    # which a piecewise-quadratic objective can amplify late in a run.
-    assert abs(n_ours - n_ref) <= 2
-    torch.testing.assert_close(ours, ref, atol=1e-7, rtol=0)
+    ref, n_ref = _torch_lbfgs(lambda x: _rosenbrock(x, scale), x0, 200, 1e-10, 1e-14)
+    assert n_ours == n_ref
+    torch.testing.assert_close(ours, ref, atol=1e-9, rtol=0)
 
 
 def test_each_problem_of_a_batch_is_solved_as_if_alone():
@@ -110,37 +110,10 @@ def test_the_compact_product_is_the_two_loop_recursion():
         torch.testing.assert_close(got[i], -r, atol=1e-12, rtol=1e-12)
 
 
-def _torch_lbfgs_on_ot(problem, max_iter: int, tol: float):
-    """The solver inforeg used before: torch.optim.LBFGS on the negated (semi-)dual."""
-    from inforeg.ot._smooth_core import _objective
-
-    size = problem.a.shape[-1] + problem.b.shape[-1]
-    params = torch.zeros(size, dtype=D64, requires_grad=True)
-    opt = torch.optim.LBFGS(
-        [params],
-        lr=1.0,
-        max_iter=max_iter,
-        max_eval=2 * max_iter,
-        tolerance_grad=tol,
-        tolerance_change=tol * 1e-3,
-        history_size=10,
-        line_search_fn="strong_wolfe",
-    )
-
-    def closure() -> torch.Tensor:
-        with torch.no_grad():
-            obj, grad, _ = _objective(params, problem)
-        params.grad = -grad
-        return -obj
-
-    opt.step(closure)  # type: ignore[arg-type]
-    return params.detach(), int(opt.state[opt._params[0]]["n_iter"])
-
-
 @pytest.mark.parametrize("seed", range(4))
 def test_a_batch_of_one_takes_torchs_steps_on_the_quadratic_ot_dual(seed):
     """The l2-regularised dual (piecewise quadratic), solved from zero to the end."""
-    from inforeg.ot._smooth_core import _lbfgs, _Problem
+    from inforeg.ot._smooth_core import _lbfgs, _objective, _Problem
 
     gen = torch.Generator().manual_seed(seed)
     n, m = 30, 20
@@ -148,7 +121,12 @@ def test_a_batch_of_one_takes_torchs_steps_on_the_quadratic_ot_dual(seed):
     a, b = torch.full((n,), 1 / n, dtype=D64), torch.full((m,), 1 / m, dtype=D64)
     problem = _Problem(a, b, cost.T.contiguous(), 0.05, "l2", n, "dual")
     ours, n_ours = _lbfgs(problem, 500, 1e-9, 10, 0)
-    ref, n_ref = _torch_lbfgs_on_ot(problem, 500, 1e-9)
+
+    def negated(params: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        obj, grad, _ = _objective(params, problem)
+        return -obj, -grad
+
+    ref, n_ref = _torch_lbfgs(negated, torch.zeros(n + m, dtype=D64), 500, 1e-9, 1e-12)
     # Here the runs agree to 1e-10 with equal counts; the slack is for other CPUs' rounding,
     # which a piecewise-quadratic objective can amplify late in a run.
     assert abs(n_ours - n_ref) <= 2
