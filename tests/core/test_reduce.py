@@ -60,3 +60,16 @@ def test_aggregation_bfloat16_and_errors():
         masked_aggregate(values, mask, "token-sum")
     with pytest.raises(ValueError, match="values: expected a 2-D"):
         masked_aggregate(values[0], None)
+
+
+@pytest.mark.parametrize("mode", ["token-mean", "seq-mean-token-mean", "seq-mean-token-sum"])
+def test_aggregation_ignores_nan_where_masked(mode):
+    # Regression: (v * m).sum() let a NaN at a padded position (the entropy of logits that are
+    # all -inf there) through as 0 * NaN, so the loss was NaN.
+    v = torch.tensor([[1.0, 2.0, float("nan")], [4.0, float("inf"), 0.0]], requires_grad=True)
+    m = torch.tensor([[1, 1, 0], [1, 0, 1]])
+    clean = torch.tensor([[1.0, 2.0, 0.0], [4.0, 0.0, 0.0]])
+    got = masked_aggregate(v, m, mode)
+    torch.testing.assert_close(got, masked_aggregate(clean, m, mode))
+    got.backward()
+    assert torch.isfinite(v.grad).all() and float(v.grad[0, 2]) == float(v.grad[1, 1]) == 0.0

@@ -64,3 +64,19 @@ def test_bad_inputs_name_the_argument():
         EntropyBonus()(torch.zeros(3, 4))
     with pytest.raises(ValueError, match="mask"):
         EntropyBonus()(torch.zeros(2, 3, 4), torch.ones(2, 4))
+
+
+def test_padded_positions_with_all_masked_logits_leave_the_loss_finite():
+    # A padded position whose logits are all -inf (logits.masked_fill(pad, -inf)) has no
+    # distribution; with the mask excluding it, the loss and the gradient that reaches the
+    # model's logits are finite (the loss was NaN: 0 * NaN in the masked sum).
+    g = torch.Generator().manual_seed(0)
+    raw = torch.randn(2, 3, 5, generator=g, requires_grad=True)
+    pad = torch.tensor([[False, False, False], [False, False, True]])
+    logits = raw.masked_fill(pad[..., None], float("-inf"))
+    loss, stats = EntropyBonus(0.5)(logits, mask=~pad)
+    loss.backward()
+    assert torch.isfinite(loss) and torch.isfinite(stats["entropy"])
+    assert torch.isfinite(raw.grad).all() and not raw.grad[1, 2].any()
+    ref, _ = EntropyBonus(0.5)(raw.detach(), mask=~pad)
+    torch.testing.assert_close(loss.detach(), ref)

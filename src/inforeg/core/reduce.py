@@ -8,8 +8,8 @@ Token aggregation modes (``L_i = sum_t mask_it * loss_it``, ``n_i = sum_t mask_i
 - ``seq-mean-token-sum-norm``:  ``sum_i L_i / (N * norm)`` with ``norm`` the padded length by
   default (Dr. GRPO; TRL "dr_grpo", verl "seq-mean-token-sum-norm").
 
-Sequences with no unmasked token contribute 0 (their ``n_i`` is clamped to 1), and an all-masked
-batch returns 0 rather than NaN.
+Sequences with no unmasked token contribute 0 (their ``n_i`` is clamped to 1), an all-masked
+batch returns 0 rather than NaN, and values where the mask is 0 are ignored, NaN included.
 
 Example (``L = (6, 4)``, ``n = (3, 1)``, ``N = 2``, ``T = 3``):
 
@@ -83,7 +83,9 @@ def masked_aggregate(
         check_tensor(mask, "mask", ndim=2, nonempty=False)
         check_same_shape(values, mask, "values", "mask")
         m = mask.to(acc_dtype)
-    per_seq = (v * m).sum(dim=1)  # L_i
+    # where, not v * m alone: a NaN at an excluded position (the entropy of a padded position
+    # whose logits are all -inf) must not reach the sum as 0 * NaN
+    per_seq = torch.where(m != 0, v * m, 0.0).sum(dim=1)  # L_i
     counts = m.sum(dim=1)  # n_i
     n_seq = v.shape[0]
     if mode == "token-mean":

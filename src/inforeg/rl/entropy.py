@@ -329,7 +329,8 @@ def token_entropy(
     Returns:
         ``(...)`` entropies in nats, in the dtype of ``logits`` (float32 accumulation for
         float16/bfloat16). Differentiable once (the chunked backward does not support double
-        backward).
+        backward). A row whose logits are all ``-inf`` has no distribution: its entropy and
+        gradient are NaN (mask such positions out; the masked aggregations ignore them).
 
     Example:
         >>> token_entropy(torch.zeros(2)).item()  # ln 2
@@ -467,6 +468,8 @@ def selective_log_softmax(
 
     Returns:
         ``(...)`` log-probabilities in the dtype of ``logits`` (float32 accumulation inside).
+        A row whose logits are all ``-inf`` has no distribution: its value and gradient are NaN
+        (mask such positions out; the masked aggregations ignore them).
     """
     flat, inv_t, chunk = _flatten_logits(logits, temperature, chunk_size)
     check_token_ids(tokens, logits)

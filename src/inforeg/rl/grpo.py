@@ -206,7 +206,7 @@ def clipped_surrogate(
     if dual_clip is not None:
         loss = torch.where(adv < 0, torch.minimum(loss, -adv * dual), loss)
     if mode == "none":
-        return loss if mask is None else loss * mask.to(loss.dtype)
+        return loss if mask is None else torch.where(mask != 0, loss * mask.to(loss.dtype), 0.0)
     return masked_aggregate(loss, mask, mode, norm)
 
 
