@@ -40,8 +40,11 @@ def test_bad_input():
         mutual_information_screening(x, torch.randn(19, dtype=torch.float64))
     with pytest.raises(ValueError, match="top_k"):
         mutual_information_screening(x, torch.randn(20, dtype=torch.float64), top_k=4)
-    with pytest.raises(ValueError, match="k"):
+    with pytest.raises(ValueError, match=r"k: expected k < n = 20"):
         ksg_mutual_information_per_feature(x, torch.randn(20, dtype=torch.float64), k=20)
+    # one sample: the k error, not a ZeroDivisionError from the default top_k = n / log n
+    with pytest.raises(ValueError, match=r"k: expected k < n = 1"):
+        mutual_information_screening(x[:1], torch.randn(1, dtype=torch.float64))
 
 
 def test_per_feature_is_the_ksg_estimator_of_each_column():

@@ -503,7 +503,7 @@ def ksg_mutual_information_per_feature(
     check_tensor(y, "y", ndim=1, floating=True)
     check_same_length(x, y, "x", "y")
     n, p = x.shape
-    check_int(k, "k", low=1, high=n - 1)
+    _check_k(k, n)
     if feature_chunk is not None:
         check_int(feature_chunk, "feature_chunk", low=1)
     if get_checks() == "full":

@@ -51,10 +51,10 @@ def mutual_information_screening(
         [-0.02, 1.65, 0.06]
     """
     check_tensor(x, "x", ndim=2, floating=True, nonempty=True)
+    scores = ksg_mutual_information_per_feature(x, y, k=k)  # checks y and k < n first
     n, p = x.shape
     if top_k is None:
         top_k = min(p, max(1, int(n / math.log(n))))
     check_int(top_k, "top_k", low=1, high=p)
-    scores = ksg_mutual_information_per_feature(x, y, k=k)
     idx = torch.topk(scores, top_k).indices
     return idx, scores
