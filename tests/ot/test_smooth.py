@@ -11,7 +11,7 @@ import torch
 from inforeg.core.checks import checks
 from inforeg.ot import SmoothOT, sinkhorn, smooth_ot, sparse_ot
 from tests._helpers import assert_close, gradcheck64
-from tests.ot._problems import permutation_problem, uniform_problem, zero_weight_problem
+from tests.ot._problems import D64, permutation_problem, uniform_problem, zero_weight_problem
 
 
 @pytest.mark.parametrize("reg", ["l2", "entropy"])
@@ -137,3 +137,40 @@ def test_bfloat16_cost_matches_float32(solver):
         ref, got = sparse_ot(None, None, c, k=2), sparse_ot(None, None, c.bfloat16(), k=2)
     assert got.value.dtype == torch.bfloat16
     assert abs(float(got.value) - float(ref.value)) <= 0.02 * abs(float(ref.value))
+
+
+_SOLVERS = {
+    "l2-dual": lambda a, b, c: smooth_ot(a, b, c, 0.5),
+    "l2-semi_dual": lambda a, b, c: smooth_ot(a, b, c, 0.5, formulation="semi_dual"),
+    "entropy-dual": lambda a, b, c: smooth_ot(a, b, c, 0.5, "entropy"),
+    "entropy-semi_dual": lambda a, b, c: smooth_ot(a, b, c, 0.5, "entropy", "semi_dual"),
+    "sparse-semi_dual": lambda a, b, c: sparse_ot(a, b, c, k=3, gamma=0.5),
+    "sparse-dual": lambda a, b, c: sparse_ot(a, b, c, k=3, gamma=0.5, formulation="dual"),
+    "sinkhorn": lambda a, b, c: sinkhorn(a, b, c, 0.05),
+}
+
+
+def _weights_and_cost(seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    a, b = torch.rand(12, generator=g, dtype=D64), torch.rand(10, generator=g, dtype=D64)
+    return a / a.sum(), b / b.sum(), torch.rand(12, 10, generator=g, dtype=D64)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+@pytest.mark.parametrize("solver", sorted(_SOLVERS))
+def test_rounded_weights_solve_the_balanced_problem(solver, seed):
+    # Regression: weights that summed to one before rounding to bfloat16 differ in mass by ~1e-3,
+    # and the balanced problem then has no solution. The duals ran off: a zero plan with a value
+    # of 1.4e8 (l2 dual), a value of 2e34 (entropy semi-dual). b now takes a's mass.
+    solve = _SOLVERS[solver]
+    a, b, c = _weights_and_cost(seed)
+    ref = solve(a, b, c)
+    got = solve(a.bfloat16(), b.bfloat16(), c.bfloat16())
+    assert got.plan.dtype == torch.bfloat16
+    assert abs(float(got.plan.double().sum()) - float(a.bfloat16().double().sum())) < 1e-2
+    assert abs(float(got.value) - float(ref.value)) <= 0.01 * abs(float(ref.value))
+    # A float64 mismatch of 1e-6 was enough: Newton's value went to 12.7 (for 0.19) and Sinkhorn
+    # never met its tolerance.
+    off = solve(a * (1 + 1e-6), b, c)
+    assert abs(float(off.value) - float(ref.value)) <= 1e-4  # sparse stops at kinks: ~1e-5
+    assert off.converged == ref.converged

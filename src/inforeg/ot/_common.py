@@ -44,6 +44,7 @@ def prepare_problem(
     ``a`` is ``(*batch_a, n)``, ``b`` is ``(*batch_b, m)``, ``cost`` is ``(*batch_c, n, m)``;
     batch shapes broadcast. ``None`` marginals are uniform. Non-negativity and unit mass are
     checked in ``"full"`` mode only (they need a host sync); ``normalize=True`` divides by the sum.
+    ``b`` is then rescaled to the mass of ``a`` (:func:`_mass_ratio`).
 
     Example:
         Uniform ``a`` and a shared ``b`` broadcast to the cost's batch of four 3 x 2 problems.
@@ -94,10 +95,30 @@ def prepare_problem(
     else:
         check_probabilities(a, "a", dim=-1, atol=1e-5 if dt == torch.float64 else 1e-4)
         check_probabilities(b, "b", dim=-1, atol=1e-5 if dt == torch.float64 else 1e-4)
+    b = b * _mass_ratio(a, b)
     a = a.expand(*batch, n)
     b = b.expand(*batch, m)
     cost = cost.expand(*batch, n, m)
     return a, b, cost, in_dtype
+
+
+def _mass_ratio(a: Tensor, b: Tensor) -> Tensor:
+    """``sum(a) / sum(b)`` per problem (1 where ``b`` has no mass), detached: the factor that gives
+    ``b`` the mass of ``a``.
+
+    The balanced problem needs equal masses. Weights that each summed to one before rounding to
+    bfloat16 differ in mass by up to ~1e-3, and even 1e-6 in float64 is enough: the dual
+    objectives of smooth and sparse OT are then unbounded (the potentials run off along
+    ``(alpha + t, beta - t)``; a bfloat16 problem returned a zero plan and a value of 1e8) and
+    Sinkhorn never meets its tolerance. POT's ``emd`` rescales ``b`` in the same way. Detached,
+    so that a gradient with respect to ``b`` stays the dual potential (times this factor).
+
+    Example:
+        >>> _mass_ratio(torch.tensor([0.5, 0.5]), torch.tensor([0.25, 0.5]))
+        tensor([1.3333])
+    """
+    mass_a, mass_b = a.detach().sum(-1, keepdim=True), b.detach().sum(-1, keepdim=True)
+    return torch.where(mass_b > 0, mass_a / mass_b, torch.ones_like(mass_b))
 
 
 def log_weights(w: Tensor) -> Tensor:

@@ -183,7 +183,9 @@ def sinkhorn(
 
     Args:
         a: source weights ``(*batch_a, n)`` summing to one (``None``: uniform).
-        b: target weights ``(*batch_b, m)`` summing to one (``None``: uniform).
+        b: target weights ``(*batch_b, m)`` summing to one (``None``: uniform). Rescaled to the
+            mass of ``a`` (a detached factor), so that rounding (bfloat16 weights differ in mass
+            by up to ~1e-3) leaves a balanced problem.
         cost: cost matrix ``(*batch_c, n, m)``; the three batch shapes broadcast.
         epsilon: entropic regularisation, > 0, in cost units.
         max_iter: maximum number of (f, g) update pairs, including scaling steps.

@@ -62,8 +62,12 @@ def smooth_ot(
     L-BFGS (torch's algorithm: history 10, strong Wolfe line search) on the negated objective
     from zero potentials, like POT's scipy L-BFGS-B. ``method="lbfgs"`` forces L-BFGS,
     ``"newton"`` Newton (``"l2"`` semi-dual only). Both stop when the largest gradient entry is
-    below ``tol`` or after ``max_iter`` iterations, and read scalars on the host once per
-    iteration (L-BFGS also once per line-search trial). Batched problems are solved together
+    below ``tol`` or after ``max_iter`` iterations. L-BFGS also stops when it stalls: after its
+    five restarts, an iteration that changes the objective or the potentials by less than
+    ``tol * 1e-3``. In float64 at the default ``tol`` that often comes first on the dual and the
+    entropic problems, with marginal errors near 1e-7 (POT's scipy run, stopped by its ``ftol``,
+    ends at errors as large or larger), and ``converged`` is then False. Both read scalars on
+    the host once per iteration (L-BFGS also once per line-search trial). Batched problems are solved together
     but each with its own steps, history, line search and stopping test, so a problem's result
     does not depend on the rest of its batch. Both solvers run with one
     intra-op thread on CPU problems with at most 2**18 cost entries (all batches together),
@@ -76,7 +80,9 @@ def smooth_ot(
 
     Args:
         a: ``(*batch, n)`` source weights (``None``: uniform).
-        b: ``(*batch, m)`` target weights (``None``: uniform).
+        b: ``(*batch, m)`` target weights (``None``: uniform). Rescaled to the mass of ``a`` (a
+            detached factor): with unequal masses the duals are unbounded, and rounding alone
+            (bfloat16 weights differ in mass by up to ~1e-3) makes them unequal.
         cost: ``(*batch, n, m)``.
         gamma: regularisation strength, > 0.
         regularizer: ``"l2"`` or ``"entropy"``.

@@ -129,7 +129,8 @@ def sparse_ot(
     Args:
         a: ``(*batch, n)`` source weights (``None``: uniform). In token-to-expert routing: tokens.
         b: ``(*batch, m)`` target weights (``None``: uniform). Experts (columns), each receiving
-            at most ``k`` sources.
+            at most ``k`` sources. Rescaled to the mass of ``a``, as in
+            :func:`inforeg.ot.smooth_ot`.
         cost: ``(*batch, n, m)``.
         k: maximum number of non-zeros per column, >= 1 (POT's ``max_nz``).
         gamma: quadratic regularisation, > 0 (POT's ``reg``).
