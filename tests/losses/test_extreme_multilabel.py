@@ -136,3 +136,17 @@ def test_bad_input():
             decoupled_softmax_loss(
                 torch.tensor([[float("nan"), 0.0]]), torch.tensor([[True, False]])
             )
+
+
+def test_soft_top_k_many_close_scores_keep_sum_k():
+    # Regression: the authors' bracket [-max s - 10/alpha, -min s + 10/alpha] misses the root
+    # once L sigmoid(-10) >= k; with 3e5 near-equal scores p summed to ~14 instead of 5.
+    g = torch.Generator().manual_seed(0)
+    s = 0.01 * torch.randn(2, 300_000, generator=g, dtype=torch.float64)
+    p = soft_top_k(s, 5, alpha=2.0)
+    torch.testing.assert_close(
+        p.sum(1), torch.full((2,), 5.0, dtype=torch.float64), atol=1e-6, rtol=0
+    )
+    # the same root on a short row with spread scores, where both brackets hold it
+    x = torch.tensor([[3.0, 1.0, 0.0, -1.0]], dtype=torch.float64)
+    assert float(soft_top_k(x, 2, alpha=1.0).sum()) == pytest.approx(2.0, abs=1e-8)
