@@ -58,7 +58,8 @@ def run(quick: bool) -> BenchResult:
     return BenchResult(
         rows,
         "Soft top-k p = sigmoid(alpha (s + t)) with sum_j p_j = k (k = 5, alpha = 2), float64, "
-        "scores ~ N(0, 9). scipy: brentq per row (xtol 1e-12, same bracket); inforeg: batched "
+        "scores ~ N(0, 9). scipy: brentq per row (xtol 1e-12, the authors' bracket, which holds the "
+        "root for these scores); inforeg: batched "
         "bisection on all rows at once (32 iterations as in the authors' code, or 64).",
     )
 
