@@ -64,3 +64,17 @@ def test_per_feature_is_the_ksg_estimator_of_each_column():
     for j in range(x.shape[1]):
         ref = ksg_mutual_information(xs[:, j], ys, k=4, backend="brute")
         assert abs(float(got[j]) - float(ref)) < 1e-12, j
+
+
+def test_per_feature_screen_under_inference_mode():
+    # The feature blocks run in worker threads, which must inherit the caller's inference mode.
+    from inforeg.core.threads import intra_op_threads
+
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(40, 6, generator=g, dtype=torch.float64)
+    y = x[:, 0] + 0.1 * torch.randn(40, generator=g, dtype=torch.float64)
+    with intra_op_threads(2):
+        ref = ksg_mutual_information_per_feature(x, y, k=3, feature_chunk=1)
+        with torch.inference_mode():
+            got = ksg_mutual_information_per_feature(x.clone(), y.clone(), k=3, feature_chunk=1)
+    torch.testing.assert_close(got, ref, rtol=0, atol=0)

@@ -284,3 +284,25 @@ def test_huge_temperature_gives_finite_gradients() -> None:
         out = fn(x)
         (grad,) = torch.autograd.grad(out.sum(), x)
         assert torch.isfinite(out).all() and torch.isfinite(grad).all()
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_inference_mode_with_rows_split_over_threads(dtype):
+    # Regression: the CPU worker threads did not inherit inference mode (thread-local), so
+    # writing into the caller's inference tensors raised "Inplace update to inference tensor
+    # outside InferenceMode" once the rows were split over threads.
+    from inforeg.core.threads import intra_op_threads
+
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(6, 7, 50, generator=g, dtype=dtype)
+    tok = torch.randint(0, 50, (6, 7), generator=g)
+    with intra_op_threads(2):
+        ref = (token_entropy(z, 0.7, chunk_size=3), selective_log_softmax(z, tok, chunk_size=5))
+        with torch.inference_mode():
+            zi, ti = z.clone(), tok.clone()
+            got = (
+                token_entropy(zi, 0.7, chunk_size=3),
+                selective_log_softmax(zi, ti, chunk_size=5),
+            )
+    for a, b in zip(got, ref):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)

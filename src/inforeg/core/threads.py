@@ -37,18 +37,19 @@ def run_in_parts(total: int, parts: int, body: Callable[[int, int], None]) -> No
     For CPU work in cache-sized blocks: per-op intra-op threading on small blocks mostly adds
     synchronisation (and, on a loaded machine, waits at every op for a descheduled thread), so
     each part runs in its own Python worker thread (torch releases the GIL inside ops) with
-    intra-op threading set to 1 meanwhile. Grad mode is thread-local: the parts run under
-    ``no_grad`` and should write into preallocated outputs. ``parts <= 1`` calls
-    ``body(0, total)`` in the calling thread.
+    intra-op threading set to 1 meanwhile. The parts run under ``no_grad`` (or the caller's
+    ``inference_mode``: both are thread-local) and write into preallocated outputs.
+    ``parts <= 1`` calls ``body(0, total)`` in the calling thread.
     """
     if parts <= 1:
         body(0, total)
         return
     step = -(-total // parts)
     bounds = [(lo, min(lo + step, total)) for lo in range(0, total, step)]
+    inference = torch.is_inference_mode_enabled()
 
     def work(lo: int, hi: int) -> None:
-        with torch.no_grad():
+        with torch.inference_mode() if inference else torch.no_grad():
             body(lo, hi)
 
     with intra_op_threads(1), ThreadPoolExecutor(len(bounds)) as pool:
