@@ -208,3 +208,23 @@ def test_bad_input():
     bad[0, 0] = float("nan")
     with checks("full"), pytest.raises(ValueError, match="x"):
         infonce(bad, x)
+
+
+def test_gradient_penalty_evaluates_under_no_grad():
+    # Regression: under torch.no_grad (a validation pass) the penalty raised "element 0 of
+    # tensors does not require grad"; it now gives the training value, without a graph.
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(6, 2, generator=g, dtype=torch.float64)
+    y = torch.randn(6, 2, generator=g, dtype=torch.float64)
+    w = torch.randn(2, 2, generator=g, dtype=torch.float64, requires_grad=True)
+
+    def critic(a, b):  # type: ignore[no-untyped-def]
+        return torch.tanh(a @ w) @ b.T
+
+    train = wasserstein_dependency(critic, x, y)
+    assert train.loss.requires_grad
+    with torch.no_grad():
+        ev = wasserstein_dependency(critic, x, y)
+    assert not ev.loss.requires_grad
+    torch.testing.assert_close(ev.penalty, train.penalty.detach(), rtol=0, atol=0)
+    torch.testing.assert_close(ev.loss, train.loss.detach(), rtol=0, atol=0)

@@ -242,16 +242,19 @@ def gradient_penalty(critic: Critic, x: Tensor, y: Tensor, two_sided: bool = Tru
     """``E[(||grad_u f(u)||_2 - 1)^2]`` (two-sided) or ``E[relu(||grad|| - 1)^2]`` at pairs u = (x_i, y_i).
 
     ``critic(x, y)`` returns the (n, n) score matrix; the diagonal f(x_i, y_i) is differentiated
-    with respect to both x_i and y_i (a graph is kept so the penalty itself can be trained).
-    An empty batch raises ``ValueError`` (the mean over no pairs is undefined).
+    with respect to both x_i and y_i (a graph is kept so the penalty itself can be trained;
+    under ``torch.no_grad`` only its value is computed). An empty batch raises ``ValueError``
+    (the mean over no pairs is undefined).
     """
     check_tensor(x, "x", min_ndim=1, floating=True)
     check_tensor(y, "y", min_ndim=1, floating=True)
     check_same_length(x, y, "x", "y")
-    xg = x if x.requires_grad else x.detach().requires_grad_()
-    yg = y if y.requires_grad else y.detach().requires_grad_()
-    scores = torch.diagonal(critic(xg, yg))
-    gx, gy = torch.autograd.grad(scores.sum(), (xg, yg), create_graph=True)
+    train = torch.is_grad_enabled()
+    with torch.enable_grad():  # the critic's input gradient, also for an evaluation under no_grad
+        xg = x if x.requires_grad else x.detach().requires_grad_()
+        yg = y if y.requires_grad else y.detach().requires_grad_()
+        scores = torch.diagonal(critic(xg, yg))
+        gx, gy = torch.autograd.grad(scores.sum(), (xg, yg), create_graph=train)
     norm = (gx.pow(2).sum(1) + gy.pow(2).sum(1) + 1e-12).sqrt()
     gap = norm - 1.0
     return (gap.pow(2) if two_sided else F.relu(gap).pow(2)).mean()
