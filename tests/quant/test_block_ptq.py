@@ -138,3 +138,25 @@ def test_bad_input():
         EntropyBlockPTQ(layers, proxy="kl")
     with pytest.raises(ValueError, match="x"):
         EntropyBlockPTQ(layers).calibrate(torch.zeros(0, 6))
+
+
+def test_a_searched_model_survives_a_checkpoint():
+    # Regression: the calibration buffers were absent (None, or empty) in a fresh instance and the
+    # chosen factors were a Python list outside the state_dict, so loading a calibrated model's
+    # checkpoint raised (unexpected keys, size mismatch) and the factors were lost.
+    import copy
+    import io
+
+    layers, x = _mlp(seed=3)
+    ptq = EntropyBlockPTQ(copy.deepcopy(layers), bits=3, candidates=CANDS, sweeps=1)
+    ptq.calibrate(x)
+    factors = ptq.search(x)
+    assert factors != [CANDS[0]] * len(layers)  # the search moved away from the start
+    buf = io.BytesIO()
+    torch.save(ptq.state_dict(), buf)
+    buf.seek(0)
+    fresh = EntropyBlockPTQ(copy.deepcopy(layers), bits=3, candidates=CANDS, sweeps=1)
+    fresh.load_state_dict(torch.load(buf, weights_only=True))
+    assert fresh.factors == factors and fresh.blocks == ptq.blocks and fresh.cost == ptq.cost
+    torch.testing.assert_close(fresh.entropies, ptq.entropies, rtol=0, atol=0)
+    torch.testing.assert_close(fresh(x), ptq(x), rtol=0, atol=0)

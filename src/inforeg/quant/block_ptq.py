@@ -274,6 +274,32 @@ class EntropyBlockPTQ(nn.Module):
         check_tensor(x, "x", min_ndim=2, floating=True)
         return self._run(x, 0, len(self.layers), self.factors)
 
+    # -- checkpoints: the calibration buffers' shapes, and the search's lists ------------------
+    def get_extra_state(self) -> dict[str, list[float] | list[int] | int]:
+        return {
+            "factors": list(self.factors),
+            "blocks": list(self.blocks),
+            "cost": self.cost,
+            "layer_cost": self.layer_cost,
+        }
+
+    def set_extra_state(self, state: dict[str, list[float] | list[int] | int]) -> None:
+        self.factors = [float(f) for f in state["factors"]]  # type: ignore[union-attr]
+        self.blocks = [int(b) for b in state["blocks"]]  # type: ignore[union-attr]
+        self.cost = int(state["cost"])  # type: ignore[arg-type]
+        self.layer_cost = int(state["layer_cost"])  # type: ignore[arg-type]
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # type: ignore[no-untyped-def]
+        # The calibration buffers are sized by the data (absent before calibrate): a fresh
+        # instance takes the checkpoint's shapes, on its own device, before the copy.
+        names = ["entropies"]
+        names += [f"range_{end}_{i}" for i in range(len(self.layers)) for end in ("min", "max")]
+        for name in names:
+            if prefix + name in state_dict:
+                saved = state_dict[prefix + name]
+                setattr(self, name, saved.new_empty(saved.shape, device=self.entropies.device))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
     def extra_repr(self) -> str:
         return (
             f"bits={self.bits}, candidates={len(self.candidates)}, partition={self.partition!r}, "
