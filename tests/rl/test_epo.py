@@ -132,3 +132,16 @@ def test_turns_and_bad_input():
         EntropySmoothingRegularizer(penalty="square")
     with pytest.raises(ValueError, match="epoch"):
         phase_weight_schedule(-1)
+
+
+def test_history_ignores_nan_at_masked_positions():
+    # Regression: (entropy * mask).sum() put the NaN entropy of a padded position (its logits all
+    # -inf) into the turn history, where it stayed for good.
+    g = torch.Generator().manual_seed(0)
+    raw = torch.randn(2, 3, 5, generator=g)
+    pad = torch.tensor([[False, False, False], [False, False, True]])
+    ent = token_entropy(raw.masked_fill(pad[..., None], float("-inf")))
+    history = TurnEntropyHistory(max_turns=2)
+    history.update(ent, mask=~pad, turn=torch.tensor([0, 1]))
+    want = token_entropy(raw)[1, :2].double().mean()
+    torch.testing.assert_close(history.reference()[1], want)

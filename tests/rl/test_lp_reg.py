@@ -170,3 +170,16 @@ def test_masked_current_logprob_gives_finite_loss_stats_and_gradient():
             # the token is padding
             assert bool(torch.isfinite(stats["entropy"])) == (mask is not None)
             assert torch.isfinite(stats["kl"])
+
+
+def test_per_token_mode_keeps_nan_at_masked_positions_out():
+    # A padded position's log-probability is NaN when its logits are all -inf; with mode="none"
+    # the per-token loss there is 0, as in the aggregated modes, not 0 * NaN.
+    g = torch.Generator().manual_seed(0)
+    logp = -torch.rand(2, 4, generator=g, dtype=torch.float64) - 0.1
+    logp[1, 3] = float("nan")
+    mask = torch.ones(2, 4, dtype=torch.bool)
+    mask[1, 3] = False
+    adv = torch.tensor([1.0, -1.0], dtype=torch.float64)
+    loss, _ = low_probability_loss(logp, logp - 0.05, adv, logp.detach(), mask, mode="none")
+    assert torch.isfinite(loss).all() and float(loss[1, 3]) == 0.0

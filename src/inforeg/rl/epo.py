@@ -112,7 +112,10 @@ class TurnEntropyHistory(nn.Module):
             idx = tr.clamp_max(self.max_turns - 1)
             tok_sum = torch.zeros(self.max_turns, dtype=torch.float64, device=entropy.device)
             tok_cnt = torch.zeros_like(tok_sum)
-            tok_sum.index_add_(0, idx, (entropy.detach() * m).sum(1).double() * valid)
+            # where, not a product alone: a NaN entropy at a masked position (all -inf logits
+            # there) would otherwise stay in the history for good
+            kept = torch.where(m != 0, entropy.detach() * m, 0.0)
+            tok_sum.index_add_(0, idx, kept.sum(1).double() * valid)
             tok_cnt.index_add_(0, idx, m.sum(1).double() * valid)
             present = tok_cnt > 0
             self.sums += torch.where(present, tok_sum / tok_cnt.clamp_min(1.0), 0.0)

@@ -189,7 +189,7 @@ def low_probability_loss(
     reg = -adv * ratio + beta * k3
     per_token = torch.where(sel, reg, surrogate)
     if mode == "none":
-        loss = per_token * m.to(per_token.dtype)
+        loss = torch.where(m, per_token, 0.0)  # m is bool: NaN at masked positions stays out
     else:
         loss = masked_aggregate(per_token, m, mode)
     with torch.no_grad():
