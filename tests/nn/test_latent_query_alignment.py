@@ -238,3 +238,17 @@ def test_training_moves_pred_side_towards_gold():
         opt.step()
     assert float(loss(hp, hg).detach()) < 0.05 * start
     assert F.mse_loss(loss.pool(hp), loss.pool(hg)) < 0.05 * start
+
+
+def test_pooling_with_padding_under_bf16_autocast():
+    # Regression: under autocast the scores are bfloat16, and the padding fill was float32's
+    # minimum, which bfloat16 cannot hold: "value cannot be converted ... without overflow".
+    torch.manual_seed(0)
+    pool = LatentQueryPooling(dim=8, num_queries=3, num_heads=2)
+    h = torch.randn(2, 5, 8)
+    mask = torch.tensor([[True, True, True, False, False], [True, True, True, True, True]])
+    ref = pool(h, mask)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = pool(h, mask)
+    assert torch.isfinite(got).all()
+    torch.testing.assert_close(got.float(), ref, rtol=0.05, atol=0.05)

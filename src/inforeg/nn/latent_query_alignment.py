@@ -104,7 +104,7 @@ class LatentQueryPooling(nn.Module):
             # a finite fill keeps an all-masked row NaN-free; exp(fill - max) is exactly 0 when a
             # valid position exists, and the product with `valid` zeroes the all-masked rows.
             # Zeroing V at padding too keeps whatever the padding holds (even inf) out of P.
-            scores = scores.masked_fill(~valid, torch.finfo(dtype).min)
+            scores = scores.masked_fill(~valid, torch.finfo(scores.dtype).min)
             attn = torch.softmax(scores, dim=-1) * valid
             v = v.masked_fill(~mask[:, None, :, None], 0.0)
         else:
