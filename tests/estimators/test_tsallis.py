@@ -89,3 +89,20 @@ def test_qgaussian_log_prob_checks_value():
         d.log_prob(torch.tensor([True, False]))
     with checks("full"), pytest.raises(ValueError, match="value: expected finite"):
         d.log_prob(torch.tensor([0.0, float("nan")]))
+
+
+@pytest.mark.parametrize("validate", [True, False])
+def test_qgaussian_rejects_nan_parameters_whatever_torch_validation_says(validate):
+    # Regression: a NaN loc was caught only by torch's argument validation, a global switch that
+    # the first torch.compile in a process turns off; then the distribution was silently NaN.
+    from torch.distributions import Distribution
+
+    before = Distribution._validate_args
+    Distribution.set_default_validate_args(validate)
+    try:
+        with pytest.raises(ValueError, match="loc"):
+            QGaussian(1.5, loc=float("nan"))
+        with pytest.raises(ValueError, match="beta"):
+            QGaussian(1.5, beta=float("nan"))
+    finally:
+        Distribution.set_default_validate_args(before)

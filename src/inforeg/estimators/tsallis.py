@@ -120,8 +120,12 @@ class QGaussian(Distribution):
         self, q: float, beta: float | Tensor = 1.0, loc: float | Tensor = 0.0, validate_args=None
     ) -> None:  # type: ignore[no-untyped-def]
         check_number(q, "q", high=3.0, high_inclusive=False)
+        # Python numbers are checked here, not by torch's argument validation: that is a global
+        # switch, and the first torch.compile in a process turns it off.
         if not isinstance(beta, Tensor):
             check_positive(beta, "beta")
+        if not isinstance(loc, Tensor):
+            check_number(loc, "loc")
         self.q = float(q)
         self.beta, self.loc = torch.broadcast_tensors(
             torch.as_tensor(beta, dtype=torch.get_default_dtype())
