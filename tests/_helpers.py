@@ -5,11 +5,13 @@
 - :func:`module_matches_function`: a Module gives its function's value for the same settings.
 - :func:`device_given`: whether ``--device`` was given (a test may then run on the CPU too).
 - :func:`bounded`: run a call under a wall-time and an address-space limit (runaway work fails).
+- :func:`tensors_in`: every tensor in a nested result (tuples, lists, dicts, dataclasses).
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import resource
 import signal
 import subprocess
@@ -28,6 +30,21 @@ _TOLERANCES: dict[torch.dtype, tuple[float, float]] = {
     torch.float16: (1e-2, 1e-3),
     torch.bfloat16: (3e-2, 1e-2),
 }
+
+
+def tensors_in(out: Any) -> Iterator[torch.Tensor]:
+    """Every tensor in a (nested) result: tensors, tuples, lists, dicts, dataclasses."""
+    if isinstance(out, torch.Tensor):
+        yield out
+    elif isinstance(out, (tuple, list)):
+        for o in out:
+            yield from tensors_in(o)
+    elif isinstance(out, dict):
+        for o in out.values():
+            yield from tensors_in(o)
+    elif dataclasses.is_dataclass(out) and not isinstance(out, type):
+        for f in dataclasses.fields(out):
+            yield from tensors_in(getattr(out, f.name))
 
 
 def tolerance(dtype: torch.dtype) -> tuple[float, float]:

@@ -21,6 +21,8 @@ returns an instance.
 from __future__ import annotations
 
 import contextlib
+import copy
+import dataclasses
 import doctest
 import importlib
 import inspect
@@ -72,6 +74,15 @@ class Call:
             out = (out, state() if callable(state) else state)
         return out
 
+    def fresh(self) -> Call:
+        """A copy to run again as if for the first time: tensors cloned, generators restarted
+        from their state, Module arguments deep-copied."""
+        return dataclasses.replace(
+            self,
+            args={k: _fresh(v) for k, v in self.args.items()},
+            init=None if self.init is None else {k: _fresh(v) for k, v in self.init.items()},
+        )
+
     def entry_point(self) -> Callable[..., Any]:
         """The function whose parameters ``args`` binds (unbound, for a class)."""
         if self.init is None:
@@ -113,6 +124,20 @@ def public_callables() -> dict[str, Any]:
         for name in pkg.__all__:
             out[f"{fam}.{name}"] = getattr(pkg, name)
     return out
+
+
+def _fresh(v: Any) -> Any:
+    if isinstance(v, torch.Generator):
+        g = torch.Generator(v.device)
+        g.set_state(v.get_state())
+        return g
+    if isinstance(v, torch.Tensor):
+        return v.detach().clone().requires_grad_(v.requires_grad)
+    if isinstance(v, torch.nn.Module):
+        return copy.deepcopy(v)
+    if type(v) in (list, tuple):
+        return type(v)(_fresh(e) for e in v)
+    return v
 
 
 def _clone(v: Any) -> Any:

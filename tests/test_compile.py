@@ -25,7 +25,7 @@ import torch
 from inforeg import losses as los
 from inforeg import rl
 from inforeg.rl import _cpu_entropy
-from tests._helpers import assert_close
+from tests._helpers import assert_close, tensors_in
 
 Inputs = dict[str, Any]
 
@@ -200,23 +200,13 @@ def _with_state(inputs: Inputs) -> Inputs:
     }
 
 
-def _tensors(out: Any) -> list[torch.Tensor]:
-    if isinstance(out, torch.Tensor):
-        return [out]
-    if isinstance(out, (tuple, list)):
-        return [t for o in out for t in _tensors(o)]
-    if isinstance(out, dict):
-        return [t for o in out.values() for t in _tensors(o)]
-    return []
-
-
 def _run(name: str, fn: Callable[[Inputs], Any]) -> tuple[list, list, list]:
     """Outputs, gradients of their sum and the case's regulariser buffers after one call."""
     grad_names = CASES[name][1]
     inputs = _with_state(_inputs())
     for name in grad_names:
         inputs[name] = inputs[name].detach().requires_grad_(True)
-    outs = [t for t in _tensors(fn(inputs)) if t.is_floating_point()]
+    outs = [t for t in tensors_in(fn(inputs)) if t.is_floating_point()]
     grads: list[torch.Tensor] = []
     if grad_names:
         total = sum(t.sum() for t in outs if t.requires_grad)

@@ -9,10 +9,9 @@ harness on the CPU (float32 against float64: useful to check the cases themselve
 
 from __future__ import annotations
 
-import dataclasses
 import traceback
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -27,7 +26,7 @@ from inforeg import nn as inn
 from inforeg import optim as iopt
 from inforeg import ot, quant, rl
 from inforeg import robust as irob
-from tests._helpers import device_given
+from tests._helpers import device_given, tensors_in
 
 
 @pytest.fixture
@@ -40,21 +39,6 @@ def accel(device: torch.device, request: pytest.FixtureRequest) -> str:
 
 Inputs = dict[str, Any]
 Case = Callable[[Inputs], Any]
-
-
-def _tensors(out: Any) -> Iterator[torch.Tensor]:
-    """Every tensor in a (nested) result: tensors, tuples, lists, dicts, dataclasses."""
-    if isinstance(out, torch.Tensor):
-        yield out
-    elif isinstance(out, (tuple, list)):
-        for o in out:
-            yield from _tensors(o)
-    elif isinstance(out, dict):
-        for o in out.values():
-            yield from _tensors(o)
-    elif dataclasses.is_dataclass(out) and not isinstance(out, type):
-        for f in dataclasses.fields(out):
-            yield from _tensors(getattr(out, f.name))
 
 
 def _make_inputs(dtype: torch.dtype) -> Inputs:
@@ -559,7 +543,7 @@ NONSMOOTH = {"sparse_ot_binding_value"}
 def _run(case: Case, inputs: Inputs, grad_names: tuple[str, ...]) -> tuple[list, list]:
     for name in grad_names:
         inputs[name] = inputs[name].detach().requires_grad_(True)
-    outs = [t for t in _tensors(case(inputs)) if t.is_floating_point()]
+    outs = [t for t in tensors_in(case(inputs)) if t.is_floating_point()]
     grads: list[torch.Tensor] = []
     diff = [t for t in outs if t.requires_grad]
     if grad_names and diff:

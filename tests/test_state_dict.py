@@ -10,7 +10,6 @@ checkpoint are called again with the same inputs and seeds.
 
 from __future__ import annotations
 
-import copy
 import io
 import itertools
 from collections.abc import Iterator
@@ -19,7 +18,8 @@ from typing import Any
 import pytest
 import torch
 
-from tests._valid_calls import Call, _invoke, public_callables, valid_calls
+from tests._helpers import tensors_in
+from tests._valid_calls import ITEMS, Call, _invoke, public_callables, valid_calls
 
 _CALLS = valid_calls(public_callables())
 MODULES = sorted(
@@ -31,42 +31,15 @@ MODULES = sorted(
 )
 
 
-def _fresh(value: Any) -> Any:
-    """A copy of an argument; a generator restarts from the same state."""
-    if isinstance(value, torch.Generator):
-        g = torch.Generator(value.device)
-        g.set_state(value.get_state())
-        return g
-    if isinstance(value, torch.Tensor):
-        return value.detach().clone()
-    return value
-
-
 def _call(module: torch.nn.Module, call: Call) -> Any:
+    """The valid call's entry point(s) on ``module``, with fresh arguments and seed 1."""
     torch.manual_seed(1)
-    methods = (call.method,) if isinstance(call.method, str) else call.method or (None,)
-    for name in methods:
-        args = {k: _fresh(v) for k, v in call.args.items()}
-        out = _invoke(module if name is None else getattr(module, name), args)
+    out = None
+    for name in (call.method,) if isinstance(call.method, str) else call.method or (None,):
+        out = _invoke(module if name is None else getattr(module, name), call.fresh().args)
     if isinstance(out, Iterator):
-        out = list(itertools.islice(out, 3))
+        out = list(itertools.islice(out, ITEMS))
     return out
-
-
-def _tensors(obj: Any, depth: int = 0) -> Iterator[torch.Tensor]:
-    if depth > 3:
-        return
-    if isinstance(obj, torch.Tensor):
-        yield obj.detach()
-    elif isinstance(obj, (list, tuple)):
-        for item in obj:
-            yield from _tensors(item, depth + 1)
-    elif isinstance(obj, dict):
-        for item in obj.values():
-            yield from _tensors(item, depth + 1)
-    elif hasattr(obj, "__dataclass_fields__"):
-        for name in obj.__dataclass_fields__:
-            yield from _tensors(getattr(obj, name), depth + 1)
 
 
 @pytest.mark.parametrize("key", MODULES)
@@ -74,15 +47,16 @@ def test_checkpoint_round_trip(key: str) -> None:
     call = _CALLS[key]
     assert call.init is not None
     torch.manual_seed(0)
-    module = _invoke(call.obj, copy.deepcopy(call.init))
+    module = _invoke(call.obj, call.fresh().init)  # type: ignore[arg-type]
     _call(module, call)  # accumulate whatever state a call leaves
     saved = io.BytesIO()
     torch.save(module.state_dict(), saved)
     saved.seek(0)
     torch.manual_seed(123)  # a fresh instance with other initial weights
-    fresh = _invoke(call.obj, copy.deepcopy(call.init))
+    fresh = _invoke(call.obj, call.fresh().init)  # type: ignore[arg-type]
     fresh.load_state_dict(torch.load(saved, weights_only=True))
-    want, got = list(_tensors(_call(module, call))), list(_tensors(_call(fresh, call)))
+    want = [t.detach() for t in tensors_in(_call(module, call))]
+    got = [t.detach() for t in tensors_in(_call(fresh, call))]
     assert len(got) == len(want)
     for a, b in zip(got, want):
         torch.testing.assert_close(a, b, rtol=0, atol=0, equal_nan=True)
