@@ -541,6 +541,17 @@ ITERATIVE = {"smooth_ot", "sparse_ot", "sinkhorn", "sinkhorn_plan", "diffusion_s
 NONSMOOTH = {"sparse_ot_binding_value"}
 
 
+def _tolerance(name: str, dtype: torch.dtype) -> tuple[float, float]:
+    """``(rtol, atol)`` for case ``name`` computed in ``dtype`` against float64."""
+    if name in NONSMOOTH:
+        return 1e-4, 1e-6
+    if dtype == torch.float64:
+        return 1e-9, 1e-10
+    if name in ITERATIVE:
+        return 1e-2, 2e-4  # float32 solvers stop at a float32-sized tolerance
+    return 2e-4, 2e-5
+
+
 def _run(case: Case, inputs: Inputs, grad_names: tuple[str, ...]) -> tuple[list, list]:
     for name in grad_names:
         inputs[name] = inputs[name].detach().requires_grad_(True)
@@ -568,11 +579,7 @@ def test_device_matches_cpu(name: str, dtype: torch.dtype, accel: str) -> None:
     ref_out, ref_grad = _run(case, _make_inputs(torch.float64), grad_names)
     out, grad = _run(case, _to(_make_inputs(dtype), accel), grad_names)
     assert len(out) == len(ref_out) and len(grad) == len(ref_grad)
-    rtol, atol = (1e-9, 1e-10) if dtype == torch.float64 else (2e-4, 2e-5)
-    if name in ITERATIVE and dtype != torch.float64:
-        rtol, atol = 1e-2, 2e-4  # float32 solvers stop at a float32-sized tolerance
-    if name in NONSMOOTH:
-        rtol, atol = 1e-4, 1e-6
+    rtol, atol = _tolerance(name, dtype)
     if grad_names:  # a differentiable term keeps the input's precision
         assert out[0].dtype == dtype
     for got, ref in zip(out + grad, ref_out + ref_grad):
@@ -642,6 +649,31 @@ def test_bfloat16_on_cpu_matches_float64_on_the_same_values(name: str) -> None:
         )
     for g in grad:
         assert torch.isfinite(g.float()).all()
+
+
+def _strided(value: object) -> object:
+    """The same values in a non-contiguous tensor (every other element of a buffer twice as
+    wide); other inputs as they are."""
+    if not isinstance(value, torch.Tensor) or value.dim() == 0:
+        return value
+    wide = value.new_empty(*value.shape[:-1], 2 * value.shape[-1])
+    wide[..., ::2] = value
+    return wide[..., ::2]
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_non_contiguous_inputs(name: str, dtype: torch.dtype) -> None:
+    """Strided inputs give the contiguous result, forward and backward (the fused C and Triton
+    kernels read raw memory, so a missed stride would read the wrong values)."""
+    case, grad_names, _ = CASES[name]
+    ref_out, ref_grad = _run(case, _make_inputs(dtype), grad_names)
+    strided = {key: _strided(value) for key, value in _make_inputs(dtype).items()}
+    assert not strided["logits"].is_contiguous()
+    out, grad = _run(case, strided, grad_names)
+    rtol, atol = _tolerance(name, dtype)
+    for got, ref in zip(out + grad, ref_out + ref_grad, strict=True):
+        torch.testing.assert_close(got, ref, rtol=rtol, atol=atol, equal_nan=True)
 
 
 SYNC_FREE = sorted(name for name, (_, _, free) in CASES.items() if free)
