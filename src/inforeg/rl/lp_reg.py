@@ -198,7 +198,7 @@ def low_probability_loss(
         stats = {
             "masked_fraction": n_sel / mf.sum().clamp_min(1.0),
             "num_selected": n_sel,
-            "kl": (k3.detach() * sel).sum() / n_sel.clamp_min(1),
+            "kl": torch.where(sel, k3.detach(), 0.0).sum() / n_sel.clamp_min(1),
             # zero outside the mask first: a padded -inf log-prob would give inf * 0 = NaN
             "entropy": masked_aggregate(torch.where(m, -logp.detach(), 0.0), mf, "token-mean"),
             "coefficient": logp.new_full((), beta),
