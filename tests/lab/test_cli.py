@@ -179,3 +179,21 @@ def test_a_closed_pipe_ends_the_command_quietly():
         os.close(write_end)
     assert proc.returncode == 141, proc.stderr
     assert proc.stderr == ""
+
+
+def test_an_output_folder_that_cannot_be_written_fails_before_any_work(
+    capsys, monkeypatch, tmp_path
+):
+    # Regression: `run --out` under a path that cannot hold a folder ran the whole experiment,
+    # then ended in a FileNotFoundError traceback and lost the results.
+    from inforeg.lab.experiments import runner
+
+    def no_run(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise AssertionError("the experiment ran")
+
+    monkeypatch.setattr(runner, "run_experiment", no_run)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    bad = str(blocker / "runs")  # a folder inside a file: cannot be created, even as root
+    _one_line_error(capsys, ["run", "pskd", "--quick", "--out", bad], "--out: cannot write to")
+    _one_line_error(capsys, ["bench", "dse", "--quick", "--out", bad], "--out: cannot write to")

@@ -95,6 +95,19 @@ def _cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _writable(folder: str, option: str) -> None:
+    """Raise a usage error unless ``folder`` exists (it is created) and takes a file: checked
+    before any work, so that a run is not lost at the end to a folder it cannot write."""
+    import tempfile
+
+    try:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise UsageError(f"{option}: cannot write to {folder!r} ({exc.strerror or exc})") from exc
+
+
 def _run_one(name: str, seeds: int | None, quick: bool, out: str, record: bool) -> Path:
     from inforeg.lab.experiments import get
     from inforeg.lab.experiments.runner import run_experiment
@@ -130,6 +143,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.all == bool(args.name):
         raise UsageError("run: give one experiment NAME or --all (NAME may be a technique key)")
     names = sorted(exps) if args.all else [resolve_experiment(args.name, list(exps))]
+    _writable(args.out, "--out")
+    if args.record:
+        _writable("results", "--record")
     for name in names:
         _run_one(name, args.seeds, args.quick, args.out, args.record)
     return 0
@@ -149,6 +165,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from inforeg.lab.summary import write_index
 
     start = time.perf_counter()
+    _writable("runs", "demo")
     runs = [_run_one(name, None, True, "runs", False) for name in sorted(registry())]
     index = write_index(runs, Path("runs"))
     print(f"demo: {len(runs)} experiments in {time.perf_counter() - start:.0f} s")
@@ -178,6 +195,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         raise UsageError(f"bench: {unknown_name('benchmark', args.name, found)}")
     bench = found[args.name]
     require(bench.name, bench.requires)
+    _writable(args.out, "--out")
     path = write(bench, bench.run(args.quick), args.out)
     print(path.read_text(encoding="utf-8"))
     return 0
