@@ -47,7 +47,7 @@ def test_valid_call_under_inference_mode(key: str) -> None:
     with torch.inference_mode():
         fresh = call.fresh()  # its tensors are made here, so they are inference tensors
         if key in NEED_AUTOGRAD:
-            with pytest.raises(RuntimeError):
+            with pytest.raises(RuntimeError, match="not inference_mode"):
                 fresh.run()
             return
         got = list(tensors_in(fresh.run()))
@@ -64,7 +64,7 @@ def test_device_case_under_inference_mode(name: str) -> None:
     with torch.inference_mode():
         inputs = _make_inputs(torch.float64)
         if name in NEED_AUTOGRAD_CASES:
-            with pytest.raises(RuntimeError):
+            with pytest.raises(RuntimeError, match="not inference_mode"):
                 case(inputs)
             return
         got = list(tensors_in(case(inputs)))

@@ -188,10 +188,10 @@ def check_number(
     return v
 
 
-def check_finite_number(value: object, name: str, *, low: float | None = None) -> float:
-    """Check a finite real hyper-parameter (``low <= value`` when ``low`` is given); the same
-    as :func:`check_number`, whose default is finite."""
-    return check_number(value, name, low=low)
+def check_autograd(name: str) -> None:
+    """Raise under ``torch.inference_mode``, where ``name`` cannot take its inner gradients."""
+    if torch.is_inference_mode_enabled():
+        raise RuntimeError(f"{name}: takes gradients inside; use no_grad, not inference_mode")
 
 
 def _autocast_enabled(device_type: str) -> bool:

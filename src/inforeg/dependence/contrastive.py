@@ -48,6 +48,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from inforeg.core.checks import (
+    check_autograd,
     check_choice,
     check_number,
     check_positive,
@@ -249,6 +250,7 @@ def gradient_penalty(critic: Critic, x: Tensor, y: Tensor, two_sided: bool = Tru
     check_tensor(x, "x", min_ndim=1, floating=True)
     check_tensor(y, "y", min_ndim=1, floating=True)
     check_same_length(x, y, "x", "y")
+    check_autograd("gradient_penalty")
     train = torch.is_grad_enabled()
     with torch.enable_grad():  # the critic's input gradient, also for an evaluation under no_grad
         xg = x if x.requires_grad else x.detach().requires_grad_()

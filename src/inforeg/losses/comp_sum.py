@@ -14,6 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from inforeg.core.checks import (
+    check_autograd,
     check_choice,
     check_dim,
     check_int,
@@ -276,6 +277,7 @@ def adversarial_comp_sum_loss(
             z = z.clamp(clamp[0], clamp[1])
         return z
 
+    check_autograd("adversarial_comp_sum_loss")
     with torch.no_grad():
         clean_ref = model(x).detach()
         check_tensor(clean_ref, "model(x)", ndim=2, floating=True)  # (B, K) scores

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from inforeg.core.checks import check_broadcastable, check_finite_number, check_tensor
+from inforeg.core.checks import check_broadcastable, check_number, check_tensor
 from inforeg.core.dtypes import compute_dtype
 
 __all__ = ["CRReLU", "crrelu"]
@@ -53,7 +53,7 @@ def crrelu(x: Tensor, eps: float | Tensor = 0.01) -> Tensor:
         dtype = compute_dtype(x, eps)
         e: float | Tensor = eps.to(dtype)
     else:
-        e = check_finite_number(eps, "eps")
+        e = check_number(eps, "eps")
         dtype = compute_dtype(x)
     xc = x.to(dtype)
     return (torch.relu(xc) + e * xc * torch.exp(-0.5 * xc * xc)).to(x.dtype)
@@ -81,7 +81,7 @@ class CRReLU(nn.Module):
 
     def __init__(self, eps: float = 0.01, learnable: bool = True) -> None:
         super().__init__()
-        value = check_finite_number(eps, "eps")
+        value = check_number(eps, "eps")
         if not isinstance(learnable, bool):
             raise TypeError(f"learnable: expected a bool, got {type(learnable).__name__}")
         init = torch.tensor(value)

@@ -21,7 +21,7 @@ from typing import Literal
 import torch  # noqa: F401  (the doctests' namespace)
 from torch import Tensor, nn
 
-from inforeg.core.checks import check_choice, check_finite_number, check_tensor
+from inforeg.core.checks import check_choice, check_number, check_tensor
 from inforeg.core.dtypes import compute_dtype
 from inforeg.core.reduce import REDUCTIONS, reduce
 from inforeg.core.types import Reduction
@@ -103,8 +103,8 @@ class DualLatentPrior(nn.Module):
         reduction: Reduction = "mean",
     ) -> None:
         super().__init__()
-        self.up_weight = check_finite_number(up_weight, "up_weight", low=0.0)
-        self.down_weight = check_finite_number(down_weight, "down_weight", low=0.0)
+        self.up_weight = check_number(up_weight, "up_weight", low=0.0)
+        self.down_weight = check_number(down_weight, "down_weight", low=0.0)
         check_choice(convention, "convention", _CONVENTIONS)
         check_choice(reduction, "reduction", REDUCTIONS)
         self.convention: Convention = convention

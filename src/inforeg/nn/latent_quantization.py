@@ -11,7 +11,7 @@ from typing import Any, Literal, NamedTuple
 import torch
 from torch import Tensor, nn
 
-from inforeg.core.checks import check_choice, check_finite_number, check_int, check_tensor
+from inforeg.core.checks import check_choice, check_int, check_number, check_tensor
 from inforeg.core.dtypes import compute_dtype
 from inforeg.core.reduce import reduce
 
@@ -119,7 +119,7 @@ def qlae_param_groups(model: nn.Module, weight_decay: float = 0.1) -> list[dict[
     ``weight_decay`` must be finite and >= 0."""
     if not isinstance(model, nn.Module):
         raise TypeError(f"model: expected an nn.Module, got {type(model).__name__}")
-    weight_decay = check_finite_number(weight_decay, "weight_decay", low=0.0)
+    weight_decay = check_number(weight_decay, "weight_decay", low=0.0)
     codebooks = {id(m.codebook) for m in model.modules() if isinstance(m, ScalarCodebookQuantizer)}
     decay: list[nn.Parameter] = []
     no_decay: list[nn.Parameter] = []

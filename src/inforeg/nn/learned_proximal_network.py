@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from inforeg.core.checks import (
+    check_autograd,
     check_choice,
     check_int,
     check_number,
@@ -222,6 +223,7 @@ class LearnedProximalNet(nn.Module):
         self.icnn.init_weights(mean, std, generator)
 
     def _gradient(self, y: Tensor, create_graph: bool) -> Tensor:
+        check_autograd("LearnedProximalNet")
         with torch.enable_grad():
             y_in = y if y.requires_grad else y.detach().requires_grad_(True)
             psi = self.icnn._compute(y_in.to(self.icnn.compute_dtype(y)))

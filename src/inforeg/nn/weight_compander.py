@@ -22,7 +22,7 @@ from torch.nn.utils import parametrize
 
 from inforeg.core.checks import (
     check_broadcastable,
-    check_finite_number,
+    check_number,
     check_positive,
     check_tensor,
     get_checks,
@@ -79,7 +79,7 @@ def compand(v: Tensor, scale: float | Tensor = 1.0, mu: float | Tensor = 10.0) -
         _tensor_param(scale, "scale", v)
         tensors.append(scale)
     else:
-        scale = check_finite_number(scale, "scale")
+        scale = check_number(scale, "scale")
     if isinstance(mu, Tensor):
         _tensor_param(mu, "mu", v)
         if get_checks() == "full" and bool((mu <= 0).any()):
@@ -148,7 +148,7 @@ class WeightCompander(nn.Module):
 
     def __init__(self, scale: float = 1.0, mu: float = 10.0, learnable: bool = True) -> None:
         super().__init__()
-        s = check_finite_number(scale, "scale")
+        s = check_number(scale, "scale")
         if s == 0.0:
             raise ValueError("scale: expected a non-zero number (the compander must be invertible)")
         m = check_positive(mu, "mu")

@@ -52,7 +52,13 @@ from typing import Any, NamedTuple, Protocol
 import torch
 from torch import Tensor
 
-from inforeg.core.checks import check_int, check_number, check_positive, check_tensor
+from inforeg.core.checks import (
+    check_autograd,
+    check_int,
+    check_number,
+    check_positive,
+    check_tensor,
+)
 
 __all__ = [
     "MAID",
@@ -205,6 +211,8 @@ def inexact_hypergradient(
         TypeError: ``lower``/``upper`` not callable, ``x``/``theta`` not floating tensors.
         ValueError: empty tensors, ``tol``/``max_iter`` out of range, or a Hessian that is not
             positive definite along a CG direction.
+        RuntimeError: under ``torch.inference_mode``, which forbids the inner gradients (it runs
+            under ``torch.no_grad``).
     """
     _check_callable(lower, "lower")
     _check_callable(upper, "upper")
@@ -212,6 +220,7 @@ def inexact_hypergradient(
     check_tensor(theta, "theta", floating=True)
     check_positive(tol, "tol")
     check_int(max_iter, "max_iter", low=1)
+    check_autograd("inexact_hypergradient")
     _, grad_f = _upper_value_and_grad(upper, x)
     return _hypergradient(lower, grad_f, x, theta, tol, max_iter)
 
@@ -236,6 +245,7 @@ class _GradientDescentSolver:
 
     def __call__(self, theta: Tensor, x_init: Tensor, eps: float) -> Tensor:
         check_positive(eps, "eps")
+        check_autograd("gradient_descent_solver")
         x = x_init.detach().clone()
         for _ in range(self.max_iter):
             g = _grad_x(self.lower, x, theta)
@@ -412,6 +422,7 @@ class MAID:
         self.lower, self.upper, self.solver = lower, upper, solver
         self.theta = theta.detach().clone()
         self.x = x.detach().clone()
+        check_autograd("MAID")
         self.f_old = float(_upper_value_and_grad(upper, self.x)[0])
         self.lipschitz_b = 0.0  # running maxima of the code's probes (start at 0 as in MAID.py)
         self.lipschitz_hinv = 0.0
@@ -495,6 +506,7 @@ class MAID:
     # -- public -----------------------------------------------------------------------------
     def step(self) -> bool:
         """One outer iteration; ``True`` when a step was accepted."""
+        check_autograd("MAID.step")
         if self.exhausted:
             return False
         accepted, step_size, ratio = False, 0.0, math.nan
