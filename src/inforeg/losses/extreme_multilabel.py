@@ -116,13 +116,11 @@ def _offset_bracket(s: Tensor, k: int, alpha: float) -> tuple[Tensor, Tensor]:
     finite scores (masked with -inf) have no root; they keep the authors' bounds, over the
     finite scores.
     """
-    big = torch.finfo(s.dtype).max
-    finite_max = s.amax(dim=1, keepdim=True)
-    finite_min = torch.where(s == float("-inf"), big, s).amin(dim=1, keepdim=True)
-    top = torch.topk(s, k + 1, dim=1).values
+    top = torch.topk(s, k + 1, dim=1).values  # sorted: top[:, :1] is the row's maximum
+    finite_min = torch.where(s == float("-inf"), torch.finfo(s.dtype).max, s).amin(1, keepdim=True)
     lo = -top[:, k - 1 : k] - math.log(s.shape[1] - k) / alpha
     hi = -top[:, k:] + math.log(k) / alpha
-    lo = torch.where(torch.isfinite(lo), lo, -finite_max - 10.0 / alpha)
+    lo = torch.where(torch.isfinite(lo), lo, -top[:, :1] - 10.0 / alpha)
     hi = torch.where(torch.isfinite(hi), hi, -finite_min + 10.0 / alpha)
     return lo, hi
 

@@ -67,9 +67,9 @@ def smooth_ot(
     ``tol * 1e-3``. In float64 at the default ``tol`` that often comes first on the dual and the
     entropic problems, with marginal errors near 1e-7 (POT's scipy run, stopped by its ``ftol``,
     ends at errors as large or larger), and ``converged`` is then False. Both read scalars on
-    the host once per iteration (L-BFGS also once per line-search trial). Batched problems are solved together
-    but each with its own steps, history, line search and stopping test, so a problem's result
-    does not depend on the rest of its batch. Both solvers run with one
+    the host once per iteration (L-BFGS also once per line-search trial). Batched problems are
+    solved together but each with its own steps, history, line search and stopping test, so a
+    problem's result does not depend on the rest of its batch. Both solvers run with one
     intra-op thread on CPU problems with at most 2**18 cost entries (all batches together),
     restored afterwards: each iteration is many tiny tensor operations (and for Newton one
     ``n x n`` factorisation), for which thread hand-offs cost more than they save.
