@@ -24,6 +24,7 @@ import contextlib
 import copy
 import dataclasses
 import doctest
+import functools
 import importlib
 import inspect
 import io
@@ -743,6 +744,13 @@ def valid_calls(public: dict[str, Any]) -> dict[str, Call]:
     return calls
 
 
+@functools.cache
+def shared_valid_calls() -> dict[str, Call]:
+    """:func:`valid_calls` of every public callable, built once per session (running all the
+    docstring examples takes seconds). Shared: run a call through :meth:`Call.fresh`."""
+    return valid_calls(public_callables())
+
+
 def _add_number_defaults(call: Call) -> None:
     """Bind the numeric defaults too (``weight=1.0`` ...), so the harness mutates them."""
     obj = call.obj
@@ -774,4 +782,13 @@ def _parameter_names(call: Call) -> set[str]:
     return names
 
 
-__all__ = ["CONTAINERS", "Call", "NOT_COVERED", "TABLE", "public_callables", "valid_calls", "math"]
+__all__ = [
+    "CONTAINERS",
+    "Call",
+    "NOT_COVERED",
+    "TABLE",
+    "public_callables",
+    "shared_valid_calls",
+    "valid_calls",
+    "math",
+]

@@ -14,10 +14,10 @@ import pytest
 import torch
 
 from tests._helpers import tensors_in
-from tests._valid_calls import public_callables, valid_calls
+from tests._valid_calls import shared_valid_calls
 from tests.test_devices import CASES, _make_inputs, _run
 
-_CALLS = valid_calls(public_callables())
+_CALLS = shared_valid_calls()
 
 
 @pytest.mark.parametrize("key", sorted(_CALLS))

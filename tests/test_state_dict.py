@@ -19,9 +19,9 @@ import pytest
 import torch
 
 from tests._helpers import tensors_in
-from tests._valid_calls import ITEMS, Call, _invoke, public_callables, valid_calls
+from tests._valid_calls import ITEMS, Call, _invoke, shared_valid_calls
 
-_CALLS = valid_calls(public_callables())
+_CALLS = shared_valid_calls()
 MODULES = sorted(
     key
     for key, call in _CALLS.items()
