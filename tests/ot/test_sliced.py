@@ -130,6 +130,29 @@ def test_sliced_matches_pot_same_projections(weighted):
         assert math.isclose(float(ours_max), float(pot_max), rel_tol=1e-10)
 
 
+@pytest.mark.parametrize("fn", [sliced_wasserstein, max_sliced_wasserstein])
+@pytest.mark.parametrize("p", [1.0, 2.0, 3.0])
+def test_zero_distance_has_zero_gradient(fn, p):
+    # At y = x the p-th root sits at 0: POT's (mean W_p^p) ** (1/p) has an infinite derivative
+    # there, times a zero inner gradient, i.e. NaN. An EMA teacher starts as a copy of its
+    # student, so this is the loss of a training run's first step.
+    x = torch.randn(6, 3, dtype=D64, generator=torch.Generator().manual_seed(0))
+    proj = random_projections(3, 8, seed=0, dtype=D64)
+    xs, ys = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+    value = fn(xs, ys, p=p, projections=proj)
+    gx, gy = torch.autograd.grad(value, (xs, ys))
+    assert float(value) == 0.0
+    assert torch.equal(gx, torch.zeros_like(gx)) and torch.equal(gy, torch.zeros_like(gy))
+    # away from 0 it is the plain root of the mean (or max) of the per-direction W_p^p
+    y = x + torch.linspace(0.1, 0.6, 6, dtype=D64)[:, None]
+    wpp = wasserstein_1d((xs @ proj).T, (y @ proj).T, p=p)
+    plain = (wpp.mean() if fn is sliced_wasserstein else wpp.amax()) ** (1.0 / p)
+    assert_close(
+        torch.autograd.grad(fn(xs, y, p=p, projections=proj), xs)[0],
+        torch.autograd.grad(plain, xs)[0],
+    )
+
+
 def test_sliced_identity_zero_and_translation_expectation():
     g = torch.Generator().manual_seed(3)
     x = torch.randn(100, 4, generator=g, dtype=D64)

@@ -73,15 +73,15 @@ def _sqeuclidean(x: Tensor, y: Tensor, same: bool = False, offset: int = 0) -> T
     return d2
 
 
-def safe_sqrt(d2: Tensor) -> Tensor:
-    """sqrt with a zero gradient at 0 (instead of inf/NaN)."""
-    positive = d2 > 0
-    return torch.where(positive, d2.clamp_min(torch.finfo(d2.dtype).tiny).sqrt(), 0.0 * d2)
+def safe_root(v: Tensor, n: float = 2.0) -> Tensor:
+    """``v ** (1 / n)`` of ``v >= 0`` with a zero gradient at 0 (instead of inf/NaN)."""
+    safe = v.clamp_min(torch.finfo(v.dtype).tiny)
+    return torch.where(v > 0, safe.sqrt() if n == 2 else safe.pow(1.0 / n), 0.0 * v)
 
 
 def euclidean(x: Tensor, y: Tensor | None = None) -> Tensor:
     """Euclidean distances, shape (n, m), differentiable with a zero gradient at coincident points."""
-    return safe_sqrt(sqeuclidean(x, y))
+    return safe_root(sqeuclidean(x, y))
 
 
 def gaussian_kernel(x: Tensor, y: Tensor | None = None, bandwidth: float | Tensor = 1.0) -> Tensor:
@@ -183,11 +183,11 @@ def kernel_block_fn(
         if kind == "sqeuclidean":
             return d2
         if kind == "euclidean":
-            return safe_sqrt(d2)
+            return safe_root(d2)
         if kind == "gaussian":
             return torch.exp(-d2 / (2.0 * bandwidth * bandwidth))
         if kind == "laplacian":
-            return torch.exp(-safe_sqrt(d2) / bandwidth)
+            return torch.exp(-safe_root(d2) / bandwidth)
         raise ValueError(
             f"kind: expected 'sqeuclidean', 'euclidean', 'gaussian' or 'laplacian', got {kind!r}"
         )

@@ -87,7 +87,7 @@ class _Gram:
     ``kernel``: ``gaussian`` (exp(-d^2/(2 s^2))) or ``laplacian`` (exp(-d/s)) summed over
     bandwidths, ``energy`` (-d) or ``linear`` (<x_i, y_j>); ``inv`` holds 1/(2 s^2) (Gaussian) or
     1/s (Laplacian) per bandwidth. The slope is ``dk/d(d^2)`` for the distance kernels, 0 where
-    d = 0 for the root kernels as with ``safe_sqrt``. With one Gaussian bandwidth the GEMM gives
+    d = 0 for the root kernels as with ``safe_root``. With one Gaussian bandwidth the GEMM gives
     the exponent and the slope is the tile itself times ``factor`` = -1/(2 s^2) (the caller
     multiplies once, at the end); the linear kernel's slope dk/d<x_i, y_j> is 1 (None).
     """

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from inforeg.core.checks import check_positive, check_tensor
-from inforeg.core.pairwise import BlockFn, kernel_block_fn, median_bandwidth, safe_sqrt
+from inforeg.core.pairwise import BlockFn, kernel_block_fn, median_bandwidth, safe_root
 
 KernelName = Literal["gaussian", "laplacian", "energy", "linear"]
 Bandwidth = float | Sequence[float] | Tensor | None
@@ -123,7 +123,7 @@ def kernel_blocks(
             inv_l = 1.0 / bandwidths
 
             def raw(start: int, stop: int) -> Tensor:
-                d = safe_sqrt(sq(start, stop))
+                d = safe_root(sq(start, stop))
                 if inv_l.numel() == 1:
                     return torch.exp(-d * inv_l[0])
                 return torch.exp(-d.unsqueeze(-1) * inv_l).sum(-1)
@@ -131,7 +131,7 @@ def kernel_blocks(
         elif kernel == "energy":
 
             def raw(start: int, stop: int) -> Tensor:
-                return -safe_sqrt(sq(start, stop))
+                return -safe_root(sq(start, stop))
 
         else:
             raise ValueError(

@@ -60,7 +60,7 @@ from inforeg.core.checks import check_choice, check_int, check_number, check_sam
 from inforeg.core.dtypes import compute_dtype
 from inforeg.core.pairwise import (
     BlockFn,
-    safe_sqrt,
+    safe_root,
     stream_rows,
 )
 from inforeg.dependence._centering import centered_product_sum, centered_sum_from_rows
@@ -582,7 +582,7 @@ def distance_covariance(
     The V-statistic is non-negative in exact arithmetic; tiny negative rounding is clamped to 0
     (with a zero gradient there). Arguments as :func:`distance_covariance_sqr`.
     """
-    return safe_sqrt(distance_covariance_sqr(x, y, exponent, False, method, chunk_size))
+    return safe_root(distance_covariance_sqr(x, y, exponent, False, method, chunk_size))
 
 
 def distance_correlation_sqr(
@@ -624,7 +624,7 @@ def distance_correlation(
         >>> round(float(distance_correlation(a, b)), 6)
         0.52664
     """
-    return safe_sqrt(distance_correlation_sqr(x, y, exponent, False, method, chunk_size))
+    return safe_root(distance_correlation_sqr(x, y, exponent, False, method, chunk_size))
 
 
 class DistanceCorrelationLoss(nn.Module):

@@ -47,7 +47,7 @@ from torch import Tensor, nn
 
 from inforeg.core.checks import check_choice, check_int, check_number
 from inforeg.core.dtypes import compute_dtype
-from inforeg.core.pairwise import pairwise_reduce, safe_sqrt
+from inforeg.core.pairwise import pairwise_reduce, safe_root
 from inforeg.dependence._kernel_sum import kernel_sum
 from inforeg.dependence._utils import (
     DIRECT_MAX_FEATURES,
@@ -92,11 +92,11 @@ def _validate(
 def _pair_kernel(a: Tensor, b: Tensor, kernel: str, bandwidths: Tensor | None) -> Tensor:
     d2 = (a - b).square().sum(1)
     if kernel == "energy":
-        return -safe_sqrt(d2)
+        return -safe_root(d2)
     assert bandwidths is not None
     if kernel == "gaussian":
         return torch.exp(-d2.unsqueeze(1) / (2.0 * bandwidths * bandwidths)).sum(1)
-    return torch.exp(-safe_sqrt(d2).unsqueeze(1) / bandwidths).sum(1)
+    return torch.exp(-safe_root(d2).unsqueeze(1) / bandwidths).sum(1)
 
 
 def _kernel_sums(

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 
 from inforeg.core.checks import check_int
-from inforeg.core.pairwise import _pair, _resolve_chunk, safe_sqrt
+from inforeg.core.pairwise import _pair, _resolve_chunk, safe_root
 
 
 def knn_distances(
@@ -128,4 +128,4 @@ def _euclidean_block_knn(
             cand = cand[:, :k].index_put((rows,), torch.topk(full, k, dim=1, largest=False)[1])
     i = cand[:, :k]
     # Differentiable distances of the selected neighbours (zero gradient at coincident points).
-    return safe_sqrt(_exact_sq(xr, y, i)), i
+    return safe_root(_exact_sq(xr, y, i)), i

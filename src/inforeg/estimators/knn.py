@@ -418,7 +418,7 @@ def ksg_mutual_information(
         jitter, seed, backend, chunk_size: see :func:`kl_entropy`.
 
     Returns:
-        0-d tensor in the dtype of ``x``.
+        0-d tensor in the dtype of ``x``, without gradient (a function of neighbour counts).
     """
     dtype = x.dtype
     xs = _points(x, "x")
@@ -450,6 +450,7 @@ def _ksg(
     Leading batch dimensions (independent problems, as in the per-feature screen) need the torch
     back-end (``tree=False``).
     """
+    xs, ys = xs.detach(), ys.detach()  # a function of neighbour counts: no gradient to keep
     joint = torch.cat((xs, ys), dim=-1)
     dist, idx = _knn(joint, k, "chebyshev", tree, chunk_size)
     psi = torch.special.digamma

@@ -23,7 +23,7 @@ from inforeg.core.checks import (
     get_checks,
 )
 from inforeg.core.dtypes import compute_dtype
-from inforeg.core.pairwise import safe_sqrt, sqeuclidean
+from inforeg.core.pairwise import safe_root, sqeuclidean
 from inforeg.ot._sinkhorn_loop import (
     Potentials,
     epsilon_schedule,
@@ -46,7 +46,7 @@ def _cost(x: Tensor, y: Tensor | None, p: int) -> Tensor:
         d2 = torch.vmap(sqeuclidean)(x) if same else torch.vmap(sqeuclidean)(x, y_)
     if p == 2:
         return d2 / 2.0
-    return safe_sqrt(d2)
+    return safe_root(d2)
 
 
 # Row blocks of about this many entries on CPU: the passes of one softmin over a block (add,

@@ -22,7 +22,7 @@ from inforeg.core.checks import (
     get_checks,
 )
 from inforeg.core.dtypes import compute_dtype
-from inforeg.core.pairwise import sqeuclidean
+from inforeg.core.pairwise import safe_root, sqeuclidean
 from inforeg.core.reduce import reduce
 from inforeg.ot._sinkhorn_loop import MatrixSoftmin, sinkhorn_loop
 
@@ -206,7 +206,8 @@ def sliced_wasserstein(
         seed: seed of the directions' generator (``None``: torch's global RNG).
 
     Returns:
-        :math:`SW_p` (the root, like POT), shape ``batch``; differentiable w.r.t. the points.
+        :math:`SW_p` (the root, like POT), shape ``batch``; differentiable w.r.t. the points,
+        with gradient 0 where :math:`SW_p = 0` (POT's root gives NaN there).
 
     Example:
         Along the first axis :math:`W_2^2 = 9`, along the second :math:`0.5`, so
@@ -218,7 +219,7 @@ def sliced_wasserstein(
         tensor(2.1794)
     """
     wpp = _projected_wpp(x, y, a, b, n_projections, p, projections, seed)
-    return wpp.mean(-1) ** (1.0 / p)
+    return safe_root(wpp.mean(-1), p)  # gradient 0, not NaN, at SW = 0 (e.g. y = x)
 
 
 def max_sliced_wasserstein(
@@ -239,7 +240,7 @@ def max_sliced_wasserstein(
     :func:`sliced_wasserstein`.
     """
     wpp = _projected_wpp(x, y, a, b, n_projections, p, projections, seed)
-    return wpp.amax(-1) ** (1.0 / p)
+    return safe_root(wpp.amax(-1), p)
 
 
 def _batched_sqeuclidean(fx: Tensor, fy: Tensor) -> Tensor:
