@@ -33,6 +33,25 @@ def test_advantages_groups_scales_and_degenerate():
     torch.testing.assert_close(one, torch.tensor([0.3, 2.0]))
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+@pytest.mark.parametrize("eps", [0.0, 1e-6, 1e-4])
+@pytest.mark.parametrize("scale", ["group", "batch", "none"])
+def test_constant_groups_get_exactly_zero(dtype, eps, scale):
+    # rewards of 0.7 (partial credit) in groups of 7 and 16: r.mean() is an ulp off 0.7, which
+    # TRL's (r - mean) / (std + eps) turned into a same-sign advantage for the whole group
+    for g in (7, 16):
+        r = torch.full((2 * g,), 0.7, dtype=dtype)
+        a = grpo_advantages(r, g, scale, eps=eps)
+        assert torch.equal(a, torch.zeros_like(a)), (g, a[:3])
+    # one constant group beside a varied one: the varied group is unaffected
+    r = torch.tensor([0.7] * 7 + [0.0, 1.0, 0.0, 1.0, 0.5, 0.25, 1.0], dtype=torch.float64)
+    a = grpo_advantages(r, 7, scale, eps=eps)
+    assert torch.equal(a[:7], torch.zeros(7, dtype=torch.float64))
+    centred = r[7:] - r[7:].mean()
+    want = {"group": centred / (r[7:].std() + eps), "batch": centred / (r.std() + eps)}
+    torch.testing.assert_close(a[7:], want.get(scale, centred))
+
+
 def test_aggregation_modes_spec_values():
     loss = torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.0, 0.0]])
     mask = torch.tensor([[1, 0, 0], [1, 1, 1]])

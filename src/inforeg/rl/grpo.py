@@ -76,7 +76,10 @@ def grpo_advantages(
     follows TRL's ``scale_rewards``: ``"group"`` (default) divides by the group's std,
     ``"batch"`` by the std of all rewards in the batch, ``"none"`` does not divide (Dr. GRPO;
     verl ``norm_adv_by_std_in_grpo=False``). A group of size 1 gets mean 0 and std 1, as in verl
-    (TRL would produce NaN). ``eps`` is TRL's 1e-4 (verl uses 1e-6).
+    (TRL would produce NaN). ``eps`` is TRL's 1e-4 (verl uses 1e-6). A group whose rewards are
+    all equal gets advantages of exactly 0, also with ``eps = 0`` (TRL and verl give the
+    rounding error of the group mean divided by ``eps``: 6e-4 for sixteen float32 rewards of
+    0.7 with TRL's eps).
 
     Example: rewards ``[1, 0, 0, 0]`` in one group give ``[1.5, -0.5, -0.5, -0.5]``.
 
@@ -109,15 +112,18 @@ def grpo_advantages(
         mean = torch.zeros_like(r)
         std = torch.ones_like(r)
     else:
-        mean = r.mean(dim=1, keepdim=True)
-        std = r.std(dim=1, keepdim=True)
+        # Welford's mean (std_mean) of a constant group is its value exactly, so its advantages
+        # are exactly 0; r.mean() can be an ulp off, which / (0 + eps) makes 6e-4 (float32 0.7s,
+        # eps 1e-4) or 0.06 (verl's eps 1e-6), with one sign for the whole group
+        std, mean = torch.std_mean(r, dim=1, keepdim=True)
     centred = r - mean
-    if scale == "group":
-        return (centred / (std + eps)).view(n)
+    if scale == "none":
+        return centred.view(n)
     if scale == "batch":
-        batch_std = rewards.std() if n > 1 else torch.ones((), dtype=rewards.dtype)
-        return (centred / (batch_std + eps)).view(n)
-    return centred.view(n)
+        std = rewards.std() if n > 1 else torch.ones((), dtype=rewards.dtype)
+    denom = std + eps
+    # eps = 0 and zero spread: 0 / 0 for advantages that are 0
+    return (centred / torch.where(denom > 0, denom, 1.0)).view(n)
 
 
 def _broadcast_adv(advantages: Tensor, like: Tensor) -> Tensor:
