@@ -60,6 +60,7 @@ def assert_close(
     atol: float | None = None,
     dtype: torch.dtype | None = None,
     msg: str | None = None,
+    equal_nan: bool = False,
 ) -> None:
     """``torch.testing.assert_close`` with the tolerance of ``dtype`` (default: ``actual``'s).
 
@@ -80,6 +81,7 @@ def assert_close(
         rtol=default_rtol if rtol is None else rtol,
         atol=default_atol if atol is None else atol,
         msg=msg,
+        equal_nan=equal_nan,
     )
 
 
