@@ -86,7 +86,9 @@ def _non_finite(outs: list[torch.Tensor], leaves: dict[str, torch.Tensor]) -> st
     if not diff:
         return None
     grads = torch.autograd.grad(
-        sum(o.double().sum() for o in diff), list(leaves.values()), allow_unused=True
+        torch.stack([o.double().sum() for o in diff]).sum(),
+        list(leaves.values()),
+        allow_unused=True,
     )
     for name, g in zip(leaves, grads):
         if g is not None and not torch.isfinite(g).all():
