@@ -65,6 +65,16 @@ def test_logsnr_and_karras_schedules():
         assert s[0].item() == pytest.approx(80.0) and s[-1].item() == pytest.approx(0.002)
 
 
+@pytest.mark.parametrize("rho", [1e-6, 1e-3, 0.005])
+def test_karras_rho_too_small_for_distinct_levels_names_rho(rho):
+    # sigma_max ** (1 / rho) overflows a float below rho = log(80) / 709 (an OverflowError
+    # before); just above, the levels round to sigma_max
+    with pytest.raises(ValueError, match="rho"):
+        karras_sigmas(10, rho=rho)
+    s = karras_sigmas(10, rho=0.05)  # still distinct, bunched at sigma_max
+    assert (s[1:] < s[:-1]).all() and s[-1].item() == pytest.approx(0.002)
+
+
 @pytest.mark.parametrize("lower_order_final", [True, False])
 @pytest.mark.parametrize("steps", [1, 2, 5, 10])
 def test_dpm_solver_matches_lambda_form_reference(steps, lower_order_final):

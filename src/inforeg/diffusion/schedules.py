@@ -71,5 +71,14 @@ def karras_sigmas(
     lo, hi = _check_range(sigma_min, sigma_max)
     rho = check_positive(rho, "rho")
     ramp = torch.linspace(0.0, 1.0, steps + 1, dtype=torch.float64)
-    a, b = hi ** (1.0 / rho), lo ** (1.0 / rho)
-    return (a + ramp * (b - a)) ** rho
+    # the same levels as sigma_max * (1 - t + t r) ** rho, r = (sigma_min / sigma_max) ** (1 / rho):
+    # the formula's sigma_max ** (1 / rho) overflows for rho < 0.0062 (sigma_max = 80), and at
+    # rho = 0.05 its last level a + (b - a) cancelled to 0 instead of sigma_min
+    r = math.exp(math.log(lo / hi) / rho)
+    sigmas = hi * (1.0 - ramp + ramp * r) ** rho
+    # as rho -> 0 every level but the last tends to sigma_max and r underflows
+    if not (r > 0.0 and bool((sigmas[1:] < sigmas[:-1]).all())):
+        raise ValueError(
+            f"rho: {rho} is too small for {steps + 1} distinct levels in [{lo}, {hi}]"
+        )
+    return sigmas
