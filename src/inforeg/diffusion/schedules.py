@@ -78,7 +78,5 @@ def karras_sigmas(
     sigmas = hi * (1.0 - ramp + ramp * r) ** rho
     # as rho -> 0 every level but the last tends to sigma_max and r underflows
     if not (r > 0.0 and bool((sigmas[1:] < sigmas[:-1]).all())):
-        raise ValueError(
-            f"rho: {rho} is too small for {steps + 1} distinct levels in [{lo}, {hi}]"
-        )
+        raise ValueError(f"rho: {rho} is too small for {steps + 1} distinct levels in [{lo}, {hi}]")
     return sigmas
