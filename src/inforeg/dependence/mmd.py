@@ -49,13 +49,7 @@ from inforeg.core.checks import check_choice, check_int, check_number
 from inforeg.core.dtypes import compute_dtype
 from inforeg.core.pairwise import pairwise_reduce, safe_root
 from inforeg.dependence._kernel_sum import kernel_sum
-from inforeg.dependence._utils import (
-    DIRECT_MAX_FEATURES,
-    Bandwidth,
-    as_samples,
-    kernel_blocks,
-    resolve_bandwidths,
-)
+from inforeg.dependence._utils import Bandwidth, as_samples, kernel_blocks, resolve_bandwidths
 
 MMDKernel = Literal["gaussian", "laplacian", "energy"]
 Estimator = Literal["unbiased", "biased", "linear"]
@@ -104,11 +98,11 @@ def _kernel_sums(
 ) -> tuple[Tensor, Tensor, Tensor]:
     """sum k(x, x), sum k(y, y), sum k(x, y).
 
-    The fast path (one GEMM per tile, symmetric halves, closed-form backward) needs the matmul
-    expansion of distances, so it is used above ``DIRECT_MAX_FEATURES`` features (below, exact
-    coordinate differences keep tied points at distance 0) and with constant bandwidths.
+    The tiler (:mod:`inforeg.dependence._kernel_sum`: symmetric halves, closed-form backward;
+    exact coordinate differences up to 4 features) serves constant
+    bandwidths; a bandwidth that needs a gradient takes the generic checkpointed path.
     """
-    if x.shape[1] > DIRECT_MAX_FEATURES and (bw is None or not bw.requires_grad):
+    if bw is None or not bw.requires_grad:
         return (
             kernel_sum(x, None, kernel, bw, chunk_size),
             kernel_sum(y, None, kernel, bw, chunk_size),
