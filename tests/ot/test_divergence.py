@@ -145,11 +145,42 @@ def test_divergence_softmin_blocks_and_exp_floor(monkeypatch, dtype, p):
         if p == 1:
             grad_c = grad_c / torch.where(d > 0, d, 1.0).unsqueeze(-1)
         ref_grad = (pi.unsqueeze(-1) * grad_c).sum(-2)
-        f, s, gg = mod._softmin(eps, c.to(dtype), h.to(dtype), (x.to(dtype), y.to(dtype), p))
+        cost = mod._Cost(x.to(dtype), y.to(dtype), p, False, online=False)
+        cost.dense = c.to(dtype)  # exact zeros where the points coincide
+        f, s, gg = mod._softmin(eps, cost, h.to(dtype), (x.to(dtype), y.to(dtype), p))
         tol = 1e-12 if dtype == D64 else 1e-5
         assert_close(f.double(), ref, rtol=tol, atol=tol * eps)
         grad = s.unsqueeze(-1) * x.to(dtype) - gg
         assert_close(grad.double(), ref_grad, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("p", [1, 2])
+@pytest.mark.parametrize("debias", [True, False])
+@pytest.mark.parametrize("batched", [False, True])
+def test_online_backend_matches_tensorized(monkeypatch, p, debias, batched):
+    # rows recomputed block by block (here 3 to 4 rows a block, and a last short block) give
+    # the dense matrices' values and gradients, up to the rounding of the GEMM per block
+    mod = importlib.import_module("inforeg.ot.divergence")
+    monkeypatch.setattr(mod, "_BLOCK", 50)
+    g = torch.Generator().manual_seed(3)
+    shape = (2,) if batched else ()
+    x = torch.randn(*shape, 14, 3, generator=g, dtype=D64, requires_grad=True)
+    y = torch.randn(*shape, 11, 3, generator=g, dtype=D64, requires_grad=True)
+    a = torch.softmax(torch.randn(*shape, 14, generator=g, dtype=D64), -1).requires_grad_(True)
+    kw = {"p": p, "debias": debias, "blur": 0.3}
+    dense = sinkhorn_divergence(x, y, a, None, backend="tensorized", **kw)
+    online = sinkhorn_divergence(x, y, a, None, backend="online", **kw)
+    assert_close(online, dense, rtol=1e-12, atol=1e-12)
+    for g_on, g_dense in zip(
+        torch.autograd.grad(online.sum(), (x, y, a)), torch.autograd.grad(dense.sum(), (x, y, a))
+    ):
+        assert_close(g_on, g_dense, rtol=1e-10, atol=1e-12)
+    # "auto" goes online above the threshold (here: any problem)
+    monkeypatch.setattr(mod, "ONLINE_ABOVE", 0)
+    seen, costs = [], mod._costs
+    monkeypatch.setattr(mod, "_costs", lambda *args: seen.append(args[-1]) or costs(*args))
+    assert_close(sinkhorn_divergence(x, y, a, **kw), online, rtol=0, atol=0)
+    assert seen == [True]
 
 
 def test_divergence_module_and_bad_input():

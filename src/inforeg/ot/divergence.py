@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from functools import partial
+from typing import Literal
 
 import torch
 from torch import Tensor
@@ -23,7 +24,7 @@ from inforeg.core.checks import (
     get_checks,
 )
 from inforeg.core.dtypes import compute_dtype
-from inforeg.core.pairwise import safe_root, sqeuclidean
+from inforeg.core.pairwise import safe_root
 from inforeg.ot._sinkhorn_loop import (
     Potentials,
     epsilon_schedule,
@@ -33,26 +34,59 @@ from inforeg.ot._sinkhorn_loop import (
 
 __all__ = ["SinkhornDivergence", "sinkhorn_divergence"]
 
+Backend = Literal["auto", "tensorized", "online"]
 
-def _cost(x: Tensor, y: Tensor | None, p: int) -> Tensor:
-    # y=None: C(x, x). For p=1 its diagonal is set to exact zeros: sqrt of the rounding noise of
-    # ||x||^2 + ||x||^2 - 2 x.x (~1e-8 in float64) is not differentiable and broke gradchecks.
-    # For p=2 the noise is kept, as in geomloss, whose values we match to float32 rounding.
-    same = y is None and p == 1
-    y_ = x if y is None else y
-    if x.dim() == 2:
-        d2 = sqeuclidean(x) if same else sqeuclidean(x, y_)
-    else:
-        d2 = torch.vmap(sqeuclidean)(x) if same else torch.vmap(sqeuclidean)(x, y_)
-    if p == 2:
-        return d2 / 2.0
-    return safe_root(d2)
+
+def _cost_rows(u: Tensor, v: Tensor, p: int, same: bool, i0: int, i1: int) -> Tensor:
+    """Rows ``i0:i1`` of the cost ``C(u_i, v_j) = |u_i - v_j|^p / p``, shape ``(..., i1 - i0, m)``.
+
+    ``same`` (v is u): for p=1 the diagonal is set to exact zeros: sqrt of the rounding noise of
+    ||x||^2 + ||x||^2 - 2 x.x (~1e-8 in float64) is not differentiable and broke gradchecks. For
+    p=2 the noise is kept, as in geomloss, whose values we match to float32 rounding.
+    """
+    ub = u[..., i0:i1, :]
+    d2 = (ub * ub).sum(-1, keepdim=True) + (v * v).sum(-1).unsqueeze(-2)
+    d2 = (d2 - 2.0 * (ub @ v.transpose(-2, -1))).clamp_min_(0.0)
+    if same and p == 1:
+        idx = torch.arange(ub.shape[-2], device=u.device)
+        d2[..., idx, idx + i0] = 0.0
+    return d2.div_(2.0) if p == 2 else safe_root(d2)
+
+
+class _Cost:
+    """The cost of one side of the loop, ``C(u_i, v_j)``: a dense matrix (geomloss's
+    "tensorized" backend) or rows recomputed from the points at each use ("online": memory
+    O(block * m) instead of O(n * m), at the price of a GEMM per block and use)."""
+
+    def __init__(self, u: Tensor, v: Tensor, p: int, same: bool, online: bool) -> None:
+        self.u, self.v, self.p, self.same, self.online = u, v, p, same, online
+        self.shape = u.shape[:-1] + (v.shape[-2],)
+        self.dense = None if online else _cost_rows(u, v, p, same, 0, u.shape[-2])
+
+    def transposed(self) -> _Cost:
+        """``C(v_j, u_i)``, stored contiguous when dense: a softmin along the rows of a
+        transposed view is 3-5x slower (strided reductions) than along contiguous rows."""
+        out = _Cost(self.v, self.u, self.p, self.same, online=True)
+        if self.dense is not None:
+            out.online, out.dense = False, self.dense.transpose(-2, -1).contiguous()
+        return out
+
+    def rows(self, i0: int, i1: int) -> Tensor:
+        if self.dense is not None:
+            return self.dense[..., i0:i1, :]
+        return _cost_rows(self.u, self.v, self.p, self.same, i0, i1)
 
 
 # Row blocks of about this many entries on CPU: the passes of one softmin over a block (add,
 # max, subtract, exp, sum) then run in cache (2 MiB of L2 per core here) instead of streaming
-# the whole (n, m) matrix five times. Other devices take the matrix in one block.
+# the whole (n, m) matrix five times. Other devices take a dense matrix in one block, and
+# online costs in blocks of _ONLINE_BLOCK entries.
 _BLOCK = 1 << 18
+_ONLINE_BLOCK = 1 << 26
+
+#: backend="auto" turns online when the dense cost matrices would hold more entries than this
+#: (1 GiB of float32); see benchmarks/sinkhorn.md for the time each backend takes.
+ONLINE_ABOVE = 1 << 28
 
 
 def _exp_floor(dtype: torch.dtype) -> float:
@@ -66,7 +100,7 @@ def _exp_floor(dtype: torch.dtype) -> float:
 
 def _softmin(
     eps: float,
-    cost: Tensor,
+    cost: _Cost,
     h: Tensor,
     grad: tuple[Tensor, Tensor, int] | None = None,
 ) -> tuple[Tensor, Tensor | None, Tensor | None]:
@@ -81,22 +115,23 @@ def _softmin(
     """
     shape = cost.shape
     n, m = shape[-2], shape[-1]
-    c3 = cost.reshape(-1, n, m)
-    nb = c3.shape[0]
+    u = cost.u.reshape(-1, n, cost.u.shape[-1])
+    nb = u.shape[0]
     h3 = h.expand(shape[:-2] + (m,)).reshape(nb, 1, m)
-    rows = n if cost.device.type != "cpu" else max(1, min(n, _BLOCK // max(1, nb * m)))
-    floor = _exp_floor(cost.dtype)
-    out = c3.new_empty(nb, n)
-    buf = c3.new_empty(nb, rows, m)
+    block = _ONLINE_BLOCK if cost.online and u.device.type != "cpu" else _BLOCK
+    rows = n if not cost.online and u.device.type != "cpu" else max(1, block // max(1, nb * m))
+    rows = min(n, rows)
+    floor = _exp_floor(u.dtype)
+    out = u.new_empty(nb, n)
+    buf = u.new_empty(nb, rows, m)
     s_out: Tensor | None = None
     g_out: Tensor | None = None
     if grad is not None:
-        x3 = grad[0].reshape(nb, n, -1)
         y3 = grad[1].reshape(nb, m, -1)
-        g_out = c3.new_empty(nb, n, x3.shape[-1])
-        s_out = c3.new_ones(nb, n)
+        g_out = u.new_empty(nb, n, y3.shape[-1])
+        s_out = u.new_ones(nb, n)
     for i in range(0, n, rows):
-        c = c3[:, i : i + rows]
+        c = cost.rows(i, min(i + rows, n)).reshape(nb, -1, m)
         t = buf[:, : c.shape[1]]
         torch.add(h3, c, alpha=-1.0 / eps, out=t)
         mx = t.amax(-1, keepdim=True)
@@ -127,25 +162,23 @@ def _weights(w: Tensor | None, x: Tensor, name: str, dtype: torch.dtype) -> Tens
     return w.to(dtype)
 
 
-def _costs(x: Tensor, y: Tensor, p: int, debias: bool) -> dict[str, Tensor]:
-    """The cost blocks the loop reads, by side: ``xy``, ``yx`` and, when debiasing, ``xx``, ``yy``."""
-    cxy = _cost(x, y, p)
-    # C(y_j, x_i) stored contiguous: a softmin along the rows of a transposed view is 3-5x
-    # slower (strided reductions) than along contiguous rows.
-    costs = {"xy": cxy, "yx": cxy.transpose(-2, -1).contiguous()}
+def _costs(x: Tensor, y: Tensor, p: int, debias: bool, online: bool) -> dict[str, _Cost]:
+    """The costs the loop reads, by side: ``xy``, ``yx`` and, when debiasing, ``xx``, ``yy``."""
+    cxy = _Cost(x, y, p, False, online)
+    costs = {"xy": cxy, "yx": cxy.transposed()}
     if debias:
-        costs["xx"] = _cost(x, None, p)
-        costs["yy"] = _cost(y, None, p)
+        costs["xx"] = _Cost(x, x, p, True, online)
+        costs["yy"] = _Cost(y, y, p, True, online)
     return costs
 
 
-def _cost_softmin(costs: dict[str, Tensor], eps: float, side: str, h: Tensor) -> Tensor:
+def _cost_softmin(costs: dict[str, _Cost], eps: float, side: str, h: Tensor) -> Tensor:
     """The loop's softmin: :func:`_softmin` on the cost block of ``side``."""
     return _softmin(eps, costs[side], h)[0]
 
 
 def _extrapolate_one(
-    costs: dict[str, Tensor],
+    costs: dict[str, _Cost],
     eps: float,
     side: str,
     h: Tensor,
@@ -158,7 +191,7 @@ def _extrapolate_one(
 
 
 def _extrapolate(
-    costs: dict[str, Tensor],
+    costs: dict[str, _Cost],
     pots: Potentials,
     log_a: Tensor,
     log_b: Tensor,
@@ -207,6 +240,7 @@ def sinkhorn_divergence(
     tol: float | None = None,
     max_iter: int = 1000,
     check_every: int = 10,
+    backend: Backend = "auto",
 ) -> Tensor:
     r"""Sinkhorn divergence between weighted point clouds, as geomloss's ``SamplesLoss("sinkhorn")``.
 
@@ -256,9 +290,12 @@ def sinkhorn_divergence(
     computed in closed form inside the last step's softmins (no autograd graph over the
     :math:`n \times m` matrices). Second derivatives are not supported (as in geomloss).
 
-    Memory: the cost matrices are formed densely, like geomloss's ``"tensorized"`` backend:
-    :math:`nm + n^2 + m^2` entries with ``debias`` (4.8 GB in float32 at n = m = 20 000);
-    geomloss's ``"online"`` backend (KeOps) streams them instead.
+    Backends (geomloss's names): ``"tensorized"`` forms the cost matrices densely,
+    :math:`2nm + n^2 + m^2` entries with ``debias`` (6.4 GB in float32 at n = m = 20 000);
+    ``"online"`` recomputes blocks of rows from the points at each softmin (a GEMM per block,
+    memory O(block x m); geomloss does this with KeOps). ``"auto"`` (default) is online when the
+    dense matrices would exceed ``ONLINE_ABOVE`` = 2^28 entries (1 GiB of float32). Both give
+    the same values up to the rounding of the cost.
 
     Args:
         x: points ``(N, D)`` or ``(B, N, D)``.
@@ -272,6 +309,7 @@ def sinkhorn_divergence(
             :math:`\mathrm{OT}_\varepsilon(\alpha, \beta)`.
         diameter: upper bound of the distances (default: bounding-box diagonal).
         tol, max_iter, check_every: optional extra convergence loop (see above).
+        backend: ``"auto"`` (default), ``"tensorized"`` or ``"online"`` (see above).
 
     Returns:
         Shape ``()`` for 2-D inputs, ``(B,)`` for batched inputs, in the input dtype (half
@@ -303,6 +341,7 @@ def sinkhorn_divergence(
     check_every = check_int(check_every, "check_every", low=1)
     if tol is not None:
         tol = check_number(tol, "tol", low=0.0)
+    check_choice(backend, "backend", ("auto", "tensorized", "online"))
     in_dtype = torch.promote_types(x.dtype, y.dtype)
     dt = compute_dtype(x, y)
     x, y = x.to(dt), y.to(dt)
@@ -322,7 +361,10 @@ def sinkhorn_divergence(
     )
     with torch.no_grad():
         xd, yd = x.detach(), y.detach()
-        costs = _costs(xd, yd, p, debias)
+        n, m, batch = x.shape[-2], y.shape[-2], x[..., 0, 0].numel()
+        entries = batch * (2 * n * m + (n * n + m * m if debias else 0))
+        online = backend == "online" or (backend == "auto" and entries > ONLINE_ABOVE)
+        costs = _costs(xd, yd, p, debias, online)
         al, bl = torch.log(a_w.detach()), torch.log(b_w.detach())
         loop = sinkhorn_loop(
             partial(_cost_softmin, costs),
@@ -372,9 +414,11 @@ class SinkhornDivergence(torch.nn.Module):
         tol: float | None = None,
         max_iter: int = 1000,
         check_every: int = 10,
+        backend: Backend = "auto",
     ) -> None:
         super().__init__()
         check_choice(p, "p", (1, 2))
+        check_choice(backend, "backend", ("auto", "tensorized", "online"))
         self.p = p
         self.blur = check_positive(blur, "blur")
         self.scaling = scaling
@@ -383,6 +427,7 @@ class SinkhornDivergence(torch.nn.Module):
         self.tol = tol
         self.max_iter = max_iter
         self.check_every = check_every
+        self.backend: Backend = backend
 
     def forward(
         self, x: Tensor, y: Tensor, a: Tensor | None = None, b: Tensor | None = None
@@ -401,4 +446,5 @@ class SinkhornDivergence(torch.nn.Module):
             tol=self.tol,
             max_iter=self.max_iter,
             check_every=self.check_every,
+            backend=self.backend,
         )
