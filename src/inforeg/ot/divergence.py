@@ -37,15 +37,19 @@ __all__ = ["SinkhornDivergence", "sinkhorn_divergence"]
 Backend = Literal["auto", "tensorized", "online"]
 
 
-def _cost_rows(u: Tensor, v: Tensor, p: int, same: bool, i0: int, i1: int) -> Tensor:
-    """Rows ``i0:i1`` of the cost ``C(u_i, v_j) = |u_i - v_j|^p / p``, shape ``(..., i1 - i0, m)``.
+def _cost_rows(
+    u: Tensor, v: Tensor, p: int, same: bool, i0: int, i1: int, vv: Tensor | None = None
+) -> Tensor:
+    """Rows ``i0:i1`` of the cost ``C(u_i, v_j) = |u_i - v_j|^p / p``, shape ``(..., i1 - i0, m)``
+    (``vv``: the squared norms of the rows of v, if already computed).
 
     ``same`` (v is u): for p=1 the diagonal is set to exact zeros: sqrt of the rounding noise of
     ||x||^2 + ||x||^2 - 2 x.x (~1e-8 in float64) is not differentiable and broke gradchecks. For
     p=2 the noise is kept, as in geomloss, whose values we match to float32 rounding.
     """
     ub = u[..., i0:i1, :]
-    d2 = (ub * ub).sum(-1, keepdim=True) + (v * v).sum(-1).unsqueeze(-2)
+    vv = (v * v).sum(-1) if vv is None else vv
+    d2 = (ub * ub).sum(-1, keepdim=True) + vv.unsqueeze(-2)
     d2 = (d2 - 2.0 * (ub @ v.transpose(-2, -1))).clamp_min_(0.0)
     if same and p == 1:
         idx = torch.arange(ub.shape[-2], device=u.device)
@@ -58,23 +62,46 @@ class _Cost:
     "tensorized" backend) or rows recomputed from the points at each use ("online": memory
     O(block * m) instead of O(n * m), at the price of a GEMM per block and use)."""
 
-    def __init__(self, u: Tensor, v: Tensor, p: int, same: bool, online: bool) -> None:
+    def __init__(
+        self, u: Tensor, v: Tensor, p: int, same: bool, online: bool, dense: Tensor | None = None
+    ) -> None:
         self.u, self.v, self.p, self.same, self.online = u, v, p, same, online
         self.shape = u.shape[:-1] + (v.shape[-2],)
-        self.dense = None if online else _cost_rows(u, v, p, same, 0, u.shape[-2])
+        if dense is None and not online:
+            dense = _cost_rows(u, v, p, same, 0, u.shape[-2])
+        self.dense = dense
+        self.vv = (v * v).sum(-1) if online else None
 
     def transposed(self) -> _Cost:
         """``C(v_j, u_i)``, stored contiguous when dense: a softmin along the rows of a
         transposed view is 3-5x slower (strided reductions) than along contiguous rows."""
-        out = _Cost(self.v, self.u, self.p, self.same, online=True)
-        if self.dense is not None:
-            out.online, out.dense = False, self.dense.transpose(-2, -1).contiguous()
-        return out
+        dense = None if self.dense is None else self.dense.transpose(-2, -1).contiguous()
+        return _Cost(self.v, self.u, self.p, self.same, self.online, dense)
 
     def rows(self, i0: int, i1: int) -> Tensor:
         if self.dense is not None:
             return self.dense[..., i0:i1, :]
-        return _cost_rows(self.u, self.v, self.p, self.same, i0, i1)
+        return _cost_rows(self.u, self.v, self.p, self.same, i0, i1, self.vv)
+
+    def exponent(self, i0: int, i1: int, eps: float, h3: Tensor, out: Tensor) -> Tensor | None:
+        """``out <- h_j - C_ij / eps`` for rows ``i0:i1`` (``(nb, rows, m)``, ``h3``
+        ``(nb, 1, m)``), up to a per-row shift that is returned (``(nb, rows)``; None: 0).
+
+        Online with p=2 this is one batched GEMM: ``-C_ij / eps = (u_i . v_j - |v_j|^2 / 2) / eps
+        - |u_i|^2 / (2 eps)``, whose last term shifts row i, which a softmin over j ignores until
+        its log-sum-exp.
+        """
+        if not (self.online and self.p == 2):
+            c = self.rows(i0, i1).reshape(out.shape)
+            torch.add(h3, c, alpha=-1.0 / eps, out=out)
+            return None
+        assert self.vv is not None
+        nb, m = out.shape[0], out.shape[-1]
+        u3 = self.u.reshape(nb, -1, self.u.shape[-1])[:, i0:i1]
+        v3 = self.v.reshape(nb, m, -1)
+        bias = h3 - self.vv.reshape(nb, 1, m) / (2.0 * eps)
+        torch.baddbmm(bias, u3, v3.transpose(-2, -1), alpha=1.0 / eps, out=out)
+        return (u3 * u3).sum(-1).div_(-2.0 * eps)
 
 
 # Row blocks of about this many entries on CPU: the passes of one softmin over a block (add,
@@ -131,17 +158,19 @@ def _softmin(
         g_out = u.new_empty(nb, n, y3.shape[-1])
         s_out = u.new_ones(nb, n)
     for i in range(0, n, rows):
-        c = cost.rows(i, min(i + rows, n)).reshape(nb, -1, m)
-        t = buf[:, : c.shape[1]]
-        torch.add(h3, c, alpha=-1.0 / eps, out=t)
+        i1 = min(i + rows, n)
+        t = buf[:, : i1 - i]
+        shift = cost.exponent(i, i1, eps, h3, t)
         mx = t.amax(-1, keepdim=True)
         mx = torch.where(torch.isfinite(mx), mx, 0.0)
         t.sub_(mx).clamp_min_(floor).exp_()
         tot = t.sum(-1)
-        out[:, i : i + rows] = tot.log().add_(mx.squeeze(-1))
+        lse = tot.log().add_(mx.squeeze(-1))
+        out[:, i:i1] = lse if shift is None else lse.add_(shift)
         if grad is not None:
             assert g_out is not None and s_out is not None
             if grad[2] == 1:
+                c = cost.rows(i, i1).reshape(nb, -1, m)
                 t = torch.where(c > 0, t / c, 0.0)
                 s_out[:, i : i + rows] = t.sum(-1) / tot
             g_out[:, i : i + rows] = torch.bmm(t, y3).div_(tot.unsqueeze(-1))
