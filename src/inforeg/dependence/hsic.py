@@ -23,7 +23,8 @@ correlation of the induced distances 1 - K / max K, which equals :func:`cka` (``
 :math:`\frac{1}{n(n-3)}\sum_{i\neq j} \bar K_{ij} \bar L_{ij}` (Székely & Rizzo's U-centring of
 :math:`\tilde K`), which is how it is streamed here.
 
-Kernels: ``gaussian`` exp(-d^2/(2 sigma^2)) (sigma = median heuristic when None, per variable),
+Kernels: ``gaussian`` exp(-d^2/(2 sigma^2)) (sigma = median heuristic when None, per variable,
+detached: no gradient flows through the bandwidth),
 ``laplacian`` exp(-d/sigma), ``linear`` <a, b>. Sequences of bandwidths sum the kernels.
 
 Memory and speed: K and L are symmetric, so only their tiles on or above the diagonal are

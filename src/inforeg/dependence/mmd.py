@@ -27,9 +27,11 @@ Conventions: the functions return the *squared* MMD. geomloss's kernel ``Samples
 half the biased estimate with ``blur`` = sigma (pinned by a test).
 
 Memory: the three kernel sums are streamed in blocks of ``chunk_size`` rows, O(n * chunk) (also
-in the backward pass). Above 4 features with constant bandwidths they use one GEMM per tile, only
-the upper half of the symmetric sums and a closed-form backward (``dependence/_kernel_sum.py``);
-otherwise :func:`inforeg.core.pairwise.pairwise_reduce`.
+in the backward pass). With constant bandwidths (given, or the median heuristic) they go through
+the tiler of ``dependence/_kernel_sum.py``: one GEMM per tile above 4 features (exact coordinate
+differences up to 4, so tied points stay at distance 0), only the upper half of the symmetric
+sums, and a closed-form backward; a bandwidth that needs a gradient takes
+:func:`inforeg.core.pairwise.pairwise_reduce`.
 
 Shapes: x (n, d) or (n,), y (m, d) or (m,); returns a 0-d tensor in the input dtype.
 
