@@ -201,10 +201,12 @@ class _KernelSum(torch.autograd.Function):
         # the running total is float64: hundreds of float32 tile sums added in sequence would
         # lose ~sqrt(tiles) ulps, and MMD is a small difference of such totals
         total = x.new_zeros((), dtype=torch.float64)
+        # energy distances are a small difference of mean distances: tile sums in float64 too
+        wide = torch.float64 if kernel == "energy" else None
         for i0, i1, j0, j1 in _tiles(x.shape[0], y.shape[0], chunk, same):
             diag = same and i0 == j0
             k, g = gram.tile(i0, i1, j0, j1, diag, slope)
-            s = k.sum()
+            s = k.sum(dtype=wide)
             total += s if diag or not same else 2.0 * s
             if g is not None:
                 _accumulate(acc_x[i0:i1], acc_y[j0:j1], g, x1[i0:i1], y1[j0:j1], not diag)
@@ -283,22 +285,27 @@ class _CentredProducts(torch.autograd.Function):
         f64 = torch.float64
         rk, rl = x.new_zeros(n, dtype=f64), x.new_zeros(n, dtype=f64)
         sums = x.new_zeros(3 if self_products else 1, dtype=f64)  # K*L, K*K, L*L
+        # The distance kernels' centring subtracts terms up to ~1000x the result (dCov), so
+        # their tile sums accumulate in float64 (in float32 they cost 1e-4 of the result at
+        # n = 4000, d = 64); the bounded kernels keep float32 tile sums, 2x faster for HSIC.
+        wide = f64 if "energy" in kernels else None
         for i0, i1, j0, j1 in _tiles(n, n, chunk, True):
             diag = i0 == j0
             k, _ = gk.tile(i0, i1, j0, j1, diag, False, unbiased and diag)
             l_, _ = gl.tile(i0, i1, j0, j1, diag, False, unbiased and diag)
-            rk[i0:i1] += k.sum(1)
-            rl[i0:i1] += l_.sum(1)
+            rk[i0:i1] += k.sum(1, dtype=wide)
+            rl[i0:i1] += l_.sum(1, dtype=wide)
             if not diag:
-                rk[j0:j1] += k.sum(0)
-                rl[j0:j1] += l_.sum(0)
+                rk[j0:j1] += k.sum(0, dtype=wide)
+                rl[j0:j1] += l_.sum(0, dtype=wide)
             w = 1.0 if diag else 2.0
             # the tiles are not needed after their sums: square / multiply in place
             if self_products:
-                kl = (k * l_).sum()
-                sums += w * torch.stack((kl, k.square_().sum(), l_.square_().sum()))
+                kl = (k * l_).sum(dtype=wide)
+                kk, ll = k.square_().sum(dtype=wide), l_.square_().sum(dtype=wide)
+                sums += w * torch.stack((kl, kk, ll))
             else:
-                sums += w * l_.mul_(k).sum()
+                sums += w * l_.mul_(k).sum(dtype=wide)
         centring: Literal["double", "u"] = "u" if unbiased else "double"
         out = [centered_sum_from_rows(sums[0], rk, rl, n, centring)]
         if self_products:

@@ -64,6 +64,7 @@ from inforeg.core.pairwise import (
     stream_rows,
 )
 from inforeg.dependence._centering import centered_product_sum, centered_sum_from_rows
+from inforeg.dependence._kernel_sum import centred_kernel_products
 from inforeg.dependence._utils import (
     DIRECT_MAX_FEATURES,
     as_samples,
@@ -290,11 +291,26 @@ def _fused_sums(
     return sums[0], ra, rb, sums[1], sums[2]
 
 
+def _energy_products(
+    x: Tensor, y: Tensor, self_products: bool, unbiased: bool, chunk_size: int | None
+) -> Tensor:
+    """Centred sums ``<A, B>`` (and ``<A, A>``, ``<B, B>``) of the distance matrices, with a
+    closed-form backward: for exponent 1 they are HSIC's centred products with the kernel -d
+    (signs cancel in each product), so the tiler of ``_kernel_sum`` serves them (one GEMM per
+    tile, exact differences up to 4 features). Through autograd the streamed path took 17x
+    (n = 4000, d = 64) to 54x (n = 10000, d = 16) the no-gradient time; this takes 2x."""
+    kernels = ("energy", "energy")
+    return centred_kernel_products(x, y, kernels, (None, None), unbiased, self_products, chunk_size)
+
+
 def _naive_all(
     x: Tensor, y: Tensor, exponent: float, unbiased: bool, chunk_size: int | None
 ) -> tuple[Tensor, Tensor, Tensor]:
     """dCov^2(x, y), dCov^2(x, x), dCov^2(y, y) in one streamed pass (each matrix formed once)."""
     n = x.shape[0]
+    if _needs_graph(x, y) and exponent == 1.0:
+        xy, xx, yy = _normalise(_energy_products(x, y, True, unbiased, chunk_size), n, unbiased)
+        return xy, xx, yy
     # For exponent 1, sum_ij a_ij^2 = sum_ij ||x_i - x_j||^2 has a closed form: skip two passes.
     closed_squares = exponent == 1.0
     if not _needs_graph(x, y):
@@ -338,6 +354,8 @@ def _naive_cov(
     if not _needs_graph(x, y):
         ab, ra, rb, _, _ = _fused_sums(x, y, exponent, False, chunk_size)
         return _normalise(_center(ab, ra, rb, n, unbiased), n, unbiased)
+    if exponent == 1.0:
+        return _normalise(_energy_products(x, y, False, unbiased, chunk_size)[0], n, unbiased)
     centering: Literal["double", "u"] = "u" if unbiased else "double"
     total = centered_product_sum(
         distance_matrix_blocks(x, exponent),

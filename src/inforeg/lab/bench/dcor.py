@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -10,6 +11,8 @@ import torch
 
 from inforeg.core.threads import intra_op_threads
 from inforeg.dependence import distance_correlation_sqr, distance_covariance_sqr
+from inforeg.dependence._centering import centered_product_sum
+from inforeg.dependence.distance_covariance import distance_matrix_blocks
 from inforeg.lab.bench.base import (
     Benchmark,
     BenchResult,
@@ -120,7 +123,64 @@ def _run(quick: bool) -> BenchResult:
         "dcor's numba AVL and mergesort O(n log n) algorithms (compiled before timing by the "
         "warm-up call).",
     )
+    rows += _gradient_rows(quick)
+    notes.append(
+        "Gradient rows: dCor^2 as a training loss (forward + backward w.r.t. x, float32, "
+        "x (n, 16), y (n, 1)): the closed-form tiler that serves the autograd path for "
+        "exponent 1 since 2026-12-07, against the streamed, checkpointed autograd path it "
+        "replaced (still used for other exponents), same run; the errors are relative to the "
+        "float64 value and gradient."
+    )
     return BenchResult(rows, " ".join(notes))
+
+
+GRADIENT = "dCor^2 with its gradient, float32: the tiler vs the previous autograd path"
+
+
+def _previous_dcor_sqr(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """The autograd path before 2026-12-07: streamed, checkpointed distance blocks."""
+    n = x.shape[0]
+    x, y = x - x.detach().mean(0), y - y.detach().mean(0)
+    a, b = distance_matrix_blocks(x), distance_matrix_blocks(y)
+    xy, xx, yy = (
+        centered_product_sum(u, v, n, centering="double", chunk_size=CHUNK) / (n * n)
+        for u, v in ((a, b), (a, a), (b, b))
+    )
+    return xy / (xx * yy).sqrt()
+
+
+def _gradient_rows(quick: bool) -> list[dict[str, object]]:
+    rows = []
+    for n in (2000, 4000) if quick else (4000, 10_000):
+        g = torch.Generator().manual_seed(n)
+        x = torch.randn(n, 16, generator=g)
+        y = x[:, :1] ** 2 + torch.randn(n, 1, generator=g)
+        xd = x.double().requires_grad_(True)
+        ref = distance_correlation_sqr(xd, y.double())
+        (ref_grad,) = torch.autograd.grad(ref, xd)
+
+        def loss_and_grad(
+            fn: Callable[..., torch.Tensor], x: torch.Tensor = x, y: torch.Tensor = y
+        ) -> tuple[float, torch.Tensor]:
+            xs = x.clone().requires_grad_(True)
+            value = fn(xs, y)
+            (grad,) = torch.autograd.grad(value, xs)
+            return float(value.detach()), grad
+
+        ours = _ours(measure, partial(loss_and_grad, distance_correlation_sqr))
+        old = _ours(measure, partial(loss_and_grad, _previous_dcor_sqr))
+
+        def errors(t: Timing, ref: float = float(ref), ref_grad: torch.Tensor = ref_grad) -> tuple:
+            value, grad = t[2]
+            return abs(value - ref) / abs(ref), float(
+                (grad.double() - ref_grad).norm() / ref_grad.norm()
+            )
+
+        (e_ours, g_ours), (e_old, g_old) = errors(ours), errors(old)
+        cells = {"rel. err": e_ours, "grad rel. err": g_ours}
+        cells |= {"previous rel. err": e_old, "previous grad rel. err": g_old}
+        rows.append(compare_row(GRADIENT, f"n={n}, d=16", ours, old, "previous", **cells))
+    return rows
 
 
 BENCHMARK = Benchmark(
