@@ -110,7 +110,7 @@ def _run(quick: bool) -> BenchResult:
                 rows.append(compare_row(FAST, case, ours, peer, "dcor", n=n, **{"abs diff": diff}))
     notes.insert(
         0,
-        f"float64 throughout. Threads: inforeg's torch ran with {THREADS} intra-op threads (set "
+        f"The dcor tables are float64. Threads: inforeg's torch ran with {THREADS} intra-op threads (set "
         "again right before each inforeg timing, because running dcor's numba code resets "
         "torch's thread count), except the row marked 1 thread; dcor's numba kernels (AVL, "
         "mergesort) are single-threaded, and its naive path is NumPy, whose elementwise work is "
@@ -170,7 +170,9 @@ def _gradient_rows(quick: bool) -> list[dict[str, object]]:
         ours = _ours(measure, partial(loss_and_grad, distance_correlation_sqr))
         old = _ours(measure, partial(loss_and_grad, _previous_dcor_sqr))
 
-        def errors(t: Timing, ref: float = float(ref), ref_grad: torch.Tensor = ref_grad) -> tuple:
+        def errors(
+            t: Timing, ref: float = float(ref.detach()), ref_grad: torch.Tensor = ref_grad
+        ) -> tuple:
             value, grad = t[2]
             return abs(value - ref) / abs(ref), float(
                 (grad.double() - ref_grad).norm() / ref_grad.norm()
