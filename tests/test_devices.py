@@ -314,6 +314,20 @@ CASES: dict[str, tuple[Case, tuple[str, ...], bool]] = {
         ("px", "py"),
         True,
     ),
+    "sinkhorn_divergence_online": (
+        lambda i: ot.sinkhorn_divergence(
+            i["px"], i["py"], blur=0.1, diameter=8.0, backend="online"
+        ),
+        ("px", "py"),
+        True,
+    ),
+    "sinkhorn_divergence_online_p1": (
+        lambda i: ot.sinkhorn_divergence(
+            i["px"], i["py"], p=1, blur=0.1, diameter=8.0, backend="online"
+        ),
+        ("px", "py"),
+        True,
+    ),
     "sliced_wasserstein": (
         lambda i: ot.sliced_wasserstein(i["px"], i["py"], projections=i["proj"].T),
         ("px", "py"),
