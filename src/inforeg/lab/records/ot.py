@@ -74,7 +74,11 @@ RECORDS = [
             "P_yx = its column normalisation transposed; the authors detach both before the SW "
             "loss. Also here: the general log-domain Sinkhorn (POT sinkhorn_log agreement) and "
             "geomloss-convention Sinkhorn divergence (cost ||x-y||^2/2 for p=2, eps = blur^p), "
-            "sliced/max-sliced Wasserstein checked against POT with identical projections."
+            "sliced/max-sliced Wasserstein checked against POT with identical projections. "
+            "The refinement claim is fragile: a rounding-level change of the SW gradient "
+            "(safe_root, 2026-12-07) moved 3 of 10 CE + SW seeds by up to 0.023 and the verdict "
+            "from inconclusive (6/10, +0.011 [-0.0045, +0.027]) to held (8/10, +0.0082 "
+            "[+0.0028, +0.0137]); read it as a small effect at the edge of this run's power."
         ),
     ),
 ]
