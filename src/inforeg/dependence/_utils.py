@@ -66,6 +66,20 @@ def resolve_bandwidths(
 DIRECT_MAX_FEATURES = 4
 
 
+#: Entries per streamed block on the CPU when no chunk_size is given: the few elementwise passes
+#: over a block then stay in cache. The generic default of core.pairwise (2^24 entries) was 3x
+#: (Cauchy-Schwarz) to 7x (joint dCov) slower at n = 6000; up to n = 1024 both give one block.
+CPU_BLOCK = 1 << 20
+
+
+def cpu_block_rows(chunk_size: int | None, x: Tensor, m: int) -> int | None:
+    """Rows per streamed block of an (n, m) matrix built from ``x``: ``chunk_size``, or on the
+    CPU about :data:`CPU_BLOCK` entries (elsewhere None: the generic default)."""
+    if chunk_size is not None or x.device.type != "cpu":
+        return chunk_size
+    return max(1, CPU_BLOCK // max(m, 1))
+
+
 def sq_block_fn(x: Tensor, y: Tensor | None = None) -> BlockFn:
     """``block(start, stop)``: rows of ``||x_i - y_j||^2`` (y defaults to x, diagonal exactly 0).
 

@@ -45,10 +45,7 @@ from torch import Tensor, nn
 from inforeg.core.checks import check_number, check_positive, check_same_length
 from inforeg.core.dtypes import compute_dtype
 from inforeg.core.pairwise import stream_rows
-from inforeg.dependence._utils import (
-    as_samples,
-    sq_block_fn,
-)
+from inforeg.dependence._utils import as_samples, cpu_block_rows, sq_block_fn
 
 __all__ = [
     "CSIBLoss",
@@ -60,20 +57,6 @@ __all__ = [
 
 def _scale(v: Tensor, bits: bool) -> Tensor:
     return v / math.log(2.0) if bits else v
-
-
-#: Entries per streamed block on the CPU when no chunk_size is given: the few passes over a
-#: block (distances, exp, sums) then stay in cache. The generic default (2^24 entries) was 2.7x
-#: slower at n = 6000; up to n = 1024 both give one block, so small batches are unchanged.
-_CPU_BLOCK = 1 << 20
-
-
-def _rows(chunk_size: int | None, x: Tensor, m: int) -> int | None:
-    """Rows per block of an (n, m) kernel matrix of ``x``'s rows: ``chunk_size``, or on the CPU
-    about ``_CPU_BLOCK`` entries (elsewhere None: the generic default)."""
-    if chunk_size is not None or x.device.type != "cpu":
-        return chunk_size
-    return max(1, _CPU_BLOCK // max(m, 1))
 
 
 def _gaussian(d2: Tensor, g: float) -> Tensor:
@@ -91,7 +74,9 @@ def _log_mean_kernel(a: Tensor, b: Tensor | None, sigma: float, chunk_size: int 
         # in place: x / (-c) is bitwise -(x / c), one temporary less
         return torch.logsumexp(sq(start, stop).div_(-2.0 * sigma * sigma), dim=1, keepdim=True)
 
-    lse = torch.logsumexp(stream_rows(rows, a.shape[0], _rows(chunk_size, a, m))[:, 0], dim=0)
+    lse = torch.logsumexp(
+        stream_rows(rows, a.shape[0], cpu_block_rows(chunk_size, a, m))[:, 0], dim=0
+    )
     return lse - math.log(a.shape[0] * m)
 
 
@@ -181,7 +166,7 @@ def conditional_cs_divergence(
         a21 = (k * _gaussian(l21(start, stop), gy)).sum(1)
         return torch.stack((a1 / w, a2 / w, a21 / w), dim=1)
 
-    a = stream_rows(rows, n, _rows(chunk_size, xc, n)).sum(0)
+    a = stream_rows(rows, n, cpu_block_rows(chunk_size, xc, n)).sum(0)
     tiny = torch.finfo(dt).tiny
     val = a[0].log() + a[1].log() - 2.0 * a[2].clamp_min(tiny).log()
     return _scale(val, bits).to(x2.dtype)
@@ -197,7 +182,7 @@ def _qmi(x: Tensor, t: Tensor, sx: float, st: float, chunk_size: int | None) -> 
         b = _gaussian(kt(start, stop), gt)
         return torch.stack(((a * b).sum(1), a.sum(1), b.sum(1)), dim=1)
 
-    r = stream_rows(rows, n, _rows(chunk_size, x, n))
+    r = stream_rows(rows, n, cpu_block_rows(chunk_size, x, n))
     vj = r[:, 0].sum() / n**2
     vm = r[:, 1].sum() * r[:, 2].sum() / n**4
     vc = (r[:, 1] * r[:, 2]).sum() / n**3
