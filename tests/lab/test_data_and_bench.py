@@ -53,9 +53,10 @@ def test_blobs():
 def test_measure_and_write(tmp_path):
     # 128 MB: above glibc's largest dynamic mmap threshold (32 MB), so the temporary is always
     # freshly mapped and shows in peak RSS whatever earlier tests left in the heap.
-    # Peak RSS also counts file-backed pages, which the kernel can reclaim from a process on a
-    # shared machine during the call: one full CI run measured 0 growth (2026-12-07), the same
-    # test alone never did. Up to three tries; a measure that never sees the 128 MB still fails.
+    # One full CI run measured 0 growth here (2026-12-07); the test alone never did. A likely
+    # cause, not confirmed: peak RSS also counts file-backed pages, which the kernel may reclaim
+    # during the call on a shared machine. Up to three tries; a measure that never sees the
+    # 128 MB still fails.
     mems = []
     for _ in range(3):
         secs, mem, out = measure(lambda: torch.ones(16_000_000, dtype=torch.float64).sum(), 2)
