@@ -18,6 +18,8 @@ import torch
 
 #: What :func:`measure` and :func:`measure_once` return: ``(seconds, peak extra bytes, value)``.
 Timing = tuple[float, int, Any]
+#: A loss value and its gradient with respect to the points (:func:`value_and_grad`).
+ValueGrad = tuple[float, torch.Tensor]
 
 #: The row key naming the table a row belongs to (one table per comparison in the Markdown).
 TABLE = "table"
@@ -94,6 +96,22 @@ class Benchmark:
         from inforeg.lab.registry import records
 
         return [r.key for r in records() if self.name in r.benchmarks]
+
+
+def value_and_grad(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> ValueGrad:
+    """``(float(fn(x)), d fn / d x)`` through a fresh leaf copy of ``x`` (a loss's forward and
+    backward, the unit the gradient benchmarks time)."""
+    leaf = x.detach().clone().requires_grad_(True)
+    value = fn(leaf)
+    (grad,) = torch.autograd.grad(value, leaf)
+    return float(value.detach()), grad
+
+
+def rel_diffs(got: ValueGrad, ref: ValueGrad) -> tuple[float, float]:
+    """Relative differences of a value and of its gradient (in norm) from a reference."""
+    (value, grad), (ref_value, ref_grad) = got, ref
+    grad_diff = (grad.double() - ref_grad.double()).norm() / ref_grad.double().norm()
+    return abs(value - ref_value) / abs(ref_value), float(grad_diff)
 
 
 def _rss_bytes() -> int:

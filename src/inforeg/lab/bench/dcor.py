@@ -21,6 +21,8 @@ from inforeg.lab.bench.base import (
     compare_row,
     measure,
     measure_once,
+    rel_diffs,
+    value_and_grad,
 )
 
 NAIVE = "d = 16: naive O(n^2) statistics, float64"
@@ -155,30 +157,10 @@ def _gradient_rows(quick: bool) -> list[dict[str, object]]:
         g = torch.Generator().manual_seed(n)
         x = torch.randn(n, 16, generator=g)
         y = x[:, :1] ** 2 + torch.randn(n, 1, generator=g)
-        xd = x.double().requires_grad_(True)
-        ref = distance_correlation_sqr(xd, y.double())
-        (ref_grad,) = torch.autograd.grad(ref, xd)
-
-        def loss_and_grad(
-            fn: Callable[..., torch.Tensor], x: torch.Tensor = x, y: torch.Tensor = y
-        ) -> tuple[float, torch.Tensor]:
-            xs = x.clone().requires_grad_(True)
-            value = fn(xs, y)
-            (grad,) = torch.autograd.grad(value, xs)
-            return float(value.detach()), grad
-
-        ours = _ours(measure, partial(loss_and_grad, distance_correlation_sqr))
-        old = _ours(measure, partial(loss_and_grad, _previous_dcor_sqr))
-
-        def errors(
-            t: Timing, ref: float = float(ref.detach()), ref_grad: torch.Tensor = ref_grad
-        ) -> tuple:
-            value, grad = t[2]
-            return abs(value - ref) / abs(ref), float(
-                (grad.double() - ref_grad).norm() / ref_grad.norm()
-            )
-
-        (e_ours, g_ours), (e_old, g_old) = errors(ours), errors(old)
+        ref = value_and_grad(partial(distance_correlation_sqr, y=y.double()), x.double())
+        ours = _ours(measure, partial(value_and_grad, partial(distance_correlation_sqr, y=y), x))
+        old = _ours(measure, partial(value_and_grad, partial(_previous_dcor_sqr, y=y), x))
+        (e_ours, g_ours), (e_old, g_old) = rel_diffs(ours[2], ref), rel_diffs(old[2], ref)
         cells = {"rel. err": e_ours, "grad rel. err": g_ours}
         cells |= {"previous rel. err": e_old, "previous grad rel. err": g_old}
         rows.append(compare_row(GRADIENT, f"n={n}, d=16", ours, old, "previous", **cells))
