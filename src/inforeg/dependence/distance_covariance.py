@@ -320,26 +320,20 @@ def _naive_all(
         else:
             assert aa_ is not None and bb_ is not None
             aa, bb = aa_, bb_
-    else:
+    else:  # autograd with exponent != 1: streamed, checkpointed blocks
         a_block = distance_matrix_blocks(x, exponent)
         b_block = distance_matrix_blocks(y, exponent)
 
         def rows(start: int, stop: int) -> Tensor:
             a = a_block(start, stop)
             b = b_block(start, stop)
-            if closed_squares:
-                return torch.stack(((a * b).sum(1), a.sum(1), b.sum(1)), dim=1)
             return torch.stack(
                 ((a * b).sum(1), a.sum(1), b.sum(1), (a * a).sum(1), (b * b).sum(1)), dim=1
             )
 
         r = stream_rows(rows, n, chunk_size)
         ra, rb = r[:, 1], r[:, 2]
-        ab = r[:, 0].sum()
-        if closed_squares:
-            aa, bb = _sum_sq_distances(x), _sum_sq_distances(y)
-        else:
-            aa, bb = r[:, 3].sum(), r[:, 4].sum()
+        ab, aa, bb = r[:, 0].sum(), r[:, 3].sum(), r[:, 4].sum()
     xy = _normalise(_center(ab, ra, rb, n, unbiased), n, unbiased)
     xx = _normalise(_center(aa, ra, ra, n, unbiased), n, unbiased)
     yy = _normalise(_center(bb, rb, rb, n, unbiased), n, unbiased)
