@@ -128,9 +128,12 @@ def dpm_solver_pp_2m(
         r_0 = \frac{\log(s_1/s_0)}{\log(s_0/t)}, \qquad
         x \leftarrow x_E + \frac{t\,h}{2 r_0}\,(m_0 - m_1),
 
-    with step 1 a DDIM step. ``lower_order_final=True`` makes the last step DDIM as well (the
-    reference DPM-Solver code does this only below 10 steps, from memory and UNVERIFIED; inforeg
-    does it whenever the flag is set). N steps use N denoiser calls.
+    with step 1 a DDIM step. ``lower_order_final=True`` makes the last step DDIM as well, whenever
+    the flag is set, as EVODiff's released sampler does (``samplers/evodiff.py``). The reference
+    DPM-Solver code (``LuChengTHU/dpm-solver``, ``dpm_solver_pytorch.py``, multistep branch) does
+    it only when ``steps < 10``; its docstring and diffusers' scheduler say ``< 15``. For 10 or
+    more steps, pass ``lower_order_final=False`` to match the reference. N steps use N denoiser
+    calls.
 
     Args:
         denoiser: ``(x, sigma) -> x0_hat``. x: (B, ...) start at ``sigmas[0]``.
