@@ -80,12 +80,12 @@ def test_dual_radius_oracles():
     p = PHI(1.0)
     for combine in ("official", "conservative"):
         assert dual_certified_radius(p, p, sigma, combine) == pytest.approx(sigma * math.sqrt(2))
-    official = dual_certified_radius(0.8, 0.95, 0.5)
+    official = dual_certified_radius(0.8, 0.95, 0.5, combine="official")
     assert official == pytest.approx(0.5 * math.hypot(PROBIT(0.8), PROBIT(0.95)), rel=1e-14)
     conservative = dual_certified_radius(0.8, 0.95, 0.5, combine="conservative")
     assert conservative == pytest.approx(0.5 * (PROBIT(0.8) + PROBIT(0.95)) / math.sqrt(2))
     # the spec's soundness example: one branch below 1/2
-    assert dual_certified_radius(PHI(2.0), 0.4, sigma) == pytest.approx(0.5, rel=1e-12)
+    assert dual_certified_radius(PHI(2.0), 0.4, sigma, "official") == pytest.approx(0.5, rel=1e-12)
     cons = dual_certified_radius(PHI(2.0), 0.4, sigma, combine="conservative")
     assert cons == pytest.approx(0.25 * (2.0 + PROBIT(0.4)) / math.sqrt(2), rel=1e-12)
     assert cons == pytest.approx(0.309, abs=5e-4)
@@ -97,13 +97,36 @@ def test_dual_radius_properties():
     grid = [0.0, 0.1, 0.45, 0.5, 0.6, 0.8, 0.95, 0.999]
     for p_l in grid:
         for p_r in grid:
-            off = dual_certified_radius(p_l, p_r, 0.3)
+            off = dual_certified_radius(p_l, p_r, 0.3, "official")
             cons = dual_certified_radius(p_l, p_r, 0.3, "conservative")
             assert cons <= off + 1e-12
-            assert off == dual_certified_radius(p_r, p_l, 0.3)  # symmetric
+            assert off == dual_certified_radius(p_r, p_l, 0.3, "official")  # symmetric
             assert off >= 0.0 and cons >= 0.0
     assert dual_certified_radius(0.0, 1.0, 0.3, "conservative") == 0.0  # undecided, not NaN
     assert dual_certified_radius(0.2, 0.3, 0.3, "conservative") == 0.0
+
+
+@pytest.mark.parametrize(
+    ("p_l", "p_r"), [(PHI(2.0), 0.4), (0.8, 0.95), (0.6, 0.999), (0.51, 0.52), (0.9, 0.9)]
+)
+def test_default_dual_radius_holds_for_the_summed_vote(p_l, p_r):
+    """The default radius never exceeds the distance at which the summed vote can change.
+
+    Worst case: half-space base classifiers whose class-A probabilities are exactly the bounds.
+    A perturbation with parts of norms a, b on the two halves moves them to
+    Phi(z_l - a/sigma) and Phi(z_r - b/sigma); two classes, so A loses the summed vote once they
+    sum below 1. At a given ||delta|| the attacker takes a = b = ||delta|| / sqrt(2).
+    """
+    sigma = 0.25
+    radius = dual_certified_radius(p_l, p_r, sigma)
+    z_l, z_r = PROBIT(p_l), PROBIT(p_r)
+
+    def votes_for_a(norm: float) -> float:
+        part = norm / math.sqrt(2.0) / sigma
+        return PHI(z_l - part) + PHI(z_r - part)
+
+    assert votes_for_a(radius * (1 - 1e-9)) > 1.0  # still certified just inside
+    assert votes_for_a(radius * (1 + 1e-6)) < 1.0  # tight: the vote flips just outside
 
 
 @pytest.mark.parametrize(

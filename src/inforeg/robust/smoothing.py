@@ -9,9 +9,10 @@ ICLR 2024, arXiv 2404.09586, code ``xiasong0501/DRS`` (``core1_lowres_2.py``,
 DRS splits an image into two complementary pixel sets (masks), smooths a separate base classifier
 on each half-image with Gaussian noise, and certifies the summed vote. Where inforeg follows the
 authors' code rather than the paper, it says so: the masks keep the code's flipped first column
-pair (``quirk=True``), the sub-image post-processing is the code's max-pool-and-add, and the
-default radius combination is the code's ``sqrt(R_l^2 + R_r^2)`` (``combine="official"``), with a
-provably sound ``combine="conservative"`` beside it (see :func:`dual_certified_radius`).
+pair (``quirk=True``) and the sub-image post-processing is the code's max-pool-and-add. The
+default radius is the one that holds for the summed vote (``combine="conservative"``); the CIFAR
+code's ``sqrt(R_l^2 + R_r^2)`` (``combine="official"``) over-claims when the branches' bounds
+differ and is kept to reproduce the released numbers (see :func:`dual_certified_radius`).
 
 Reproducibility: every Monte Carlo draw comes from the ``generator`` passed to ``certify`` /
 ``predict`` (on the input's device), so a seeded generator gives the same certificate.
@@ -347,7 +348,7 @@ class DualRandomizedSmoothing(_Smoothed):
     .. math::
 
         g(x) = \arg\max_c \bigl[P(f_l(s_l(x)) = c) + P(f_r(s_r(x)) = c)\bigr],\qquad
-        R = \sqrt{R_l^2 + R_r^2}\ \ (\texttt{official})
+        R = \tfrac{\sigma}{\sqrt2}\bigl(\Phi^{-1}\underline p_l + \Phi^{-1}\underline p_r\bigr)
 
     with :math:`s_i` = :func:`dual_subimage` on mask :math:`i` at noise :math:`\sigma`. CERTIFY
     (released ``core1_lowres_2.py``): ``n0`` draws per branch, :math:`\hat c` = argmax of the summed
@@ -366,8 +367,9 @@ class DualRandomizedSmoothing(_Smoothed):
         sigma: per-branch noise standard deviation, > 0.
         masks: ``(mask_l, mask_r)``, disjoint bool (H, W) masks; default
             :func:`dual_smoothing_masks` of the image's size (with the released quirk).
-        combine: ``"official"`` (released code, default) or ``"conservative"`` (provable for the
-            summed vote; see :func:`dual_certified_radius`).
+        combine: ``"conservative"`` (default, sound for the summed vote) or ``"official"``
+            (the released CIFAR code's radius, larger than what holds when the branches' bounds
+            differ; see :func:`dual_certified_radius`).
     """
 
     def __init__(
@@ -377,7 +379,7 @@ class DualRandomizedSmoothing(_Smoothed):
         num_classes: int,
         sigma: float,
         masks: tuple[Tensor, Tensor] | None = None,
-        combine: Literal["official", "conservative"] = "official",
+        combine: Literal["official", "conservative"] = "conservative",
     ) -> None:
         super().__init__(num_classes, sigma)
         _check_callable(base_l, "base_l")

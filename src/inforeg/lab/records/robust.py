@@ -25,11 +25,15 @@ RECORDS = [
         experiment="drs-digits",
         status="implemented",
         notes=(
-            "Follows the released core1_lowres_2.py: masks with its flipped first column pair "
-            "(quirk=True), max-pool-and-add sub-images, radius sqrt(R_l^2 + R_r^2) "
-            "(combine='official'); combine='conservative' gives sigma (Phi^-1 p_l + Phi^-1 p_r) / "
-            "sqrt(2), what a Lipschitz argument proves for the summed vote. The paper's theorem was "
-            "not read (UNVERIFIED), so the record stays implemented. PREDICT sums the branches' "
+            "Follows the released core1_lowres_2.py for the masks (flipped first column pair, "
+            "quirk=True) and the max-pool-and-add sub-images. Default radius: sigma (Phi^-1 p_l + "
+            "Phi^-1 p_r) / sqrt(2) (combine='conservative'), which holds for the summed vote and "
+            "is tight for half-space base classifiers; the CIFAR code's sqrt(R_l^2 + R_r^2) "
+            "(combine='official') over-claims when p_l != p_r (0.5 vs 0.309 at p = Phi(2), 0.4, "
+            "sigma 0.25) and is kept to reproduce the released numbers; the authors' ImageNet "
+            "script logs (R_l + R_r) / sqrt(2) with R_i clipped at 0 (checked at xiasong0501/DRS "
+            "f98595d). The paper's theorem could not be read, so the record stays implemented. "
+            "PREDICT sums the branches' "
             "votes (the released predict refers to a missing classifier). Clopper-Pearson and the "
             "binomial test are pure Python, checked against SciPy in "
             "tests/robust/test_certification.py. drs-digits (10 seeds): DRS did not beat RS on "
