@@ -126,8 +126,8 @@ def _make_inputs(dtype: torch.dtype) -> Inputs:
         # nn: a feature map, scalar hyper-parameter tensors, seeded attention modules
         "fmap": randn(2, 16, 8, 5),
         "eps_t": torch.tensor(0.05, dtype=dtype),
-        "c_scale": torch.tensor(0.8, dtype=dtype),
-        "c_mu": torch.tensor(6.0, dtype=dtype),
+        "c_a": torch.tensor(0.8, dtype=dtype),
+        "c_b": torch.tensor(0.6, dtype=dtype),
         "awb_cbam": _seeded(lambda: inn.AttentiveWaveBlock(16, "cbam"), dtype),
         "awb_nonlocal": _seeded(lambda: inn.AttentiveWaveBlock(16, "nonlocal"), dtype),
     }
@@ -529,8 +529,8 @@ CASES: dict[str, tuple[Case, tuple[str, ...], bool]] = {
         True,
     ),
     "compand": (
-        lambda i: inn.compand(i["theta"], i["c_scale"], i["c_mu"]),
-        ("theta", "c_scale", "c_mu"),
+        lambda i: inn.compand(i["theta"], i["c_a"], i["c_b"]),
+        ("theta", "c_a", "c_b"),
         True,
     ),
 }

@@ -172,7 +172,7 @@ MODULE_ONLY: dict[str, dict[str, str]] = {
         "up_weight": "weight of the upscaling latent's term",
         "down_weight": "weight of the downscaling latent's term",
     },
-    "nn.WeightCompander": {"learnable": "scale and mu are learned parameters or buffers"},
+    "nn.WeightCompander": {"learnable": "a and b are learned parameters or buffers"},
     "nn.LatentQueryAlignmentLoss": {
         "dim": "state size: the learned queries pool (B, T, dim) sequences",
         "num_queries": "state size of the pooling",

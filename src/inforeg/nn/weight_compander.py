@@ -1,14 +1,24 @@
-r"""Weight compander: a nonlinear reparameterisation that bounds weights and pushes them from 0.
+r"""Weight compander: a bounded reparameterisation that steers weights away from zero.
 
 Cakaj, Mehnert, Yang, "Weight Compander: A Simple Weight Reparameterization for
-Regularization", 2023, arXiv 2306.16993. No authors' code exists.
+Regularization", IJCNN 2023, arXiv 2306.16993. No authors' code was released. Checked against
+the authors' PDF (Sec. III; ``rinorcakaj/rinorcakaj.github.io``, ``files/WC_IJCNN_2023.pdf``):
 
-**UNVERIFIED**: the paper's exact compander function could not be read. Its abstract says each
-weight is replaced by a nonlinear function of a latent weight that limits the magnitude and
-pushes it away from zero, with learnable hyper-parameters, combined with ordinary weight decay.
-inforeg's default is the :math:`\mu`-law compander below (our choice, labelled as such); a
-candidate to check when the paper can be read is :math:`\mathrm{sign}(v)((|v|+\beta)^\alpha -
-\beta^\alpha)`.
+- Eq. (1): every weight of the network is :math:`w = \psi(v) = a \arctan(v / b)` with
+  :math:`a, b > 0`; batch-norm weights and biases are not reparameterised.
+- Eq. (4): the latent weights start at :math:`v = b \tan(w / a)`, so the network keeps its usual
+  initialisation (this needs :math:`|w| < a\pi/2`; the paper works with :math:`a, b \ge 0.5`).
+- :math:`a, b` are hyper-parameters shared by the network, grid-searched per model over
+  :math:`\{0.5, \dots, 1.0\}^2` (Table I: e.g. ResNet18 on CIFAR-10 uses a = 1.0, b = 0.6).
+  The defaults here, a = b = 1, are the curve of the paper's Fig. 2, not a tuned value.
+- Sec. III-B learns :math:`a, b` by SGD, shared by the network ("coarse") or per layer ("fine",
+  the one reported); they are learned directly, without a positivity constraint.
+- Weight decay: with fixed :math:`a, b` it acts on the effective weights :math:`w = \psi(v)`, not
+  on :math:`v`; with learned :math:`a, b` it acts on :math:`v` only, not on :math:`a, b`.
+- Optimiser: the experiments use SGD with momentum. Adam rescales the gradient and so undoes
+  part of the effect; for adaptive optimisers the paper uses Powerpropagation's modified step
+  (the adaptive step of :math:`\partial L/\partial w`, then times :math:`\psi'(v)`), which is not
+  part of this module.
 """
 
 from __future__ import annotations
@@ -16,96 +26,73 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
-from inforeg.core.checks import (
-    check_broadcastable,
-    check_number,
-    check_positive,
-    check_tensor,
-    get_checks,
-)
+from inforeg.core.checks import check_broadcastable, check_positive, check_tensor, get_checks
 from inforeg.core.dtypes import compute_dtype
 
 __all__ = ["WeightCompander", "apply_weight_compander", "compand"]
 
-# Below this value of mu*|v| the curve uses its linear term mu*v, whose error there is
-# (mu|v|)^2/2 < 1e-24 relative: it gives the exact slope at v = 0, where the autograd of
-# sign(v) * log1p(mu|v|) would be 0 (the subgradient of |v| at 0).
-_LINEAR_BELOW = 1e-12
 
-
-def _tensor_param(p: Tensor, name: str, v: Tensor) -> None:
+def _positive_param(p: float | Tensor, name: str, v: Tensor) -> float | Tensor:
+    if not isinstance(p, Tensor):
+        return check_positive(p, name)
     check_tensor(p, name, floating=True)
     check_broadcastable(p, name, v, "v")
+    if get_checks() == "full" and bool((p <= 0).any()):
+        raise ValueError(f"{name}: expected positive values, got min {float(p.min())}")
+    return p
 
 
-def compand(v: Tensor, scale: float | Tensor = 1.0, mu: float | Tensor = 10.0) -> Tensor:
-    r""":math:`\mu`-law compander of latent weights (inforeg's UNVERIFIED default, see module).
+def compand(v: Tensor, a: float | Tensor = 1.0, b: float | Tensor = 1.0) -> Tensor:
+    r"""The weight compander :math:`\psi(v) = a \arctan(v / b)` (Eq. 1 of the paper).
 
     .. math::
 
-        f(v) = s\,\mathrm{sign}(v)\,\frac{\log(1 + \mu |v|)}{\log(1 + \mu)}, \qquad
-        f'(v) = \frac{s\,\mu}{(1 + \mu|v|)\log(1+\mu)}, \qquad
-        f'(0) = \frac{s\,\mu}{\log(1+\mu)}.
+        \psi(v) = a \arctan\frac{v}{b}, \qquad
+        \psi'(v) = \frac{a}{b\,(1 + v^2 / b^2)}, \qquad
+        |\psi(v)| < \frac{a\pi}{2}.
 
-    Odd, strictly increasing (for s > 0), logarithmic growth; for s = 1 the fixed points are
-    :math:`|v| \in \{0, 1\}`, :math:`|f(v)| > |v|` inside (small weights pushed away from zero)
-    and :math:`|f(v)| < |v|` beyond (large weights compressed). The slope at exactly
-    :math:`v = 0` is :math:`s\mu/\log(1+\mu)` (4.1703 for the defaults), not 0: near zero the
-    linear term :math:`s\mu v/\log(1+\mu)` is used, so exactly-zero weights still train.
-    :math:`\mu \to 0` gives :math:`f(v) = s v`.
+    Odd and strictly increasing. The slope is largest at :math:`v = 0` (:math:`a/b`) and falls
+    off for large :math:`|v|`, so small weights move faster than large ones, and every weight is
+    bounded by :math:`a\pi/2`.
 
     Args:
         v: latent weights, any shape.
-        scale: :math:`s`, a finite number or a floating tensor broadcastable to ``v``
-            (UNVERIFIED default 1).
-        mu: :math:`\mu > 0`, a number or a floating tensor broadcastable to ``v``
-            (UNVERIFIED default 10). Tensor values are checked for positivity under
-            ``inforeg.set_checks("full")`` only (one sync).
+        a: :math:`a > 0`, the bound's scale: a number or a floating tensor broadcastable to
+            ``v`` (default 1; the paper tunes it per model in [0.5, 1]).
+        b: :math:`b > 0`, the stretch along :math:`v`: a number or a floating tensor
+            broadcastable to ``v`` (default 1; likewise tuned in [0.5, 1]). Tensor values of
+            ``a`` and ``b`` are checked for positivity under ``inforeg.set_checks("full")`` only
+            (one sync).
 
     Returns:
-        :math:`f(v)` in ``v``'s dtype (computed in float32 for half-precision input).
+        :math:`\psi(v)` in ``v``'s dtype (computed in float32 for half-precision input).
 
     Example:
         >>> compand(torch.tensor([-1.0, 0.0, 0.5, 2.0], dtype=torch.float64))
-        tensor([-1.0000,  0.0000,  0.7472,  1.2697], dtype=torch.float64)
+        tensor([-0.7854,  0.0000,  0.4636,  1.1071], dtype=torch.float64)
     """
     check_tensor(v, "v", floating=True, nonempty=False)
-    tensors = [v]
-    if isinstance(scale, Tensor):
-        _tensor_param(scale, "scale", v)
-        tensors.append(scale)
-    else:
-        scale = check_number(scale, "scale")
-    if isinstance(mu, Tensor):
-        _tensor_param(mu, "mu", v)
-        if get_checks() == "full" and bool((mu <= 0).any()):
-            raise ValueError(f"mu: expected positive values, got min {float(mu.min())}")
-        tensors.append(mu)
-    else:
-        mu = check_positive(mu, "mu")
-    dtype = compute_dtype(*tensors)
-    vc = v.to(dtype)
-    if isinstance(mu, Tensor):
-        mu = mu.to(dtype)
-        denom: float | Tensor = torch.log1p(mu)
-    else:
-        denom = math.log1p(mu)
-    if isinstance(scale, Tensor):
-        scale = scale.to(dtype)
-    arg = mu * vc.abs()
-    curve = torch.where(arg < _LINEAR_BELOW, mu * vc, torch.sign(vc) * torch.log1p(arg))
-    return (scale * curve / denom).to(v.dtype)
+    a = _positive_param(a, "a", v)
+    b = _positive_param(b, "b", v)
+    dtype = compute_dtype(v, *(p for p in (a, b) if isinstance(p, Tensor)))
+    a_, b_ = (p.to(dtype) if isinstance(p, Tensor) else p for p in (a, b))
+    return (a_ * torch.atan(v.to(dtype) / b_)).to(v.dtype)
 
 
-def _inverse(w: Tensor, scale: Tensor, mu: Tensor) -> Tensor:
-    """``v`` with ``compand(v, scale, mu) = w`` (for any non-zero scale)."""
-    dtype = compute_dtype(w, scale, mu)
-    level = w.to(dtype) * torch.log1p(mu.to(dtype)) / scale.to(dtype)
-    return (torch.sign(level) * torch.expm1(level.abs()) / mu.to(dtype)).to(w.dtype)
+def _inverse(w: Tensor, a: Tensor, b: Tensor) -> Tensor:
+    """``v`` with ``compand(v, a, b) = w`` (Eq. 4); ``w`` must lie inside ``(-a pi/2, a pi/2)``."""
+    dtype = compute_dtype(w, a, b)
+    angle = w.to(dtype) / a.to(dtype)
+    if bool((angle.abs() >= math.pi / 2).any()):  # one sync, at registration only
+        bound = float(a) * math.pi / 2
+        raise ValueError(
+            f"w: the compander's weights lie in (-a pi/2, a pi/2) = (-{bound:.4g}, {bound:.4g}), "
+            f"got max |w| = {float(w.abs().max()):.4g}; use a larger a"
+        )
+    return (b.to(dtype) * torch.tan(angle)).to(w.dtype)
 
 
 class WeightCompander(nn.Module):
@@ -113,24 +100,27 @@ class WeightCompander(nn.Module):
 
     Register it on a layer's weight::
 
-        parametrize.register_parametrization(layer, "weight", WeightCompander())
+        parametrize.register_parametrization(layer, "weight", WeightCompander(a=1.0, b=0.6))
 
     (or use :func:`apply_weight_compander` for a whole model). The layer then stores the latent
     weights :math:`v` (``layer.parametrizations.weight.original``) and uses
-    :math:`w = f(v)`; :meth:`right_inverse` makes the registration keep the layer's initial
-    effective weights (:math:`v = f^{-1}(w) = \mathrm{sign}(w)(e^{|w|\log(1+\mu)/|s|} - 1)/\mu`,
-    which overflows float32 only for :math:`|w| > 88|s|/\log(1+\mu)`, 36.7 for the defaults).
+    :math:`w = a\arctan(v/b)`; :meth:`right_inverse` makes the registration keep the layer's
+    effective weights (:math:`v = b\tan(w/a)`, Eq. 4) and raises if a weight is not below
+    :math:`a\pi/2` in magnitude.
 
-    :math:`s` is the parameter ``scale``; :math:`\mu` is kept positive as
-    ``softplus(raw_mu)`` (property ``mu``); both are per-layer scalars, ``nn.Parameter`` when
-    ``learnable`` (UNVERIFIED default: learned), buffers otherwise, so they follow ``.to()`` and
-    ``state_dict()``. Ordinary weight decay then acts on the latent weights; keep ``scale`` and
-    ``raw_mu`` out of it (a parameter group with ``weight_decay=0``).
+    :math:`a, b` are per-layer scalars: buffers by default (the paper's method, fixed
+    hyper-parameters), ``nn.Parameter`` with ``learnable=True`` (the paper's Sec. III-B, learned
+    directly as there, with no positivity constraint). Either way they follow ``.to()`` and
+    ``state_dict()``. Weight decay as in the paper: with fixed :math:`a, b`, leave the latent
+    weights out of the optimiser's ``weight_decay`` and add
+    :math:`\tfrac{\lambda}{2}\sum\|w\|^2` of the effective weights (``layer.weight``) to the loss;
+    with ``learnable=True``, decay the latent weights and keep ``a``, ``b`` out of it.
 
     Args:
-        scale: initial :math:`s`, finite and non-zero (UNVERIFIED default 1).
-        mu: initial :math:`\mu > 0` (UNVERIFIED default 10).
-        learnable: learn :math:`s` and :math:`\mu` (default) or keep them fixed.
+        a: :math:`a > 0` (default 1).
+        b: :math:`b > 0` (default 1).
+        learnable: learn :math:`a` and :math:`b` (default False: fixed, as in the paper's
+            main method).
 
     Example:
         >>> layer = nn.Linear(2, 1)
@@ -140,43 +130,34 @@ class WeightCompander(nn.Module):
         >>> layer.weight.detach()
         tensor([[ 0.5000, -1.0000]])
         >>> layer.parametrizations.weight.original.detach()
-        tensor([[ 0.2317, -1.0000]])
+        tensor([[ 0.5463, -1.5574]])
     """
 
-    scale: Tensor
-    raw_mu: Tensor
+    a: Tensor
+    b: Tensor
 
-    def __init__(self, scale: float = 1.0, mu: float = 10.0, learnable: bool = True) -> None:
+    def __init__(self, a: float = 1.0, b: float = 1.0, learnable: bool = False) -> None:
         super().__init__()
-        s = check_number(scale, "scale")
-        if s == 0.0:
-            raise ValueError("scale: expected a non-zero number (the compander must be invertible)")
-        m = check_positive(mu, "mu")
+        values = {"a": check_positive(a, "a"), "b": check_positive(b, "b")}
         if not isinstance(learnable, bool):
             raise TypeError(f"learnable: expected a bool, got {type(learnable).__name__}")
-        raw = m + math.log(-math.expm1(-m))  # softplus^{-1}(m), stable for large m
-        for name, value in (("scale", s), ("raw_mu", raw)):
+        for name, value in values.items():
             t = torch.tensor(value)
             if learnable:
                 setattr(self, name, nn.Parameter(t))
             else:
                 self.register_buffer(name, t)
 
-    @property
-    def mu(self) -> Tensor:
-        """:math:`\\mu = \\mathrm{softplus}(\\text{raw\\_mu})`, floored at the dtype's tiny."""
-        return F.softplus(self.raw_mu).clamp_min(torch.finfo(self.raw_mu.dtype).tiny)
-
     def forward(self, v: Tensor) -> Tensor:
-        return compand(v, self.scale, self.mu)
+        return compand(v, self.a, self.b)
 
     def right_inverse(self, w: Tensor) -> Tensor:
         """Latent weights whose companded value is ``w`` (used at registration)."""
         check_tensor(w, "w", floating=True, nonempty=False)
-        return _inverse(w, self.scale.detach(), self.mu.detach())
+        return _inverse(w, self.a.detach(), self.b.detach())
 
     def extra_repr(self) -> str:
-        return f"learnable={isinstance(self.scale, nn.Parameter)}"
+        return f"learnable={isinstance(self.a, nn.Parameter)}"
 
 
 def apply_weight_compander(
@@ -187,8 +168,9 @@ def apply_weight_compander(
     """Register one :class:`WeightCompander` (built with ``**kwargs``) on the ``weight`` of every
     layer of ``model`` that is an instance of ``layer_types``; return ``model``.
 
-    Effective weights are unchanged by the registration. Layers already parametrised on
-    ``weight`` are skipped; a model with no matching layer raises ``ValueError``.
+    One compander per layer: with ``learnable=True`` this is the paper's "fine" version. Effective
+    weights are unchanged by the registration. Layers already parametrised on ``weight`` are
+    skipped; a model with no matching layer raises ``ValueError``.
 
     Example:
         >>> net = apply_weight_compander(nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2)))

@@ -1,10 +1,13 @@
-"""Weight compander on a small-data MLP (spec remaining.md §7 (5)), protocol 2.
+r"""Weight compander on a small-data MLP (spec remaining.md §7 (5)), protocol 2.
 
-An MLP 64-256-256-10 is trained with Adam on 200 digits, plain or with inforeg's (UNVERIFIED)
-mu-law :class:`~inforeg.nn.WeightCompander` on every Linear weight (s = 1, mu = 10, both learned,
-kept out of weight decay; the decay acts on the latent weights). Both arms are tuned over the same
-weight-decay grid and stopped at their best validation epoch; the seed fixes the split, the
-initial effective weights (identical across arms) and the data order.
+An MLP 64-256-256-10 is trained with SGD (momentum 0.9, as in the paper) on 200 digits, plain or
+with :class:`~inforeg.nn.WeightCompander` (:math:`w = a\arctan(v/b)`, the paper's Eq. 1, fixed
+a and b) on every Linear weight. As in the paper, weight decay acts on the effective weights
+(:math:`\tfrac{\lambda}{2}\|w\|^2` added to the loss, the latent weights left out of the
+optimiser's decay). Equal tuning: the plain MLP picks its weight decay from three values, the
+compander picks (a, b) from three of the paper's Table I choices at the middle weight decay. Each
+arm stops at its best validation epoch; the seed fixes the split, the initial effective weights
+(identical across arms) and the data order.
 """
 
 from __future__ import annotations
@@ -17,15 +20,19 @@ from inforeg.lab.experiments._digit_images import digit_images, stratified_split
 from inforeg.lab.experiments.base import Claim, Experiment, RegimeCheck, SeedResult
 from inforeg.lab.experiments.protocol import BestOnValidation, Selected, tune_arms
 from inforeg.lab.experiments.training import decay_groups, make_mlp, train_epoch
-from inforeg.nn import WeightCompander, apply_weight_compander
+from inforeg.nn import apply_weight_compander
 
 SPLITS = {"train": 200, "validation": 300, "test": 1297}
 EPOCHS, QUICK_EPOCHS = 150, 4
 BATCH = 32
-LR = 1e-3
+LR, MOMENTUM = 0.05, 0.9
 WD_GRID = [1e-4, 1e-3, 1e-2]
-ARMS = ("plain", "compander")
-GRIDS = {arm: {"weight_decay": WD_GRID} for arm in ARMS}
+COMPANDER_WD = 1e-3  # the middle of the plain grid: the "standard regularisation" WC is added to
+AB_GRID = [(1.0, 0.6), (0.8, 0.5), (0.7, 0.8)]  # (a, b): three of the paper's Table I choices
+GRIDS: dict[str, dict[str, list]] = {
+    "plain": {"weight_decay": WD_GRID},
+    "compander": {"a, b": AB_GRID},
+}
 NEAR_ZERO = 0.01  # |w| below this fraction of the layer's max |w|
 
 
@@ -52,18 +59,29 @@ def _accuracy(model: nn.Module, x: Tensor, y: Tensor) -> float:
 
 
 def _fit(
-    arm: str, wd: float, seed: int, data: dict[str, tuple[Tensor, Tensor]], epochs: int
+    arm: str, point: dict, seed: int, data: dict[str, tuple[Tensor, Tensor]], epochs: int
 ) -> Selected:
-    torch.manual_seed(seed)
-    model = make_mlp(64, 256, 10, depth=2)
-    if arm == "compander":  # the registration keeps the initial effective weights
-        apply_weight_compander(model)
-    hyper = [p for m in model.modules() if isinstance(m, WeightCompander) for p in m.parameters()]
-    opt = torch.optim.Adam(decay_groups(model, wd, exempt=hyper), lr=LR)
     order = torch.Generator().manual_seed(seed)
     x_tr, y_tr = data["train"]
     x_va, y_va = data["validation"]
     x_te, y_te = data["test"]
+    torch.manual_seed(seed)
+    model = make_mlp(64, 256, 10, depth=2)
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    latents: list[Tensor] = []
+    if arm == "compander":  # the registration keeps the initial effective weights
+        a, b = point["a, b"]
+        apply_weight_compander(model, a=a, b=b)
+        latents = [m.parametrizations.weight.original for m in linears]  # type: ignore[union-attr,misc]
+    wd = COMPANDER_WD if arm == "compander" else point["weight_decay"]
+    # the latent weights' decay is Eq. 5 on w = psi(v), added to the loss; biases decay as usual
+    opt = torch.optim.SGD(decay_groups(model, wd, exempt=latents), lr=LR, momentum=MOMENTUM)
+
+    def loss_of(i: Tensor) -> Tensor:
+        loss = F.cross_entropy(model(x_tr[i]), y_tr[i])
+        if latents:
+            loss = loss + 0.5 * wd * sum(m.weight.pow(2).sum() for m in linears)
+        return loss
 
     def measure() -> dict[str, float]:
         return {
@@ -75,9 +93,7 @@ def _fit(
 
     best = BestOnValidation(higher_is_better=True)
     for epoch in range(epochs):
-        train_epoch(
-            opt, len(x_tr), BATCH, order, lambda i: F.cross_entropy(model(x_tr[i]), y_tr[i])
-        )
+        train_epoch(opt, len(x_tr), BATCH, order, loss_of)
         best.update(epoch, _accuracy(model, x_va, y_va), measure)
     return best.result()
 
@@ -89,9 +105,7 @@ def run_seed(seed: int, quick: bool) -> SeedResult:
     mean, std = x[idx["train"]].mean(), x[idx["train"]].std()
     data = {k: ((x[v] - mean) / std, y[v]) for k, v in idx.items()}
     epochs = QUICK_EPOCHS if quick else EPOCHS
-    tuned = tune_arms(
-        GRIDS, lambda arm, point: _fit(arm, point["weight_decay"], seed, data, epochs)
-    )
+    tuned = tune_arms(GRIDS, lambda arm, point: _fit(arm, point, seed, data, epochs))
     metrics = tuned.metrics("selected epoch")
     plain = metrics["plain"]
     regime = {"plain generalisation gap": plain["train accuracy"] - plain["validation accuracy"]}
@@ -99,20 +113,22 @@ def run_seed(seed: int, quick: bool) -> SeedResult:
 
 
 _PAPER = (
-    "Abstract (the paper text and code are not available to us): weight compander 'improves "
-    "the performance' of standard networks when combined with standard regularisation, by "
-    "limiting weight magnitudes and pushing weights away from zero. Small-scale analogue: an MLP "
-    "on 200 digits with inforeg's UNVERIFIED mu-law compander."
+    "Cakaj, Mehnert & Yang, IJCNN 2023 (arXiv 2306.16993), Sec. IV and Tables II-III: weight "
+    "compander (w = a arctan(v / b), weight decay on w, SGD) added to standard regularisation "
+    "improves the test accuracy of every ResNet and VGG on CIFAR-10/100 (e.g. ResNet50 +0.75 pt "
+    "on CIFAR-10, +1.56 pt on CIFAR-100), and leaves a greater range of weights around zero with "
+    "fewer weights centred at zero. Small-scale analogue: an MLP trained on 200 digits."
 )
 
 EXPERIMENT = Experiment(
     name="compander-digits",
-    summary="Weight compander (mu-law, UNVERIFIED form) vs a plain MLP trained on 200 digits.",
+    summary="Weight compander (a arctan(v / b), the paper's Eq. 1) vs a plain MLP on 200 digits.",
     setup=(
-        f"MLP 64-256-256-10 (ReLU), Adam lr {LR}, batch {BATCH}, {EPOCHS} epochs; "
-        "train/validation/test = 200/300/1297 stratified per seed; each arm picks its weight "
-        f"decay from {WD_GRID} and its epoch on validation accuracy. Compander: s = 1, mu = 10 "
-        "learned per layer (no weight decay on them)."
+        f"MLP 64-256-256-10 (ReLU), SGD lr {LR} momentum {MOMENTUM}, batch {BATCH}, {EPOCHS} "
+        "epochs; train/validation/test = 200/300/1297 stratified per seed. Plain: weight decay "
+        f"from {WD_GRID}. Compander on every Linear weight: fixed (a, b) from {AB_GRID}, weight "
+        f"decay {COMPANDER_WD} on the effective weights (the paper's Eq. 5). Each arm picks its "
+        "grid point and epoch on validation accuracy."
     ),
     claims=(
         Claim(

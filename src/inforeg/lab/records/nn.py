@@ -165,7 +165,7 @@ RECORDS = [
         title="Weight Compander: A Simple Weight Reparameterization for Regularization",
         authors="Rinor Cakaj, Jens Mehnert, Bin Yang",
         year=2023,
-        venue="arXiv preprint",
+        venue="IJCNN 2023",
         family="nn",
         spec="remaining.md §7",
         arxiv="2306.16993",
@@ -175,10 +175,17 @@ RECORDS = [
             "inforeg.nn.apply_weight_compander",
         ),
         experiment="compander-digits",
-        status="implemented",
+        status="verified",
+        reference_tests=("tests/nn/test_weight_compander.py",),
         notes=(
-            "Venue unverified; no code released. The compander function is UNVERIFIED: inforeg's "
-            "default is a mu-law curve (slope s*mu/log1p(mu) at 0, not 0)."
+            "No code released. Checked against the authors' PDF (rinorcakaj.github.io, "
+            "files/WC_IJCNN_2023.pdf; venue IJCNN 2023 from the same site): w = a arctan(v / b) "
+            "(Eq. 1), latent init v = b tan(w / a) (Eq. 4), a and b fixed by default (learnable "
+            "per layer is the paper's 'fine' extension), weight decay on w with fixed a, b and on "
+            "v with learned ones. Defaults a = b = 1 are the paper's Fig. 2 curve; the paper "
+            "grid-searches a, b in [0.5, 1] per model. Powerpropagation's modified Adam step is "
+            "not implemented (the paper's experiments use SGD). Until 2026-12 inforeg shipped a "
+            "mu-law curve instead (the paper had not been read)."
         ),
     ),
     Record(
