@@ -3,8 +3,13 @@ r"""Difficulty-adaptive entropy curriculum (after RDTF), as a ``torch.utils.data
 Yuan et al., "RDTF: Resource-efficient Dual-mask Training Framework for Multi-frame Animated
 Sticker Generation", arXiv 2503.17735 (2025). The paper's abstract describes a sample "entropy"
 (difficulty) made of a static part and an adaptive part, and training that moves from easy to
-difficult samples; neither its formulas nor its code could be found. **Every formula here is
-inforeg's design (UNVERIFIED against the paper)**, chosen to be simple and exactly testable:
+difficult samples. No code was released and the method section could not be read. What could be
+read (v1's figure captions and tables, as rendered by ``deep-diver/ai-paper-reviewer``) shows that
+the paper's curriculum is not the one below: its difficulty is set by the task (interpolation,
+prediction, generation) and the masked-frame length (Fig. 4), and its "difficulty-adaptive
+curriculum" has gains named :math:`K_p = 5, K_i = 3, K_d = 1.3` (Table 6), apparently a PID-style
+controller. **This module is inforeg's per-sample curriculum after RDTF's idea**, chosen to be
+simple and exactly testable:
 
 .. math::
 
@@ -14,7 +19,8 @@ inforeg's design (UNVERIFIED against the paper)**, chosen to be simple and exact
 with :math:`s_i` a given static difficulty (e.g. :func:`static_entropy`), :math:`a_i` an EMA of
 sample i's training loss, ranks scaled to [0, 1] (ties share their average rank), and at step t
 the :math:`\lceil c(t) N\rceil` samples of smallest :math:`d` eligible for the batch. The root
-pacing :math:`c(t)` is Platanios et al.'s competence function (NAACL 2019, arXiv 1903.09848).
+pacing :math:`c(t)` is Platanios et al.'s competence function (NAACL 2019, arXiv 1903.09848), not
+RDTF's; :math:`c_0`, :math:`\lambda` and the EMA weight are inforeg's choices.
 
 >>> curriculum_competence(0, 100), round(curriculum_competence(50, 100) ** 2, 12), curriculum_competence(150, 100)
 (0.2, 0.52, 1.0)

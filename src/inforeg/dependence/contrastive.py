@@ -297,8 +297,10 @@ def wasserstein_dependency(
         critic: callable ``critic(x, y) -> (N, N)`` scores S_ij = f(x_i, y_j) (e.g. a separable
             critic g(x) W h(y)^T).
         x, y: paired batches, (N, ...) each, N >= 2.
-        lipschitz: ``"gradient_penalty"`` (at positive pairs and at pairs shuffled by one
-            position), ``"spectral_norm"`` (the critic is assumed spectrally normalised, see
+        lipschitz: ``"gradient_penalty"`` (the mean of the penalty at the positive pairs and at
+            the pairs shuffled by one position: inforeg's choice; WGAN-GP evaluates it at random
+            interpolates between the two, and the paper's form, its weight and one- or
+            two-sidedness could not be read), ``"spectral_norm"`` (the critic is assumed spectrally normalised, see
             :func:`spectral_normalize`; no penalty) or ``"none"``.
         objective: ``"kr"`` (WDM) or ``"infonce"`` (WPC).
         gp_weight: lambda_GP (default 10, unverified).

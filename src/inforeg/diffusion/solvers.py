@@ -217,7 +217,11 @@ def evodiff_sample(
     ends, and :math:`m_t`, taken at the probe (not at the corrected point), becomes the next
     step's :math:`m_0`. With more than 20 steps the code replaces :math:`\zeta` by
     :math:`\mathrm{sigmoid}(-(|\zeta^*| - \frac12)c)`, :math:`c = \mathrm{sigmoid}(\mathrm{pc}(m_0,
-    (m_0 - m_1)/h)(2 - (t/s_0)^2))`; inforeg does the same.
+    (m_0 - m_1)/h)(2 - (t/s_0)^2))`; inforeg does the same. A second-hand account of the paper
+    (a paper note, not its text) gives :math:`\zeta = \mathrm{sigmoid}(-(|\zeta^*| - \mu))` and
+    :math:`\eta = \mathrm{sigmoid}(|\eta^*|)` without clamps: if it is right, the code's
+    :math:`\zeta` up to 20 steps has the opposite sign and its :math:`\eta` an extra factor
+    :math:`\frac12`. inforeg follows the code.
 
     The last step (``final_step``):
 

@@ -49,7 +49,10 @@ def partial_ranking_distillation(
     :math:`\log(1 + e^{(s_2 - s_1)/\tau})`; equal student scores give
     :math:`\frac{1}{K-1}\sum_{k=1}^{K-1} \log(K-k+1)`. Ties in the teacher score are broken by
     ``torch.sort`` (stable, by position). Rows with fewer than K negatives use the ones they have
-    (normalising by their count minus 1; 0 if fewer than 2).
+    (normalising by their count minus 1; 0 if fewer than 2). The :math:`1/(K-1)` normalisation is
+    inforeg's choice. A second-hand account of the paper (not its text) stops the sum at the
+    first hard negative the teacher marks as not valid, with the denominators still running to
+    K; that filter and its criterion are not implemented (unverified).
 
     Args:
         student_scores: (B, N) dual-encoder similarities (e.g. cosine) of each anchor with N

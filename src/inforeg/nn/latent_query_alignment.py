@@ -4,7 +4,9 @@ The representation-level regulariser of MDS-S² — Chen, Song, Wei, Nie & Chua,
 Knowledge Composed Multimodal Dialog Systems", SIGIR 2023, arXiv 2305.09990. The abstract says
 that "a set of latent query variables" distils the semantic information of the composed
 (predicted-side) response representation and of the ground-truth response representation, and the
-two are aligned as a regulariser on the generation loss. No authors' code was found.
+two are aligned as a regulariser on the generation loss. No authors' repository was found (the
+first author's homepage links a web page, ``dialogdk2r.wixsite.com/anonymous7357``, not reachable
+here).
 
 **UNVERIFIED — everything beyond that sentence is inforeg's design**: the attention pooling
 (single-layer cross-attention from M learnable queries, no positional terms, no output

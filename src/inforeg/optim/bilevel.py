@@ -16,7 +16,8 @@ after each success.
 Where inforeg follows the authors' code rather than the paper (the paper's constants were not
 read):
 
-- The sufficient-decrease test uses :math:`\eta^2` (code), UNVERIFIED against the paper.
+- The sufficient-decrease test uses :math:`\eta^2`, as ``MAID.py`` does (checked at
+  ``6986372``); the paper's constant was not read.
 - :math:`f_\text{old}` in that test is the stored upper value of the last *accepted* iterate
   (initially :math:`f` at the ``x`` passed in), while :math:`\|\nabla f\|` is taken at the freshly
   re-solved :math:`\tilde x` (code).
@@ -24,8 +25,9 @@ read):
   one random probe each: heuristics, not bounds, so :math:`\|p - \nabla F\| \le \omega` is not
   promised.
 - The lower solver of :func:`gradient_descent_solver` stops on :math:`\|\nabla_x g\|/\mu \le
-  \epsilon`, a certificate of :math:`\|x - \hat x\| \le \epsilon`; the authors' example solver
-  stops at :math:`\|\nabla_x g\|/(2\mu)`, half of it.
+  \epsilon`, a certificate of :math:`\|x - \hat x\| \le \epsilon`, as the authors' TV, FoE and
+  regression solvers do; their ``Quadratic.py`` stops at :math:`\|\nabla_x g\|/(2\mu)`, which
+  certifies only :math:`2\epsilon`.
 
 Everything here runs on the host's schedule: conjugate gradients and the solvers compare norms
 with tolerances every iteration (one synchronisation each), as any iterative solver must.
@@ -269,8 +271,8 @@ def gradient_descent_solver(
         \|\nabla_x g(x, \theta)\| / \mu \le \epsilon,
 
     which for :math:`\mu`-strongly convex :math:`g` certifies :math:`\|x - \hat x(\theta)\| \le
-    \epsilon` (the authors' example solver stops at :math:`\|\nabla_x g\|/(2\mu)`, half the
-    certificate). It returns the detached ``x``; after ``max_iter`` gradient evaluations it
+    \epsilon` (as the authors' TV, FoE and regression solvers; their ``Quadratic.py`` divides by
+    :math:`2\mu`, half the certificate). It returns the detached ``x``; after ``max_iter`` gradient evaluations it
     returns the last iterate uncertified. Its ``iterations`` attribute counts gradient
     evaluations over all calls.
 
@@ -335,7 +337,8 @@ class MAID:
     :meth:`step` returns ``False`` without work and :attr:`exhausted` is set. Defaults follow
     ``MAID.py``: :math:`\epsilon_0 = \delta_0 = 0.1`, :math:`\eta = 10^{-4}`, :math:`\rho = 0.9`,
     :math:`\tau = 0.5`, :math:`\beta_0 = 0.1`, :math:`\nu = 1.05`, 3 retries, budget
-    :math:`10^6`. ``fixed_eps=True`` is the code's fixed-accuracy variant (no tightening or
+    :math:`10^6` (the signature's defaults; the released TV, FoE and quadratic examples pass
+    :math:`\rho = 0.5`, :math:`\beta_0 = 0.01`). ``fixed_eps=True`` is the code's fixed-accuracy variant (no tightening or
     loosening of :math:`\epsilon, \delta`; ``j + 4`` backtracking steps). See the module
     docstring for where inforeg follows the code over the paper.
 

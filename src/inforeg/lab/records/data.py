@@ -20,10 +20,12 @@ RECORDS = [
         experiment="entropy-curriculum-digits",
         status="implemented",
         notes=(
-            "No code repo located; the curriculum formulas (rank-mixed static + loss-EMA "
-            "difficulty, root competence pacing, eligible = ceil(c N) easiest) are inforeg's "
-            "design (UNVERIFIED against the paper), so the record stays implemented. Venue beyond "
-            "arXiv not verified. entropy-curriculum-digits (10 seeds): the curriculum converged "
+            "No code released. The curriculum (rank-mixed static + loss-EMA difficulty, "
+            "Platanios root competence pacing, eligible = ceil(c N) easiest) is inforeg's design "
+            "after RDTF's idea: v1's captions and tables (read second-hand) show the paper's "
+            "curriculum acts on task type and masked-frame length with gains K_p = 5, K_i = 3, "
+            "K_d = 1.3, so the record stays implemented. Venue beyond arXiv not verified. "
+            "entropy-curriculum-digits (10 seeds): the curriculum converged "
             "slower than uniform sampling (test AUC -0.010 [-0.012, -0.007]) and ended level."
         ),
     ),

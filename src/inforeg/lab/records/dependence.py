@@ -64,12 +64,14 @@ RECORDS = [
             "tests/dependence/test_distance_covariance.py",
         ),
         notes=(
-            "Author code exists in the code index but repository name unresolved (spec). "
+            "Authors' code: agi-lab/beyond-correlation (checked at fd58a3b: "
+            "python/general/dcovs_memeff.py, metrics.py, pg15training_application.qmd). "
             "The authors' U-centring helper returns minus the standard U-centred matrix: harmless "
             "for dCov^2, but it flips the odd-order terms of JdCov with 3+ variables; inforeg uses "
             "the standard sign (Chakraborty & Zhang). Their JdCov subtracts n/(n-3) for every c; "
-            "inforeg subtracts c^m n/(n-3) (same at c = 1). The lambda selection rule on the "
-            "JSD curve is not verified (smallest lambda reaching a target is offered). "
+            "inforeg subtracts c^m n/(n-3) (same at c = 1). The authors pick lambda by hand from "
+            "seed-averaged validation JSD curves (30 for JdCov, 40 for CCdCov); "
+            "smallest_lambda_reaching is inforeg's rule for it. "
             "Experiment (disparity-RMSE frontier): both CCdCov claims held; clamped JdCov was "
             "inconclusive (unclamped, the unbiased JdCov^2 is unbounded below as a penalty)."
         ),
