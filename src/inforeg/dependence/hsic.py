@@ -58,6 +58,7 @@ from inforeg.dependence._centering import centered_sum_from_rows
 from inforeg.dependence._kernel_sum import centred_kernel_products
 from inforeg.dependence._utils import (
     as_samples,
+    cpu_block_rows,
     kernel_blocks,
     resolve_bandwidths,
     safe_ratio,
@@ -110,7 +111,7 @@ def _prepare(
 
 
 def _generic_products(
-    kb: BlockFn, lb: BlockFn, n: int, unbiased: bool, chunk_size: int | None
+    kb: BlockFn, lb: BlockFn, n: int, unbiased: bool, chunk_rows: int | None
 ) -> Tensor:
     """``[<K, L>, <K, K>, <L, L>]`` centred, from row blocks of K and L checkpointed through
     autograd: the path for bandwidths that need a gradient (the fast path takes constants)."""
@@ -122,7 +123,7 @@ def _generic_products(
             ((k * l_).sum(1), (k * k).sum(1), (l_ * l_).sum(1), k.sum(1), l_.sum(1)), 1
         )
 
-    r = stream_rows(rows, n, chunk_size)
+    r = stream_rows(rows, n, chunk_rows)
     rk, rl = r[:, 3], r[:, 4]
     centring: Literal["double", "u"] = "u" if unbiased else "double"
     return torch.stack(
@@ -150,7 +151,7 @@ def _statistic(
     if any(b is not None and b.requires_grad for b in bandwidths):
         kb = kernel_blocks(xc, None, kernel_x, bx, zero_diagonal=unbiased)
         lb = kernel_blocks(yc, None, kernel_y, by, zero_diagonal=unbiased)
-        sums = _generic_products(kb, lb, n, unbiased, chunk_size)
+        sums = _generic_products(kb, lb, n, unbiased, cpu_block_rows(chunk_size, xc, n))
     else:
         sums = centred_kernel_products(
             xc, yc, kernels, bandwidths, unbiased, normalized, chunk_size

@@ -51,7 +51,13 @@ from inforeg.core.checks import check_choice, check_int, check_number
 from inforeg.core.dtypes import compute_dtype
 from inforeg.core.pairwise import pairwise_reduce, safe_root
 from inforeg.dependence._kernel_sum import kernel_sum
-from inforeg.dependence._utils import Bandwidth, as_samples, kernel_blocks, resolve_bandwidths
+from inforeg.dependence._utils import (
+    Bandwidth,
+    as_samples,
+    cpu_block_rows,
+    kernel_blocks,
+    resolve_bandwidths,
+)
 
 MMDKernel = Literal["gaussian", "laplacian", "energy"]
 Estimator = Literal["unbiased", "biased", "linear"]
@@ -112,9 +118,15 @@ def _kernel_sums(
         )
     n, m = x.shape[0], y.shape[0]
     return (
-        pairwise_reduce(kernel_blocks(x, None, kernel, bw), n, "sum", chunk_size, m=n),
-        pairwise_reduce(kernel_blocks(y, None, kernel, bw), m, "sum", chunk_size, m=m),
-        pairwise_reduce(kernel_blocks(x, y, kernel, bw), n, "sum", chunk_size, m=m),
+        pairwise_reduce(
+            kernel_blocks(x, None, kernel, bw), n, "sum", cpu_block_rows(chunk_size, x, n), m=n
+        ),
+        pairwise_reduce(
+            kernel_blocks(y, None, kernel, bw), m, "sum", cpu_block_rows(chunk_size, y, m), m=m
+        ),
+        pairwise_reduce(
+            kernel_blocks(x, y, kernel, bw), n, "sum", cpu_block_rows(chunk_size, x, m), m=m
+        ),
     )
 
 
