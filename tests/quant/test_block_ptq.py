@@ -94,6 +94,19 @@ def test_network_search_matches_brute_force_on_a_tiny_model():
             assert best_score <= _score(ptq(x), ref) + 1e-12
 
 
+def test_max_block_cuts_long_blocks_as_the_paper_caps_them_at_three():
+    layers, x = _mlp(4, widths=(6, 16, 16, 16, 16, 16, 16, 16, 4))  # 8 layers
+    ptq = EntropyBlockPTQ(layers, bits=3, partition="network", max_block=3)
+    assert ptq.calibrate(x) == [0, 0, 0, 1, 1, 1, 2, 2]
+    ptq.search(x)
+    assert ptq.cost == 2 * 7 * (3 + 3 + 2)  # sweeps x candidates x layers, block by block
+    explicit = EntropyBlockPTQ(layers, partition=[0, 0, 1, 1, 1, 1, 1, 2], max_block=2)
+    assert explicit.calibrate(x) == [0, 0, 1, 1, 2, 2, 3, 4]
+    uncapped = EntropyBlockPTQ(layers, partition="network")
+    assert uncapped.calibrate(x) == [0] * 8
+    assert "max_block=3" in repr(ptq)
+
+
 def test_layer_rule_is_the_released_per_layer_argmin():
     layers, x = _mlp(3)
     ptq = EntropyBlockPTQ(layers, bits=3, partition="layer")
@@ -136,6 +149,10 @@ def test_bad_input():
         EntropyBlockPTQ(layers, threshold="median")
     with pytest.raises(ValueError, match="proxy"):
         EntropyBlockPTQ(layers, proxy="kl")
+    with pytest.raises(ValueError, match="max_block"):
+        EntropyBlockPTQ(layers, max_block=0)
+    with pytest.raises(TypeError, match="max_block"):
+        EntropyBlockPTQ(layers, max_block=2.5)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="x"):
         EntropyBlockPTQ(layers).calibrate(torch.zeros(0, 6))
 

@@ -9,10 +9,19 @@ What comes from the released code: the asymmetric per-channel quantiser
 the partition rule (:mod:`inforeg.quant.entropy_proxy`), the range candidates
 :math:`(1 - 0.1a)\cdot(x_\min, x_\max)`, :math:`a = 0..6`, and the score
 :math:`\mathrm{mean}|\hat y - y|^{0.5}`. The released "search" re-estimates a layer's range from
-its own input only (``partition="layer"`` here). The *joint* block-wise objective of the paper is
-not visible in the code; the block search here — coordinate descent over one candidate per layer
-minimising the block output's score against the float block — is inforeg's design (UNVERIFIED
-against the paper). The authors' LLaMA code additionally quantises some layers with per-batch
+its own input only (``partition="layer"`` here).
+
+What the paper says (NeurIPS camera-ready, Sec. 3.2 and 4.1, read in a full-text copy): Eq. (3)
+searches the rounding functions of all layers of a block *jointly*, minimising the squared L2
+error :math:`\|W_q X_q - W_r X_r\|_2^2` of the block's last layer; blocks hold at most 3 layers;
+the clipping bounds are percentiles of the float tensor, searched from 1.0 down to 0.98 in steps
+of 0.005; Eq. (7) merges layers :math:`k_r..k_s` into a block when their summed conditional
+entropy exceeds :math:`(k_s - k_r) h_0` (:math:`h_0` is not given). inforeg's block search is
+coordinate descent over one range factor per layer (``sweeps`` passes, an approximation of the
+joint search), scoring the block output against the float model's; ``p=2`` gives Eq. (3)'s
+squared error (the default 0.5 is the released code's score), ``max_block=3`` the paper's cap.
+The ranges stay the code's factors of the calibrated min/max, not percentiles. The authors'
+LLaMA code additionally quantises some layers with per-batch
 dynamic ranges at inference and scores CLIP layers with a constant entropy term; neither is part
 of this core.
 
@@ -51,6 +60,17 @@ _DEFAULT_CANDIDATES = tuple(1 - 0.1 * a for a in range(7))
 
 def _lp_score(pred: Tensor, target: Tensor, p: float) -> Tensor:
     return (pred - target).abs().pow(p).mean()
+
+
+def _cap_blocks(blocks: list[int], size: int) -> list[int]:
+    """Renumbered block ids with each run of equal ids cut into pieces of at most ``size``."""
+    out: list[int] = []
+    run = 0
+    for i, b in enumerate(blocks):
+        new_block = i == 0 or b != blocks[i - 1] or run == size
+        run = 1 if new_block else run + 1
+        out.append(out[-1] + 1 if out and new_block else (out[-1] if out else 0))
+    return out
 
 
 def _check_partition(partition: object, n_layers: int) -> list[int] | None:
@@ -113,7 +133,9 @@ class EntropyBlockPTQ(nn.Module):
         threshold: of the entropy partition (``"running_mean"`` default, ``"mean"``, a number).
         proxy: ``"dependency"`` (current release, default) or ``"entropy"`` (first release: the
             entropy proxy for every layer).
-        p: exponent of the score (default 0.5, the authors' value).
+        p: exponent of the score (default 0.5, the released code's; 2 is the paper's Eq. 3).
+        max_block: at most this many layers per block (default None: no cap; the paper uses 3).
+            Longer runs of one block id are cut into consecutive pieces of this size.
 
     Attributes:
         entropies: (L,) proxies from :meth:`calibrate`. blocks: block id per layer.
@@ -135,6 +157,7 @@ class EntropyBlockPTQ(nn.Module):
         threshold: str | float = "running_mean",
         proxy: str = "dependency",
         p: float = 0.5,
+        max_block: int | None = None,
     ) -> None:
         super().__init__()
         if isinstance(layers, nn.Module) and not isinstance(layers, (nn.Sequential, nn.ModuleList)):
@@ -167,6 +190,7 @@ class EntropyBlockPTQ(nn.Module):
         check_choice(proxy, "proxy", ("dependency", "entropy"))
         self.proxy = proxy
         self.p = check_number(p, "p", low=0.0, low_inclusive=False)
+        self.max_block = None if max_block is None else check_int(max_block, "max_block", low=1)
         self.factors = [self.candidates[0]] * len(mods)
         self.blocks: list[int] = []
         self.cost = 0
@@ -230,6 +254,8 @@ class EntropyBlockPTQ(nn.Module):
             self.blocks = [0] * len(self.layers)
         else:
             self.blocks = list(range(len(self.layers)))
+        if self.max_block is not None:
+            self.blocks = _cap_blocks(self.blocks, self.max_block)
         self.factors = [self.candidates[0]] * len(self.layers)
         self.cost = self.layer_cost = 0
         return list(self.blocks)
@@ -303,5 +329,5 @@ class EntropyBlockPTQ(nn.Module):
     def extra_repr(self) -> str:
         return (
             f"bits={self.bits}, candidates={len(self.candidates)}, partition={self.partition!r}, "
-            f"sweeps={self.sweeps}, proxy={self.proxy!r}"
+            f"sweeps={self.sweeps}, proxy={self.proxy!r}, max_block={self.max_block}"
         )

@@ -12,8 +12,11 @@ thresholds (``threshold=37.0`` reproduces the first release's rule, ``"running_m
 one, the default) and a third, the mean over all layers. The code also forces a fresh search in
 every third transformer block (``block index % 3 == 1``); that LLaMA-specific rule is not part of
 this core. Reading the per-layer search decision as a partition into blocks (a layer whose
-predecessor's proxy is high joins its predecessor's block) is inforeg's reading of the code; the
-paper's block-wise objective was not read (UNVERIFIED).
+predecessor's proxy is high joins its predecessor's block) is inforeg's reading of the code. The
+paper's rule (Eq. 7, read in a full-text copy of the camera-ready) is stated differently: layers
+:math:`k_r..k_s` form one block when their summed conditional entropy (Eq. 4 and 6, with the
+soft assignment of Eq. 5) exceeds :math:`(k_s - k_r) h_0`, blocks hold at most 3 layers, and
+:math:`h_0` is not given; inforeg follows the released code.
 
 >>> import torch
 >>> entropy_block_partition(torch.tensor([2.0, 5.0, 1.0, 4.0, 0.5, 3.0]))
