@@ -235,8 +235,13 @@ def dual_certified_radius(
     certificate. Use it to reproduce the released CIFAR numbers. The authors' ImageNet script
     (``core_imagenet_lowres_2.py``) logs :math:`(R_l + R_r)/\sqrt2` with each :math:`R_i`
     clipped at 0, which is the conservative radius when both :math:`\underline p_i \ge 1/2`.
-    The paper's theorem could not be read here. Either way the two bounds, each at level alpha,
-    hold jointly with probability :math:`1 - 2\alpha`.
+    The paper's own bound is the conservative one: in their OpenReview response (ICLR 2024,
+    forum ``C1sQBG6Sqp``, on the tightness added as Appendix A.5) the authors give the smallest
+    :math:`\|\delta_l\| + \|\delta_r\|` that breaks DRS as
+    :math:`\sigma(\Phi^{-1}p_A^l + \Phi^{-1}p_A^r)` and the certified radius, at
+    :math:`\|\delta_l\| = \|\delta_r\|`, as
+    :math:`\frac{\sigma}{\sqrt2}(\Phi^{-1}p_A^l + \Phi^{-1}p_A^r)` (their Eq. 11). Either way
+    the two bounds, each at level alpha, hold jointly with probability :math:`1 - 2\alpha`.
 
     Args:
         p_lower_l, p_lower_r: lower confidence bounds of the two branches, in [0, 1].

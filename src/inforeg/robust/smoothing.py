@@ -10,9 +10,10 @@ DRS splits an image into two complementary pixel sets (masks), smooths a separat
 on each half-image with Gaussian noise, and certifies the summed vote. Where inforeg follows the
 authors' code rather than the paper, it says so: the masks keep the code's flipped first column
 pair (``quirk=True``) and the sub-image post-processing is the code's max-pool-and-add. The
-default radius is the one that holds for the summed vote (``combine="conservative"``); the CIFAR
-code's ``sqrt(R_l^2 + R_r^2)`` (``combine="official"``) over-claims when the branches' bounds
-differ and is kept to reproduce the released numbers (see :func:`dual_certified_radius`).
+default radius is the paper's (its Eq. 11, ``combine="conservative"``), which holds for the
+summed vote; the CIFAR code's ``sqrt(R_l^2 + R_r^2)`` (``combine="official"``) over-claims when
+the branches' bounds differ and is kept to reproduce the released numbers (see
+:func:`dual_certified_radius`).
 
 Reproducibility: every Monte Carlo draw comes from the ``generator`` passed to ``certify`` /
 ``predict`` (on the input's device), so a seeded generator gives the same certificate.
@@ -73,9 +74,11 @@ def dual_smoothing_masks(height: int, width: int, quirk: bool = True) -> tuple[T
         m_l[r, c] = \bigl((r + c) \bmod 2 = 1\bigr) \oplus \bigl(c < 2 \text{ and quirk}\bigr),
         \qquad m_r = \lnot m_l.
 
-    A checkerboard; with ``quirk=True`` (default, the released code's ``get_res_index``) the first
-    column pair is flipped, because the authors' loop over pixel pairs updates its row parity one
-    pair late. Either way every row and every 2x2 block has half its pixels in each mask, and the
+    A checkerboard: the paper (revised Sec. 4.2) slides two 2x2 kernels, each keeping one
+    diagonal of the block, with stride 2, which is ``quirk=False``. With ``quirk=True`` (default,
+    the released code's ``get_res_index``, which produced the published numbers) the first column
+    pair is flipped, because the authors' loop over pixel pairs updates its row parity one pair
+    late. Either way every row and every 2x2 block has half its pixels in each mask, and the
     same mask applies to all channels.
 
     Args:

@@ -23,7 +23,8 @@ RECORDS = [
             "inforeg.robust.dual_subimage",
         ),
         experiment="drs-digits",
-        status="implemented",
+        status="verified",
+        reference_tests=("tests/robust/test_certification.py",),
         notes=(
             "Follows the released core1_lowres_2.py for the masks (flipped first column pair, "
             "quirk=True) and the max-pool-and-add sub-images. Default radius: sigma (Phi^-1 p_l + "
@@ -32,7 +33,10 @@ RECORDS = [
             "(combine='official') over-claims when p_l != p_r (0.5 vs 0.309 at p = Phi(2), 0.4, "
             "sigma 0.25) and is kept to reproduce the released numbers; the authors' ImageNet "
             "script logs (R_l + R_r) / sqrt(2) with R_i clipped at 0 (checked at xiasong0501/DRS "
-            "f98595d). The paper's theorem could not be read, so the record stays implemented. "
+            "f98595d). The paper's radius is the conservative one: the authors' OpenReview "
+            "response (forum C1sQBG6Sqp) gives R = sigma / sqrt(2) (Phi^-1 p_l + Phi^-1 p_r) "
+            "(Eq. 11, tightness in Appendix A.5); the paper's masks are clean diagonal 2x2 "
+            "kernels (quirk=False). "
             "PREDICT sums the branches' "
             "votes (the released predict refers to a missing classifier). Clopper-Pearson and the "
             "binomial test are pure Python, checked against SciPy in "
