@@ -66,8 +66,12 @@ def centered_product_sum(
     def stacked(start: int, stop: int) -> Tensor:
         a = a_block(start, stop)
         b = b_block(start, stop)
-        # Per row: sum_j a_ij b_ij, r^a_i, r^b_i.
-        return torch.stack(((a * b).sum(1), a.sum(1), b.sum(1)), dim=1)
+        # Per row: sum_j a_ij b_ij, r^a_i, r^b_i, in float64: the centring below cancels the
+        # three terms to a total far smaller than each, which magnifies float32 rounding.
+        wide = torch.float64
+        return torch.stack(
+            ((a * b).sum(1, dtype=wide), a.sum(1, dtype=wide), b.sum(1, dtype=wide)), 1
+        )
 
     rows = stream_rows(stacked, n, chunk_size)
     return centered_sum_from_rows(rows[:, 0].sum(), rows[:, 1], rows[:, 2], n, centering)

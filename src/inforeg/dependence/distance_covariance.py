@@ -68,6 +68,7 @@ from inforeg.dependence._kernel_sum import centred_kernel_products
 from inforeg.dependence._utils import (
     DIRECT_MAX_FEATURES,
     as_samples,
+    cpu_block_rows,
     safe_ratio,
     sq_block_fn,
 )
@@ -327,11 +328,10 @@ def _naive_all(
         def rows(start: int, stop: int) -> Tensor:
             a = a_block(start, stop)
             b = b_block(start, stop)
-            return torch.stack(
-                ((a * b).sum(1), a.sum(1), b.sum(1), (a * a).sum(1), (b * b).sum(1)), dim=1
-            )
+            sums = ((a * b), a, b, (a * a), (b * b))  # in float64: see centered_product_sum
+            return torch.stack([t.sum(1, dtype=torch.float64) for t in sums], dim=1)
 
-        r = stream_rows(rows, n, chunk_size)
+        r = stream_rows(rows, n, cpu_block_rows(chunk_size, x, n))
         ra, rb = r[:, 1], r[:, 2]
         ab, aa, bb = r[:, 0].sum(), r[:, 3].sum(), r[:, 4].sum()
     xy = _normalise(_center(ab, ra, rb, n, unbiased), n, unbiased)
@@ -356,7 +356,7 @@ def _naive_cov(
         distance_matrix_blocks(y, exponent),
         n,
         centering=centering,
-        chunk_size=chunk_size,
+        chunk_size=cpu_block_rows(chunk_size, x, n),
     )
     return _normalise(total, n, unbiased)
 
