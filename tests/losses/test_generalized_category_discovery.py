@@ -295,3 +295,19 @@ def test_legogcd_dkl_form_switches_the_dkl_term():
     )
     with pytest.raises(ValueError, match="dkl_form"):
         LegoGCDLoss(k, 3, dkl_form="kl")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("cls", [SimGCDLoss, LegoGCDLoss])
+def test_a_batch_without_labelled_images_has_zero_supervised_terms(cls):
+    """SupCon over no labelled rows averaged an empty set (NaN, and so a NaN total); it is 0,
+    as the supervised cross-entropy term already was."""
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(8, 5, generator=g, requires_grad=True)
+    feats = torch.randn(8, 16, generator=g, requires_grad=True)
+    labels, lab = torch.randint(0, 5, (4,), generator=g), torch.zeros(4, dtype=torch.bool)
+    loss = cls() if cls is SimGCDLoss else cls(5, 3)
+    out = loss.terms(z, labels, lab, feats)
+    assert float(out["sup_contrastive"]) == 0.0 and float(out["sup"]) == 0.0
+    assert torch.isfinite(out["total"])
+    gz, gf = torch.autograd.grad(out["total"], (z, feats))
+    assert torch.isfinite(gz).all() and torch.isfinite(gf).all()

@@ -115,3 +115,14 @@ def test_jensen_shannon_logits():
     _check(
         lambda t: jensen_shannon_logits(t, other), lambda t: jensen_shannon_logits(t, zr_other), z
     )
+
+
+def test_depict_clustering_loss_with_a_zero_target_on_a_masked_logit():
+    """-(target * log_p) was 0 * (-inf) = NaN; the term is 0 log 0 = 0."""
+    z = torch.tensor([[1.0, 0.0, NEG]], dtype=D64, requires_grad=True)
+    target = torch.tensor([[0.8, 0.2, 0.0]], dtype=D64)
+    loss = losses.depict_clustering_loss(z, target)
+    want = -(0.8 * (1.0 - math.log(math.e + 1.0)) + 0.2 * (0.0 - math.log(math.e + 1.0)))
+    assert float(loss) == pytest.approx(want, rel=1e-14)  # 0.51326...
+    (g,) = torch.autograd.grad(loss, z)
+    assert torch.isfinite(g).all()

@@ -122,3 +122,13 @@ def test_bad_input():
     with checks("full"):
         with pytest.raises(ValueError, match="student_scores"):
             partial_ranking_distillation(torch.full((3, 3), float("nan")), s[:3, :3], 2)
+
+
+@pytest.mark.parametrize("batch", [1, 2])
+def test_module_on_a_batch_too_small_to_rank_is_the_itc_loss(batch):
+    """B - 1 < 2 negatives per row: the ranking term is 0 (it raised on num_hard = 1 or 0)."""
+    g = torch.Generator().manual_seed(batch)
+    s, t = torch.randn(batch, batch, generator=g), torch.randn(batch, batch, generator=g)
+    full = ContrastivePartialRankingDistillation()(s, t)
+    itc = ContrastivePartialRankingDistillation(weight=0.0)(s, t)
+    assert torch.isfinite(full) and float(full) == pytest.approx(float(itc), abs=1e-7)

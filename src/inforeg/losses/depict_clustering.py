@@ -20,6 +20,7 @@ from inforeg.core.checks import (
     check_tensor,
 )
 from inforeg.core.dtypes import compute_dtype
+from inforeg.core.logspace import p_log_q
 from inforeg.core.reduce import reduce
 from inforeg.core.types import Reduction
 
@@ -106,7 +107,8 @@ def depict_clustering_loss(logits: Tensor, target: Tensor, reduction: Reduction 
     check_same_shape(logits, target, "logits", "target")
     check_probabilities(target, "target", dim=1)
     log_p = torch.log_softmax(logits.to(compute_dtype(logits)), dim=1)
-    loss = -(target.detach().to(log_p.dtype) * log_p).sum(dim=1)
+    # p_log_q: a zero target on a masked (-inf) logit contributes 0 log 0 = 0, not NaN
+    loss = -p_log_q(target.detach().to(log_p.dtype), log_p).sum(dim=1)
     return reduce(loss, reduction).to(logits.dtype)
 
 

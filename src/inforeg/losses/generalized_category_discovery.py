@@ -257,9 +257,12 @@ def _unsupervised_info_nce(features: Tensor, temperature: float) -> Tensor:
 
 
 def _supervised_contrastive(features: Tensor, labels: Tensor, temperature: float) -> Tensor:
-    """SupCon ("all" contrast mode, base temperature = temperature) on (2M, D) features."""
+    """SupCon ("all" contrast mode, base temperature = temperature) on (2M, D) features; 0
+    for a batch without labelled rows (as the supervised cross-entropy term)."""
     f = F.normalize(features, dim=1)
     n = f.shape[0]
+    if n == 0:
+        return features.new_zeros(())
     sim = f @ f.t() / temperature
     eye = torch.eye(n, dtype=torch.bool, device=f.device)
     log_prob = sim - torch.logsumexp(sim.masked_fill(eye, float("-inf")), dim=1, keepdim=True)

@@ -90,7 +90,7 @@ def partial_ranking_distillation(
     s = student_scores.to(compute_dtype(student_scores)) / tau
     with torch.no_grad():
         masked = s.detach().masked_fill(pos, float("-inf"))
-        hard_vals, hard_idx = masked.topk(k, dim=1)
+        hard_vals, hard_idx = masked.topk(min(k, n), dim=1)  # n = 1: no negative at all
         valid = torch.isfinite(hard_vals)
         teacher = teacher_scores.detach().to(s.dtype).gather(1, hard_idx)
         teacher = teacher.masked_fill(~valid, float("-inf"))
@@ -105,7 +105,7 @@ def partial_ranking_distillation(
     terms = tail_lse - ranked  # -log softmax of position k among k..K
     counted = ranked_valid.clone()
     n_valid = ranked_valid.sum(dim=1, keepdim=True)
-    positions = torch.arange(k, device=s.device).unsqueeze(0)
+    positions = torch.arange(ranked.shape[1], device=s.device).unsqueeze(0)
     counted &= positions < (n_valid - 1)  # the last valid position is not a term
     per_row = torch.where(counted, terms, torch.zeros_like(terms)).sum(dim=1)
     per_row = per_row / (n_valid.squeeze(1) - 1).clamp_min(1).to(per_row.dtype)
@@ -158,7 +158,8 @@ class ContrastivePartialRankingDistillation(nn.Module):
                 f"teacher_sim: expected the shape of student_sim {tuple(student_sim.shape)}, "
                 f"got {tuple(teacher_sim.shape)}"
             )
-        k = min(self.num_hard, student_sim.shape[0] - 1)
+        # at most B - 1 negatives per row; a batch of 1 or 2 has too few to rank (the term is 0)
+        k = max(2, min(self.num_hard, student_sim.shape[0] - 1))
         i2t = partial_ranking_distillation(student_sim, teacher_sim, k, self.temperature)
         t2i = partial_ranking_distillation(student_sim.t(), teacher_sim.t(), k, self.temperature)
         loss = self.weight * 0.5 * (i2t + t2i)
