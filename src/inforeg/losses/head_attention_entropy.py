@@ -42,57 +42,57 @@ def head_attention_entropy_penalty(
 ) -> Tensor:
     r"""Head-wise squared deviation of attention entropy from :math:`\theta_h E_{max}`, with a dead zone.
 
-        .. math::
+    .. math::
 
-            e = -\sum_j A_{ij} \log A_{ij}, \qquad
-            \delta = e - \theta_h E_{max}, \qquad
-            \mathrm{pen}(\delta) = \delta^2\,[\,|\delta| > \gamma E_{max}\,],
+        e = -\sum_j A_{ij} \log A_{ij}, \qquad
+        \delta = e - \theta_h E_{max}, \qquad
+        \mathrm{pen}(\delta) = \delta^2\,[\,|\delta| > \gamma E_{max}\,],
 
-            \mathcal L_{layer} = \frac1H \sum_h \mathrm{pen}_h, \qquad E_{max} = \log T.
+        \mathcal L_{layer} = \frac1H \sum_h \mathrm{pen}_h, \qquad E_{max} = \log T.
 
-        ``reduction="paper_mean"`` (default, the paper): the entropy is first averaged over batch and
-        queries, giving one :math:`\delta` per head. ``"code_sum"`` (the authors' code): the penalty is
-        applied to every (batch, query) entropy and **summed** over batch and queries, so its scale
-        grows with B·T (their :math:`\lambda = 10^{-5}` is tuned for that). The dead zone is hard: no
-        gradient inside the band; :math:`\theta` gets :math:`-2E_{max}\delta` outside it.
+    ``reduction="paper_mean"`` (default, the paper): the entropy is first averaged over batch and
+    queries, giving one :math:`\delta` per head. ``"code_sum"`` (the authors' code): the penalty is
+    applied to every (batch, query) entropy and **summed** over batch and queries, so its scale
+    grows with B·T (their :math:`\lambda = 10^{-5}` is tuned for that). The dead zone is hard: no
+    gradient inside the band; :math:`\theta` gets :math:`-2E_{max}\delta` outside it.
 
-        Under a causal mask query :math:`i` (0-based) sees :math:`i + 1` keys, so its entropy is at
-        most :math:`\log(i+1)`, not :math:`\log T`: uniform causal attention has mean entropy of about
-        :math:`\log T - 1`, which at T = 128 is :math:`0.80 \log T`, above the default band
+    Under a causal mask query :math:`i` (0-based) sees :math:`i + 1` keys, so its entropy is at
+    most :math:`\log(i+1)`, not :math:`\log T`: uniform causal attention has mean entropy of about
+    :math:`\log T - 1`, which at T = 128 is :math:`0.80 \log T`, above the default band
     :math:`[0.3, 0.7] \log T`, so the default penalises it.
-        ``max_entropy="causal"`` uses the per-query maximum :math:`E_i = \log(i + 1 + T_k - T_q)` (not
-        in the paper or the code, which use :math:`\log T`): ``"code_sum"`` compares each query's
-        entropy with :math:`\theta_h E_i` and band :math:`\gamma E_i`; ``"paper_mean"`` compares the
-        mean entropy with :math:`\theta_h \bar E` and band :math:`\gamma \bar E`,
-        :math:`\bar E = \frac1{T_q}\sum_i E_i` (the mean of the per-query deviations, as the mean is
-        linear). A query with one key has :math:`E_i = 0` and entropy 0, and adds nothing.
+    ``max_entropy="causal"`` uses the per-query maximum :math:`E_i = \log(i + 1 + T_k - T_q)` (not
+    in the paper or the code, which use :math:`\log T`): ``"code_sum"`` compares each query's
+    entropy with :math:`\theta_h E_i` and band :math:`\gamma E_i`; ``"paper_mean"`` compares the
+    mean entropy with :math:`\theta_h \bar E` and band :math:`\gamma \bar E`,
+    :math:`\bar E = \frac1{T_q}\sum_i E_i` (the mean of the per-query deviations, as the mean is
+    linear). A query with one key has :math:`E_i = 0` and entropy 0, and adds nothing.
 
-        Args:
-            attn_probs: (B, H, T_q, T_k) attention probabilities of one layer (rows sum to 1; masked
-                entries 0).
-            threshold: :math:`\theta`, a float or an (H,) tensor (learnable in the paper).
-            tolerance: :math:`\gamma \ge 0` (default 0.2, the paper's choice).
-            reduction: ``"paper_mean"`` or ``"code_sum"``.
-            max_entropy: :math:`E_{max}`: a positive float, ``"causal"`` (per query, see above) or
-                None for ``log T_k``.
+    Args:
+        attn_probs: (B, H, T_q, T_k) attention probabilities of one layer (rows sum to 1; masked
+            entries 0).
+        threshold: :math:`\theta`, a float or an (H,) tensor (learnable in the paper).
+        tolerance: :math:`\gamma \ge 0` (default 0.2, the paper's choice).
+        reduction: ``"paper_mean"`` or ``"code_sum"``.
+        max_entropy: :math:`E_{max}`: a positive float, ``"causal"`` (per query, see above) or
+            None for ``log T_k``.
 
-        Returns:
-            A scalar in the dtype of ``attn_probs``.
+    Returns:
+        A scalar in the dtype of ``attn_probs``.
 
-        Example:
-            >>> a = torch.full((1, 1, 1, 4), 0.25)
-            >>> round(float(head_attention_entropy_penalty(a, 0.5, 0.2)), 4)
-            0.4805
+    Example:
+        >>> a = torch.full((1, 1, 1, 4), 0.25)
+        >>> round(float(head_attention_entropy_penalty(a, 0.5, 0.2)), 4)
+        0.4805
 
-            Uniform causal attention over 3 queries: entropies (0, log 2, log 3) are each at
-            their query's maximum, so with "causal" and theta = 1 nothing is penalised, while
-            E_max = log 3 sees a mean entropy far below theta log 3:
+        Uniform causal attention over 3 queries: entropies (0, log 2, log 3) are each at
+        their query's maximum, so with "causal" and theta = 1 nothing is penalised, while
+        E_max = log 3 sees a mean entropy far below theta log 3:
 
-            >>> c = torch.tensor([[1.0, 0, 0], [0.5, 0.5, 0], [1 / 3, 1 / 3, 1 / 3]]).view(1, 1, 3, 3)
-            >>> float(head_attention_entropy_penalty(c, 1.0, 0.2, max_entropy="causal"))
-            0.0
-            >>> round(float(head_attention_entropy_penalty(c, 1.0, 0.2)), 4)
-            0.2514
+        >>> c = torch.tensor([[1.0, 0, 0], [0.5, 0.5, 0], [1 / 3, 1 / 3, 1 / 3]]).view(1, 1, 3, 3)
+        >>> float(head_attention_entropy_penalty(c, 1.0, 0.2, max_entropy="causal"))
+        0.0
+        >>> round(float(head_attention_entropy_penalty(c, 1.0, 0.2)), 4)
+        0.2514
     """
     return _layer_penalty(attn_probs, "attn_probs", threshold, tolerance, reduction, max_entropy)
 
