@@ -24,6 +24,19 @@ def as_samples(x: object, name: str) -> Tensor:
     return t.unsqueeze(1) if t.dim() == 1 else t
 
 
+def at_origin(*points: Tensor) -> tuple[Tensor, ...]:
+    """The point sets minus their pooled (detached) mean.
+
+    Distances do not change, so neither do stationary kernels, energy distances or centred Gram
+    matrices, but the rounding of ``||x||^2 - 2 x.y + ||y||^2`` does: data far from the origin
+    lost most of its digits there in float32 (an offset of 8000 turned the median bandwidth into
+    the eps floor).
+    """
+    total = sum(p.detach().sum(0) for p in points)
+    mean = total / sum(p.shape[0] for p in points)
+    return tuple(p - mean for p in points)
+
+
 def resolve_bandwidths(
     bandwidth: Bandwidth, name: str, *points: Tensor, dtype: torch.dtype
 ) -> Tensor:
@@ -35,7 +48,7 @@ def resolve_bandwidths(
     """
     device = points[0].device
     if bandwidth is None:
-        pooled = torch.cat([p.to(dtype) for p in points], dim=0)
+        (pooled,) = at_origin(torch.cat([p.to(dtype) for p in points], dim=0))
         gen = torch.Generator().manual_seed(0)
         med = median_bandwidth(pooled, max_points=MEDIAN_MAX_POINTS, generator=gen)
         return med.clamp_min(torch.finfo(dtype).eps).reshape(1)

@@ -68,6 +68,7 @@ from inforeg.dependence._kernel_sum import centred_kernel_products
 from inforeg.dependence._utils import (
     DIRECT_MAX_FEATURES,
     as_samples,
+    at_origin,
     cpu_block_rows,
     safe_ratio,
     sq_block_fn,
@@ -147,11 +148,6 @@ def _validate(
 
 
 # --------------------------------------------------------------------------- naive (streamed)
-
-
-def _centred(x: Tensor) -> Tensor:
-    """Subtract the (detached) mean: distances are unchanged, rounding in ||x||^2 shrinks."""
-    return x - x.detach().mean(0, keepdim=True)
 
 
 def _center(ab: Tensor, ra: Tensor, rb: Tensor, n: int, unbiased: bool) -> Tensor:
@@ -539,7 +535,7 @@ def _statistic(
     exponent, unbiased, method, chunk_size = options
     x2, y2, m = _validate(x, y, exponent, method, unbiased)
     dtype = compute_dtype(x2, y2)
-    xc, yc = _centred(x2.to(dtype)), _centred(y2.to(dtype))
+    (xc,), (yc,) = at_origin(x2.to(dtype)), at_origin(y2.to(dtype))
     if m == "fast":
         xy, xx, yy = _fast_all(xc, yc, unbiased)
     elif correlation:

@@ -58,6 +58,7 @@ from inforeg.dependence._centering import centered_sum_from_rows
 from inforeg.dependence._kernel_sum import centred_kernel_products
 from inforeg.dependence._utils import (
     as_samples,
+    at_origin,
     cpu_block_rows,
     kernel_blocks,
     resolve_bandwidths,
@@ -96,7 +97,7 @@ def _prepare(
     if n < 2:
         raise ValueError(f"x: HSIC needs at least 2 samples, got {n}")
     dtype = compute_dtype(x2, y2)
-    xc, yc = x2.to(dtype), y2.to(dtype)
+    (xc,), (yc,) = at_origin(x2.to(dtype)), at_origin(y2.to(dtype))
     bx = (
         None
         if kernel_x == "linear"

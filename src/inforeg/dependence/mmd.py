@@ -54,6 +54,7 @@ from inforeg.dependence._kernel_sum import kernel_sum
 from inforeg.dependence._utils import (
     Bandwidth,
     as_samples,
+    at_origin,
     cpu_block_rows,
     kernel_blocks,
     resolve_bandwidths,
@@ -161,7 +162,7 @@ def mmd(
     """
     x2, y2 = _validate(x, y, kernel, bandwidth, estimator, chunk_size)
     dtype = compute_dtype(x2, y2)
-    xc, yc = x2.to(dtype), y2.to(dtype)
+    xc, yc = at_origin(x2.to(dtype), y2.to(dtype))
     bw = (
         None
         if kernel == "energy"
