@@ -192,3 +192,9 @@ def test_bin_edges_of_half_input_equal_those_of_the_same_values_in_float32(low):
         assert edges.dtype == torch.float64
         assert torch.equal(edges, adaptive_bin_edges(t.float(), 30, lower))
         assert torch.equal(edges, adaptive_bin_edges(t.double(), 30, lower))
+
+
+def test_base_one_is_rejected():
+    t, y = _data()
+    with pytest.raises(ValueError, match="base"):
+        kde_mutual_information(t, y, base=1.0)

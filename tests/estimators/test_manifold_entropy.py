@@ -111,3 +111,17 @@ def test_bad_input():
         dlle_loss(torch.randn(3, 2), torch.randn(3, 3))
     with pytest.raises(ValueError, match="batch_size"):
         ManifoldEntropyLoss(2, legacy_slotwise=True)
+
+
+def test_legacy_slotwise_rejects_k_other_than_one():
+    with pytest.raises(ValueError, match="k"):
+        ManifoldEntropyLoss(4, memory_size=8, k=3, legacy_slotwise=True, batch_size=2)
+
+
+def test_nearest_neighbor_entropy_far_from_the_origin_in_float32():
+    """Codes near 100 with spread 1e-3: float32 distances collapsed to eps (-18.42 for -15.47)."""
+    g = torch.Generator().manual_seed(0)
+    z = 100 + 1e-3 * torch.randn(64, 4, generator=g, dtype=torch.float64)
+    mem = 100 + 1e-3 * torch.randn(128, 4, generator=g, dtype=torch.float64)
+    want = float(nearest_neighbor_entropy(z.float().double(), mem.float().double()))
+    assert float(nearest_neighbor_entropy(z.float(), mem.float())) == pytest.approx(want, abs=0.01)

@@ -257,7 +257,8 @@ def gradient_penalty(critic: Critic, x: Tensor, y: Tensor, two_sided: bool = Tru
         yg = y if y.requires_grad else y.detach().requires_grad_()
         scores = torch.diagonal(critic(xg, yg))
         gx, gy = torch.autograd.grad(scores.sum(), (xg, yg), create_graph=train)
-    norm = (gx.pow(2).sum(1) + gy.pow(2).sum(1) + 1e-12).sqrt()
+    n = gx.shape[0]  # the norm over all of a pair's coordinates, for inputs of any shape
+    norm = (gx.reshape(n, -1).pow(2).sum(1) + gy.reshape(n, -1).pow(2).sum(1) + 1e-12).sqrt()
     gap = norm - 1.0
     return (gap.pow(2) if two_sided else F.relu(gap).pow(2)).mean()
 

@@ -5,7 +5,17 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["plugin_entropy"]
+from inforeg.core.checks import check_positive
+
+__all__ = ["check_log_base", "plugin_entropy"]
+
+
+def check_log_base(base: object) -> float:
+    """A logarithm base: positive and not 1 (base 1 would divide by log 1 = 0)."""
+    b = check_positive(base, "base")
+    if b == 1.0:
+        raise ValueError("base: expected a logarithm base != 1, got 1")
+    return b
 
 
 def plugin_entropy(codes: Tensor) -> Tensor:

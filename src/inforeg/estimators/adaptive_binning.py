@@ -24,7 +24,7 @@ from inforeg.core.checks import (
     check_tensor,
 )
 from inforeg.core.pairwise import sqeuclidean
-from inforeg.estimators._common import plugin_entropy
+from inforeg.estimators._common import check_log_base, plugin_entropy
 
 __all__ = [
     "InformationPlane",
@@ -149,7 +149,7 @@ def adaptive_binning_mutual_information(
     check_same_length(t, y, "t", "y")
     check_choice(binning, "binning", ("adaptive", "fixed"))
     check_int(n_bins, "n_bins", low=1)
-    check_positive(base, "base")
+    check_log_base(base)
     if value_range is not None:
         lo, hi = _check_value_range(value_range, binning, lower_edge)
     device = t.device  # binning runs on the host (unique rows); the results go back
@@ -237,7 +237,7 @@ def kde_mutual_information(
     check_tensor(y, "y", ndim=1, integer=True)
     check_same_length(t, y, "t", "y")
     check_positive(variance, "variance")
-    check_positive(base, "base")
+    check_log_base(base)
     check_choice(variance_rule, "variance_rule", ("fixed", "relative_to_max"))
     t = t.detach().double()
     v = variance

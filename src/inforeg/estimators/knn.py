@@ -42,13 +42,13 @@ from inforeg.core.checks import (
     check_finite,
     check_int,
     check_number,
-    check_positive,
     check_same_length,
     check_tensor,
     get_checks,
 )
 from inforeg.core.pairwise import default_chunk_size
 from inforeg.core.threads import run_in_parts
+from inforeg.estimators._common import check_log_base
 from inforeg.estimators._neighbors import knn_distances
 
 Backend = Literal["auto", "brute", "kdtree"]
@@ -356,9 +356,7 @@ def kl_entropy(
     _check_k(k, n)
     check_choice(metric, "metric", ("euclidean", "chebyshev"))
     check_number(jitter, "jitter", low=0.0)
-    check_positive(base, "base")
-    if base == 1.0:
-        raise ValueError("base: expected a logarithm base != 1, got 1")
+    check_log_base(base)
     xs = _jitter(xs, jitter, seed)
     dist, _ = _knn(xs, k, metric, _use_kdtree(backend, xs, d), chunk_size)
     r = dist[:, -1]
@@ -429,9 +427,11 @@ def ksg_mutual_information(
     if algorithm not in (1, 2):
         raise ValueError(f"algorithm: expected 1 or 2, got {algorithm!r}")
     check_number(jitter, "jitter", low=0.0)
-    check_positive(base, "base")
+    check_log_base(base)
     xs = _jitter(xs, jitter, seed)
-    ys = _jitter(ys, jitter, None if seed is None else seed + 1)
+    # y's noise must differ from x's, also for seed=None (both were seed 0: the same noise
+    # ordered ties in x and y alike, 3.1 nats of spurious MI for independent discrete data)
+    ys = _jitter(ys, jitter, (0 if seed is None else seed) + 1)
     tree = _use_kdtree(backend, xs, xs.shape[1] + ys.shape[1])
     return (_ksg(xs, ys, k, algorithm, tree, chunk_size) / math.log(base)).to(dtype)
 
@@ -575,7 +575,7 @@ def ksg_mutual_information_classif(
     check_int(k, "k", low=1)
     check_choice(metric, "metric", ("euclidean", "chebyshev"))
     check_number(jitter, "jitter", low=0.0)
-    check_positive(base, "base")
+    check_log_base(base)
     xs = _jitter(xs, jitter, seed)
     n, d = xs.shape
     tree = _use_kdtree(backend, xs, d)

@@ -111,8 +111,11 @@ def nearest_neighbor_entropy(
         check_int(k, "k", low=1, high=z.shape[0] - 1)
     dtype = z.dtype
     x = upcast(z)
-    mem = memory.to(x.dtype) if memory is not None else None
-    d = _nn_sqdist(x, mem, k, slotwise=False)
+    # distances are shift-invariant; moving both sets by x's (detached) mean keeps the float32
+    # expansion ||a||^2 - 2 a.b + ||b||^2 from cancelling for codes far from the origin
+    centre = x.detach().mean(0)
+    mem = memory.to(x.dtype) - centre if memory is not None else None
+    d = _nn_sqdist(x - centre, mem, k, slotwise=False)
     if estimator == "log-mean":
         h = torch.log(d.mean() + eps)
     else:
@@ -240,7 +243,7 @@ class ManifoldEntropyLoss(nn.Module):
         weight: lambda. warmup_epochs: 0 disables the warm-up.
         k, estimator, eps: see :func:`nearest_neighbor_entropy`.
         legacy_slotwise: reproduce the authors' buffer (batches in slots, slot-wise search, and
-            the shrinking update). Needs a fixed ``batch_size``.
+            the shrinking update). Needs a fixed ``batch_size`` and ``k = 1``.
     """
 
     legacy_buffer: Tensor
@@ -271,6 +274,8 @@ class ManifoldEntropyLoss(nn.Module):
         if legacy_slotwise:
             if batch_size is None:
                 raise ValueError("batch_size: legacy_slotwise=True needs the (fixed) batch size")
+            if k != 1:  # the authors' slot-wise search takes the nearest neighbour only
+                raise ValueError(f"k: legacy_slotwise=True searches k = 1 only, got {k}")
             self.register_buffer("legacy_buffer", torch.rand(memory_size, batch_size, dim) * 2 - 1)
 
     def set_epoch(self, epoch: int) -> None:
