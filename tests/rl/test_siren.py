@@ -356,3 +356,20 @@ def test_module_entropy_stat_is_token_entropy(dtype):
     expected = (h64 * mask.double()).sum() / mask.sum()
     torch.testing.assert_close(stats["entropy"].double(), expected, atol=1e-5, rtol=1e-5)
     assert not stats["entropy"].requires_grad
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_top_p_one_with_masked_logits_is_finite(dtype):
+    """top_p = 1: the finite tokens' cumulative mass can round below 1, and the masked (-inf)
+    tokens after them were kept too: 0 * log 0 made value and gradient NaN."""
+    inf = float("-inf")
+    z = torch.tensor([[2.0, 1.0, 0.5, inf, inf, inf], [0.3] * 5 + [inf]], dtype=dtype)
+    z.requires_grad_(True)
+    value = top_p_entropy(z, 1.0)
+    (grad,) = torch.autograd.grad(value.sum(), z)
+    assert torch.isfinite(value).all() and torch.isfinite(grad).all()
+    assert (grad[z.detach() == inf] == 0).all()
+    # the kept set is 2 or 3 of the finite tokens (c_3 = 1 exactly, or rounded below 1)
+    two, three = torch.tensor([2.0, 1.0]), torch.tensor([2.0, 1.0, 0.5])
+    ent = [float(-(p * p.log()).sum()) for p in (two.softmax(0), three.softmax(0))]
+    assert min(abs(float(value[0]) - e) for e in ent) < 1e-6

@@ -330,7 +330,9 @@ def token_entropy(
         ``(...)`` entropies in nats, in the dtype of ``logits`` (float32 accumulation for
         float16/bfloat16). Differentiable once (the chunked backward does not support double
         backward). A row whose logits are all ``-inf`` has no distribution: its entropy and
-        gradient are NaN (mask such positions out; the masked aggregations ignore them).
+        gradient are NaN. A zero mask hides the value from the masked aggregations but not the
+        gradient (0 * NaN is NaN, as with ``torch.log_softmax``), so replace such rows' logits
+        (e.g. by zeros) before the call.
 
     Example:
         >>> token_entropy(torch.zeros(2)).item()  # ln 2
@@ -468,8 +470,9 @@ def selective_log_softmax(
 
     Returns:
         ``(...)`` log-probabilities in the dtype of ``logits`` (float32 accumulation inside).
-        A row whose logits are all ``-inf`` has no distribution: its value and gradient are NaN
-        (mask such positions out; the masked aggregations ignore them).
+        A row whose logits are all ``-inf`` has no distribution: its value and gradient are NaN.
+        A zero mask hides the value but not the gradient (0 * NaN is NaN, as with
+        ``torch.log_softmax``), so replace such rows' logits (e.g. by zeros) before the call.
     """
     flat, inv_t, chunk = _flatten_logits(logits, temperature, chunk_size)
     check_token_ids(tokens, logits)

@@ -75,8 +75,9 @@ def grpo_advantages(
     with the **unbiased** (Bessel, ``N-1``) standard deviation, as TRL and verl. ``scale``
     follows TRL's ``scale_rewards``: ``"group"`` (default) divides by the group's std,
     ``"batch"`` by the std of all rewards in the batch, ``"none"`` does not divide (Dr. GRPO;
-    verl ``norm_adv_by_std_in_grpo=False``). A group of size 1 gets mean 0 and std 1, as in verl
-    (TRL would produce NaN). ``eps`` is TRL's 1e-4 (verl uses 1e-6). A group whose rewards are
+    verl ``norm_adv_by_std_in_grpo=False``). A group of size 1 gets mean 0 and std 1, as in verl,
+    so its advantage is its reward over :math:`1 + \varepsilon` (TRL 1.16 gives 0 there: the
+    group's own mean and a std of 0). ``eps`` is TRL's 1e-4 (verl uses 1e-6). A group whose rewards are
     all equal gets advantages of exactly 0, also with ``eps = 0`` (TRL and verl give the
     rounding error of the group mean divided by ``eps``: 6e-4 for sixteen float32 rewards of
     0.7 with TRL's eps).

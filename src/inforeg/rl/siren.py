@@ -153,7 +153,9 @@ def _top_p_entropy_sorted(logits: Tensor, p_top: float, k: int, t: float) -> Ten
         lse_rows = [torch.logsumexp(c.to(acc) / t, dim=-1) for c in flat.split(chunk)]
         lse_full = torch.cat(lse_rows).view(*logits.shape[:-1], 1)
         cum = torch.cumsum(torch.exp(vals - lse_full), dim=-1)
-        keep = cum < p_top
+        # masked (-inf) tokens never enter the set: with top_p = 1 the finite tokens' mass can
+        # round below 1, and 0 * log 0 of a kept -inf token was NaN
+        keep = (cum < p_top) & (vals > float("-inf"))
         # An empty set has entropy 0; keeping the top-1 token alone also gives exactly 0 and
         # avoids a log-sum-exp over nothing.
         keep[..., 0] = True
@@ -227,7 +229,8 @@ def selective_entropy(
     """SIREN's statistic :math:`H_\\text{sel}`: the aggregated top-p entropy of the peak tokens.
 
     Returns ``(H_sel, top_p_entropies (N, T), selection (N, T) bool)``. With the default mode
-    ``seq-mean-token-mean`` a response with no selected token counts as 0, as in the code.
+    ``seq-mean-token-mean`` a response with no selected token counts as 0 (the authors' code
+    divides by its count of selected tokens without a floor, which gives NaN there).
     """
     h_sel, ent, sel, _ = _selective_entropy(
         logits, mask, top_p, top_k, quantile, mode, temperature, want_full=False
