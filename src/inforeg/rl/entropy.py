@@ -323,6 +323,9 @@ def token_entropy(
     Args:
         logits: ``(..., V)`` floating logits (any leading shape, e.g. ``(N, T, V)``).
         temperature: ``T > 0``; the logits are divided by it before the softmax (default 1).
+            Limit: the CPU paths scale in float32 with the row maximum rounded separately, so
+            once :math:`\max|z|/T` exceeds about :math:`2^{30}` (T below ~1e-9 for logits of
+            order 1) the results are wrong; divide such logits yourself in float64 first.
         chunk_size: rows per chunk of the chunked path; default: about 1 MiB of float32 per
             chunk on CPU, 32 MiB on other devices (unused by the fused kernels).
 
@@ -465,7 +468,7 @@ def selective_log_softmax(
     Args:
         logits: ``(..., V)`` floating logits.
         tokens: ``(...)`` integer token ids in ``[0, V)``, same leading shape as ``logits``.
-        temperature: ``T > 0`` (default 1).
+        temperature: ``T > 0`` (default 1); the limit of :func:`token_entropy` applies.
         chunk_size: rows per chunk (default as :func:`token_entropy`).
 
     Returns:
