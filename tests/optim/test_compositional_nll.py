@@ -158,3 +158,17 @@ def test_bad_input():
         CompositionalNLL(beta=-0.1)
     with pytest.raises(ValueError, match="log_q_noise"):
         CompositionalNLL()(e_data, e_noise, log_q[:-1])
+
+
+def test_beta_one_with_a_previous_estimate_is_the_minibatch_estimate():
+    """beta = 1 (documented as the biased minibatch estimator) raised 'math domain error' once a
+    previous log_u was passed, so CompositionalNLL(beta=1) failed on its first call."""
+    e_data, e_noise = torch.tensor([1.0, 3.0]), torch.tensor([0.0, 1.0, 2.0])
+    log_q = torch.zeros(3)
+    fresh = compositional_nll(e_data, e_noise, log_q, beta=1.0)
+    with_past = compositional_nll(e_data, e_noise, log_q, log_u=torch.tensor(5.0), beta=1.0)
+    assert_close(with_past.log_u, fresh.log_u)
+    assert_close(with_past.loss, fresh.loss)
+    module = CompositionalNLL(beta=1.0)
+    assert_close(module(e_data, e_noise, log_q), fresh.loss)
+    assert_close(module(e_data, e_noise, log_q), fresh.loss)  # the second step too

@@ -133,7 +133,10 @@ def compositional_nll(
         if log_u.numel() != 1:
             raise ValueError(f"log_u: expected a scalar tensor, got shape {tuple(log_u.shape)}")
         prev = log_u.detach().reshape(()).to(dtype)
-        new_log_u = torch.logaddexp(prev + math.log1p(-b), log_g + math.log(b))
+        # beta = 1 keeps nothing of the past (log1p(-1) would raise): the minibatch estimate
+        new_log_u = (
+            log_g if b == 1.0 else torch.logaddexp(prev + math.log1p(-b), log_g + math.log(b))
+        )
     loss = _loss(e_data, e_noise, log_q, new_log_u)
     return CompositionalNLLOutput(loss.to(out_dtype), new_log_u)
 

@@ -51,7 +51,8 @@ def scad_prox(z: Tensor, lam: float, a: float = 3.7, step: float = 1.0) -> Tenso
     Li), step t = 1. Differentiable almost everywhere (gradient 0, 1 or (a-1)/(a-1-t)).
 
     Args:
-        z: any shape. lam: lambda > 0. a: > 2. step: t > 0 with a > 1 + t.
+        z: any shape. lam: lambda > 0. a: > 1 + step (Fan & Li's a > 2 at step 1; the
+            SCAD penalty itself, :func:`scad_penalty`, checks a > 2). step: t > 0.
 
     Example (lambda = 1, a = 3.7: soft threshold up to 2, ``(2.7 z - 3.7) / 1.7`` up to 3.7,
     then the identity):
