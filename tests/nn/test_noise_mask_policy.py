@@ -357,3 +357,22 @@ def test_policy_checks_the_dtype_and_a_one_sample_training_batch():
     with pytest.raises(ValueError, match=r"x: a batch of 1 sample in training mode"):
         policy(x[:1].bfloat16())
     assert policy.eval()(x[:1].bfloat16())[0].shape == (1, 4)
+
+
+@pytest.mark.parametrize(
+    ("log_a", "log_b"), [(-7.0, -7.0), (-10.0, -10.0), (1.0, -0.5), (0.0, 0.0)]
+)
+def test_sampled_cells_follow_the_beta_distribution(log_a, log_b):
+    """torch.distributions.Beta underflows both Gamma draws at small concentrations and returns
+    exactly 0.5: at log alpha = log beta = -10, 94% of cells were 0.5 (variance 0.015, not 0.25)."""
+    stats = pytest.importorskip("scipy.stats")
+    torch.manual_seed(0)
+    n = 100_000
+    cells = sample_mask_cells(torch.full((1, n), log_a), torch.full((1, n), log_b)).double()
+    a, b = math.exp(log_a), math.exp(log_b)
+    ref = stats.beta(a, b)
+    for lo, hi in ((0.1, 0.9), (0.0, 0.5), (0.3, 0.7)):
+        want = ref.cdf(hi) - ref.cdf(lo)
+        got = float(((cells >= lo) & (cells < hi)).double().mean())  # float32 rounds to 0
+        assert abs(got - want) < 4 * math.sqrt(want * (1 - want) / n) + 1e-4
+    assert abs(float(cells.var()) - ref.var()) < 0.01
