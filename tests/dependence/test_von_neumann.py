@@ -85,3 +85,12 @@ def test_half_and_bad_input():
     bad[0, 0] = float("nan")
     with checks("full"), pytest.raises(ValueError, match="z"):
         von_neumann_entropy(bad)
+
+
+def test_eps_zero_with_a_zero_eigenvalue_is_finite():
+    """eps = 0 is allowed; a rank-deficient covariance gave 0 * log 0 = NaN."""
+    z = torch.tensor([[1.0, 0.0, 0.0], [-1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, -1.0, 0.0]])
+    value = von_neumann_entropy(z, eps=0.0)
+    assert float(value) == pytest.approx(math.log(2.0), rel=1e-6)  # two equal eigenvalues
+    g = torch.Generator().manual_seed(0)
+    assert math.isfinite(float(von_neumann_entropy(torch.randn(3, 5, generator=g), eps=0.0)))

@@ -48,7 +48,8 @@ def von_neumann_entropy(
         z: latents (..., H); all leading dimensions are samples (N = their product >= 2).
         normalize: divide the covariance by its trace (default True).
         center: subtract the mean over samples first (default True).
-        eps: ridge added to the covariance and floor for the eigenvalues (code: 1e-8).
+        eps: ridge added to the covariance and floor for the eigenvalues (code: 1e-8). With
+            0, a zero eigenvalue adds 0 to the value and an infinite slope to the gradient.
 
     Returns:
         0-d tensor in [0, log H], in the input dtype (computed in float32 at least).
@@ -74,7 +75,8 @@ def von_neumann_entropy(
     if normalize:
         cov = cov / torch.diagonal(cov).sum()
     lam = torch.linalg.eigvalsh(cov).clamp_min(eps)
-    return -(lam * lam.log()).sum().to(z.dtype)
+    # xlogy: 0 log 0 = 0 for eps = 0 (lam * log(lam) was NaN at a zero eigenvalue)
+    return -torch.special.xlogy(lam, lam).sum().to(z.dtype)
 
 
 class VonNeumannEntropy(nn.Module):

@@ -43,18 +43,25 @@ def _cost_rows(
     """Rows ``i0:i1`` of the cost ``C(u_i, v_j) = |u_i - v_j|^p / p``, shape ``(..., i1 - i0, m)``
     (``vv``: the squared norms of the rows of v, if already computed).
 
-    ``same`` (v is u): for p=1 the diagonal is set to exact zeros: sqrt of the rounding noise of
-    ||x||^2 + ||x||^2 - 2 x.x (~1e-8 in float64) is not differentiable and broke gradchecks. For
-    p=2 the noise is kept, as in geomloss, whose values we match to float32 rounding.
+    For p=1, squared distances within the expansion's rounding of ||u||^2 + ||v||^2 - 2 u.v
+    (``(d + 2) eps (||u||^2 + ||v||^2)``) are exact zeros, in every block alike, and so is the
+    diagonal when ``same`` (v is u): sqrt of that noise is not differentiable (it broke
+    gradchecks), and zeroing it only on the diagonals of the self-costs made S(a, a) nonzero
+    (9e-4 for float32 points near 10; geomloss gives 0). For p=2 the noise is kept, as in
+    geomloss, whose values we match to float32 rounding.
     """
     ub = u[..., i0:i1, :]
     vv = (v * v).sum(-1) if vv is None else vv
-    d2 = (ub * ub).sum(-1, keepdim=True) + vv.unsqueeze(-2)
-    d2 = (d2 - 2.0 * (ub @ v.transpose(-2, -1))).clamp_min_(0.0)
-    if same and p == 1:
+    norms = (ub * ub).sum(-1, keepdim=True) + vv.unsqueeze(-2)
+    d2 = (norms - 2.0 * (ub @ v.transpose(-2, -1))).clamp_min_(0.0)
+    if p == 2:
+        return d2.div_(2.0)
+    rounding = (u.shape[-1] + 2) * torch.finfo(u.dtype).eps
+    d2.masked_fill_(d2 <= norms.mul_(rounding), 0.0)
+    if same:
         idx = torch.arange(ub.shape[-2], device=u.device)
         d2[..., idx, idx + i0] = 0.0
-    return d2.div_(2.0) if p == 2 else safe_root(d2)
+    return safe_root(d2)
 
 
 class _Cost:
@@ -389,8 +396,12 @@ def sinkhorn_divergence(
         x.requires_grad or y.requires_grad or a_w.requires_grad or b_w.requires_grad
     )
     with torch.no_grad():
-        xd, yd = x.detach(), y.detach()
         n, m, batch = x.shape[-2], y.shape[-2], x[..., 0, 0].numel()
+        # at their common centre: the cost is shift-invariant, and its expansion
+        # ||u||^2 + ||v||^2 - 2 u.v rounds far less there for clouds away from the origin
+        xd, yd = x.detach(), y.detach()
+        shift = (xd.sum(-2, keepdim=True) + yd.sum(-2, keepdim=True)) / (n + m)
+        xd, yd = xd - shift, yd - shift
         entries = batch * (2 * n * m + (n * n + m * m if debias else 0))
         online = backend == "online" or (backend == "auto" and entries > ONLINE_ABOVE)
         costs = _costs(xd, yd, p, debias, online)

@@ -87,7 +87,9 @@ def smooth_ot(
         gamma: regularisation strength, > 0.
         regularizer: ``"l2"`` or ``"entropy"``.
         formulation: ``"dual"`` (``f = alpha``, ``g = beta``) or ``"semi_dual"`` (``f = alpha``,
-            ``g_j = -max_Omega_j(alpha - c_j)`` so that ``value = a.f + b.g``).
+            ``g_j = -max_Omega_j(alpha - c_j)`` so that ``value = a.f + b.g``, where the
+            terms of zero-weight columns count as 0: with ``"entropy"`` their ``g_j`` is
+            ``-inf``, and ``b_j g_j`` is then NaN rather than 0 if recomputed by hand).
         max_iter: solver iterations (POT's ``numItermax``, default 500).
         tol: gradient tolerance (POT's ``stopThr``, default 1e-9).
         normalize: divide the marginals by their sums.
