@@ -152,3 +152,31 @@ def test_bad_input(data):
     bad[0, 0] = float("nan")
     with checks("full"), pytest.raises(ValueError, match="x"):
         cs_quadratic_mi(bad, t[1])
+
+
+def test_conditional_cs_far_predictions_keep_value_and_gradient_in_float32():
+    """The cross kernel underflowed when y_hat was far from y: float32, y_hat = y + 30 gave 177.7
+    for 643.1 and a gradient of norm 0.07 for 50 (nothing pulled y_hat back)."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(64, 3, generator=g, dtype=torch.float64)
+    y = torch.randn(64, 1, generator=g, dtype=torch.float64)
+    out = {}
+    for dt in (torch.float64, torch.float32):
+        y_hat = (y + 30.0).to(dt).requires_grad_(True)
+        value = conditional_cs_divergence(x.to(dt), y.to(dt), y_hat)
+        (grad,) = torch.autograd.grad(value, y_hat)
+        out[dt] = (float(value), grad.double())
+    assert out[torch.float32][0] == pytest.approx(out[torch.float64][0], rel=1e-5)
+    torch.testing.assert_close(out[torch.float32][1], out[torch.float64][1], rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("normalized", [False, True])
+def test_cs_quadratic_mi_with_a_wide_kernel_in_float32(normalized):
+    """At sigma = 100 on unit data I_CS is ~1e-8, a difference of logs that agree to 1/sigma^4:
+    float32 kernel sums gave 0 (and a normalised value of -5.5e11 on other data)."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(500, 1, generator=g, dtype=torch.float64)
+    t = x + 0.5 * torch.randn(500, 1, generator=g, dtype=torch.float64)
+    want = float(cs_quadratic_mi(x, t, sigma=100.0, normalized=normalized))
+    got = float(cs_quadratic_mi(x.float(), t.float(), sigma=100.0, normalized=normalized))
+    assert got == pytest.approx(want, rel=1e-4)
