@@ -59,8 +59,12 @@ RECORDS = [
             "collapses to one batch) and searches slot-wise; EmbeddingMemory is a FIFO queue "
             "searched in full. ManifoldEntropyLoss(legacy_slotwise=True) reproduces the code. "
             "Added eps inside the log and a Kozachenko-Leonenko-style option. mee-digits-gan "
-            "(protocol 2, MLP GAN on 8x8 digits): the three paper claims did not hold (e.g. "
-            "Fréchet distance +13.1 [8.5, 17.8], worse); see results/mee-digits-gan.json."
+            "(protocol 2, MLP GAN on 8x8 digits): class coverage and Fréchet distance did not "
+            "hold (Fréchet +11.0 [6.2, 15.7], worse); sample quality inconclusive. Fragile: "
+            "re-run on 2026-12-07 after a rounding-level change (nearest_neighbor_entropy "
+            "centres its inputs), the quality claim moved from did not hold to inconclusive and "
+            "the sanity check (D's codes spread) from held to inconclusive, as GAN training "
+            "amplifies rounding; see results/mee-digits-gan.json."
         ),
     ),
     Record(
