@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
 
 import pytest
 
@@ -18,7 +19,7 @@ from inforeg.lab.experiments.protocol import (
     tune,
     verdict,
 )
-from inforeg.lab.experiments.runner import judge, run_experiment, summarise
+from inforeg.lab.experiments.runner import code_commit, judge, run_experiment, summarise
 
 # ------------------------------------------------------------------------------------------
 # Statistics
@@ -338,3 +339,28 @@ def test_arms_may_report_different_metrics(tmp_path):
     assert any(
         line.startswith("| base |") and line.endswith("| — |") for line in report.splitlines()
     )
+
+
+def test_code_commit_ignores_the_labs_own_outputs(tmp_path):
+    """A chain of --record runs rewrites results/ between runs; that must not mark the later
+    runs' code as dirty (all but the first of eight re-records said '+dirty'), while a change
+    to a source file must."""
+
+    def git(*args: str) -> None:
+        subprocess.run(["git", "-C", str(tmp_path), *args], check=True, capture_output=True)
+
+    git("init", "-q")
+    git("config", "user.email", "t@example.com")
+    git("config", "user.name", "t")
+    (tmp_path / "src").mkdir()
+    (tmp_path / "results").mkdir()
+    (tmp_path / "src" / "code.py").write_text("x = 1\n")
+    (tmp_path / "results" / "exp.json").write_text("{}\n")
+    git("add", "-A")
+    git("commit", "-qm", "init")
+    clean = code_commit(tmp_path / "src")
+    assert len(clean) == 40 and not clean.endswith("+dirty")
+    (tmp_path / "results" / "exp.json").write_text('{"new": 1}\n')
+    assert code_commit(tmp_path / "src") == clean
+    (tmp_path / "src" / "code.py").write_text("x = 2\n")
+    assert code_commit(tmp_path / "src") == clean + "+dirty"

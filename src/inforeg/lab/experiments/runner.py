@@ -115,9 +115,17 @@ def tuning_record(exp: Experiment, results: Sequence[SeedResult]) -> dict[str, A
     }
 
 
-def code_commit() -> str:
-    """The git commit of the code that ran (``+dirty`` with local changes), or ``unknown``."""
-    here = Path(__file__).resolve().parent
+#: Folders the lab writes its own outputs to: changes there are not changes to the code that
+#: ran (a chain of ``--record`` runs would otherwise mark every run after the first dirty).
+OUTPUT_FOLDERS = ("results", "benchmarks")
+
+
+def code_commit(where: Path | None = None) -> str:
+    """The git commit of the code that ran (``+dirty`` with local changes outside
+    :data:`OUTPUT_FOLDERS`), or ``unknown``; ``where``: a folder in the checkout (default: this
+    package's)."""
+    here = where or Path(__file__).resolve().parent
+    outputs = [f":(top,exclude){folder}" for folder in OUTPUT_FOLDERS]
     try:
         head = subprocess.run(
             ["git", "-C", str(here), "rev-parse", "HEAD"],
@@ -127,7 +135,9 @@ def code_commit() -> str:
             timeout=10,
         ).stdout.strip()
         dirty = subprocess.run(
-            ["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no"],
+            ["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no", "--"]
+            + [":(top)"]
+            + outputs,
             capture_output=True,
             text=True,
             check=True,
