@@ -13,16 +13,18 @@ For latents :math:`Z \in \mathbb{R}^{N \times H}` (leading dims flattened), with
 (log H) for isotropic latents and 0 for rank-one (collapsed) latents; it is invariant to scaling
 and rotation of Z.
 
-The regulariser is meant to be *maximised* (the paper: it prevents collapse and sustains
-expressiveness), i.e. the loss term is :math:`-\beta S`. The released code of "Information Shapes
+The regulariser is meant to be *maximised*: the paper's Lagrangian (Eq. 8) maximises
+:math:`\alpha \log I(z_{t-n}; z_t) - \beta I(z_t; x_t \mid z_{t-n}) + \gamma S(C / \mathrm{tr}\,C) +
+\log p(x_t \mid z_t)` with :math:`C` the latent covariance, so the loss term is
+:math:`-\beta S`. The released code of "Information Shapes
 Koopman Representation" adds :math:`+\beta S` (minimising it); :class:`VonNeumannEntropy` makes the
 sign explicit: ``entropy_sign="maximize"`` (default, paper) or ``"minimize"`` (code).
 
 ``normalize=False`` skips the trace normalisation (use when Σ already has unit trace, e.g. the
 autocorrelation of L2-normalised rows with ``center=False``, as in Kim et al.'s VNE, CVPR 2023).
 
-Paper: X. Cheng, W. Yuan et al., "Information Shapes Koopman Representation", arXiv 2510.13025
-(2025); code Wenxuan52/InformationKoopman (``von_neumann_entropy`` in
+Paper: X. Cheng, W. Yuan et al., "Information Shapes Koopman Representation", ICLR 2026, arXiv
+2510.13025; code Wenxuan52/InformationKoopman (``von_neumann_entropy`` in
 ``model/physical_simulation/base.py``).
 """
 

@@ -130,7 +130,7 @@ RECORDS = [
         title="Information Shapes Koopman Representation",
         authors="Xiaoyuan Cheng, Wenxuan Yuan, Yiming Yang, Yuanzhao Zhang, et al.",
         year=2025,
-        venue="arXiv preprint",
+        venue="ICLR 2026",
         family="dependence",
         spec="dependence_and_estimators.md §7",
         arxiv="2510.13025",
@@ -140,11 +140,13 @@ RECORDS = [
         status="implemented",
         reference_tests=("tests/dependence/test_von_neumann.py",),
         notes=(
-            "Spec says listed for ICLR 2026; acceptance unverified. Only the von Neumann entropy "
-            "term is in the library (the temporal InfoNCE and the ridge Koopman operator live in "
-            "the experiment), hence 'implemented'. The released code adds +beta*S (minimising the "
-            "entropy) while the paper maximises it: entropy_sign makes this explicit (default "
-            "'maximize')."
+            "ICLR 2026 (the camera-ready, arXiv v2, was read in a full-text copy). Only the von "
+            "Neumann entropy term is in the library (the temporal InfoNCE and the ridge Koopman "
+            "operator live in the experiment), hence 'implemented'. The paper's Lagrangian "
+            "(Eq. 8) maximises alpha log I(z_{t-n}; z_t) - beta I(z_t; x_t | z_{t-n}) + gamma "
+            "S(C / tr C) + log p(x_t | z_t), with C the latent covariance: entropy maximised, "
+            "trace-normalised covariance, as the defaults here. The released code adds +beta*S "
+            "(minimising the entropy): entropy_sign makes this explicit (default 'maximize')."
         ),
     ),
     Record(
