@@ -61,7 +61,7 @@ from inforeg.core.checks import (
 )
 from inforeg.core.dtypes import compute_dtype
 from inforeg.core.pairwise import BlockFn, pairwise_reduce
-from inforeg.dependence._utils import cpu_block_rows
+from inforeg.dependence._utils import at_origin, cpu_block_rows
 from inforeg.dependence.distance_covariance import distance_covariance_sqr, distance_matrix_blocks
 
 __all__ = [
@@ -119,9 +119,7 @@ def joint_distance_covariance(
     # of U-centred entries cancel to a total ~1e4 times smaller, and in float32 the result was
     # off by 1e-3 (n = 1500) to 1e-2 (n = 6000) of itself.
     dtype = compute_dtype(*mats)
-    blocks = [
-        _widened(distance_matrix_blocks(m.to(dtype) - m.to(dtype).detach().mean(0))) for m in mats
-    ]
+    blocks = [_widened(distance_matrix_blocks(at_origin(m.to(dtype))[0])) for m in mats]
     # Pass 1: row sums r and totals S of every distance matrix.
     chunk = cpu_block_rows(chunk_size, mats[0], n)
     rows = [pairwise_reduce(b, n, "rows", chunk) for b in blocks]
